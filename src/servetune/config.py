@@ -1,0 +1,118 @@
+"""Pydantic models shared by the stages: the contracts one stage hands to the next.
+
+Each stage owns the behaviour; the data it exchanges with other stages is described here, in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# The 11 Food-11 categories, in the order of their class ids.
+FOOD11_CLASSES: list[str] = [
+    "Bread",
+    "Dairy product",
+    "Dessert",
+    "Egg",
+    "Fried food",
+    "Meat",
+    "Noodles/Pasta",
+    "Rice",
+    "Seafood",
+    "Soup",
+    "Vegetable/Fruit",
+]
+
+
+class ModelSpec(BaseModel):
+    """Everything serving needs to know about a model, stored in the artifact's ONNX metadata_props."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="short human name, e.g. food11-lite0-int8")
+    class_names: list[str] = Field(min_length=2)
+    input_size: int = Field(gt=0, description="square side of the network input in pixels")
+    resize: int = Field(gt=0, description="the shorter image side is resized to this before the centre crop")
+    crop: Literal["center", "none"] = "center"
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # Pixels are scaled to 0..1 (scale=1/255) before mean/std; a Keras model trained on x/255 uses
+    # mean=(0,0,0), std=(1,1,1).
+    scale: float = 1.0 / 255.0
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    output: Literal["logits", "probabilities"] = "logits"
+    backbone: str = "unknown"
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    data: str = Field(default="", description="what the model was trained on")
+    accuracy: dict[str, float] = Field(default_factory=dict, description="split name -> top-1 accuracy 0..1")
+    version: str = "0"
+
+
+class ResourceSample(BaseModel):
+    """One row of resource_usage.csv (the reference monitor's columns, every 5 s)."""
+
+    time: str  # "%Y-%m-%d %H:%M:%S" wall-clock, like the reference monitor
+    n_replica: int
+    cpu_req_core: float
+    mem_req_KB: float
+    cpu_lim_core: float
+    mem_lim_KB: float
+    cpu_use_core: float
+    mem_use_KB: float
+
+
+RESOURCE_COLUMNS: list[str] = list(ResourceSample.model_fields)
+
+
+class LoadRunRow(BaseModel):
+    """One row of load_output.csv: siege's --log line for one (usually 60 s) run."""
+
+    date_time: str  # siege's "%Y-%m-%d %H:%M:%S"
+    trans: int
+    elap_time: float  # seconds
+    data_trans: float  # MB
+    resp_time: float  # seconds, mean over the run
+    trans_rate: float  # per second
+    throughput: float  # MB per second
+    concurrent: float
+    okay: int
+    failed: int
+
+
+class RequestRecord(BaseModel):
+    """One row of the per-request log (ours; siege has none)."""
+
+    start: float  # unix time the request was (intended to be) sent
+    latency_s: float
+    status: int  # HTTP status, 0 for a connection error
+    bytes: int
+    phase: int
+    replica: str = ""
+
+
+class LocalReplica(BaseModel):
+    """One replica (gunicorn worker) of the one-machine cluster."""
+
+    pid: int | None  # None while Pending (does not fit the node)
+    phase: Literal["Pending", "Running", "Terminating"]
+    ready: bool
+    started_at: float  # unix time
+
+
+class LocalClusterState(BaseModel):
+    """Written by the one-machine cluster (deploy/local.py) and read by its monitor (monitor/local.py)."""
+
+    master_pid: int
+    port: int
+    cpu_request_cores: float
+    mem_request_bytes: int
+    cpu_limit_cores: float
+    mem_limit_bytes: int
+    limits_enforced: bool
+    limits_note: str = ""
+    restarts: int = 0
+    desired_replicas: int
+    replicas: list[LocalReplica]
+    updated_at: float

@@ -1,0 +1,99 @@
+"""The model artifact: one .onnx file whose metadata_props carry the ModelSpec.
+
+Writing needs the `onnx` package (training extra); reading uses only ONNX Runtime, so serving installs
+stay small. Each ModelSpec field is stored under the key ``servetune.<field>`` as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from servetune.config import ModelSpec
+
+if TYPE_CHECKING:
+    import onnx
+
+KEY_PREFIX = "servetune."
+
+
+class ArtifactError(Exception):
+    """The file is not a usable servetune model artifact; the message names the file and the problem."""
+
+
+def spec_to_metadata(spec: ModelSpec) -> dict[str, str]:
+    return {KEY_PREFIX + key: json.dumps(value) for key, value in spec.model_dump(mode="json").items()}
+
+
+def spec_from_metadata(metadata: dict[str, str], source: str = "<metadata>") -> ModelSpec:
+    fields = {}
+    for key, value in metadata.items():
+        if key.startswith(KEY_PREFIX):
+            try:
+                fields[key[len(KEY_PREFIX) :]] = json.loads(value)
+            except json.JSONDecodeError as err:
+                raise ArtifactError(f"{source}: metadata key {key!r} is not valid JSON: {err}") from None
+    if not fields:
+        raise ArtifactError(
+            f"{source}: no servetune metadata in the ONNX file (metadata_props has no '{KEY_PREFIX}*' keys); "
+            "export it with `servetune model export` or `servetune model import`"
+        )
+    try:
+        return ModelSpec(**fields)
+    except ValidationError as err:
+        raise ArtifactError(f"{source}: invalid servetune metadata: {err}") from None
+
+
+def attach_spec(model: onnx.ModelProto, spec: ModelSpec) -> onnx.ModelProto:
+    """Replace any servetune metadata in `model` by `spec` (in place) and return the model."""
+    keep = [p for p in model.metadata_props if not p.key.startswith(KEY_PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in spec_to_metadata(spec).items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    return model
+
+
+def save_artifact(model: onnx.ModelProto, spec: ModelSpec, path: str | Path) -> Path:
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    attach_spec(model, spec)
+    onnx.save_model(model, str(path))
+    return path
+
+
+def read_spec(path: str | Path) -> ModelSpec:
+    """Read the ModelSpec of an artifact without building a full inference session."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such model file")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # ORT raises several private exception types for unreadable files
+        raise ArtifactError(f"{path}: not a loadable ONNX model: {str(err).splitlines()[0]}") from None
+    return spec_from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package (see MODEL_CARD.md)."""
+    return Path(__file__).parent / "default" / "food11-lite0-int8.onnx"

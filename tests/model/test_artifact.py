@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import onnx
+import pytest
+from onnx_models import tiny_artifact, tiny_classifier, tiny_spec
+
+from servetune.model.artifact import ArtifactError, read_spec
+
+
+def test_spec_round_trips_through_the_onnx_file(tmp_path):
+    path = tiny_artifact(tmp_path / "tiny.onnx")
+    assert read_spec(path) == tiny_spec()
+
+
+def test_onnx_without_metadata_is_a_clear_error(tmp_path):
+    path = tmp_path / "bare.onnx"
+    onnx.save_model(tiny_classifier(), str(path))
+    with pytest.raises(ArtifactError, match="no servetune metadata"):
+        read_spec(path)
+
+
+def test_non_onnx_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_text("this is not a model")
+    with pytest.raises(ArtifactError, match="not a loadable ONNX model"):
+        read_spec(path)
+    with pytest.raises(ArtifactError, match="no such model file"):
+        read_spec(tmp_path / "missing.onnx")
