@@ -116,3 +116,84 @@ class LocalClusterState(BaseModel):
     desired_replicas: int
     replicas: list[LocalReplica]
     updated_at: float
+
+
+# --- deployment ---------------------------------------------------------------------------------------
+
+
+class ResourceAmounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float = Field(gt=0, le=256, description="CPU cores, e.g. 0.5 (rendered as 500m)")
+    memory_mb: int = Field(gt=0, le=1_048_576, description="memory in MiB (rendered as 512Mi)")
+
+
+class ScalingPolicy(BaseModel):
+    """autoscaling/v2 HPAScalingPolicy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["Pods", "Percent"]
+    value: int = Field(gt=0)
+    period_seconds: int = Field(gt=0, le=1800)
+
+
+class ScalingRules(BaseModel):
+    """autoscaling/v2 HPAScalingRules (one direction of `behavior`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stabilization_window_seconds: int | None = Field(default=None, ge=0, le=3600)
+    select_policy: Literal["Max", "Min", "Disabled"] = "Max"
+    policies: list[ScalingPolicy] = Field(default_factory=list)
+
+
+class ScalingBehavior(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scale_up: ScalingRules | None = None
+    scale_down: ScalingRules | None = None
+
+
+class AutoscalingSpec(BaseModel):
+    """A HorizontalPodAutoscaler on CPU utilisation (percent of the CPU request)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(default=1, ge=1, le=100)
+    max_replicas: int = Field(default=3, ge=1, le=100)
+    target_cpu_utilization: int = Field(default=70, ge=1, le=1000)
+    behavior: ScalingBehavior | None = None
+
+
+class ProbeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    initial_delay_seconds: int = Field(default=0, ge=0, le=3600)
+    period_seconds: int = Field(default=5, ge=1, le=3600)
+    timeout_seconds: int = Field(default=2, ge=1, le=3600)
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+
+
+class DeploymentSpec(BaseModel):
+    """One candidate deployment: what runs, how much it may hold, and how it scales. Read from YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="ml-app", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    model: str = Field(default="default", description="artifact path, or 'default' for the packaged model")
+    image: str = "servetune:0.1.0"
+    namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    node_port: int = Field(default=32000, ge=30000, le=32767)
+    container_port: int = Field(default=5000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description="server worker processes per pod")
+    threads: int | None = Field(default=None, ge=1, le=256, description="inference threads; None: CPU quota")
+    requests: ResourceAmounts = ResourceAmounts(cpu=0.5, memory_mb=256)
+    limits: ResourceAmounts | None = ResourceAmounts(cpu=1.0, memory_mb=512)
+    replicas: int = Field(default=1, ge=0, le=100, description="initial replicas")
+    autoscaling: AutoscalingSpec | None = None
+    readiness_probe: ProbeSpec = ProbeSpec(period_seconds=2, failure_threshold=2)
+    liveness_probe: ProbeSpec = ProbeSpec(period_seconds=10, timeout_seconds=5, failure_threshold=3)
+    startup_probe: ProbeSpec = ProbeSpec(period_seconds=1, failure_threshold=60)
+    termination_grace_period_seconds: int = Field(default=30, ge=1, le=3600)
+    pre_stop_seconds: int = Field(default=5, ge=0, le=600, description="sleep before SIGTERM so endpoints drain")
