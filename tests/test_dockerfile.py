@@ -1,0 +1,54 @@
+"""The container recipe installs only the serving dependencies and runs as a non-root user on port 5000.
+
+No container engine runs here, so this checks the recipe's text and what it installs (pyproject's core set).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINING_ONLY = {"torch", "tensorflow", "tensorflow-cpu", "keras", "onnx", "onnxscript", "torchvision"}
+
+
+def instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def requirement_name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower()
+
+
+def test_core_dependencies_hold_no_training_framework() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {requirement_name(r) for r in project["dependencies"]}
+    assert "onnxruntime" in names
+    assert not names & TRAINING_ONLY
+
+
+def test_dockerfile_installs_the_package_without_extras() -> None:
+    steps = instructions()
+    assert steps[0] == ("FROM", "python:3.11-slim")
+    runs = " ".join(arg for op, arg in steps if op == "RUN")
+    assert re.search(r"pip install \.(\s|$)", runs), runs
+    assert "[" not in runs and not any(name in runs.split() for name in TRAINING_ONLY)
+
+
+def test_dockerfile_runs_as_non_root_on_port_5000_with_a_readiness_check() -> None:
+    steps = instructions()
+    users = [arg for op, arg in steps if op == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert ("EXPOSE", "5000") in steps
+    health = [arg for op, arg in steps if op == "HEALTHCHECK"]
+    assert len(health) == 1 and "/readyz" in health[0] and "curl" not in health[0]
+    command = [arg for op, arg in steps if op == "CMD"][-1]
+    assert "serve" in command and "0.0.0.0" in command and "5000" in command
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", "runs", "tests", "benchmarks", ".git"} <= ignored
