@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # The 11 Food-11 categories, in the order of their class ids.
 FOOD11_CLASSES: list[str] = [
@@ -124,7 +124,7 @@ class LocalClusterState(BaseModel):
 class ResourceAmounts(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cpu: float = Field(gt=0, le=256, description="CPU cores, e.g. 0.5 (rendered as 500m)")
+    cpu: float = Field(ge=0.001, le=256, description="CPU cores, e.g. 0.5 (rendered as 500m)")
     memory_mb: int = Field(gt=0, le=1_048_576, description="memory in MiB (rendered as 512Mi)")
 
 
@@ -165,6 +165,14 @@ class AutoscalingSpec(BaseModel):
     target_cpu_utilization: int = Field(default=70, ge=1, le=1000)
     behavior: ScalingBehavior | None = None
 
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_at_least_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_replicas")
+        if low is not None and value < low:
+            raise ValueError(f"must be >= min_replicas ({low})")
+        return value
+
 
 class ProbeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -197,3 +205,87 @@ class DeploymentSpec(BaseModel):
     startup_probe: ProbeSpec = ProbeSpec(period_seconds=1, failure_threshold=60)
     termination_grace_period_seconds: int = Field(default=30, ge=1, le=3600)
     pre_stop_seconds: int = Field(default=5, ge=0, le=600, description="sleep before SIGTERM so endpoints drain")
+
+    @field_validator("limits")
+    @classmethod
+    def _limits_cover_requests(cls, value: ResourceAmounts | None, info: ValidationInfo) -> ResourceAmounts | None:
+        requests = info.data.get("requests")
+        if value is None or requests is None:
+            return value
+        if value.cpu < requests.cpu:
+            raise ValueError(f"cpu ({value.cpu}) must be >= requests.cpu ({requests.cpu})")
+        if value.memory_mb < requests.memory_mb:
+            raise ValueError(f"memory_mb ({value.memory_mb}) must be >= requests.memory_mb ({requests.memory_mb})")
+        return value
+
+    @field_validator("pre_stop_seconds")
+    @classmethod
+    def _pre_stop_within_grace(cls, value: int, info: ValidationInfo) -> int:
+        # The preStop sleep counts against the grace period; in-flight requests need the rest of it.
+        grace = info.data.get("termination_grace_period_seconds")
+        if grace is not None and value >= grace:
+            raise ValueError(f"must be < termination_grace_period_seconds ({grace})")
+        return value
+
+    @model_validator(mode="after")
+    def _replicas_within_autoscaling_bounds(self) -> DeploymentSpec:
+        hpa = self.autoscaling
+        if hpa is None:
+            return self
+        if "replicas" not in self.model_fields_set:
+            self.replicas = hpa.min_replicas  # an autoscaled deployment starts at its minimum
+        elif not hpa.min_replicas <= self.replicas <= hpa.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) must be within autoscaling.min_replicas..max_replicas "
+                f"({hpa.min_replicas}..{hpa.max_replicas})"
+            )
+        return self
+
+
+# --- load ---------------------------------------------------------------------------------------------
+
+
+class LoadPhase(BaseModel):
+    """A block of identical load runs: `repeats` runs of `duration_s` each, like `siege -c users -d delay -t`.
+
+    Each run is one row of load_output.csv. In closed-loop mode every user sends a request, waits for the
+    answer, then thinks a whole number of seconds drawn like siege does (0..delay). In open-loop mode requests
+    arrive as a Poisson process at `rate` per second (default: the rate the users would offer if answers were
+    instant, users / (delay / 2)).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    users: int = Field(ge=1, le=10_000, description="concurrent virtual users (siege -c)")
+    delay: float = Field(default=1.0, ge=0, le=3600, description="think time bound in seconds (siege -d)")
+    duration_s: float = Field(default=60.0, gt=0, le=86_400, description="length of one run (siege -t)")
+    repeats: int = Field(default=1, ge=1, le=10_000, description="runs in a row; each writes one log row")
+    target: Literal["GET /test", "POST /predict"] = "GET /test"
+    rate: float | None = Field(default=None, gt=0, le=1_000_000, description="open loop: arrivals per second")
+
+    def open_loop_rate(self) -> float:
+        """Arrivals per second for open-loop mode."""
+        if self.rate is not None:
+            return self.rate
+        if self.delay <= 0:
+            raise ValueError("an open-loop phase with delay 0 needs an explicit `rate`")
+        return self.users / (self.delay / 2)
+
+
+class LoadProfile(BaseModel):
+    """A load test: phases run one after the other. Stored as YAML in src/servetune/load/profiles/."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    images: str | None = Field(default=None, description="image folder for POST /predict phases")
+    time_scale: float = Field(default=1.0, gt=0, le=1000, description="run durations were multiplied by this")
+    phases: list[LoadPhase] = Field(min_length=1)
+
+    def runs(self) -> list[tuple[int, LoadPhase]]:
+        """(phase index, phase) for every run in order: a phase with repeats=5 appears 5 times."""
+        return [(index, phase) for index, phase in enumerate(self.phases) for _ in range(phase.repeats)]
+
+    def total_seconds(self) -> float:
+        return sum(phase.duration_s * phase.repeats for phase in self.phases)

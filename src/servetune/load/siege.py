@@ -1,0 +1,109 @@
+"""siege's --log file format (read and write, byte for byte), and running the real siege binary.
+
+siege 4.x writes one line per run (log.c):
+    "%s,%7d,%11.2f,%12u,%11.2f,%12.2f,%12.2f,%12.2f,%8d,%8d\n"
+    date, Trans, Elap Time, Data Trans (whole MB, truncated), Resp Time = total time / Trans,
+    Trans Rate = Trans / elapsed, Throughput = whole MB / elapsed, Concurrent = total time / elapsed,
+    OKAY, Failed
+under a padded header, and `**** message ****` lines for `siege -m`. A run with no transaction divides by
+zero: glibc prints `inf` or `-nan`, and so do we.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from servetune.config import LoadRunRow
+
+SIEGE_LOG_HEADER = (
+    "      Date & Time,  Trans,  Elap Time,  Data Trans,  Resp Time,  Trans Rate,  Throughput,"
+    "  Concurrent,    OKAY,   Failed\n"
+)
+SIEGE_LOG_COLUMNS = [name.strip() for name in SIEGE_LOG_HEADER.split(",")]
+
+
+class SiegeLogError(ValueError):
+    """A malformed siege log; the message names the file and the line."""
+
+
+def c_float(value: float, width: int) -> str:
+    """printf("%{width}.2f") as glibc prints it, including inf and the -nan of 0.0/0."""
+    if math.isnan(value):
+        return "-nan".rjust(width)
+    return f"{value:{width}.2f}"
+
+
+def format_siege_row(row: LoadRunRow) -> str:
+    return (
+        f"{row.date_time},{row.trans:7d},{c_float(row.elap_time, 11)},{int(row.data_trans):12d},"
+        f"{c_float(row.resp_time, 11)},{c_float(row.trans_rate, 12)},{c_float(row.throughput, 12)},"
+        f"{c_float(row.concurrent, 12)},{row.okay:8d},{row.failed:8d}\n"
+    )
+
+
+def append_siege_row(path: Path, row: LoadRunRow) -> None:
+    """Append one run like siege does: the header first when the file does not exist yet."""
+    path = Path(path)
+    with open(path, "a", encoding="ascii") as log:
+        if log.tell() == 0:
+            log.write(SIEGE_LOG_HEADER)
+        log.write(format_siege_row(row))
+        log.flush()
+        os.fsync(log.fileno())
+
+
+def write_siege_log(path: Path, rows: list[LoadRunRow]) -> None:
+    """A complete siege log: header and one line per run (replaces the file)."""
+    Path(path).write_text(SIEGE_LOG_HEADER + "".join(format_siege_row(row) for row in rows), encoding="ascii")
+
+
+def read_siege_log(path: Path) -> list[LoadRunRow]:
+    """Every run line of a siege --log file; header lines (even repeated), marks and blank lines are skipped."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SiegeLogError(f"{path}: cannot read siege log: {error}") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("Date & Time", "****")):
+            continue
+        rows.append(parse_siege_line(stripped, path, number))
+    return rows
+
+
+def parse_siege_line(line: str, path: Path, number: int) -> LoadRunRow:
+    fields = [field.strip() for field in line.split(",")]
+    if len(fields) != len(SIEGE_LOG_COLUMNS):
+        raise SiegeLogError(
+            f"{path}: line {number}: expected {len(SIEGE_LOG_COLUMNS)} comma-separated fields "
+            f"({', '.join(SIEGE_LOG_COLUMNS)}), found {len(fields)}"
+        )
+    date_time = fields[0]
+    if len(date_time) != 19 or date_time[4] != "-" or date_time[13] != ":":
+        raise SiegeLogError(f"{path}: line {number}: date {date_time!r} is not YYYY-MM-DD HH:MM:SS")
+    values: list[float] = []
+    for column, field in zip(SIEGE_LOG_COLUMNS[1:], fields[1:]):
+        try:
+            values.append(float(field))
+        except ValueError:
+            raise SiegeLogError(f"{path}: line {number}: {column} {field!r} is not a number") from None
+    counts = {"Trans": values[0], "OKAY": values[7], "Failed": values[8]}
+    for column, value in counts.items():
+        if not (value.is_integer() and value >= 0):
+            raise SiegeLogError(f"{path}: line {number}: {column} {value!r} is not a whole number >= 0")
+    return LoadRunRow(
+        date_time=date_time,
+        trans=int(values[0]),
+        elap_time=values[1],
+        data_trans=values[2],
+        resp_time=values[3],
+        trans_rate=values[4],
+        throughput=values[5],
+        concurrent=values[6],
+        okay=int(values[7]),
+        failed=int(values[8]),
+    )
