@@ -1,0 +1,240 @@
+"""The Kubernetes resource monitor: requests/limits from CoreV1, usage from metrics.k8s.io.
+
+What one sample counts (the reference monitor's semantics, with its usage bug fixed):
+- replicas are the pods in the namespace (optionally matching a label selector) that have a container
+  named `ml-app`, whatever their phase, as the reference counts them; `n_replica` is their number;
+- requests and limits are the sums over those `ml-app` containers (CPU in cores, memory in KiB);
+- usage is the sum of the `ml-app` containers' usage in PodMetrics, for those same pods only. The reference
+  sums the first container of every pod in the namespace, which counts other workloads running there;
+  `usage_all_pods=True` restores that behaviour for comparisons with old runs.
+
+Gaps: metrics-server answers 404/503 while it starts, and a new pod has no metrics for its first
+~15-60 s. Neither crashes the monitor or delays the cadence: each pod's usage carries its last measured
+value, and a pod never measured yet contributes 0 (a warning names it). If the pod list itself cannot
+be read (API server unreachable), that sample is skipped with a warning; authentication or permission
+errors (401/403) stop the monitor with a clear error.
+
+The `kubernetes` client is an optional extra (`pip install 'servetune[kubernetes]'`), imported lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from servetune.config import ResourceSample
+from servetune.monitor.record import record
+from servetune.monitor.resource_csv import wall_clock_text
+
+CONTAINER_NAME = "ml-app"
+IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+log = logging.getLogger(__name__)
+
+
+class KubernetesMonitorError(RuntimeError):
+    """The monitor cannot run: client not installed, no usable configuration, or access refused."""
+
+
+def _client() -> Any:
+    try:
+        from kubernetes import client
+    except ImportError:
+        raise KubernetesMonitorError(
+            "the Kubernetes monitor needs the official client: pip install 'servetune[kubernetes]'"
+        ) from None
+    return client
+
+
+def connect(kubeconfig: str | Path | None = None, context: str | None = None) -> tuple[Any, str]:
+    """An ApiClient and the default namespace: from `kubeconfig` (or $KUBECONFIG, ~/.kube/config), else
+    the in-cluster service account."""
+    _client()
+    from kubernetes import config
+    from kubernetes.client import ApiClient, Configuration
+
+    if kubeconfig is None:
+        candidates = os.environ.get("KUBECONFIG", "").split(os.pathsep) + [config.KUBE_CONFIG_DEFAULT_LOCATION]
+        found = [Path(c).expanduser() for c in candidates if c and Path(c).expanduser().is_file()]
+        if not found:
+            if os.environ.get("KUBERNETES_SERVICE_HOST"):
+                configuration = Configuration()
+                try:
+                    config.load_incluster_config(client_configuration=configuration)
+                except config.ConfigException as error:
+                    raise KubernetesMonitorError(f"in-cluster configuration: {error}") from None
+                namespace = "default"
+                if IN_CLUSTER_NAMESPACE_FILE.is_file():
+                    namespace = IN_CLUSTER_NAMESPACE_FILE.read_text().strip() or namespace
+                return ApiClient(configuration), namespace
+            raise KubernetesMonitorError(
+                "no kubeconfig found ($KUBECONFIG, ~/.kube/config) and not running inside a cluster; "
+                "pass --kubeconfig PATH"
+            )
+        kubeconfig = found[0]
+    kubeconfig = Path(kubeconfig)
+    if not kubeconfig.is_file():
+        raise KubernetesMonitorError(f"kubeconfig {kubeconfig}: no such file")
+    try:
+        api_client = config.new_client_from_config(config_file=str(kubeconfig), context=context)
+        contexts, active = config.list_kube_config_contexts(config_file=str(kubeconfig))
+        if context is not None:
+            active = next((c for c in contexts if c["name"] == context), None)
+    except (config.ConfigException, OSError, ValueError) as error:
+        raise KubernetesMonitorError(f"kubeconfig {kubeconfig}: {error or 'unusable'}") from None
+    namespace = (active or {}).get("context", {}).get("namespace") or "default"
+    return api_client, namespace
+
+
+def _quantity(value: str) -> float:
+    from kubernetes.utils import parse_quantity
+
+    return float(parse_quantity(value))
+
+
+def _sum(amounts: list[dict[str, str] | None], key: str, scale: float = 1.0) -> float:
+    return sum(_quantity(a[key]) / scale for a in amounts if a and key in a)
+
+
+class KubernetesSampler:
+    """Call it to take one ResourceSample (or None when the pod list could not be read this time)."""
+
+    def __init__(
+        self,
+        api_client: Any,
+        namespace: str,
+        *,
+        selector: str | None = None,
+        usage_all_pods: bool = False,
+        request_timeout_s: float = 4.0,
+    ) -> None:
+        client = _client()
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.namespace = namespace
+        self.selector = selector or None
+        self.usage_all_pods = usage_all_pods
+        self.request_timeout_s = request_timeout_s
+        self._last_usage: dict[str, tuple[float, float]] = {}  # pod name -> (cores, KiB)
+        self._metrics_gap = False
+        self._warned_pods: set[str] = set()
+
+    def __call__(self) -> ResourceSample | None:
+        now = wall_clock_text()
+        pods = self._call("listing pods", self.core.list_namespaced_pod, self.namespace,
+                          label_selector=self.selector)
+        if pods is None:
+            return None
+        containers = {}
+        for pod in pods.items:
+            ml_app = [c for c in pod.spec.containers if c.name == CONTAINER_NAME]
+            if ml_app:
+                containers[pod.metadata.name] = ml_app[0]
+        requests = [c.resources.requests if c.resources else None for c in containers.values()]
+        limits = [c.resources.limits if c.resources else None for c in containers.values()]
+        cpu_use, mem_use = self._usage(set(containers))
+        return ResourceSample(
+            time=now,
+            n_replica=len(containers),
+            cpu_req_core=_sum(requests, "cpu"),
+            mem_req_KB=_sum(requests, "memory", 1024),
+            cpu_lim_core=_sum(limits, "cpu"),
+            mem_lim_KB=_sum(limits, "memory", 1024),
+            cpu_use_core=cpu_use,
+            mem_use_KB=mem_use,
+        )
+
+    def _call(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """The API answer, or None after a warning for a transient failure."""
+        from kubernetes.client import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return method(*args, _request_timeout=self.request_timeout_s, **kwargs)
+        except ApiException as error:
+            if error.status in (401, 403):
+                raise KubernetesMonitorError(
+                    f"{what} in namespace {self.namespace!r}: access refused "
+                    f"(HTTP {error.status} {error.reason}); check the kubeconfig's user and RBAC"
+                ) from None
+            log.warning("%s failed: HTTP %s %s", what, error.status, error.reason)
+        except (HTTPError, OSError) as error:
+            log.warning("%s failed: %s", what, error)
+        return None
+
+    def _usage(self, counted: set[str]) -> tuple[float, float]:
+        metrics = self._call(
+            "reading metrics.k8s.io PodMetrics", self.custom.list_namespaced_custom_object,
+            "metrics.k8s.io", "v1beta1", self.namespace, "pods",
+        )
+        if metrics is None:
+            if not self._metrics_gap:
+                log.warning("metrics.k8s.io gap: carrying each pod's last measured usage until it answers")
+            self._metrics_gap = True
+            measured = {}
+        else:
+            self._metrics_gap = False
+            measured = self._measured(metrics)
+        if self.usage_all_pods:
+            # The reference: every pod the metrics API lists; during a gap, those of its last answer.
+            pods = set(measured) if metrics is not None else set(self._last_usage)
+        else:
+            pods = counted
+        usage = {}
+        for pod in pods:
+            if pod in measured:
+                usage[pod] = measured[pod]
+            elif pod in self._last_usage:
+                usage[pod] = self._last_usage[pod]
+            elif pod not in self._warned_pods and metrics is not None:
+                self._warned_pods.add(pod)
+                log.warning("pod %s has no metrics yet: its usage counts as 0 until it has", pod)
+        self._last_usage = usage
+        return sum(u[0] for u in usage.values()), sum(u[1] for u in usage.values())
+
+    def _measured(self, metrics: dict[str, Any]) -> dict[str, tuple[float, float]]:
+        """pod name -> (cores, KiB) of the container this monitor counts in each PodMetrics item."""
+        measured = {}
+        for item in metrics.get("items") or []:
+            containers = item.get("containers") or []
+            if not self.usage_all_pods:
+                containers = [c for c in containers if c.get("name") == CONTAINER_NAME]
+            if not containers:
+                continue
+            usage = containers[0].get("usage") or {}
+            try:
+                measured[item["metadata"]["name"]] = (
+                    _quantity(usage["cpu"]), _quantity(usage["memory"]) / 1024
+                )
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                continue  # an item without usable numbers counts as a pod without metrics
+        return measured
+
+
+def monitor_kubernetes(
+    out_path: str | Path,
+    *,
+    namespace: str | None = None,
+    selector: str | None = None,
+    interval_s: float = 5.0,
+    duration_s: float | None = None,
+    usage_all_pods: bool = False,
+    kubeconfig: str | Path | None = None,
+    context: str | None = None,
+    stop_event: threading.Event | None = None,
+    on_sample: Callable[[ResourceSample], None] | None = None,
+) -> int:
+    """Write resource_usage.csv every `interval_s` seconds for `duration_s` (or until stopped); rows written."""
+    api_client, default_namespace = connect(kubeconfig, context)
+    sampler = KubernetesSampler(
+        api_client, namespace or default_namespace, selector=selector, usage_all_pods=usage_all_pods,
+        request_timeout_s=max(0.5, min(4.0, interval_s * 0.8)),
+    )
+    try:
+        return record(sampler, out_path, interval_s=interval_s, duration_s=duration_s,
+                      stop_event=stop_event, on_sample=on_sample)
+    finally:
+        api_client.close()
