@@ -1,0 +1,190 @@
+"""Read Food-11 in each layout users have, and load its images.
+
+Layouts of a split folder (`training/`, `validation/`, `evaluation/`):
+- ``flat``: the original archive, ``<class id>_<n>.jpg`` files;
+- ``class_id``: subfolders ``class_00`` ... ``class_10``;
+- ``class_name``: subfolders named after the classes (``Bread/``, ``Dairy product/``, ``Noodles-Pasta/`` ...).
+
+A missing split, an unknown class id or an empty class raises DataError naming the path. Corrupt images are
+skipped while loading, counted and listed (LoadedImages.corrupt), never fatal.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+
+from servetune.config import FOOD11_CLASSES
+
+SPLITS = ("training", "validation", "evaluation")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+FLAT_NAME = re.compile(r"^(\d+)_(\d+)$")
+CLASS_ID_FOLDER = re.compile(r"^class_(\d+)$")
+
+Layout = Literal["flat", "class_id", "class_name"]
+
+
+class DataError(Exception):
+    """The data folder cannot be used; the message names the path and the problem."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int
+
+
+@dataclass
+class Split:
+    name: str
+    root: Path
+    layout: Layout
+    class_names: list[str]
+    samples: list[Sample]
+
+    def counts(self) -> list[int]:
+        counts = [0] * len(self.class_names)
+        for sample in self.samples:
+            counts[sample.label] += 1
+        return counts
+
+
+@dataclass
+class LoadedImages:
+    images: list[Image.Image]
+    labels: list[int]
+    paths: list[Path]
+    corrupt: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def normalise_class_name(name: str) -> str:
+    """'Noodles/Pasta', 'noodles-pasta' and 'Noodles_Pasta' all become 'noodlespasta'."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def split_dir(root: str | Path, split: str) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such data folder")
+    folder = root / split
+    if not folder.is_dir():
+        present = [s for s in SPLITS if (root / s).is_dir()]
+        raise DataError(
+            f"{folder}: missing split folder '{split}' (found: {', '.join(present) or 'none'}; "
+            f"expected {', '.join(SPLITS)})"
+        )
+    return folder
+
+
+def detect_layout(folder: Path) -> Layout:
+    subfolders = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if not subfolders:
+        return "flat"
+    if all(CLASS_ID_FOLDER.match(p.name) for p in subfolders):
+        return "class_id"
+    return "class_name"
+
+
+def read_split(root: str | Path, split: str, class_names: list[str] = FOOD11_CLASSES) -> Split:
+    """List one split's images with their labels; raises DataError on an unusable folder."""
+    folder = split_dir(root, split)
+    layout = detect_layout(folder)
+    if layout == "flat":
+        samples = flat_samples(folder, len(class_names))
+    elif layout == "class_id":
+        samples = class_id_samples(folder, len(class_names))
+    else:
+        samples = class_name_samples(folder, class_names)
+    result = Split(split, folder, layout, list(class_names), samples)
+    empty = [class_names[i] for i, n in enumerate(result.counts()) if n == 0]
+    if empty:
+        raise DataError(f"{folder}: no images for class {', '.join(repr(c) for c in empty)} ({layout} layout)")
+    return result
+
+
+def check_class_id(class_id: int, num_classes: int, path: Path) -> int:
+    if not 0 <= class_id < num_classes:
+        raise DataError(f"{path}: unknown class id {class_id} (expected 0..{num_classes - 1})")
+    return class_id
+
+
+def flat_samples(folder: Path, num_classes: int) -> list[Sample]:
+    samples = []
+    for path in image_files(folder):
+        match = FLAT_NAME.match(path.stem)
+        if match is None:
+            raise DataError(f"{path}: file name is not '<class id>_<n>' as in the Food-11 archive")
+        samples.append(Sample(path, check_class_id(int(match.group(1)), num_classes, path)))
+    return samples
+
+
+def class_id_samples(folder: Path, num_classes: int) -> list[Sample]:
+    samples = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        label = check_class_id(int(CLASS_ID_FOLDER.match(sub.name).group(1)), num_classes, sub)
+        samples.extend(Sample(path, label) for path in image_files(sub))
+    return samples
+
+
+def class_name_samples(folder: Path, class_names: list[str]) -> list[Sample]:
+    known = {normalise_class_name(name): index for index, name in enumerate(class_names)}
+    samples = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        label = known.get(normalise_class_name(sub.name))
+        if label is None:
+            raise DataError(f"{sub}: folder name is not a class name (expected one of: {', '.join(class_names)})")
+        samples.extend(Sample(path, label) for path in image_files(sub))
+    return samples
+
+
+def subset(samples: list[Sample], per_class: int | None) -> list[Sample]:
+    """The first `per_class` samples of each class (all when None): a quick, reproducible subset."""
+    if per_class is None:
+        return samples
+    taken: dict[int, int] = {}
+    chosen = []
+    for sample in samples:
+        if taken.get(sample.label, 0) < per_class:
+            taken[sample.label] = taken.get(sample.label, 0) + 1
+            chosen.append(sample)
+    return chosen
+
+
+def open_image(path: Path, max_side: int | None = None) -> Image.Image:
+    """Decode to RGB; with max_side, shrink (keeping aspect) so the shorter side is about max_side."""
+    with Image.open(path) as image:
+        if max_side is not None and image.format == "JPEG":
+            image.draft("RGB", (max_side, max_side))
+        image.load()
+        image = image.convert("RGB")
+    if max_side is not None and min(image.size) > max_side:
+        scale = max_side / min(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+    return image
+
+
+def load_images(samples: list[Sample], max_side: int | None = None, progress=None) -> LoadedImages:
+    """Decode every sample; corrupt files are skipped and listed with the reason."""
+    loaded = LoadedImages([], [], [])
+    for sample in samples:
+        try:
+            image = open_image(sample.path, max_side)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            loaded.corrupt.append((sample.path, str(err).splitlines()[0] if str(err) else type(err).__name__))
+        else:
+            loaded.images.append(image)
+            loaded.labels.append(sample.label)
+            loaded.paths.append(sample.path)
+        if progress is not None:
+            progress()
+    return loaded

@@ -1,0 +1,357 @@
+"""Transfer learning on a CPU: EfficientNet-Lite + a new Food-11 head, in two stages.
+
+Stage 0 (cache): the frozen lower blocks run once over `views` augmented copies of every training image
+(and once over the validation images, preprocessed exactly as serving does); their output maps are kept in
+memory (float16). Everything after is cheap, because the expensive lower layers never run again:
+Stage 1: a new linear head learns on the pooled features of the cached maps (frozen top).
+Stage 2: the top `finetune_blocks` blocks, the head conv and the classifier are fine-tuned on the cached
+maps with a lower learning rate; each epoch draws a random cached view of each image.
+Both stages stop early on validation accuracy and keep the best weights. A checkpoint is written after
+every epoch; `resume=True` continues from it (the caches are rebuilt identically from the seed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+
+from servetune.config import FOOD11_CLASSES, ModelSpec
+from servetune.model.augment import Augmentation, augment
+from servetune.model.backbones import BACKBONES, build_backbone
+from servetune.model.data import LoadedImages, load_images, read_split, subset
+from servetune.model.preprocess import preprocess
+
+CHECKPOINT = "checkpoint.pt"
+TRAINED = "model.pt"
+SUMMARY = "train_summary.json"
+# ImageNet weights of EfficientNet-Lite expect (x - 127) / 128 per channel (TensorFlow's Lite preprocessing).
+LITE_MEAN = (0.5, 0.5, 0.5)
+LITE_STD = (0.5, 0.5, 0.5)
+
+
+class TrainError(Exception):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    backbone: str = "lite0"
+    input_size: int = 160
+    resize: int | None = None  # default: input_size / 0.875 (the usual centre-crop ratio)
+    views: int = 4
+    finetune_blocks: int = 4
+    head_epochs: int = 40
+    finetune_epochs: int = 12
+    head_lr: float = 2e-3
+    finetune_lr: float = 3e-4
+    batch_size: int = 64
+    patience: int = 4
+    label_smoothing: float = 0.1
+    seed: int = 0
+    per_class: int | None = None  # use only the first N images of each class (quick runs and tests)
+    resume: bool = False
+    threads: int | None = None
+    data_description: str = ""
+    augmentation: Augmentation = field(default_factory=Augmentation)
+
+
+def model_spec(config: TrainConfig) -> ModelSpec:
+    return ModelSpec(
+        name=f"food11-{config.backbone}-{config.input_size}",
+        class_names=FOOD11_CLASSES,
+        input_size=config.input_size,
+        resize=config.resize or round(config.input_size / 0.875),
+        mean=LITE_MEAN,
+        std=LITE_STD,
+        backbone=f"efficientnet-{config.backbone}",
+        precision="fp32",
+        data=config.data_description or f"Food-11 layout folder {config.data}",
+    )
+
+
+def choose_device(threads: int | None) -> torch.device:
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+
+
+def load_split(config: TrainConfig, split: str, progress: Progress) -> LoadedImages:
+    samples = subset(read_split(config.data, split).samples, config.per_class)
+    task = progress.add_task(f"read {split}", total=len(samples), info="")
+    # Keep a little more than the network needs: random crops zoom in, and memory stays bounded.
+    loaded = load_images(samples, max_side=2 * config.input_size, progress=lambda: progress.advance(task))
+    if loaded.corrupt:
+        progress.console.print(f"[yellow]{split}: skipped {len(loaded.corrupt)} corrupt images, e.g. {loaded.corrupt[0]}")
+    return loaded
+
+
+@torch.no_grad()
+def cache_lower(model, arrays, cut: int, device, batch_size: int) -> torch.Tensor:
+    """Run stem + blocks[:cut] over float32 arrays (N,3,H,W); return float16 maps on the CPU."""
+    outputs = []
+    for start in range(0, len(arrays), batch_size):
+        batch = torch.from_numpy(np.stack(arrays[start : start + batch_size])).to(device)
+        outputs.append(model.forward_blocks(model.stem(batch), 0, cut).half().cpu())
+    return torch.cat(outputs)
+
+
+def build_caches(config, model, spec, cut, device, progress):
+    train, val = load_split(config, "training", progress), load_split(config, "validation", progress)
+    rng = np.random.default_rng(config.seed)
+    model.eval()
+    task = progress.add_task("cache features", total=config.views * len(train.images) + len(val.images), info="")
+    train_maps = []
+    for view in range(config.views):
+        maps = []
+        for start in range(0, len(train.images), config.batch_size):
+            images = train.images[start : start + config.batch_size]
+            arrays = [augment(image, spec, rng, config.augmentation) for image in images]
+            maps.append(cache_lower(model, arrays, cut, device, config.batch_size))
+            progress.advance(task, len(images))
+        train_maps.append(torch.cat(maps))
+        progress.update(task, info=f"view {view + 1}/{config.views}")
+    val_maps = []
+    for start in range(0, len(val.images), config.batch_size):
+        images = val.images[start : start + config.batch_size]
+        val_maps.append(cache_lower(model, [preprocess(i, spec) for i in images], cut, device, config.batch_size))
+        progress.advance(task, len(images))
+    return (
+        torch.stack(train_maps),
+        torch.tensor(train.labels),
+        torch.cat(val_maps),
+        torch.tensor(val.labels),
+    )
+
+
+def top_forward(model, maps: torch.Tensor, cut: int) -> torch.Tensor:
+    return model.classify(model.pooled_features(model.forward_blocks(maps.float(), cut, len(model._blocks))))
+
+
+@torch.no_grad()
+def pooled(model, maps: torch.Tensor, cut: int, device, batch_size: int) -> torch.Tensor:
+    model.eval()
+    out = [
+        model.pooled_features(model.forward_blocks(maps[i : i + batch_size].to(device).float(), cut, len(model._blocks)))
+        for i in range(0, len(maps), batch_size)
+    ]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def accuracy_and_loss(logits_fn, inputs: torch.Tensor, labels: torch.Tensor, device, batch_size: int):
+    correct, loss = 0, 0.0
+    for i in range(0, len(inputs), batch_size):
+        logits = logits_fn(inputs[i : i + batch_size].to(device))
+        target = labels[i : i + batch_size].to(device)
+        loss += nn.functional.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(1) == target).sum().item()
+    return correct / len(inputs), loss / len(inputs)
+
+
+@dataclass
+class StageState:
+    """What a checkpoint keeps of one stage, so that --resume continues where training stopped."""
+
+    stage: int
+    epoch: int = 0  # epochs completed
+    best_accuracy: float = -1.0
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def save_checkpoint(path: Path, model, optimizer, state: StageState, best_state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": asdict(state), "best": best_state},
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, progress, resume_from, device):
+    """Epoch loop shared by both stages: train, validate, early-stop, checkpoint."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    state = StageState(stage)
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if resume_from is not None and resume_from["state"]["stage"] == stage:
+        model.load_state_dict(resume_from["model"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        state = StageState(**resume_from["state"])
+        best_state = resume_from["best"]
+        for _ in range(state.epoch):
+            scheduler.step()
+    task = progress.add_task(f"stage {stage}", total=epochs, completed=state.epoch, info="")
+    while state.epoch < epochs and state.bad_epochs < config.patience:
+        train_loss, train_acc = train_step(optimizer)
+        scheduler.step()
+        val_acc, val_loss = evaluate()
+        state.epoch += 1
+        state.history.append(
+            {"epoch": state.epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+             "val_loss": val_loss, "val_accuracy": val_acc}
+        )
+        if val_acc > state.best_accuracy:
+            state.best_accuracy, state.bad_epochs = val_acc, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+        save_checkpoint(config.out / CHECKPOINT, model, optimizer, state, best_state)
+        progress.update(
+            task, advance=1,
+            info=f"loss {train_loss:.3f} acc {train_acc:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f} "
+            f"(best {state.best_accuracy:.3f})",
+        )
+    model.load_state_dict(best_state)
+    return state
+
+
+def train_head(config, model, train_maps, train_labels, val_maps, val_labels, cut, device, progress, resume):
+    views, count = train_maps.shape[:2]
+    features = pooled(model, train_maps.flatten(0, 1), cut, device, 256)
+    labels = train_labels.repeat(views)
+    val_features = pooled(model, val_maps, cut, device, 256)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    def train_step(optimizer):
+        model._fc.train()
+        order = torch.randperm(len(features), generator=generator)
+        total_loss, correct = 0.0, 0
+        for i in range(0, len(order), 256):
+            index = order[i : i + 256]
+            logits = model.classify(features[index].to(device))
+            target = labels[index].to(device)
+            loss = criterion(logits, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(index)
+            correct += (logits.argmax(1) == target).sum().item()
+        return total_loss / len(order), correct / len(order)
+
+    def evaluate():
+        model.eval()
+        return accuracy_and_loss(model.classify, val_features, val_labels, device, 512)
+
+    return run_stage(
+        config, 1, model, model._fc.parameters(), config.head_lr, config.head_epochs, train_step, evaluate,
+        progress, resume, device,
+    )
+
+
+def finetune_top(config, model, train_maps, train_labels, val_maps, val_labels, cut, device, progress, resume):
+    top = [*model._blocks[cut:], model._conv_head, model._bn1, model._fc]
+    params = [p for module in top for p in module.parameters()]
+    views, count = train_maps.shape[:2]
+    generator = torch.Generator().manual_seed(config.seed + 2)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    def train_step(optimizer):
+        model.eval()
+        for module in top:
+            module.train()
+        model._dropout.train()
+        order = torch.randperm(count, generator=generator)
+        chosen_view = torch.randint(views, (count,), generator=generator)
+        total_loss, correct = 0.0, 0
+        for i in range(0, count, config.batch_size):
+            index = order[i : i + config.batch_size]
+            maps = train_maps[chosen_view[index], index].to(device)
+            target = train_labels[index].to(device)
+            logits = top_forward(model, maps, cut)
+            loss = criterion(logits, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(index)
+            correct += (logits.argmax(1) == target).sum().item()
+        return total_loss / count, correct / count
+
+    def evaluate():
+        model.eval()
+        return accuracy_and_loss(lambda m: top_forward(model, m, cut), val_maps, val_labels, device, 256)
+
+    return run_stage(
+        config, 2, model, params, config.finetune_lr, config.finetune_epochs, train_step, evaluate,
+        progress, resume, device,
+    )
+
+
+def train(config: TrainConfig) -> Path:
+    """Train and write `out/model.pt` (weights + ModelSpec) and `out/train_summary.json`; returns model.pt."""
+    if config.backbone not in BACKBONES:
+        raise TrainError(f"unknown backbone {config.backbone!r}; choose one of {', '.join(BACKBONES)}")
+    config.out.mkdir(parents=True, exist_ok=True)
+    device = choose_device(config.threads)
+    torch.manual_seed(config.seed)
+    spec = model_spec(config)
+    model = build_backbone(config.backbone, len(spec.class_names)).to(device)
+    cut = len(model._blocks) - config.finetune_blocks
+    if not 0 <= cut < len(model._blocks):
+        raise TrainError(f"finetune_blocks must be 1..{len(model._blocks)} for {config.backbone}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for module in [*model._blocks[cut:], model._conv_head, model._bn1, model._fc]:
+        for p in module.parameters():
+            p.requires_grad_(True)
+    resume = None
+    checkpoint_path = config.out / CHECKPOINT
+    if config.resume:
+        if not checkpoint_path.is_file():
+            raise TrainError(f"{checkpoint_path}: no checkpoint to resume from")
+        resume = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    started = time.perf_counter()
+    timings = {}
+    with progress_bar() as progress:
+        train_maps, train_labels, val_maps, val_labels = build_caches(config, model, spec, cut, device, progress)
+        timings["cache_s"] = time.perf_counter() - started
+        stages = []
+        if resume is None or resume["state"]["stage"] == 1:
+            stages.append(train_head(config, model, train_maps, train_labels, val_maps, val_labels, cut, device,
+                                     progress, resume))
+            resume = None
+        timings["head_s"] = time.perf_counter() - started - timings["cache_s"]
+        if config.finetune_epochs > 0:
+            stages.append(finetune_top(config, model, train_maps, train_labels, val_maps, val_labels, cut, device,
+                                       progress, resume))
+    timings["total_s"] = time.perf_counter() - started
+    val_accuracy = max(stage.best_accuracy for stage in stages)
+    spec = spec.model_copy(update={"accuracy": {"validation": round(val_accuracy, 4)}})
+    path = config.out / TRAINED
+    torch.save({"backbone": config.backbone, "state_dict": model.cpu().state_dict(), "spec": spec.model_dump()}, path)
+    summary = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "device": str(device), "threads": torch.get_num_threads(), "timings": timings,
+        "validation_accuracy": val_accuracy, "stages": [asdict(s) for s in stages],
+    }
+    (config.out / SUMMARY).write_text(json.dumps(summary, indent=2))
+    return path
+
+
+def load_trained(path: str | Path):
+    """model.pt -> (EfficientNetLite in eval mode, ModelSpec)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"{path}: no such trained model (write one with `servetune model train`)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    spec = ModelSpec(**saved["spec"])
+    model = build_backbone(saved["backbone"], len(spec.class_names), pretrained=False)
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), spec
