@@ -44,6 +44,37 @@ def version() -> None:
 # --- model -------------------------------------------------------------------------------------------
 
 
+@model_app.command("import")
+def model_import(
+    source: Path = typer.Argument(..., help="the Keras model file (.keras, or legacy .h5)"),
+    out: Path | None = typer.Option(None, "--out", help="artifact path [default: SOURCE with .onnx]"),
+    name: str | None = typer.Option(None, "--name", help="model name [default: the file's stem]"),
+    classes: str | None = typer.Option(
+        None, "--classes", help="class names in output order: comma-separated, or a text file, one per line"
+    ),
+    input_size: int | None = typer.Option(
+        None, "--input-size", min=16, help="input side for models whose input size is not fixed [default: 224]"
+    ),
+) -> None:
+    """Convert a Keras image classifier (input HxWx3, pixels x/255, softmax) into a servetune artifact."""
+    from servetune.model.keras_import import KerasImportError, import_keras_model
+
+    class_names = None
+    if classes is not None:
+        text = Path(classes).read_text() if Path(classes).is_file() else classes.replace(",", "\n")
+        class_names = [line.strip() for line in text.splitlines() if line.strip()]
+        if len(class_names) < 2:
+            fail(f"--classes {classes!r}: give at least two class names")
+    try:
+        path, spec = import_keras_model(source, out, name, class_names, input_size)
+    except KerasImportError as err:
+        fail(str(err))
+    typer.echo(
+        f"wrote {path}: {spec.layout} {spec.input_size}x{spec.input_size}, {len(spec.class_names)} classes, "
+        f"output {spec.output}, backbone {spec.backbone}, {path.stat().st_size / 1e6:.1f} MB"
+    )
+
+
 # --- data --------------------------------------------------------------------------------------------
 
 
@@ -51,6 +82,117 @@ def version() -> None:
 
 
 # --- deploy ------------------------------------------------------------------------------------------
+
+
+KUBECONFIG_OPTION = typer.Option(None, "--kubeconfig", help="kubeconfig file [default: $KUBECONFIG, ~/.kube/config]")
+CONTEXT_OPTION = typer.Option(None, "--context", help="kubeconfig context [default: its current context]")
+
+
+def deployment_spec_or_fail(path: str):
+    from servetune.deploy.spec import SpecError, load_deployment_spec
+
+    try:
+        return load_deployment_spec(path)
+    except SpecError as err:
+        fail(str(err))
+
+
+def kubernetes_cluster_or_fail(kubeconfig: Path | None, context: str | None):
+    from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError
+
+    try:
+        return KubernetesCluster(kubeconfig, context)
+    except KubernetesError as err:
+        fail(str(err))
+
+
+@deploy_app.command("render")
+def deploy_render(
+    spec_path: str = typer.Argument(..., metavar="SPEC", help="deployment spec YAML, or bundled: default, fixed-1"),
+    out: str | None = typer.Option(None, "--out", help="a .yaml file, or a folder/ for NAME.yaml [default: stdout]"),
+    warmup: bool = typer.Option(False, "--warmup", help="render the 5-replica warm-up Deployment instead"),
+) -> None:
+    """Write the Kubernetes objects of a deployment spec as YAML (for kubectl apply -f)."""
+    from servetune.deploy.manifests import render_manifests, render_warmup, to_yaml, warmup_name
+
+    spec = deployment_spec_or_fail(spec_path)
+    text = to_yaml(render_warmup(spec) if warmup else render_manifests(spec))
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    path = Path(out)
+    if path.is_dir() or out.endswith(("/", "\\")):
+        path = path / f"{warmup_name(spec) if warmup else spec.name}.yaml"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        fail(f"{path}: cannot write: {err.strerror or err}")
+    typer.echo(f"wrote {path}")
+
+
+@deploy_app.command("apply")
+def deploy_apply(
+    spec_path: str = typer.Argument(..., metavar="SPEC", help="deployment spec YAML, or a bundled one"),
+    timeout: float = typer.Option(300, "--timeout", min=1, help="seconds to wait until every replica is ready"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="wait until every replica is ready"),
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+) -> None:
+    """Create or update the Deployment, Service and HPA on a cluster, then wait until ready."""
+    from servetune.deploy.kubernetes import KubernetesError
+
+    spec = deployment_spec_or_fail(spec_path)
+    cluster = kubernetes_cluster_or_fail(kubeconfig, context)
+    try:
+        if spec.autoscaling is not None and (warning := cluster.metrics_api_warning()):
+            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+        for action in cluster.apply(spec):
+            typer.echo(action)
+        if wait:
+            status = cluster.wait_ready(spec, timeout)
+            typer.echo(f"deployment/{spec.name}: {status.ready}/{status.desired} replicas ready")
+    except KubernetesError as err:
+        fail(str(err), code=1)
+
+
+@deploy_app.command("status")
+def deploy_status(
+    spec_path: str = typer.Argument(..., metavar="SPEC", help="deployment spec YAML, or a bundled one"),
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+) -> None:
+    """Show the rollout, the autoscaler and each pod of a deployment on a cluster."""
+    from rich.console import Console
+
+    from servetune.deploy.kubernetes import KubernetesError, status_table
+
+    spec = deployment_spec_or_fail(spec_path)
+    cluster = kubernetes_cluster_or_fail(kubeconfig, context)
+    try:
+        Console(width=160).print(status_table(cluster.status(spec)))
+    except KubernetesError as err:
+        fail(str(err), code=1)
+
+
+@deploy_app.command("delete")
+def deploy_delete(
+    spec_path: str = typer.Argument(..., metavar="SPEC", help="deployment spec YAML, or a bundled one"),
+    timeout: float = typer.Option(300, "--timeout", min=1, help="seconds to wait until the pods are gone"),
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+) -> None:
+    """Delete the HPA, Service and Deployment of a spec and wait until their pods are gone."""
+    from servetune.deploy.kubernetes import KubernetesError
+
+    spec = deployment_spec_or_fail(spec_path)
+    cluster = kubernetes_cluster_or_fail(kubeconfig, context)
+    try:
+        actions = cluster.delete(spec, timeout)
+    except KubernetesError as err:
+        fail(str(err), code=1)
+    for action in actions or [f"nothing to delete for {spec.name} in namespace {spec.namespace}"]:
+        typer.echo(action)
 
 
 # --- run and demo ------------------------------------------------------------------------------------

@@ -118,6 +118,43 @@ class LocalClusterState(BaseModel):
     updated_at: float
 
 
+# --- serve --------------------------------------------------------------------------------------------
+
+
+class ServerSettings(BaseModel):
+    """How one inference server process runs (flags of `servetune serve`, or SERVETUNE_* env vars)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: str = Field(description="the model artifact (.onnx with servetune metadata)")
+    sample_image: str | None = Field(default=None, description="image for GET /test; None: generated")
+    threads: int | None = Field(default=None, ge=1, le=256, description="inference threads; None: CPU quota")
+    ready_dir: str | None = Field(default=None, description="write <ready_dir>/<pid> once ready")
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(default=40_000_000, gt=0, description="larger images are rejected (bombs)")
+    backlog: int = Field(default=64, ge=0, description="requests that may wait for the inference pool")
+    top_k: int = Field(default=3, ge=1)
+    warmup_runs: int = Field(default=3, ge=0)
+
+
+class ClassProbability(BaseModel):
+    label: str
+    probability: float
+
+
+class PredictionResponse(BaseModel):
+    """The JSON answer of POST /predict and GET /test (compatible with the reference app's fields)."""
+
+    prediction: str
+    probability: float
+    top_k: list[ClassProbability]
+    inference_ms: float = Field(description="decode + preprocess + model time in the server")
+    decode_ms: float
+    preprocess_ms: float
+    infer_ms: float
+    model: str
+
+
 # --- deployment ---------------------------------------------------------------------------------------
 
 
@@ -206,18 +243,6 @@ class DeploymentSpec(BaseModel):
     termination_grace_period_seconds: int = Field(default=30, ge=1, le=3600)
     pre_stop_seconds: int = Field(default=5, ge=0, le=600, description="sleep before SIGTERM so endpoints drain")
 
-    @field_validator("limits")
-    @classmethod
-    def _limits_cover_requests(cls, value: ResourceAmounts | None, info: ValidationInfo) -> ResourceAmounts | None:
-        requests = info.data.get("requests")
-        if value is None or requests is None:
-            return value
-        if value.cpu < requests.cpu:
-            raise ValueError(f"cpu ({value.cpu}) must be >= requests.cpu ({requests.cpu})")
-        if value.memory_mb < requests.memory_mb:
-            raise ValueError(f"memory_mb ({value.memory_mb}) must be >= requests.memory_mb ({requests.memory_mb})")
-        return value
-
     @field_validator("pre_stop_seconds")
     @classmethod
     def _pre_stop_within_grace(cls, value: int, info: ValidationInfo) -> int:
@@ -226,6 +251,18 @@ class DeploymentSpec(BaseModel):
         if grace is not None and value >= grace:
             raise ValueError(f"must be < termination_grace_period_seconds ({grace})")
         return value
+
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> DeploymentSpec:
+        # Checked on the whole model: the default limits must cover requests given in a file too.
+        limits, requests = self.limits, self.requests
+        if limits is not None and limits.cpu < requests.cpu:
+            raise ValueError(f"limits.cpu ({limits.cpu:g}) must be >= requests.cpu ({requests.cpu:g})")
+        if limits is not None and limits.memory_mb < requests.memory_mb:
+            raise ValueError(
+                f"limits.memory_mb ({limits.memory_mb}) must be >= requests.memory_mb ({requests.memory_mb})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _replicas_within_autoscaling_bounds(self) -> DeploymentSpec:

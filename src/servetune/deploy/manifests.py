@@ -1,0 +1,240 @@
+"""Kubernetes objects for a `DeploymentSpec`: Deployment, NodePort Service, HorizontalPodAutoscaler.
+
+The objects are plain dicts in the API's own camelCase shape, so `to_yaml` output is what `kubectl apply`
+takes and the Kubernetes client sends them unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import yaml
+
+from servetune.config import DeploymentSpec, ProbeSpec, ScalingRules
+
+# The Kubernetes version the manifests are written for and validated against (kubernetes-validate's
+# bundled schemas). 1.34 is the first release where the preStop `sleep` action is GA (beta, on by default,
+# since 1.30), so pods drain without needing a `sleep` binary in the image.
+KUBERNETES_VERSION = "1.34.0"
+
+CONTAINER_NAME = "ml-app"  # the reference resource monitor counts only containers with this name
+MODELS_DIR_IN_IMAGE = PurePosixPath("/models")
+RUN_AS_USER = 10001  # the image's non-root user (Dockerfile)
+WARMUP_REPLICAS = 5
+
+
+def render_manifests(spec: DeploymentSpec) -> list[dict]:
+    """Deployment + Service, plus an HPA when the spec autoscales (otherwise fixed `spec.replicas`)."""
+    objects = [deployment(spec, spec.name, spec.replicas), service(spec)]
+    if spec.autoscaling is not None:
+        objects.append(horizontal_pod_autoscaler(spec))
+    return objects
+
+
+def render_warmup(spec: DeploymentSpec, replicas: int = WARMUP_REPLICAS) -> list[dict]:
+    """The reference protocol's warm-up: the same pod, 5 replicas, no Service and no HPA.
+
+    It exists to pull the image onto the nodes before a measured run; pods prefer distinct nodes.
+    """
+    name = warmup_name(spec)
+    warmup = deployment(spec, name, replicas)
+    warmup["spec"]["template"]["spec"]["affinity"] = {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": {"app": name}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }
+            ]
+        }
+    }
+    return [warmup]
+
+
+def warmup_name(spec: DeploymentSpec) -> str:
+    return f"{spec.name[:63 - len('-warmup')].rstrip('-')}-warmup"
+
+
+def to_yaml(objects: list[dict]) -> str:
+    """A multi-document YAML stream, fields in the order they were built."""
+    return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, explicit_start=True)
+
+
+def labels(name: str) -> dict[str, str]:
+    return {"app": name, "app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "servetune"}
+
+
+def metadata(spec: DeploymentSpec, name: str) -> dict:
+    return {"name": name, "namespace": spec.namespace, "labels": labels(name)}
+
+
+def deployment(spec: DeploymentSpec, name: str, replicas: int) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(spec, name),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            # Never fewer ready pods than desired during a rollout: the candidate is measured under load.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels(name)},
+                "spec": {
+                    "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS_USER,
+                        "runAsGroup": RUN_AS_USER,
+                        "fsGroup": RUN_AS_USER,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container(spec)],
+                    # Writable scratch on a read-only root: gunicorn heartbeats, Prometheus multiprocess files.
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def container(spec: DeploymentSpec) -> dict:
+    port = spec.container_port
+    body = {
+        "name": CONTAINER_NAME,
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["servetune", "serve", "--host", "0.0.0.0", "--port", str(port), "--workers", str(spec.workers)],
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "env": environment(spec),
+        "resources": resources(spec),
+        "readinessProbe": probe(spec.readiness_probe, "/readyz"),
+        "livenessProbe": probe(spec.liveness_probe, "/healthz"),
+        # On /readyz: liveness waits until the model is loaded and warmed, however long that takes.
+        "startupProbe": probe(spec.startup_probe, "/readyz"),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if spec.pre_stop_seconds > 0:
+        # The endpoint removal and SIGTERM race; sleeping first lets kube-proxy stop routing to the pod.
+        body["lifecycle"] = {"preStop": {"sleep": {"seconds": spec.pre_stop_seconds}}}
+    return body
+
+
+def environment(spec: DeploymentSpec) -> list[dict]:
+    env = [
+        {"name": "PROMETHEUS_MULTIPROC_DIR", "value": "/tmp"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    model = model_path_in_image(spec)
+    if model is not None:
+        env.append({"name": "SERVETUNE_MODEL", "value": model})
+    if spec.threads is not None:  # unset: the server sizes its threads from the container's CPU quota
+        env.append({"name": "SERVETUNE_THREADS", "value": str(spec.threads)})
+    return env
+
+
+def model_path_in_image(spec: DeploymentSpec) -> str | None:
+    """Where the container finds the model: None for the packaged default, else /models/<file name>."""
+    if spec.model == "default":
+        return None
+    return str(MODELS_DIR_IN_IMAGE / PurePosixPath(spec.model.replace("\\", "/")).name)
+
+
+def resources(spec: DeploymentSpec) -> dict:
+    amounts = {"requests": {"cpu": cpu_quantity(spec.requests.cpu), "memory": f"{spec.requests.memory_mb}Mi"}}
+    if spec.limits is not None:
+        amounts["limits"] = {"cpu": cpu_quantity(spec.limits.cpu), "memory": f"{spec.limits.memory_mb}Mi"}
+    return amounts
+
+
+def cpu_quantity(cores: float) -> str:
+    """Cores as a Kubernetes quantity: 0.5 -> "500m", 2.0 -> "2"."""
+    millicores = max(1, round(cores * 1000))
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
+
+
+def probe(settings: ProbeSpec, path: str) -> dict:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "initialDelaySeconds": settings.initial_delay_seconds,
+        "periodSeconds": settings.period_seconds,
+        "timeoutSeconds": settings.timeout_seconds,
+        "failureThreshold": settings.failure_threshold,
+    }
+
+
+def service(spec: DeploymentSpec) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(spec, spec.name),
+        "spec": {
+            "type": "NodePort",
+            "selector": {"app": spec.name},
+            "ports": [
+                {
+                    "name": "http",
+                    "protocol": "TCP",
+                    "port": spec.container_port,
+                    "targetPort": spec.container_port,
+                    "nodePort": spec.node_port,
+                }
+            ],
+        },
+    }
+
+
+def horizontal_pod_autoscaler(spec: DeploymentSpec) -> dict:
+    hpa = spec.autoscaling
+    assert hpa is not None
+    body = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
+        "minReplicas": hpa.min_replicas,
+        "maxReplicas": hpa.max_replicas,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": hpa.target_cpu_utilization},
+                },
+            }
+        ],
+    }
+    if hpa.behavior is not None:
+        behavior = {}
+        if hpa.behavior.scale_up is not None:
+            behavior["scaleUp"] = scaling_rules(hpa.behavior.scale_up)
+        if hpa.behavior.scale_down is not None:
+            behavior["scaleDown"] = scaling_rules(hpa.behavior.scale_down)
+        if behavior:
+            body["behavior"] = behavior
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(spec, spec.name),
+        "spec": body,
+    }
+
+
+def scaling_rules(rules: ScalingRules) -> dict:
+    body: dict = {"selectPolicy": rules.select_policy}
+    if rules.stabilization_window_seconds is not None:
+        body["stabilizationWindowSeconds"] = rules.stabilization_window_seconds
+    if rules.policies:  # none given: the API server fills in Kubernetes' default policies
+        body["policies"] = [
+            {"type": policy.type, "value": policy.value, "periodSeconds": policy.period_seconds}
+            for policy in rules.policies
+        ]
+    return body

@@ -1,0 +1,134 @@
+"""Read a `DeploymentSpec` from YAML, with errors that name the file, the field and what it accepts."""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+
+import annotated_types
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from servetune.config import DeploymentSpec
+
+SPECS_DIR = Path(__file__).parent / "specs"
+
+
+class SpecError(ValueError):
+    """A deployment spec file that cannot be used; the message names the file and the problem."""
+
+
+def load_deployment_spec(path: str | Path) -> DeploymentSpec:
+    """The spec in a YAML file, or a bundled one by name (`default`, `fixed-1`).
+
+    A relative `model` path is taken relative to the spec file, like paths in other YAML configs.
+    """
+    path = resolve_spec_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        bundled = ", ".join(sorted(spec.stem for spec in SPECS_DIR.glob("*.yaml")))
+        raise SpecError(f"{path}: no such spec file (bundled specs: {bundled})") from None
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(f"{path.name}: invalid YAML: {where}{error.problem or error}") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path.name}: invalid YAML: {error}") from None
+    if data is None:
+        raise SpecError(f"{path.name}: the file is empty; expected a mapping of deployment fields")
+    if not isinstance(data, dict):
+        raise SpecError(f"{path.name}: expected a mapping of deployment fields, got {type(data).__name__}")
+    try:
+        spec = DeploymentSpec.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(describe_error(item) for item in error.errors())
+        raise SpecError(f"{path.name}: {problems}") from None
+    if spec.model != "default" and not Path(spec.model).is_absolute():
+        spec.model = str((path.parent / spec.model).resolve())
+    return spec
+
+
+def resolve_spec_path(path: str | Path) -> Path:
+    """A path as given, or the bundled spec of that name when no such file exists."""
+    candidate = Path(path)
+    if candidate.exists() or candidate.suffix:
+        return candidate
+    bundled = SPECS_DIR / f"{candidate.name}.yaml"
+    return bundled if bundled.exists() else candidate
+
+
+def describe_error(error: dict) -> str:
+    """One pydantic error as `field.path: reason (allowed range)`."""
+    loc = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = allowed_fields(error["loc"][:-1])
+        message = "unknown field" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+    elif kind.startswith(("greater_than", "less_than")):
+        bounds = field_bounds(error["loc"])
+        if bounds:
+            message += f" (allowed range: {bounds})"
+    return f"{loc}: {message}" if loc else message
+
+
+def field_bounds(loc: tuple) -> str:
+    """The numeric range a field accepts, e.g. `1..100` or `>= 0`; empty when unknown."""
+    info = field_info(loc)
+    if info is None:
+        return ""
+    low = high = ""
+    for item in info.metadata:
+        if isinstance(item, annotated_types.Ge):
+            low = f"{item.ge}"
+        elif isinstance(item, annotated_types.Gt):
+            low = f">{item.gt}"
+        elif isinstance(item, annotated_types.Le):
+            high = f"{item.le}"
+        elif isinstance(item, annotated_types.Lt):
+            high = f"<{item.lt}"
+    if low and high:
+        return f"{low}..{high}"
+    return f">= {low}" if low else (f"<= {high}" if high else "")
+
+
+def allowed_fields(loc: tuple) -> list[str]:
+    model = model_at(loc)
+    return list(model.model_fields) if model else []
+
+
+def field_info(loc: tuple):
+    model = model_at(loc[:-1])
+    if model is None or not loc or loc[-1] not in model.model_fields:
+        return None
+    return model.model_fields[loc[-1]]
+
+
+def model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class that a location inside a DeploymentSpec document points into."""
+    model: type[BaseModel] | None = DeploymentSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an index into a list: the element type was found with the list's field
+        if model is None or part not in model.model_fields:
+            return None
+        model = model_in(model.model_fields[part].annotation)
+    return model
+
+
+def model_in(annotation) -> type[BaseModel] | None:
+    """The model class inside `Model`, `Model | None` or `list[Model]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) in (typing.Union, list):
+        for argument in typing.get_args(annotation):
+            found = model_in(argument)
+            if found is not None:
+                return found
+    return None
