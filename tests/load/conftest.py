@@ -59,7 +59,8 @@ class RecordingServer:
                 writer.write(
                     f"HTTP/1.1 {status} X\r\nContent-Length: {len(self.body)}\r\nContent-Type: application/json\r\n"
                     f"X-Served-By: testhost:{connection % 3}\r\nConnection: {'close' if close else 'keep-alive'}"
-                    "\r\n\r\n".encode() + self.body
+                    "\r\n\r\n".encode()
+                    + self.body
                 )
                 await writer.drain()
                 if close:

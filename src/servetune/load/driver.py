@@ -75,7 +75,9 @@ class RunContext:
         self.rows.append((wall_start, latency, status, size, self.phase_index, replica))
 
 
-async def send(context: RunContext, connection: HttpConnection | None) -> tuple[int, int, str, HttpConnection | None]:
+async def send(
+    context: RunContext, connection: HttpConnection | None
+) -> tuple[int, int, str, HttpConnection | None]:
     """One request: (status, body bytes, replica, connection to reuse). Status 0: no HTTP answer."""
     options = context.options
     try:
@@ -187,13 +189,20 @@ async def watch_stop(stop: threading.Event, halt: asyncio.Event) -> None:
 
 
 async def report_progress(
-    context: RunContext, writer: RequestLogWriter, view: LoadProgress, run: int, runs: int, phase: LoadPhase,
+    context: RunContext,
+    writer: RequestLogWriter,
+    view: LoadProgress,
+    run: int,
+    runs: int,
+    phase: LoadPhase,
     mode: Mode,
 ) -> None:
     while True:
         await asyncio.sleep(PROGRESS_INTERVAL_S)
         flush_requests(context, writer)
-        view.show(progress_table(run, runs, context.phase_index, phase, mode, context.tally, phase.duration_s))
+        view.show(
+            progress_table(run, runs, context.phase_index, phase, mode, context.tally, phase.duration_s)
+        )
 
 
 def flush_requests(context: RunContext, writer: RequestLogWriter) -> None:
@@ -221,12 +230,16 @@ async def run_load(
     endpoint = parse_base_url(base_url)
     check_profile(profile, options)
     images = options.images or (Path(profile.images) if profile.images else None)
-    streams = {t: request_stream(endpoint, t, options.keep_alive, images) for t in {p.target for p in profile.phases}}
+    streams = {
+        t: request_stream(endpoint, t, options.keep_alive, images) for t in {p.target for p in profile.phases}
+    }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     load_log = out_dir / LOAD_LOG
     load_log.unlink(missing_ok=True)
-    (out_dir / PROFILE_COPY).write_text(yaml.safe_dump(profile.model_dump(), sort_keys=False), encoding="utf-8")
+    (out_dir / PROFILE_COPY).write_text(
+        yaml.safe_dump(profile.model_dump(), sort_keys=False), encoding="utf-8"
+    )
 
     halt = asyncio.Event()
     watcher = asyncio.create_task(watch_stop(stop, halt)) if stop is not None else None

@@ -71,5 +71,7 @@ def field_path(location: tuple) -> str:
 def compress(profile: LoadProfile, time_scale: float) -> LoadProfile:
     if time_scale == 1.0:
         return profile
-    phases = [phase.model_copy(update={"duration_s": phase.duration_s * time_scale}) for phase in profile.phases]
+    phases = [
+        phase.model_copy(update={"duration_s": phase.duration_s * time_scale}) for phase in profile.phases
+    ]
     return profile.model_copy(update={"phases": phases, "time_scale": profile.time_scale * time_scale})

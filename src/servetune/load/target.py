@@ -77,10 +77,14 @@ def predict_request(endpoint: Endpoint, image: Path, keep_alive: bool) -> bytes:
     if image.suffix.lower() in (".jpg", ".jpeg"):
         content_type = "image/jpeg"
     body = (
-        f"--{boundary}\r\n"
-        f'Content-Disposition: form-data; name="file"; filename="{image.name}"\r\n'
-        f"Content-Type: {content_type}\r\n\r\n"
-    ).encode() + image.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{image.name}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+        + image.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     extra = f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n"
     return request_head(endpoint, "POST", "/predict", keep_alive, extra) + body
 
@@ -93,7 +97,9 @@ def request_stream(
         return itertools.repeat(request_head(endpoint, "GET", "/test", keep_alive))
     if target == "POST /predict":
         if images is None:
-            raise TargetError("target POST /predict needs an image folder (--images DIR or `images:` in the profile)")
+            raise TargetError(
+                "target POST /predict needs an image folder (--images DIR or `images:` in the profile)"
+            )
         files = image_files(images)[:max_images]
         return itertools.cycle([predict_request(endpoint, image, keep_alive) for image in files])
     raise TargetError(f"unknown target {target!r}: use 'GET /test' or 'POST /predict'")
