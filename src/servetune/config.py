@@ -326,3 +326,60 @@ class LoadProfile(BaseModel):
 
     def total_seconds(self) -> float:
         return sum(phase.duration_s * phase.repeats for phase in self.phases)
+
+
+# --- analysis -----------------------------------------------------------------------------------------
+
+
+class PhaseSummary(BaseModel):
+    """The statistics of one load phase (its runs together), next to the load it offered."""
+
+    phase: int = Field(description="phase index in the profile (or the run index when no profile is known)")
+    label: str
+    users: int | None = None
+    delay: float | None = None
+    offered_rate: float | None = Field(default=None, description="req/s the users offer if answers were instant")
+    runs: int
+    seconds: float
+    okay: int
+    failed: int
+    transaction_rate: float = Field(description="sum(OKAY) / seconds")
+    response_time_s: float | None = Field(description="sum(OKAY x Resp Time) / sum(OKAY)")
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    latency_p99_s: float | None = None
+    failure_rate: float | None = None
+    mean_replicas: float | None = None
+    cpu_used_core: float | None = None
+
+
+class RunSummary(BaseModel):
+    """What one evaluation measured: the four reference statistics first, then the rest."""
+
+    run_dir: str
+    name: str
+    memory_requested_KB: float = Field(description="mean of mem_req_KB")
+    memory_used_KB: float = Field(description="mean of mem_use_KB")
+    transaction_rate: float = Field(description="sum(OKAY) / evaluation seconds (sum of Elap Time)")
+    response_time_s: float | None = Field(description="sum(OKAY x Resp Time) / sum(OKAY); None without OKAY")
+    cpu_requested_core: float
+    cpu_used_core: float
+    cpu_limit_core: float
+    memory_limit_KB: float
+    replica_seconds: float = Field(description="n_replica integrated over the monitored time")
+    mean_replicas: float
+    max_replicas: int
+    evaluation_s: float = Field(description="sum of Elap Time over the load runs")
+    runs: int
+    transactions: int
+    okay: int
+    failed: int
+    failure_rate: float = Field(description="failed / all requests (requests.csv if present, else the siege log)")
+    requests: int | None = None
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    latency_p99_s: float | None = None
+    accuracy: float | None = None
+    accuracy_source: str | None = None
+    model: str | None = None
+    phases: list[PhaseSummary] = Field(default_factory=list)
