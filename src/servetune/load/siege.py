@@ -7,15 +7,23 @@ siege 4.x writes one line per run (log.c):
     OKAY, Failed
 under a padded header, and `**** message ****` lines for `siege -m`. A run with no transaction divides by
 zero: glibc prints `inf` or `-nan`, and so do we.
+
+`run_siege` runs the real binary phase by phase like the reference script
+(`siege -c U -d D -t 60S --log=FILE URL`), with a siegerc of our own so ~/.siegerc cannot change the test.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
 from pathlib import Path
 
-from servetune.config import LoadRunRow
+from servetune.config import LoadProfile, LoadRunRow
 
 SIEGE_LOG_HEADER = (
     "      Date & Time,  Trans,  Elap Time,  Data Trans,  Resp Time,  Trans Rate,  Throughput,"
@@ -107,3 +115,116 @@ def parse_siege_line(line: str, path: Path, number: int) -> LoadRunRow:
         okay=int(values[7]),
         failed=int(values[8]),
     )
+
+
+SIEGE_OUTPUT = "siege_output.txt"
+SIEGERC = "siegerc"
+
+
+class SiegeRunError(RuntimeError):
+    """siege is missing, cannot do what was asked, or failed."""
+
+
+def write_siegerc(path: Path, keep_alive: bool, users: int) -> None:
+    """siege's defaults, written out so that a user's ~/.siegerc cannot change the test."""
+    path.write_text(
+        "# written by servetune for one load test\n"
+        "verbose = false\n"
+        "quiet = true\n"
+        "show-logfile = false\n"
+        "logging = false\n"
+        "protocol = HTTP/1.1\n"
+        "chunked = true\n"
+        "cache = false\n"
+        f"connection = {'keep-alive' if keep_alive else 'close'}\n"
+        "timeout = 30\n"
+        "failures = 1024\n"
+        "internet = false\n"
+        "benchmark = false\n"
+        f"limit = {max(255, users)}\n"
+        "parser = false\n"
+        "accept-encoding = gzip, deflate\n",
+        encoding="ascii",
+    )
+
+
+def siege_command(
+    siege: str, siegerc: Path, users: int, delay: float, seconds: int, log: Path, url: str
+) -> list[str]:
+    return [
+        siege,
+        f"--rc={siegerc}",
+        "-q",
+        "-c",
+        str(users),
+        "-d",
+        f"{delay:g}",
+        "-t",
+        f"{seconds}S",
+        f"--log={log}",
+        url,
+    ]
+
+
+def run_siege(
+    profile: LoadProfile,
+    base_url: str,
+    out_dir: Path,
+    keep_alive: bool = False,
+    stop: threading.Event | None = None,
+    siege: str | None = None,
+) -> list[LoadRunRow]:
+    """Every run of the profile with the real siege binary; returns the rows of out_dir/load_output.csv.
+
+    siege's -t counts whole seconds, so a compressed run lasts round(duration) seconds, at least 1. A stop
+    sends SIGINT to the running siege, which then writes its row like at the end of a run.
+    """
+    siege = siege or shutil.which("siege")
+    if siege is None:
+        raise SiegeRunError("the `siege` command is not installed (Debian/Ubuntu: apt-get install siege)")
+    if any(phase.target != "GET /test" for phase in profile.phases):
+        raise SiegeRunError("--driver siege sends GET /test only (siege cannot upload multipart images)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / "load_output.csv"
+    log.unlink(missing_ok=True)
+    siegerc = out_dir / SIEGERC
+    write_siegerc(siegerc, keep_alive, max(phase.users for phase in profile.phases))
+    url = base_url.rstrip("/") + "/test"
+    with (
+        open(out_dir / SIEGE_OUTPUT, "w", encoding="utf-8") as output,
+        tempfile.TemporaryDirectory(prefix="siege-home-") as home,
+    ):
+        for _, phase in profile.runs():
+            if stop is not None and stop.is_set():
+                break
+            seconds = max(1, round(phase.duration_s))
+            command = siege_command(siege, siegerc, phase.users, phase.delay, seconds, log, url)
+            output.write("$ " + " ".join(command) + "\n")
+            output.flush()
+            process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, env=siege_env(Path(home), siegerc)
+            )
+            wait_for_siege(process, stop)
+            if process.returncode not in (0, -signal.SIGINT):
+                raise SiegeRunError(
+                    f"siege exited with status {process.returncode}; see {out_dir / SIEGE_OUTPUT}"
+                )
+    return read_siege_log(log) if log.exists() else []
+
+
+def siege_env(home: Path, siegerc: Path) -> dict[str, str]:
+    # siege writes ~/.siege/siege.conf on first use; a private HOME keeps the user's untouched.
+    return {**os.environ, "HOME": str(home), "SIEGERC": str(siegerc.resolve())}
+
+
+def wait_for_siege(process: subprocess.Popen, stop: threading.Event | None) -> None:
+    while True:
+        try:
+            process.wait(timeout=0.1)
+            return
+        except subprocess.TimeoutExpired:
+            if stop is not None and stop.is_set():
+                process.send_signal(signal.SIGINT)
+                process.wait()
+                return
