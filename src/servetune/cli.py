@@ -7,7 +7,7 @@ user's mistake (see `fail`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -41,20 +41,67 @@ def version() -> None:
 # --- serve -------------------------------------------------------------------------------------------
 
 
+@app.command()
+def serve(
+    model: Path | None = typer.Option(None, help="model artifact (.onnx); default: the packaged model"),
+    port: int = typer.Option(5000, min=0, max=65535),
+    host: str = typer.Option("0.0.0.0", help="address to listen on"),
+    workers: int = typer.Option(1, min=1, max=64, help="server processes (>1: gunicorn + uvicorn workers)"),
+    threads: int | None = typer.Option(None, min=1, max=256, help="inference threads per process; default: CPU quota"),
+    sample_image: Path | None = typer.Option(None, help="image for GET /test; default: a generated JPEG"),
+    max_upload_mb: float = typer.Option(10.0, min=0.001, help="largest accepted upload in MB"),
+    backlog: int = typer.Option(64, min=0, help="images that may wait for inference before 503"),
+    ready_dir: Path | None = typer.Option(None, help="write READY_DIR/<pid> when each process is ready"),
+    access_log: bool = typer.Option(False, help="log every request"),
+) -> None:
+    """Serve the model over HTTP (the API in ARCHITECTURE.md)."""
+    from servetune.config import ServerSettings
+    from servetune.model.artifact import ArtifactError, default_model_path, read_spec
+    from servetune.serve.cpu_quota import inference_threads
+    from servetune.serve.launch import serve_gunicorn, serve_uvicorn
+
+    model_path = model or default_model_path()
+    if not model_path.is_file():
+        hint = "" if model else " (the packaged default model is missing: pass --model PATH)"
+        fail(f"{model_path}: no such model file{hint}")
+    try:
+        read_spec(model_path)
+    except ArtifactError as err:
+        fail(str(err))
+    if sample_image is not None and not sample_image.is_file():
+        fail(f"{sample_image}: no such sample image")
+    if threads is None and workers > 1:
+        threads = max(1, inference_threads() // workers)  # the workers share the CPUs
+    settings = ServerSettings(
+        model_path=str(model_path.resolve()),
+        sample_image=str(sample_image.resolve()) if sample_image else None,
+        threads=threads,
+        ready_dir=str(ready_dir) if ready_dir else None,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        backlog=backlog,
+    )
+    if workers == 1:
+        serve_uvicorn(settings, host, port, access_log)
+    else:
+        serve_gunicorn(settings, host, port, workers, access_log)
+
+
 # --- model -------------------------------------------------------------------------------------------
 
 
 @model_app.command("import")
 def model_import(
-    source: Path = typer.Argument(..., help="the Keras model file (.keras, or legacy .h5)"),
-    out: Path | None = typer.Option(None, "--out", help="artifact path [default: SOURCE with .onnx]"),
-    name: str | None = typer.Option(None, "--name", help="model name [default: the file's stem]"),
-    classes: str | None = typer.Option(
-        None, "--classes", help="class names in output order: comma-separated, or a text file, one per line"
-    ),
-    input_size: int | None = typer.Option(
-        None, "--input-size", min=16, help="input side for models whose input size is not fixed [default: 224]"
-    ),
+    source: Annotated[Path, typer.Argument(help="the Keras model file (.keras, or legacy .h5)")],
+    out: Annotated[Path | None, typer.Option(help="artifact path [default: SOURCE with .onnx]")] = None,
+    name: Annotated[str | None, typer.Option(help="model name [default: the file's stem]")] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(help="class names in output order: comma-separated, or a text file, one per line"),
+    ] = None,
+    input_size: Annotated[
+        int | None,
+        typer.Option(min=16, help="input side for models whose input size is not fixed [default: 224]"),
+    ] = None,
 ) -> None:
     """Convert a Keras image classifier (input HxWx3, pixels x/255, softmax) into a servetune artifact."""
     from servetune.model.keras_import import KerasImportError, import_keras_model
