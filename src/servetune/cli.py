@@ -43,16 +43,22 @@ def version() -> None:
 
 @app.command()
 def serve(
-    model: Path | None = typer.Option(None, help="model artifact (.onnx); default: the packaged model"),
-    port: int = typer.Option(5000, min=0, max=65535),
-    host: str = typer.Option("0.0.0.0", help="address to listen on"),
-    workers: int = typer.Option(1, min=1, max=64, help="server processes (>1: gunicorn + uvicorn workers)"),
-    threads: int | None = typer.Option(None, min=1, max=256, help="inference threads per process; default: CPU quota"),
-    sample_image: Path | None = typer.Option(None, help="image for GET /test; default: a generated JPEG"),
-    max_upload_mb: float = typer.Option(10.0, min=0.001, help="largest accepted upload in MB"),
-    backlog: int = typer.Option(64, min=0, help="images that may wait for inference before 503"),
-    ready_dir: Path | None = typer.Option(None, help="write READY_DIR/<pid> when each process is ready"),
-    access_log: bool = typer.Option(False, help="log every request"),
+    model: Annotated[Path | None, typer.Option(help="model artifact (.onnx) [default: the packaged model]")] = None,
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 5000,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "0.0.0.0",
+    workers: Annotated[int, typer.Option(min=1, max=64, help="server processes (>1: gunicorn)")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(min=1, max=256, help="inference threads per process [default: CPU quota]")
+    ] = None,
+    sample_image: Annotated[
+        Path | None, typer.Option(help="image for GET /test [default: a generated 1280x1280 JPEG]")
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="largest accepted upload in MB")] = 10.0,
+    backlog: Annotated[int, typer.Option(min=0, help="images that may wait for inference before a 503")] = 64,
+    ready_dir: Annotated[
+        Path | None, typer.Option(help="write READY_DIR/<pid> once each process is ready")
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = False,
 ) -> None:
     """Serve the model over HTTP (the API in ARCHITECTURE.md)."""
     from servetune.config import ServerSettings

@@ -6,10 +6,12 @@ Training, evaluation and serving all call these two functions, so offline accura
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import BmpImagePlugin, GifImagePlugin, Image, ImageOps, PngImagePlugin, WebPImagePlugin  # noqa: F401
+from PIL.JpegImagePlugin import JpegImageFile
 
 from servetune.config import ModelSpec
 
@@ -20,32 +22,69 @@ class ImageError(ValueError):
     """The bytes are not an image we can classify; str(error) is a reason fit for a client."""
 
 
+class ImageTooLarge(ImageError):
+    """More pixels than allowed (a decompression bomb, or simply too big)."""
+
+
+class UnsupportedImage(ImageError):
+    """Not an image, or a format we do not accept."""
+
+
+# Formats a phone or browser uploads (their plugins are imported above: `formats=` needs them registered). Pillow reads many more (EPS, PSD, ICO, ...), some through external
+# programs or rarely exercised parsers; a server has no reason to expose them.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")  # JPEG also opens MPO (phone photos)
+ALLOWED_NAMES = "JPEG, PNG, WebP, GIF or BMP"
+
+
 def decode_image(data: bytes, spec: ModelSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Bytes -> RGB PIL image, EXIF orientation applied, already scaled down cheaply where possible."""
+    """Bytes -> RGB PIL image, EXIF orientation applied, already scaled down cheaply where possible.
+
+    Only the header is parsed before the pixel count is checked, so a decompression bomb costs nothing.
+    Animated images give their first frame.
+    """
     if not data:
         raise ImageError("empty file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageError(f"image too large: {width}x{height} pixels (limit {max_pixels})")
-            if image.format == "JPEG":
+                raise ImageTooLarge(f"image too large: {width}x{height} pixels (limit {max_pixels})")
+            if isinstance(image, JpegImageFile):
                 # libjpeg-turbo scales in the DCT domain (1/2, 1/4, 1/8) while decoding: far cheaper
                 # than decoding full size and resizing, and still at least `resize` on the short side.
-                image.draft("RGB", (spec.resize, spec.resize))
+                image.draft("RGB", draft_size(spec))
             image.load()
             image = ImageOps.exif_transpose(image)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError("image too large: decompression bomb") from None
+        raise ImageTooLarge("image too large: decompression bomb") from None
     except Image.UnidentifiedImageError:
-        raise ImageError("not an image, or an unsupported image format") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise UnsupportedImage(unidentified_reason(data)) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as err:
         raise ImageError(f"corrupt or truncated image: {err}") from None
     return to_rgb(image)
+
+
+def draft_size(spec: ModelSpec) -> tuple[int, int]:
+    side = spec.input_size if spec.crop == "none" else spec.resize
+    return (side, side)
+
+
+def unidentified_reason(data: bytes) -> str:
+    """Name the format when Pillow knows it but we do not accept it; else say it is not an image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:  # header only; nothing is decoded
+                known = image.format
+    except Exception:  # noqa: BLE001 any parser failure means the same thing here: not an image we know
+        known = None
+    if known:
+        return f"unsupported image format {known}: send {ALLOWED_NAMES}"
+    return f"not an image (or an unsupported format): send {ALLOWED_NAMES}"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

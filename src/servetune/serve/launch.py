@@ -1,0 +1,87 @@
+"""Start the server: one uvicorn process, or gunicorn with N uvicorn workers sharing the port.
+
+gunicorn workers build their app with `app_from_env()`, so the settings travel as SERVETUNE_* variables;
+their Prometheus metrics are merged through files in PROMETHEUS_MULTIPROC_DIR.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+
+from servetune.config import ServerSettings
+
+# SIGTERM: stop accepting, finish what is in flight (Kubernetes' grace period is 30 s by default).
+GRACEFUL_TIMEOUT_S = 25
+
+
+def settings_env(settings: ServerSettings) -> dict[str, str]:
+    env = {
+        "SERVETUNE_MODEL": settings.model_path,
+        "SERVETUNE_MAX_UPLOAD_BYTES": str(settings.max_upload_bytes),
+        "SERVETUNE_BACKLOG": str(settings.backlog),
+    }
+    optional = {
+        "SERVETUNE_SAMPLE_IMAGE": settings.sample_image,
+        "SERVETUNE_THREADS": settings.threads,
+        "SERVETUNE_READY_DIR": settings.ready_dir,
+    }
+    env.update({name: str(value) for name, value in optional.items() if value is not None})
+    return env
+
+
+def serve_uvicorn(settings: ServerSettings, host: str, port: int, access_log: bool = False) -> None:
+    import uvicorn
+
+    from servetune.serve.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    uvicorn.run(
+        create_app(settings), host=host, port=port, access_log=access_log, log_level="info",
+        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
+    )
+
+
+def serve_gunicorn(
+    settings: ServerSettings, host: str, port: int, workers: int, access_log: bool = False
+) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    os.environ.update(settings_env(settings))
+    own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    if own_metrics_dir:
+        # Must be set before any worker imports prometheus_client.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="servetune-metrics-")
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+    def child_exit(server: object, worker: object) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+    class Gunicorn(BaseApplication):
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "worker_class": "uvicorn_worker.UvicornWorker",
+                "graceful_timeout": GRACEFUL_TIMEOUT_S,
+                "timeout": 60,
+                "child_exit": child_exit,
+                "accesslog": "-" if access_log else None,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):  # in each worker, after fork
+            from servetune.serve.app import app_from_env
+
+            return app_from_env()
+
+    try:
+        Gunicorn().run()
+    finally:
+        if own_metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,102 @@
+"""Image bytes -> top-k classes with ONNX Runtime on the CPU, timing each step.
+
+The preprocessing comes from the artifact's ModelSpec (model/preprocess.py), so what is served is what was
+evaluated.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from servetune.config import ModelSpec
+from servetune.model.artifact import ArtifactError, file_sha256, spec_from_metadata
+from servetune.model.preprocess import DEFAULT_MAX_PIXELS, decode_image, preprocess
+
+
+@dataclass
+class Prediction:
+    label: str
+    probability: float
+    top_k: list[tuple[str, float]]
+    decode_ms: float
+    preprocess_ms: float
+    infer_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.decode_ms + self.preprocess_ms + self.infer_ms
+
+
+@dataclass
+class Predictor:
+    """One ONNX Runtime session; `predict` is safe to call from several threads at once."""
+
+    path: Path
+    threads: int
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    top_k: int = 3
+    spec: ModelSpec = field(init=False)
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        if not self.path.is_file():
+            raise ArtifactError(f"{self.path}: no such model file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning idle threads burn the CPU quota (and inflate the autoscaler's CPU reading) for a few
+        # microseconds of latency; a server between requests should sleep.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 ORT raises several private exception types for unreadable files
+            raise ArtifactError(f"{self.path}: not a loadable ONNX model: {str(err).splitlines()[0]}") from None
+        self.spec = spec_from_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self.input_name = self.session.get_inputs()[0].name
+        self.sha256 = file_sha256(self.path)
+
+    def predict(self, data: bytes) -> Prediction:
+        """Raises model.preprocess.ImageError (a reason fit for the client) when `data` is not usable."""
+        start = time.perf_counter()
+        image = decode_image(data, self.spec, self.max_pixels)
+        decoded = time.perf_counter()
+        batch = preprocess(image, self.spec)[np.newaxis]
+        prepared = time.perf_counter()
+        output = self.session.run(None, {self.input_name: batch})[0]
+        done = time.perf_counter()
+        probabilities = self.probabilities(np.asarray(output, dtype=np.float64).reshape(-1))
+        order = np.argsort(probabilities)[::-1][: self.top_k]
+        names = self.spec.class_names
+        top = [(names[i], float(probabilities[i])) for i in order]
+        return Prediction(
+            label=top[0][0],
+            probability=top[0][1],
+            top_k=top,
+            decode_ms=(decoded - start) * 1000,
+            preprocess_ms=(prepared - decoded) * 1000,
+            infer_ms=(done - prepared) * 1000,
+        )
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        if scores.shape[0] != len(self.spec.class_names):
+            raise ArtifactError(
+                f"{self.path}: model outputs {scores.shape[0]} scores for {len(self.spec.class_names)} classes"
+            )
+        if self.spec.output == "probabilities":
+            return scores
+        exp = np.exp(scores - scores.max())
+        return exp / exp.sum()
+
+    def warm_up(self, image: bytes, runs: int = 3) -> None:
+        """The first runs allocate ORT's buffers and page in the weights; do them before taking traffic."""
+        for _ in range(runs):
+            self.predict(image)
