@@ -128,10 +128,202 @@ def model_import(
     )
 
 
+@model_app.command("train")
+def model_train(
+    data: Annotated[Path, typer.Option(help="Food-11 folder with training/ and validation/ (any layout)")],
+    out: Annotated[Path, typer.Option(help="folder for checkpoint.pt, model.pt and train_summary.json")],
+    backbone: Annotated[str, typer.Option(help="lite0, lite1 or lite2")] = "lite0",
+    input_size: Annotated[int, typer.Option(min=32, max=512, help="network input side in pixels")] = 160,
+    views: Annotated[int, typer.Option(min=1, help="augmented copies of each training image")] = 3,
+    finetune_blocks: Annotated[int, typer.Option(min=1, help="top blocks fine-tuned in stage 2")] = 3,
+    head_epochs: Annotated[int, typer.Option(min=1)] = 30,
+    finetune_epochs: Annotated[int, typer.Option(min=0, help="0: train the head only")] = 6,
+    patience: Annotated[int, typer.Option(min=1, help="epochs without validation gain before stopping")] = 3,
+    per_class: Annotated[int | None, typer.Option(min=1, help="use only N images per class")] = None,
+    seed: int = 0,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores]")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
+    data_description: Annotated[str, typer.Option(help="what the data is, stored in the model card")] = "",
+) -> None:
+    """Fine-tune EfficientNet-Lite on Food-11 (head on cached features, then the top blocks)."""
+    from servetune.model.data import DataError
+    from servetune.model.train import TrainConfig, TrainError, train
+
+    config = TrainConfig(
+        data=data, out=out, backbone=backbone, input_size=input_size, views=views, finetune_blocks=finetune_blocks,
+        head_epochs=head_epochs, finetune_epochs=finetune_epochs, patience=patience, per_class=per_class,
+        seed=seed, threads=threads, resume=resume, data_description=data_description,
+    )
+    try:
+        path = train(config)
+    except (DataError, TrainError) as err:
+        fail(str(err))
+    typer.echo(f"wrote {path} (next: servetune model export {path} --data {data})")
+
+
+@model_app.command("export")
+def model_export(
+    trained: Annotated[Path, typer.Argument(help="model.pt written by `servetune model train`")],
+    out: Annotated[Path, typer.Option(help="fp32 artifact path (.onnx); the INT8 twin gets -int8.onnx")],
+    data: Annotated[Path | None, typer.Option(help="Food-11 folder: calibration (training) and evaluation")] = None,
+    int8: Annotated[bool, typer.Option(help="also write the INT8 (QDQ, per-channel) artifact")] = True,
+    calibration_images: Annotated[int, typer.Option(min=1)] = 256,
+    per_class: Annotated[int | None, typer.Option(min=1, help="evaluate on N images per class only")] = None,
+) -> None:
+    """Export to ONNX (fp32, opset 17) and INT8; with --data, measure both on the evaluation split."""
+    from servetune.model.artifact import ArtifactError
+    from servetune.model.data import DataError
+    from servetune.model.pipeline import export_and_quantize
+    from servetune.model.train import TrainError
+
+    if int8 and data is None:
+        fail("INT8 calibration needs training images: pass --data FOLDER (or --no-int8)")
+    try:
+        results = export_and_quantize(trained, out, data, int8, calibration_images, per_class)
+    except (DataError, TrainError, ArtifactError) as err:
+        fail(str(err))
+    for path, accuracy in results.items():
+        measured = f", evaluation accuracy {accuracy:.2%}" if accuracy is not None else ""
+        typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{measured})")
+    if len(results) == 2 and None not in results.values():
+        fp32, quantized = results.values()
+        typer.echo(f"INT8 vs fp32: {100 * (quantized - fp32):+.2f} pp")
+
+
+@model_app.command("eval")
+def model_eval(
+    model: Annotated[Path | None, typer.Argument(help="artifact (.onnx) [default: the packaged model]")] = None,
+    data: Annotated[Path, typer.Option(help="Food-11 folder (any layout)")] = Path("data/food-11"),
+    split: Annotated[str, typer.Option(help="training, validation or evaluation")] = "evaluation",
+    per_class: Annotated[int | None, typer.Option(min=1, help="only the first N images of each class")] = None,
+    out: Annotated[Path | None, typer.Option(help="write metrics.json, confusion.csv, confusion.png here")] = None,
+    via_http: Annotated[str | None, typer.Option(help="evaluate through a running server's POST /predict")] = None,
+    threads: Annotated[int | None, typer.Option(min=1)] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print a machine-readable summary")] = False,
+) -> None:
+    """Accuracy, top-3, per-class accuracy, confusion matrix and calibration error on one split."""
+    import json
+
+    from rich.progress import Progress
+
+    from servetune.model.artifact import ArtifactError, default_model_path
+    from servetune.model.data import DataError
+    from servetune.model.evaluate import EvaluationError, evaluate, write_outputs
+
+    model_path = None if via_http else (model or default_model_path())
+    if model_path is not None and not model_path.is_file():
+        fail(f"{model_path}: no such model file")
+    try:
+        with Progress(transient=True, disable=json_output) as progress:
+            result = evaluate(model_path, data, split, per_class, via_http, threads, progress)
+    except (DataError, ArtifactError, EvaluationError) as err:
+        fail(str(err))
+    if out is not None:
+        write_outputs(result, out)
+    if json_output:
+        summary = result.summary()
+        summary.pop("skipped")
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(f"{result.model} on {split}: {result.count} images, accuracy {result.accuracy:.2%}, "
+               f"top-3 {result.top3_accuracy:.2%}, calibration error {result.calibration_error:.3f}")
+    for name, accuracy in result.per_class_accuracy.items():
+        typer.echo(f"  {name:<16} {accuracy:.2%}")
+    if result.skipped:
+        typer.echo(f"skipped {len(result.skipped)} unreadable images, e.g. {result.skipped[0][0]}: {result.skipped[0][1]}")
+
+
+@model_app.command("profile")
+def model_profile(
+    data: Annotated[Path, typer.Option(help="Food-11 folder: quick training and the accuracy column")],
+    out: Annotated[Path, typer.Option(help="folder for variants.csv, variants.json and the models")],
+    backbones: Annotated[str, typer.Option(help="comma-separated: lite0,lite1,lite2")] = "lite0",
+    sizes: Annotated[str, typer.Option(help="comma-separated input sides")] = "128,160",
+    precisions: Annotated[str, typer.Option(help="fp32,int8")] = "fp32,int8",
+    artifact: Annotated[list[Path] | None, typer.Option(help="also profile this artifact as it is (repeatable)")] = None,
+    train_per_class: Annotated[int, typer.Option(min=1, help="images per class for the quick variants")] = 200,
+    eval_per_class: Annotated[int, typer.Option(min=1, help="evaluation images per class (speed)")] = 40,
+    runs: Annotated[int, typer.Option(min=5, help="timed inferences per thread count")] = 40,
+) -> None:
+    """Variant table: backbone x input size x precision -> accuracy, size, latency (1 and 2 threads), RSS."""
+    from servetune.model.artifact import ArtifactError
+    from servetune.model.data import DataError
+    from servetune.model.profile import ProfileError, profile_variants
+
+    def split_list(text: str) -> list[str]:
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    try:
+        rows = profile_variants(
+            data, out, split_list(backbones), [int(s) for s in split_list(sizes)], split_list(precisions),
+            list(artifact or []), train_per_class, eval_per_class, runs,
+        )
+    except ValueError as err:
+        fail(f"--sizes {sizes!r}: {err}")
+    except (DataError, ArtifactError, ProfileError) as err:
+        fail(str(err))
+    typer.echo(f"wrote {out / 'variants.csv'} and {out / 'variants.json'} ({len(rows)} variants)")
+
+
 # --- data --------------------------------------------------------------------------------------------
 
 
 # --- load test, monitor, analyze, report, compare ----------------------------------------------------
+
+
+@app.command()
+def loadtest(
+    url: Annotated[str, typer.Argument(help="base URL of the service, e.g. http://127.0.0.1:5000")],
+    profile: Annotated[str, typer.Option(help="reference, quick, or a profile YAML file")] = "reference",
+    time_scale: Annotated[
+        float,
+        typer.Option(min=0.0001, help="multiply every run's duration (0.1: ten times shorter; users, delays stay)"),
+    ] = 1.0,
+    driver: Annotated[str, typer.Option(help="builtin (asyncio, siege semantics) or siege (the binary)")] = "builtin",
+    mode: Annotated[str, typer.Option(help="closed (siege's users) or open (Poisson arrivals)")] = "closed",
+    out: Annotated[Path, typer.Option(help="folder for load_output.csv and requests.csv")] = Path("loadtest-out"),
+    keep_alive: Annotated[bool, typer.Option(help="reuse connections (siege's default: close)")] = False,
+    target: Annotated[str | None, typer.Option(help="test (GET /test) or predict (POST /predict)")] = None,
+    images: Annotated[Path | None, typer.Option(help="image folder for --target predict")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed for think times and arrivals")] = None,
+) -> None:
+    """Load-test a service with a profile; writes siege's --log rows and a per-request log. Ctrl-C stops
+    cleanly and keeps what was measured."""
+    from servetune.load.driver import LoadOptions, run_load_test
+    from servetune.load.profile import ProfileError, load_profile
+    from servetune.load.siege import SiegeRunError, run_siege
+    from servetune.load.target import TargetError
+
+    if driver not in ("builtin", "siege"):
+        fail(f"--driver must be builtin or siege, not {driver!r}")
+    if mode not in ("closed", "open"):
+        fail(f"--mode must be closed or open, not {mode!r}")
+    if driver == "siege" and mode == "open":
+        fail("--mode open needs --driver builtin (siege has closed-loop users only)")
+    targets = {"test": "GET /test", "predict": "POST /predict"}
+    if target is not None and target not in targets:
+        fail(f"--target must be test or predict, not {target!r}")
+    if images is not None and not images.is_dir():
+        fail(f"{images}: no such image folder")
+    try:
+        chosen = load_profile(profile, time_scale)
+        if target is not None:
+            chosen.phases = [phase.model_copy(update={"target": targets[target]}) for phase in chosen.phases]
+        typer.echo(
+            f"load test {url}: profile {chosen.name}, {len(chosen.runs())} runs, "
+            f"{chosen.total_seconds() / 60:.1f} min, driver {driver}, {mode} loop -> {out}",
+            err=True,
+        )
+        if driver == "siege":
+            rows = run_siege(chosen, url, out, keep_alive=keep_alive)
+        else:
+            options = LoadOptions(mode=mode, keep_alive=keep_alive, images=images, seed=seed)  # type: ignore[arg-type]
+            rows = run_load_test(chosen, url, out, options)
+    except (ProfileError, TargetError, SiegeRunError) as err:
+        fail(str(err))
+    okay = sum(row.okay for row in rows)
+    failed = sum(row.failed for row in rows)
+    typer.echo(f"{len(rows)} runs, {okay} OKAY, {failed} failed: {out / 'load_output.csv'}")
 
 
 # --- deploy ------------------------------------------------------------------------------------------
