@@ -66,15 +66,15 @@ def test_wall_clock_text_parses_back():
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("", r"resource_usage.csv:1: empty file"),
-        ("time,n,cpu\n", r"resource_usage.csv:1: header is"),
-        (HEADER + "\n5,1,0.5,262144,1,524288,0.4\n", r"resource_usage.csv:2: 7 fields, expected 8"),
+        ("", r"resource_usage.csv: line 1: empty file"),
+        ("time,n,cpu\n", r"resource_usage.csv: line 1: header is"),
+        (HEADER + "\n5,1,0.5,262144,1,524288,0.4\n", r"resource_usage.csv: line 2: 7 fields, expected 8"),
         (HEADER + "\n5,1,0.5,262144,1,524288,0.4,1\n10,1,half,1,1,1,1,1\n",
-         r"resource_usage.csv:3: cpu_req_core 'half' is not a number"),
-        (HEADER + "\n5,1.5,0.5,262144,1,524288,0.4,1\n", r":2: n_replica '1.5' is not a whole number"),
-        (HEADER + "\nyesterday,1,0.5,262144,1,524288,0.4,1\n", r":2: time 'yesterday' is neither"),
-        (HEADER + "\n5,1,0.5,-3,1,524288,0.4,1\n", r":2: mem_req_KB '-3' is not a finite number >= 0"),
-        (HEADER + "\n5,1,0.5,nan,1,524288,0.4,1\n", r":2: mem_req_KB 'nan'"),
+         r"resource_usage.csv: line 3: cpu_req_core 'half' is not a number"),
+        (HEADER + "\n5,1.5,0.5,262144,1,524288,0.4,1\n", r"csv: line 2: n_replica '1.5' is not a whole number"),
+        (HEADER + "\nyesterday,1,0.5,262144,1,524288,0.4,1\n", r"csv: line 2: time 'yesterday' is neither"),
+        (HEADER + "\n5,1,0.5,-3,1,524288,0.4,1\n", r"csv: line 2: mem_req_KB '-3' is not a finite number >= 0"),
+        (HEADER + "\n5,1,0.5,nan,1,524288,0.4,1\n", r"csv: line 2: mem_req_KB 'nan'"),
     ],
 )
 def test_malformed_csv_names_file_and_line(tmp_path, content, message):

@@ -91,16 +91,16 @@ def read_resource_csv(path: str | Path) -> list[ResourceSample]:
     rows = csv.reader(text.splitlines())
     header = next(rows, None)
     if header is None:
-        raise ResourceCsvError(f"{path}:1: empty file, expected the header {','.join(RESOURCE_COLUMNS)}")
+        raise ResourceCsvError(f"{path}: line 1: empty file, expected the header {','.join(RESOURCE_COLUMNS)}")
     if [cell.strip() for cell in header] != RESOURCE_COLUMNS:
         raise ResourceCsvError(
-            f"{path}:1: header is {','.join(header)!r}, expected {','.join(RESOURCE_COLUMNS)!r}"
+            f"{path}: line 1: header is {','.join(header)!r}, expected {','.join(RESOURCE_COLUMNS)!r}"
         )
     samples = []
     for line_number, row in enumerate(rows, start=2):
         if not any(cell.strip() for cell in row):
             continue
-        samples.append(_sample(row, f"{path}:{line_number}"))
+        samples.append(_sample(row, f"{path}: line {line_number}"))
     return samples
 
 

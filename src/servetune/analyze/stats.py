@@ -1,0 +1,288 @@
+"""The statistics of one evaluation (a run folder), computed from the files the run kept.
+
+A run folder holds `resource_usage.csv` (monitor) and `load_output.csv` (siege --log format), and may hold
+`requests.csv` (per-request log), `profile.yaml` (the load profile that ran), `run.json` and a model
+artifact (`*.onnx`).
+
+The four reference statistics, exactly:
+- memory requested = mean of `mem_req_KB`; memory used = mean of `mem_use_KB` (plain means over samples);
+- transaction rate = sum(OKAY) / evaluation seconds;
+- response time = sum(OKAY x Resp Time) / sum(OKAY) (an OKAY-weighted mean, not the column's mean).
+
+Evaluation seconds = sum of `Elap Time` over the load runs: the time load was actually offered, which is
+the evaluation length the reference divides by (30 runs x 60 s) as siege measured it, without the second
+or so between runs of the reference's bash loop.
+
+Percentiles are over OKAY requests (status 1..399) of requests.csv; failures (connection errors, 4xx, 5xx)
+count in the failure rate only, since a fast 503 or a timeout says nothing about service time. Without
+requests.csv the failure rate comes from the siege log: Failed / (OKAY + Failed) (siege counts a >= 400
+answer and a socket error as Failed, never as OKAY).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from servetune.config import LoadPhase, LoadRunRow, PhaseSummary, RequestRecord, ResourceSample, RunSummary
+from servetune.load.profile import ProfileError, parse_profile
+from servetune.load.request_log import RequestLogError, read_request_log
+from servetune.load.siege import SiegeLogError, read_siege_log
+from servetune.monitor.resource_csv import ResourceCsvError, parse_time, read_resource_csv
+
+RESOURCE_FILE = "resource_usage.csv"
+LOAD_FILE = "load_output.csv"
+REQUESTS_FILE = "requests.csv"
+PROFILE_FILE = "profile.yaml"
+RUN_FILE = "run.json"
+DEFAULT_INTERVAL_S = 5.0
+ACCURACY_SPLITS = ("evaluation", "test", "validation")
+
+
+class AnalysisError(ValueError):
+    """A run folder that cannot be analysed; the message names the file (and line) and the problem."""
+
+
+class RunData:
+    """The parsed files of one run folder."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise AnalysisError(f"{self.run_dir}: no such run folder")
+        try:
+            self.resources = read_resource_csv(self._required(RESOURCE_FILE))
+            self.load_rows = read_siege_log(self._required(LOAD_FILE))
+            requests_path = self.run_dir / REQUESTS_FILE
+            self.requests = read_request_log(requests_path) if requests_path.is_file() else None
+            profile_path = self.run_dir / PROFILE_FILE
+            self.profile = parse_profile(profile_path) if profile_path.is_file() else None
+        except (ResourceCsvError, SiegeLogError, RequestLogError, ProfileError) as error:
+            raise AnalysisError(str(error)) from None
+        if not self.resources:
+            raise AnalysisError(f"{self.run_dir / RESOURCE_FILE}: no samples (only a header)")
+        if not self.load_rows:
+            raise AnalysisError(f"{self.run_dir / LOAD_FILE}: no load runs (only a header)")
+        self.run_info = self._run_info()
+
+    def _required(self, name: str) -> Path:
+        path = self.run_dir / name
+        if not path.is_file():
+            raise AnalysisError(f"{path}: missing (a run folder holds {RESOURCE_FILE} and {LOAD_FILE})")
+        return path
+
+    def _run_info(self) -> dict:
+        path = self.run_dir / RUN_FILE
+        if not path.is_file():
+            return {}
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise AnalysisError(f"{path}: not readable JSON: {error}") from None
+        if not isinstance(info, dict):
+            raise AnalysisError(f"{path}: expected a JSON object")
+        return info
+
+    def phase_of_runs(self) -> list[tuple[int, LoadPhase | None]]:
+        """(phase index, phase) for each load row: from profile.yaml, else from requests.csv, else its own."""
+        if self.profile is not None:
+            runs = self.profile.runs()
+            return [runs[i] if i < len(runs) else (i, None) for i in range(len(self.load_rows))]
+        if self.requests:
+            return [(self._phase_from_requests(row, i), None) for i, row in enumerate(self.load_rows)]
+        return [(i, None) for i in range(len(self.load_rows))]
+
+    def _phase_from_requests(self, row: LoadRunRow, index: int) -> int:
+        # siege stamps a run's line when it ends; a second of slack for the stamp's resolution.
+        end = run_end(row)
+        start = end - timedelta(seconds=row.elap_time + 1)
+        phases = Counter(
+            r.phase for r in self.requests or []
+            if start <= datetime.fromtimestamp(r.start) <= end + timedelta(seconds=1)
+        )
+        return phases.most_common(1)[0][0] if phases else index
+
+
+def run_end(row: LoadRunRow) -> datetime:
+    return datetime.strptime(row.date_time, "%Y-%m-%d %H:%M:%S")
+
+
+def mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values)) if values else 0.0
+
+
+def weighted_response_time(rows: Sequence[LoadRunRow]) -> float | None:
+    """sum(OKAY x Resp Time) / sum(OKAY); rows without OKAY add nothing (their Resp Time may be nan)."""
+    okay = sum(row.okay for row in rows)
+    if okay == 0:
+        return None
+    return sum(row.okay * row.resp_time for row in rows if row.okay) / okay
+
+
+def transaction_rate(rows: Sequence[LoadRunRow]) -> float:
+    seconds = sum(row.elap_time for row in rows)
+    return sum(row.okay for row in rows) / seconds if seconds > 0 else 0.0
+
+
+def sample_seconds(samples: Sequence[ResourceSample]) -> list[float]:
+    """Each sample's time in seconds on one axis (seconds since start, or unix time for wall-clock rows)."""
+    times = [parse_time(s.time) for s in samples]
+    return [t.timestamp() if isinstance(t, datetime) else t for t in times]
+
+
+def replica_seconds(samples: Sequence[ResourceSample]) -> float:
+    """n_replica integrated as a step function: each sample holds until the next one; the last one holds
+    for the median sampling interval (5 s when there is a single sample)."""
+    times = sample_seconds(samples)
+    steps = [b - a for a, b in itertools.pairwise(times)]
+    last = float(np.median(steps)) if steps else DEFAULT_INTERVAL_S
+    return sum(s.n_replica * dt for s, dt in zip(samples, [*steps, last], strict=True))
+
+
+def is_okay(record: RequestRecord) -> bool:
+    return 0 < record.status < 400
+
+
+def percentiles(records: Sequence[RequestRecord]) -> tuple[float | None, float | None, float | None]:
+    latencies = [r.latency_s for r in records if is_okay(r)]
+    if not latencies:
+        return None, None, None
+    p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+    return float(p50), float(p95), float(p99)
+
+
+def failure_rate(records: Sequence[RequestRecord]) -> float | None:
+    return sum(not is_okay(r) for r in records) / len(records) if records else None
+
+
+def phase_label(index: int, phase: LoadPhase | None) -> str:
+    if phase is None:
+        return f"phase {index + 1}"
+    return f"{phase.users} users, d{phase.delay:g}"
+
+
+def offered_rate(phase: LoadPhase | None) -> float | None:
+    if phase is None:
+        return None
+    try:
+        return phase.open_loop_rate()
+    except ValueError:
+        return None  # delay 0 and no rate: the users offer as much as the server answers
+
+
+def summarize_phases(data: RunData) -> list[PhaseSummary]:
+    groups: dict[int, list[LoadRunRow]] = defaultdict(list)
+    phases: dict[int, LoadPhase | None] = {}
+    for row, (index, phase) in zip(data.load_rows, data.phase_of_runs(), strict=True):
+        groups[index].append(row)
+        phases[index] = phase
+    requests_by_phase: dict[int, list[RequestRecord]] = defaultdict(list)
+    for record in data.requests or []:
+        requests_by_phase[record.phase].append(record)
+    wall_clock = all(isinstance(parse_time(s.time), datetime) for s in data.resources)
+    summaries = []
+    for index, rows in groups.items():
+        records = requests_by_phase.get(index, [])
+        p50, p95, p99 = percentiles(records)
+        in_phase = phase_samples(data.resources, rows) if wall_clock else []
+        summaries.append(PhaseSummary(
+            phase=index,
+            label=phase_label(index, phases[index]),
+            users=phases[index].users if phases[index] else None,
+            delay=phases[index].delay if phases[index] else None,
+            offered_rate=offered_rate(phases[index]),
+            runs=len(rows),
+            seconds=sum(row.elap_time for row in rows),
+            okay=sum(row.okay for row in rows),
+            failed=sum(row.failed for row in rows),
+            transaction_rate=transaction_rate(rows),
+            response_time_s=weighted_response_time(rows),
+            latency_p50_s=p50,
+            latency_p95_s=p95,
+            latency_p99_s=p99,
+            failure_rate=failure_rate(records) if records else siege_failure_rate(rows),
+            mean_replicas=mean([s.n_replica for s in in_phase]) if in_phase else None,
+            cpu_used_core=mean([s.cpu_use_core for s in in_phase]) if in_phase else None,
+        ))
+    return summaries
+
+
+def phase_samples(samples: Sequence[ResourceSample], rows: Sequence[LoadRunRow]) -> list[ResourceSample]:
+    """The wall-clock samples taken while any of these load runs was running."""
+    windows = [(run_end(r) - timedelta(seconds=r.elap_time), run_end(r)) for r in rows]
+    return [s for s in samples if any(a <= parse_time(s.time) <= b for a, b in windows)]
+
+
+def siege_failure_rate(rows: Sequence[LoadRunRow]) -> float | None:
+    attempts = sum(row.okay + row.failed for row in rows)
+    return sum(row.failed for row in rows) / attempts if attempts else None
+
+
+def accuracy(data: RunData) -> tuple[float | None, str | None, str | None]:
+    """(accuracy, where it came from, model name): run.json's `accuracy`, else the run's model artifact."""
+    info = data.run_info
+    model = info.get("model") if isinstance(info.get("model"), str) else None
+    if isinstance(info.get("accuracy"), int | float):
+        return float(info["accuracy"]), RUN_FILE, model
+    models = sorted(data.run_dir.glob("*.onnx"))
+    if not models:
+        return None, None, model
+    from servetune.model.artifact import ArtifactError, read_spec
+
+    try:
+        spec = read_spec(models[0])
+    except ArtifactError as error:
+        raise AnalysisError(str(error)) from None
+    for split in [*ACCURACY_SPLITS, *spec.accuracy]:
+        if split in spec.accuracy:
+            return spec.accuracy[split], f"{models[0].name} ({split})", spec.name
+    return None, None, spec.name
+
+
+def summarize(run_dir: str | Path) -> RunSummary:
+    """The statistics of the run folder; AnalysisError naming the file and line when an input is bad."""
+    data = RunData(run_dir)
+    samples, rows = data.resources, data.load_rows
+    p50, p95, p99 = percentiles(data.requests or [])
+    okay = sum(row.okay for row in rows)
+    failed = sum(row.failed for row in rows)
+    if data.requests:
+        failures = failure_rate(data.requests)
+    else:
+        failures = siege_failure_rate(rows)
+    value, source, model = accuracy(data)
+    return RunSummary(
+        run_dir=str(data.run_dir),
+        name=str(data.run_info.get("name") or data.run_dir.resolve().name),
+        memory_requested_KB=mean([s.mem_req_KB for s in samples]),
+        memory_used_KB=mean([s.mem_use_KB for s in samples]),
+        transaction_rate=transaction_rate(rows),
+        response_time_s=weighted_response_time(rows),
+        cpu_requested_core=mean([s.cpu_req_core for s in samples]),
+        cpu_used_core=mean([s.cpu_use_core for s in samples]),
+        cpu_limit_core=mean([s.cpu_lim_core for s in samples]),
+        memory_limit_KB=mean([s.mem_lim_KB for s in samples]),
+        replica_seconds=replica_seconds(samples),
+        mean_replicas=mean([s.n_replica for s in samples]),
+        max_replicas=max(s.n_replica for s in samples),
+        evaluation_s=sum(row.elap_time for row in rows),
+        runs=len(rows),
+        transactions=sum(row.trans for row in rows),
+        okay=okay,
+        failed=failed,
+        failure_rate=failures if failures is not None else 0.0,
+        requests=len(data.requests) if data.requests is not None else None,
+        latency_p50_s=p50,
+        latency_p95_s=p95,
+        latency_p99_s=p99,
+        accuracy=value,
+        accuracy_source=source,
+        model=model,
+        phases=summarize_phases(data),
+    )
