@@ -52,20 +52,13 @@ function showError(message) {
   errorBox.hidden = !message;
 }
 
-// top_k entries may be {"class"|"label"|"name", "probability"|"score"} objects or [name, probability] pairs.
-function entry(item) {
-  if (Array.isArray(item)) return { name: String(item[0]), probability: Number(item[1]) };
-  const name = item.class ?? item.label ?? item.name ?? item.class_name ?? "?";
-  const probability = item.probability ?? item.score ?? item.prob ?? 0;
-  return { name: String(name), probability: Number(probability) };
-}
-
 function showResult(body, roundTripMs) {
-  const top = (body.top_k || [[body.prediction, body.probability]]).slice(0, 3).map(entry);
+  // top_k: [{"label": str, "probability": 0..1}, ...], most probable first.
+  const top = (body.top_k || [{ label: body.prediction, probability: body.probability }]).slice(0, 3);
   document.getElementById("prediction").textContent = body.prediction;
   const list = document.getElementById("top-k");
   list.replaceChildren();
-  for (const { name, probability } of top) {
+  for (const { label: name, probability } of top) {
     const percent = Math.max(0, Math.min(100, probability * 100));
     const li = document.createElement("li");
     li.className = "bar-row";
