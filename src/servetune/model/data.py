@@ -95,8 +95,14 @@ def detect_layout(folder: Path) -> Layout:
     return "class_name"
 
 
-def read_split(root: str | Path, split: str, class_names: list[str] = FOOD11_CLASSES) -> Split:
-    """List one split's images with their labels; raises DataError on an unusable folder."""
+def read_split(
+    root: str | Path, split: str, class_names: list[str] = FOOD11_CLASSES, require_all_classes: bool = True
+) -> Split:
+    """List one split's images with their labels; raises DataError on an unusable folder.
+
+    Training needs every class; an evaluation set may cover only some (require_all_classes=False), but a
+    class folder that exists and holds no image is always an error.
+    """
     folder = split_dir(root, split)
     layout = detect_layout(folder)
     if layout == "flat":
@@ -106,8 +112,10 @@ def read_split(root: str | Path, split: str, class_names: list[str] = FOOD11_CLA
     else:
         samples = class_name_samples(folder, class_names)
     result = Split(split, folder, layout, list(class_names), samples)
+    if not samples:
+        raise DataError(f"{folder}: no images ({layout} layout)")
     empty = [class_names[i] for i, n in enumerate(result.counts()) if n == 0]
-    if empty:
+    if require_all_classes and empty:
         raise DataError(f"{folder}: no images for class {', '.join(repr(c) for c in empty)} ({layout} layout)")
     return result
 
@@ -132,7 +140,7 @@ def class_id_samples(folder: Path, num_classes: int) -> list[Sample]:
     samples = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         label = check_class_id(int(CLASS_ID_FOLDER.match(sub.name).group(1)), num_classes, sub)
-        samples.extend(Sample(path, label) for path in image_files(sub))
+        samples.extend(class_folder_samples(sub, label))
     return samples
 
 
@@ -143,8 +151,15 @@ def class_name_samples(folder: Path, class_names: list[str]) -> list[Sample]:
         label = known.get(normalise_class_name(sub.name))
         if label is None:
             raise DataError(f"{sub}: folder name is not a class name (expected one of: {', '.join(class_names)})")
-        samples.extend(Sample(path, label) for path in image_files(sub))
+        samples.extend(class_folder_samples(sub, label))
     return samples
+
+
+def class_folder_samples(folder: Path, label: int) -> list[Sample]:
+    files = image_files(folder)
+    if not files:
+        raise DataError(f"{folder}: empty class folder (no .jpg/.png images)")
+    return [Sample(path, label) for path in files]
 
 
 def subset(samples: list[Sample], per_class: int | None) -> list[Sample]:
