@@ -173,14 +173,14 @@ def model_export(
     """Export to ONNX (fp32, opset 17) and INT8; with --data, measure both on the evaluation split."""
     from servetune.model.artifact import ArtifactError
     from servetune.model.data import DataError
-    from servetune.model.pipeline import export_and_quantize
+    from servetune.model.export import ExportError, export_and_quantize
     from servetune.model.train import TrainError
 
     if int8 and data is None:
         fail("INT8 calibration needs training images: pass --data FOLDER (or --no-int8)")
     try:
         results = export_and_quantize(trained, out, data, int8, calibration_images, per_class)
-    except (DataError, TrainError, ArtifactError) as err:
+    except (DataError, TrainError, ArtifactError, ExportError) as err:
         fail(str(err))
     for path, accuracy in results.items():
         measured = f", evaluation accuracy {accuracy:.2%}" if accuracy is not None else ""
