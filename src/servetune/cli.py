@@ -108,6 +108,9 @@ def model_import(
         int | None,
         typer.Option(min=16, help="input side for models whose input size is not fixed [default: 224]"),
     ] = None,
+    int8_data: Annotated[
+        Path | None, typer.Option(help="also write the INT8 twin (-int8.onnx), calibrated on DATA/training")
+    ] = None,
 ) -> None:
     """Convert a Keras image classifier (input HxWx3, pixels x/255, softmax) into a servetune artifact."""
     from servetune.model.keras_import import KerasImportError, import_keras_model
@@ -126,6 +129,17 @@ def model_import(
         f"wrote {path}: {spec.layout} {spec.input_size}x{spec.input_size}, {len(spec.class_names)} classes, "
         f"output {spec.output}, backbone {spec.backbone}, {path.stat().st_size / 1e6:.1f} MB"
     )
+    if int8_data is not None:
+        from servetune.model.artifact import ArtifactError
+        from servetune.model.data import DataError
+        from servetune.model.export import int8_path
+        from servetune.model.quantize import calibration_images, quantize_int8
+
+        try:
+            quantized = quantize_int8(path, int8_path(path), calibration_images(int8_data, spec))
+        except (DataError, ArtifactError) as err:
+            fail(str(err))
+        typer.echo(f"wrote {quantized}: INT8, {quantized.stat().st_size / 1e6:.1f} MB")
 
 
 @model_app.command("train")
@@ -358,6 +372,136 @@ def loadtest(
     typer.echo(f"{len(rows)} runs, {okay} OKAY, {failed} failed: {out / 'load_output.csv'}")
 
 
+@app.command()
+def monitor(
+    out: Annotated[Path, typer.Option(help="CSV to write (the reference monitor's columns)")] = Path(
+        "resource_usage.csv"
+    ),
+    backend: Annotated[str, typer.Option(help="kubernetes or local (the one-machine cluster)")] = "kubernetes",
+    interval: Annotated[float, typer.Option(min=0.05, help="seconds between samples")] = 5.0,
+    duration: Annotated[float | None, typer.Option(min=0.0, help="seconds to run [default: until Ctrl-C]")] = None,
+    namespace: Annotated[str | None, typer.Option(help="kubernetes: [default: the kubeconfig context's]")] = None,
+    selector: Annotated[str | None, typer.Option(help="kubernetes: label selector, e.g. app=ml-app")] = None,
+    usage_all_pods: Annotated[
+        bool, typer.Option(help="kubernetes: sum usage of every pod in the namespace (the reference's behaviour)")
+    ] = False,
+    kubeconfig: Annotated[Path | None, typer.Option(help="kubernetes: [default: $KUBECONFIG, ~/.kube/config]")] = None,
+    context: Annotated[str | None, typer.Option(help="kubernetes: kubeconfig context")] = None,
+    state: Annotated[Path | None, typer.Option(help="local: the cluster's state JSON file")] = None,
+) -> None:
+    """Sample replicas, CPU and memory requested/limit/used every --interval seconds into a CSV."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+
+    def show(sample) -> None:
+        typer.echo(f"{sample.time}  replicas {sample.n_replica}  CPU {sample.cpu_use_core:.3f}/"
+                   f"{sample.cpu_req_core:.3f} cores  memory {sample.mem_use_KB / 1024:.0f}/"
+                   f"{sample.mem_req_KB / 1024:.0f} MiB (used/requested)", err=True)
+
+    try:
+        if backend == "kubernetes":
+            from servetune.monitor.kubernetes import KubernetesMonitorError, monitor_kubernetes
+
+            try:
+                rows = monitor_kubernetes(out, namespace=namespace, selector=selector, interval_s=interval,
+                                          duration_s=duration, usage_all_pods=usage_all_pods,
+                                          kubeconfig=kubeconfig, context=context, on_sample=show)
+            except KubernetesMonitorError as err:
+                fail(str(err))
+        elif backend == "local":
+            rows = monitor_local_or_fail(out, state, interval, duration, show)
+        else:
+            fail(f"--backend must be kubernetes or local, not {backend!r}")
+    except KeyboardInterrupt:
+        typer.echo(f"stopped; the rows measured so far are in {out}", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(f"{rows} samples: {out}")
+
+
+def monitor_local_or_fail(out: Path, state: Path | None, interval: float, duration: float | None, show) -> int:
+    try:
+        from servetune.monitor.local import monitor_local
+    except ImportError:
+        fail("the local backend is unavailable: this installation has no servetune.monitor.local")
+    if state is None:
+        fail("--backend local needs --state, the one-machine cluster's state JSON file")
+    try:
+        return monitor_local(state, out, interval_s=interval, duration_s=duration, on_sample=show)
+    except (OSError, ValueError) as err:
+        fail(str(err))
+
+
+def run_summary_or_fail(run_dir: Path):
+    from servetune.analyze.stats import AnalysisError, summarize
+
+    try:
+        return summarize(run_dir)
+    except AnalysisError as err:
+        fail(str(err))
+
+
+@app.command()
+def analyze(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder (resource_usage.csv, load_output.csv, ...)")],
+    json_output: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """The four reference statistics of a run, with CPU, replica-seconds, percentiles and phases."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from servetune.analyze.report import PHASE_COLUMNS, phase_rows, statistics_rows
+
+    summary = run_summary_or_fail(run_dir)
+    if json_output:
+        typer.echo(summary.model_dump_json(indent=2))
+        return
+    statistics = Table("statistic", "value", title=f"run {summary.name}")
+    for name, value in statistics_rows(summary):
+        statistics.add_row(name, value)
+    phases = Table(*PHASE_COLUMNS, title="phases")
+    for row in phase_rows(summary.phases):
+        phases.add_row(*row)
+    console = Console(width=160)
+    console.print(statistics, phases)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
+    """Write report.html (self-contained), report.md, the plots and summary.json into the run folder."""
+    from servetune.analyze.report import write_report
+    from servetune.analyze.stats import AnalysisError
+
+    try:
+        page = write_report(run_dir)
+    except AnalysisError as err:
+        fail(str(err))
+    typer.echo(f"report: {page} (and {page.with_suffix('.md').name}, plots, summary.json)")
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run folders to put side by side")],
+    out: Annotated[Path, typer.Option(help="folder for comparison.md/.html/.png")] = Path("comparison"),
+) -> None:
+    """Runs side by side; marks the Pareto-optimal ones (accuracy, memory and CPU requested, response time)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from servetune.analyze.compare import COLUMNS, comparison_rows, write_comparison
+    from servetune.analyze.stats import AnalysisError
+
+    try:
+        summaries, optimal, page = write_comparison(run_dirs, out)
+    except AnalysisError as err:
+        fail(str(err))
+    table = Table(*COLUMNS, title="runs compared (Pareto: not dominated on accuracy, resources, response time)")
+    for i, row in enumerate(comparison_rows(summaries, optimal)):
+        table.add_row(*row, style="bold green" if i in optimal else None)
+    Console(width=200).print(table)
+    typer.echo(f"comparison: {page}")
+
+
 # --- deploy ------------------------------------------------------------------------------------------
 
 
@@ -442,12 +586,15 @@ def deploy_status(
     """Show the rollout, the autoscaler and each pod of a deployment on a cluster."""
     from rich.console import Console
 
-    from servetune.deploy.kubernetes import KubernetesError, status_table
+    from servetune.deploy.kubernetes import KubernetesError, status_report
 
     spec = deployment_spec_or_fail(spec_path)
     cluster = kubernetes_cluster_or_fail(kubeconfig, context)
     try:
-        Console(width=160).print(status_table(cluster.status(spec)))
+        report = status_report(cluster.status(spec))
+        console = Console(width=160)
+        for part in report:
+            console.print(part, highlight=False, markup=False)
     except KubernetesError as err:
         fail(str(err), code=1)
 

@@ -92,7 +92,7 @@ def test_rendered_file_passes_the_kubernetes_validate_command(tmp_path):
     files = sorted(out.glob("*.yaml"))
     assert [f.name for f in files] == ["ml-app-warmup.yaml", "ml-app.yaml"]
     command = [sys.executable, "-m", "kubernetes_validate", "--strict", "-k", KUBERNETES_VERSION, *map(str, files)]
-    checked = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    checked = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.count("INFO") == 4  # deployment, service, hpa, warm-up deployment
 

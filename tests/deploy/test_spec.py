@@ -72,12 +72,15 @@ def test_relative_model_path_is_taken_from_the_spec_folder(tmp_path):
         ("autoscaling: {maxReplicas: 3}\n", "autoscaling.maxReplicas: unknown field (allowed: min_replicas, max_replicas"),
         (
             "autoscaling:\n  behavior:\n    scale_up:\n      policies: [{type: Pods, value: 2, period_seconds: 4000}]\n",
-            "autoscaling.behavior.scale_up.policies.0.period_seconds: Input should be less than or equal to 1800 "
-            "(allowed range: >0..1800)",
+            "policies.0.period_seconds: Input should be less than or equal to 1800 (allowed range: 1..1800)",
         ),
         ("autoscaling: {behavior: {scale_down: {select_policy: Fastest}}}\n", "select_policy: Input should be"),
         ("name: ML_App\n", "name: String should match pattern"),
         ("workers: many\n", "workers: Input should be a valid integer"),
+        (
+            "autoscaling: {behavior: {scale_up: {policies: [{type: Pods, value: 0, period_seconds: 15}]}}}\n",
+            "policies.0.value: Input should be greater than 0 (allowed range: >= 1)",
+        ),
     ],
 )
 def test_bad_fields_are_named_with_their_range(tmp_path, text, expected):

@@ -143,10 +143,14 @@ class KubernetesCluster:
         try:
             return method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
         except ApiException as error:
+            if not error.status:  # no HTTP answer at all, e.g. a TLS failure
+                raise KubernetesError(f"cannot reach the Kubernetes API server at {self.host}: {error.reason}") from None
             raise api_error(what, error) from None
         except (HTTPError, OSError) as error:
             reason = getattr(error, "reason", None) or error
             raise KubernetesError(f"cannot reach the Kubernetes API server at {self.host}: {reason}") from None
+        except ValueError as error:  # an answer the client's models cannot read
+            raise KubernetesError(f"{what}: unexpected answer from {self.host}: {error}") from None
 
     def metrics_api_warning(self) -> str | None:
         """A warning when the cluster serves no metrics API: an HPA then never scales."""
@@ -296,7 +300,11 @@ class KubernetesCluster:
         """Delete one object (its pods in the background); False when there was none."""
         remove = self.verbs[kind][3]
         try:
-            self.request(f"delete {kind.lower()}/{name}", remove, name, namespace, propagation_policy="Background")
+            # The answer (a Status, or the deleted object for some kinds) is not needed: left unparsed.
+            self.request(
+                f"delete {kind.lower()}/{name}", remove, name, namespace,
+                propagation_policy="Background", _preload_content=False,
+            )
         except NotFound:
             return False
         return True
@@ -396,22 +404,23 @@ def pod_waiting_reasons(pods: list[PodStatus]) -> str:
     return "; ".join(f"{count} {reason}" for reason, count in counts.items())
 
 
-def status_table(status: RolloutStatus) -> Table:
-    """The rollout, the autoscaler and each pod, for `servetune deploy status`."""
-    title = (
+def status_report(status: RolloutStatus) -> list[str | Table]:
+    """The rollout and the autoscaler (one line each) and a table of the pods, for `servetune deploy status`."""
+    rollout = (
         f"deployment {status.namespace}/{status.name}: {status.ready}/{status.desired} ready, "
         f"{status.updated} updated, {status.available} available"
     )
+    lines: list[str | Table] = [rollout]
     if status.hpa is not None:
         hpa = status.hpa
         utilisation = "unknown" if hpa["cpu_utilization"] is None else f"{hpa['cpu_utilization']}%"
-        title += (
-            f"\nautoscaler: {hpa['min']}..{hpa['max']} replicas, current {hpa['current']}, desired "
+        lines.append(
+            f"autoscaler: {hpa['min']}..{hpa['max']} replicas, current {hpa['current']}, desired "
             f"{hpa['desired']}, CPU {utilisation} of target {hpa['cpu_target']}%"
         )
-    table = Table(title=title, title_justify="left")
+    table = Table()
     for column in ("pod", "phase", "ready", "restarts", "node", "reason"):
         table.add_column(column)
     for pod in status.pods:
         table.add_row(pod.name, pod.phase, "yes" if pod.ready else "no", str(pod.restarts), pod.node, pod.reason)
-    return table
+    return [*lines, table]

@@ -83,19 +83,31 @@ def field_bounds(loc: tuple) -> str:
     info = field_info(loc)
     if info is None:
         return ""
-    low = high = ""
+    whole = info.annotation is int  # for whole numbers `> 0` is `>= 1`, which reads as a range
+    low = high = None  # inclusive bounds
+    phrases = []
     for item in info.metadata:
         if isinstance(item, annotated_types.Ge):
-            low = f"{item.ge}"
+            low = item.ge
         elif isinstance(item, annotated_types.Gt):
-            low = f">{item.gt}"
+            if whole:
+                low = item.gt + 1
+            else:
+                phrases.append(f"> {item.gt}")
         elif isinstance(item, annotated_types.Le):
-            high = f"{item.le}"
+            high = item.le
         elif isinstance(item, annotated_types.Lt):
-            high = f"<{item.lt}"
-    if low and high:
+            if whole:
+                high = item.lt - 1
+            else:
+                phrases.append(f"< {item.lt}")
+    if low is not None and high is not None:
         return f"{low}..{high}"
-    return f">= {low}" if low else (f"<= {high}" if high else "")
+    if low is not None:
+        phrases.insert(0, f">= {low}")
+    if high is not None:
+        phrases.append(f"<= {high}")
+    return " and ".join(phrases)
 
 
 def allowed_fields(loc: tuple) -> list[str]:
