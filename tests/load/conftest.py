@@ -17,17 +17,19 @@ class Arrival:
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes
 
 
 @dataclass
 class RecordingServer:
     """Answers GET/POST on 127.0.0.1: `/status/N` answers N, `/slow/S` waits S seconds, anything else 200.
-    `responses` may override the status of /test by arrival order (cycled)."""
+    `responses` overrides the status of other paths by arrival order (cycled)."""
 
     port: int = 0
     arrivals: list[Arrival] = field(default_factory=list)
     connections: int = 0
     responses: list[int] = field(default_factory=list)
+    delay_s: float = 0.0  # every answer waits this long
     body: bytes = b'{"prediction": "Bread", "probability": 0.9}'
     loop: asyncio.AbstractEventLoop | None = None
 
@@ -45,9 +47,9 @@ class RecordingServer:
                 lines = head.decode("latin-1").split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if x)}
-                if "content-length" in headers:
-                    await reader.readexactly(int(headers["content-length"]))
-                self.arrivals.append(Arrival(arrived, connection, method, path, headers))
+                length = int(headers.get("content-length", 0))
+                body = await reader.readexactly(length) if length else b""
+                self.arrivals.append(Arrival(arrived, connection, method, path, headers, body))
                 status = 200
                 if path.startswith("/status/"):
                     status = int(path.rsplit("/", 1)[1])
@@ -55,6 +57,8 @@ class RecordingServer:
                     await asyncio.sleep(float(path.rsplit("/", 1)[1]))
                 elif self.responses:
                     status = self.responses[(len(self.arrivals) - 1) % len(self.responses)]
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
                 close = headers.get("connection", "").lower() == "close"
                 writer.write(
                     f"HTTP/1.1 {status} X\r\nContent-Length: {len(self.body)}\r\nContent-Type: application/json\r\n"
@@ -75,19 +79,20 @@ class RecordingServer:
 def recording_server():
     server = RecordingServer()
     started = threading.Event()
+    stopping: list[asyncio.Event] = []
 
     async def serve() -> None:
         server.loop = asyncio.get_running_loop()
+        stopping.append(asyncio.Event())
         listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, backlog=1024)
         server.port = listener.sockets[0].getsockname()[1]
         started.set()
         async with listener:
-            await listener.serve_forever()
+            await stopping[0].wait()
 
     thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
     thread.start()
     assert started.wait(10)
     yield server
-    for task in asyncio.all_tasks(server.loop):
-        server.loop.call_soon_threadsafe(task.cancel)
+    server.loop.call_soon_threadsafe(stopping[0].set)
     thread.join(5)
