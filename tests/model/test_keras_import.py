@@ -151,3 +151,34 @@ def test_cli_bad_models_are_clear_errors(tmp_path, make, reason):
     assert str(source) in output and reason in output
     assert "Traceback" not in output
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_cli_import_writes_an_int8_twin_calibrated_on_training_images(tmp_path):
+    training = tmp_path / "data" / "training"
+    training.mkdir(parents=True)
+    for label in range(11):
+        for n in range(2):
+            (training / f"{label}_{n}.png").write_bytes(photo(48, 40, seed=100 + 2 * label + n))
+    source = tmp_path / "food.keras"
+    small_classifier(size=32).save(source)
+
+    code, output = run_cli(str(source), "--out", str(tmp_path / "food.onnx"), "--int8-data", str(tmp_path / "data"))
+
+    assert code == 0, output
+    int8 = tmp_path / "food-int8.onnx"
+    spec = read_spec(int8)
+    assert spec.precision == "int8" and spec.layout == "NHWC" and spec.scale == pytest.approx(1 / 255)
+    images = np.stack([load_and_preprocess(photo(50, 50, seed), spec) for seed in range(8)])
+    fp32 = ort.InferenceSession(str(tmp_path / "food.onnx"), providers=["CPUExecutionProvider"])
+    quantized = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    assert any(node.op_type == "QuantizeLinear" for node in __import__("onnx").load(str(int8)).graph.node)
+    expected = fp32.run(None, {"input": images})[0]
+    actual = quantized.run(None, {"input": images})[0]
+    assert np.abs(actual - expected).max() < 0.1  # INT8 approximates the fp32 scores
+
+
+def test_cli_int8_without_usable_training_images_is_a_clear_error(tmp_path):
+    source = tmp_path / "food.keras"
+    small_classifier(size=32).save(source)
+    code, output = run_cli(str(source), "--int8-data", str(tmp_path / "nowhere"))
+    assert code != 0 and "nowhere" in output and "Traceback" not in output
