@@ -39,13 +39,23 @@ def write_split(root: Path, split: str, layout: str, per_class: int, side: int =
             class_image(label, index + SPLIT_OFFSET[split], side).save(path, quality=92)
 
 
+def write_food11(root: Path, layout: str = "flat", per_class: int = 2,
+                 splits=("training", "validation", "evaluation"), side: int = 48) -> Path:
+    for split in splits:
+        write_split(root, split, layout, per_class, side)
+    return root
+
+
 @pytest.fixture
 def make_food11(tmp_path: Path) -> Callable[..., Path]:
     def make(layout: str = "flat", per_class: int = 2, splits=("training", "validation", "evaluation"),
              side: int = 48, name: str = "food11") -> Path:
-        root = tmp_path / name
-        for split in splits:
-            write_split(root, split, layout, per_class, side)
-        return root
+        return write_food11(tmp_path / name, layout, per_class, splits, side)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_food11(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Flat (original archive) layout, 4 images per class and split."""
+    return write_food11(tmp_path_factory.mktemp("data") / "food11", "flat", per_class=4)
