@@ -377,6 +377,13 @@ def test_no_kubeconfig(tmp_path, spec_file, monkeypatch):
     assert_clear_failure(missing, f"kubeconfig {tmp_path / 'absent'} does not exist")
 
 
+def test_unreadable_kubeconfig(tmp_path, spec_file):
+    broken = tmp_path / "broken"
+    broken.write_text("clusters: [\n")
+    result = deploy("apply", spec_file, "--kubeconfig", broken)
+    assert_clear_failure(result, f"kubeconfig {broken}: ")
+
+
 def test_unknown_context(kubeconfig, spec_file):
     result = deploy("status", spec_file, "--kubeconfig", kubeconfig, "--context", "production")
     assert_clear_failure(result, f"kubeconfig {kubeconfig}", "production")

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -72,8 +73,8 @@ def connect(kubeconfig: str | Path | None = None, context: str | None = None):
         ) from None
     configuration = client.Configuration()
     configuration.retries = 1
-    source = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG", "")
-    if kubeconfig and not Path(kubeconfig).expanduser().is_file():
+    source = str(Path(kubeconfig).expanduser()) if kubeconfig else os.environ.get("KUBECONFIG", "")
+    if kubeconfig and not Path(source).is_file():
         raise KubernetesError(f"kubeconfig {kubeconfig} does not exist")
     if not source:
         default = Path("~/.kube/config").expanduser()
@@ -94,7 +95,7 @@ def connect(kubeconfig: str | Path | None = None, context: str | None = None):
         config.load_kube_config(
             config_file=source, context=context, client_configuration=configuration, persist_config=False
         )
-    except (config.ConfigException, OSError, ValueError) as error:
+    except (config.ConfigException, OSError, ValueError, yaml.YAMLError) as error:
         raise KubernetesError(f"kubeconfig {source}: {error}") from None
     return client.ApiClient(configuration)
 
