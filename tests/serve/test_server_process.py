@@ -1,0 +1,182 @@
+"""The real server: `servetune serve` in a subprocess on a free port (uvicorn, and gunicorn workers)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from servetune.serve.sample_image import generated_sample_jpeg
+
+SERVE = [sys.executable, "-c", "from servetune.cli import app; app()", "serve", "--host", "127.0.0.1"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_server(*args: str, ready_timeout: float = 60) -> Iterator[tuple[subprocess.Popen, str]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [*SERVE, "--port", str(port), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{process.stdout.read()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("server did not become ready")
+            time.sleep(0.1)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def multipart(data: bytes, boundary: str = "servetuneboundary") -> tuple[bytes, str]:
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n"
+        f"Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def raw_request_head(port: int, content_length: int, content_type: str) -> socket.socket:
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    connection.sendall(
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {content_length}\r\nConnection: close\r\n\r\n".encode()
+    )
+    return connection
+
+
+def read_response(connection: socket.socket) -> bytes:
+    chunks = []
+    while chunk := connection.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_serves_answers_bad_input_and_stays_up(tiny_model):
+    with running_server("--model", str(tiny_model), "--threads", "1") as (process, url):
+        assert httpx.get(f"{url}/test").json()["model"] == "tiny"
+        assert httpx.post(f"{url}/predict", files={"file": ("a.txt", b"text", "text/plain")}).status_code == 415
+        assert httpx.post(f"{url}/predict", content=b"{}", headers={"content-type": "application/json"}).status_code == 415
+        assert httpx.get(f"{url}/nothing").json() == {"error": "Not Found"}
+        response = httpx.get(f"{url}/test")
+        assert response.status_code == 200
+        assert response.headers["x-served-by"].endswith(f":{process.pid}")
+        assert "servetune_http_requests_total" in httpx.get(f"{url}/metrics").text
+
+
+def test_oversize_upload_is_refused_from_content_length_alone(tiny_model):
+    with running_server("--model", str(tiny_model), "--threads", "1", "--max-upload-mb", "1") as (_, url):
+        port = int(url.rsplit(":", 1)[1])
+        connection = raw_request_head(port, 50 * 1024 * 1024, "multipart/form-data; boundary=x")
+        with connection:  # no body sent at all: the answer must come from the header
+            response = read_response(connection)
+        assert response.startswith(b"HTTP/1.1 413")
+        assert b'"error":"upload too large' in response
+        assert httpx.get(f"{url}/test").status_code == 200
+
+
+def test_sigterm_finishes_in_flight_requests(tiny_model):
+    """Uploads half sent when SIGTERM arrives still complete with 200; then the process exits cleanly."""
+    with running_server("--model", str(tiny_model), "--threads", "1") as (process, url):
+        port = int(url.rsplit(":", 1)[1])
+        body, content_type = multipart(generated_sample_jpeg())
+        connections = [raw_request_head(port, len(body), content_type) for _ in range(3)]
+        for connection in connections:
+            connection.sendall(body[: len(body) // 2])
+        results: list[int] = []
+
+        def parallel_test() -> None:
+            results.append(httpx.get(f"{url}/test", timeout=30).status_code)
+
+        threads = [threading.Thread(target=parallel_test) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)  # the uploads are now in flight on the server
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert process.poll() is None, "the server quit with requests in flight"
+        responses = []
+        for connection in connections:
+            with connection:
+                connection.sendall(body[len(body) // 2 :])
+                responses.append(read_response(connection))
+        for thread in threads:
+            thread.join(30)
+        # uvicorn re-raises the signal once it has shut down cleanly, so the exit status says SIGTERM.
+        assert process.wait(30) in (0, -signal.SIGTERM)
+    assert all(response.startswith(b"HTTP/1.1 200") for response in responses), responses
+    assert results == [200] * 4
+
+
+def test_gunicorn_workers_share_the_port_metrics_and_report_readiness(tiny_model, tmp_path):
+    ready_dir = tmp_path / "ready"
+    args = ("--model", str(tiny_model), "--workers", "2", "--threads", "1", "--ready-dir", str(ready_dir))
+    with running_server(*args) as (process, url):
+        deadline = time.monotonic() + 60
+        while len(list(ready_dir.glob("*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker_pids = {int(path.name) for path in ready_dir.iterdir()}
+        assert len(worker_pids) == 2 and process.pid not in worker_pids
+        served_by = set()
+        for _ in range(20):
+            response = httpx.get(f"{url}/test", headers={"connection": "close"})
+            assert response.status_code == 200
+            served_by.add(int(response.headers["x-served-by"].rsplit(":", 1)[1]))
+        assert served_by <= worker_pids
+        # Whichever worker answers /metrics reports the requests of both (multiprocess mode).
+        text = httpx.get(f"{url}/metrics").text
+        line = next(
+            line for line in text.splitlines()
+            if line.startswith('servetune_http_requests_total{endpoint="/test",method="GET",status="200"}')
+        )
+        assert float(line.split()[-1]) == 20
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    assert list(ready_dir.iterdir()) == []
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*SERVE, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    result = run_cli("--model", str(tmp_path / "absent.onnx"))
+    assert result.returncode == 2
+    assert "absent.onnx: no such model file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_not_a_model_and_missing_sample_image(tmp_path, tiny_model):
+    not_model = tmp_path / "notes.onnx"
+    not_model.write_text("hello")
+    result = run_cli("--model", str(not_model))
+    assert result.returncode == 2 and "not a loadable ONNX model" in result.stderr
+    result = run_cli("--model", str(tiny_model), "--sample-image", str(tmp_path / "none.jpg"))
+    assert result.returncode == 2 and "none.jpg" in result.stderr and "Traceback" not in result.stderr
