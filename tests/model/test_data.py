@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from environment import shared_data
 from typer.testing import CliRunner
 
+from environment import shared_data
 from servetune.cli import app
 from servetune.config import FOOD11_CLASSES
 from servetune.model.data import DataError, load_images, normalise_class_name, read_split, subset

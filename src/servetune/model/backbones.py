@@ -108,7 +108,7 @@ class EfficientNetLite(nn.Module):
             # Lite keeps the first stage's input and the last stage's depth fixed.
             in_ch = 32 if index == 0 else round_filters(in_ch, info.width)
             out_ch = round_filters(out_ch, info.width)
-            repeats = repeats if index in (0, last) else int(math.ceil(repeats * info.depth))
+            repeats = repeats if index in (0, last) else math.ceil(repeats * info.depth)
             for repeat in range(repeats):
                 blocks.append(MBConvBlock(kernel, stride if repeat == 0 else 1, expand, in_ch, out_ch))
                 in_ch = out_ch

@@ -71,7 +71,7 @@ def measure(model: str | Path, threads: int, runs: int) -> dict:
 
 def measure_in_subprocess(model: Path, threads: int, runs: int) -> dict:
     command = [sys.executable, "-m", "servetune.model.profile", str(model), "--threads", str(threads), "--runs", str(runs)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise ProfileError(f"{model}: measuring process failed: {result.stderr.strip().splitlines()[-1:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])

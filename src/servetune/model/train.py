@@ -20,7 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from torch import nn
 
 from servetune.config import FOOD11_CLASSES, ModelSpec
@@ -223,7 +230,7 @@ def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, pr
 
 
 def train_head(config, model, train_maps, train_labels, val_maps, val_labels, cut, device, progress, resume):
-    views, count = train_maps.shape[:2]
+    views = train_maps.shape[0]
     features = pooled(model, train_maps.flatten(0, 1), cut, device, 256)
     labels = train_labels.repeat(views)
     val_features = pooled(model, val_maps, cut, device, 256)

@@ -1,0 +1,25 @@
+"""The variant table's measurements, on a tiny real artifact."""
+
+from __future__ import annotations
+
+from onnx_models import tiny_artifact
+from servetune.model.profile import measure_in_subprocess, profile_artifact, read_table, write_table
+
+
+def test_measuring_process_reports_latency_and_memory(tmp_path):
+    model = tiny_artifact(tmp_path / "tiny.onnx")
+    result = measure_in_subprocess(model, threads=1, runs=5)
+    assert 0 < result["infer_ms_median"] <= result["infer_ms_p95"]
+    assert result["request_ms_median"] >= result["infer_ms_median"]
+    assert 20 < result["peak_rss_mb"] < 4000
+
+
+def test_profile_row_and_table_round_trip(make_food11, tmp_path):
+    data = make_food11("flat", per_class=2, splits=("evaluation",))
+    model = tiny_artifact(tmp_path / "tiny.onnx")
+    row = profile_artifact(model, data, eval_per_class=2, runs=5)
+    assert row.eval_images == 22 and 0 <= row.accuracy <= 1
+    assert row.precision == "fp32" and row.input_size == 32 and row.size_mb >= 0
+    write_table([row], tmp_path)
+    assert read_table(tmp_path / "variants.json") == [row]
+    assert (tmp_path / "variants.csv").read_text().splitlines()[0].startswith("name,backbone,input_size,precision")
