@@ -94,7 +94,7 @@ def realistic_run(run_dir: Path, *, cpu_per_replica: float = 0.5, service_s: flo
                 writer.write(ResourceSample(
                     time=s.strftime("%Y-%m-%d %H:%M:%S"), n_replica=n, cpu_req_core=cpu_per_replica * n,
                     mem_req_KB=262144 * n, cpu_lim_core=2 * cpu_per_replica * n, mem_lim_KB=524288 * n,
-                    cpu_use_core=min(busy, 2 * cpu_per_replica * n) * rng.uniform(0.9, 1.1) + 0.01 * n,
+                    cpu_use_core=min(busy + 0.01 * n, 2 * cpu_per_replica * n) * rng.uniform(0.85, 1.0),
                     mem_use_KB=(150_000 + 8_000 * busy) * n * rng.uniform(0.98, 1.02)))
                 s += timedelta(seconds=5)
     write_siege_log(run_dir / "load_output.csv", rows)

@@ -247,7 +247,10 @@ def accuracy(data: RunData) -> tuple[float | None, str | None, str | None]:
 
 def summarize(run_dir: str | Path) -> RunSummary:
     """The statistics of the run folder; AnalysisError naming the file and line when an input is bad."""
-    data = RunData(run_dir)
+    return summarize_data(RunData(run_dir))
+
+
+def summarize_data(data: RunData) -> RunSummary:
     samples, rows = data.resources, data.load_rows
     p50, p95, p99 = percentiles(data.requests or [])
     okay = sum(row.okay for row in rows)

@@ -1,0 +1,130 @@
+"""A run folder's report: report.md and a self-contained report.html (PNGs embedded), plus summary.json."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from servetune.analyze import plots
+from servetune.analyze.stats import RunData, summarize_data
+from servetune.config import PhaseSummary, RunSummary
+
+SUMMARY_FILE = "summary.json"
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _number(value: float | None, digits: int = 2, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
+    """(statistic, value) for the table: the four reference statistics first."""
+    accuracy = "n/a" if summary.accuracy is None else f"{summary.accuracy:.2%} ({summary.accuracy_source})"
+    return [
+        ("memory requested (mean mem_req_KB)", _number(summary.memory_requested_KB, 0, " KB")),
+        ("memory used (mean mem_use_KB)", _number(summary.memory_used_KB, 0, " KB")),
+        ("transaction rate (sum OKAY / s)", _number(summary.transaction_rate, 3, " /s")),
+        ("response time (OKAY-weighted Resp Time)", _ms(summary.response_time_s)),
+        ("accuracy", accuracy),
+        ("CPU requested (mean)", _number(summary.cpu_requested_core, 3, " cores")),
+        ("CPU used (mean)", _number(summary.cpu_used_core, 3, " cores")),
+        ("replica-seconds", _number(summary.replica_seconds, 0, " s")),
+        ("replicas (mean / max)", f"{summary.mean_replicas:.2f} / {summary.max_replicas}"),
+        ("latency p50 / p95 / p99", " / ".join(_ms(v) for v in (summary.latency_p50_s, summary.latency_p95_s,
+                                                                 summary.latency_p99_s))),
+        ("failure rate", f"{summary.failure_rate:.2%}"),
+        ("transactions (OKAY / failed)", f"{summary.okay:,} / {summary.failed:,}"),
+        ("evaluation (sum of Elap Time)", f"{summary.evaluation_s:,.0f} s in {summary.runs} runs"),
+    ]
+
+
+PHASE_COLUMNS = ["phase", "runs", "offered /s", "OKAY/s", "resp. time", "p50", "p95", "p99", "failures",
+                 "replicas", "CPU used"]
+
+
+def phase_rows(phases: list[PhaseSummary]) -> list[list[str]]:
+    return [
+        [f"{p.phase + 1}. {p.label}", str(p.runs), _number(p.offered_rate, 2), _number(p.transaction_rate, 2),
+         _ms(p.response_time_s), _ms(p.latency_p50_s), _ms(p.latency_p95_s), _ms(p.latency_p99_s),
+         "n/a" if p.failure_rate is None else f"{p.failure_rate:.1%}", _number(p.mean_replicas, 2),
+         _number(p.cpu_used_core, 2)]
+        for p in phases
+    ]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def html_table(header: list[str], rows: list[list[str]], marked: set[int] | None = None) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        f"<tr{' class=mark' if marked and i in marked else ''}>"
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+        for i, row in enumerate(rows)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def embedded_png(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+td:first-child,th:first-child{text-align:left}tr.mark{background:#e8f4e8;font-weight:600}
+img{max-width:100%}figure{margin:1em 0}.note{color:#666;font-size:.9em}"""
+
+
+def html_page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write report.md, report.html, summary.json and the PNGs into the run folder; return report.html."""
+    data = RunData(run_dir)
+    summary = summarize_data(data)
+    folder = data.run_dir
+    figures = [
+        (plots.resources_over_time(data, folder / "report_resources.png"),
+         "Replicas, CPU and memory requested vs used over time"),
+        (plots.phases_against_load(summary.phases, folder / "report_phases.png"),
+         "Response time and transaction rate per phase against the offered load"),
+    ]
+    latency = plots.latency_distribution(data, summary, folder / "report_latency.png")
+    if latency is not None:
+        figures.append((latency, "Latency distribution"))
+    (folder / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+    title = f"Evaluation report: {summary.name}"
+    stats = [[name, value] for name, value in statistics_rows(summary)]
+    no_requests = "" if latency else "No requests.csv in this run: no per-request percentiles or latency plot."
+    markdown = [f"# {title}\n", f"Run folder: `{folder}`" + (f", model `{summary.model}`" if summary.model else ""),
+                "", "## Statistics\n", markdown_table(["statistic", "value"], stats),
+                "## Phases\n", markdown_table(PHASE_COLUMNS, phase_rows(summary.phases))]
+    if no_requests:
+        markdown.append(f"_{no_requests}_\n")
+    for path, caption in figures:
+        markdown.append(f"## {caption}\n\n![{caption}]({path.name})\n")
+    (folder / "report.md").write_text("\n".join(markdown), encoding="utf-8")
+
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f"<p class=note>Run folder {html.escape(str(folder))}"
+            + (f", model {html.escape(summary.model)}" if summary.model else "") + "</p>",
+            "<h2>Statistics</h2>", html_table(["statistic", "value"], stats),
+            "<h2>Phases</h2>", html_table(PHASE_COLUMNS, phase_rows(summary.phases))]
+    if no_requests:
+        body.append(f"<p class=note>{html.escape(no_requests)}</p>")
+    for path, caption in figures:
+        body += [f"<h2>{html.escape(caption)}</h2>", embedded_png(path, caption)]
+    report = folder / "report.html"
+    report.write_text(html_page(title, "\n".join(body)), encoding="utf-8")
+    return report

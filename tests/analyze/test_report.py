@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import base64
+import re
+
+from PIL import Image
+
+from analyze.run_folders import handmade_run, realistic_run
+from servetune.analyze.report import write_report
+from servetune.analyze.stats import summarize
+from servetune.config import RunSummary
+
+
+def test_report_is_self_contained_with_every_plot(tmp_path):
+    run = realistic_run(tmp_path / "lite0-hpa")
+    page = write_report(run)
+    assert page == run / "report.html"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text and "<script" not in text  # no CDN, nothing fetched
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(images) == 3
+    for encoded in images:
+        (tmp_path / "decoded.png").write_bytes(base64.b64decode(encoded))
+        with Image.open(tmp_path / "decoded.png") as image:
+            assert image.format == "PNG" and image.width > 800
+    for name in ("report_resources.png", "report_phases.png", "report_latency.png"):
+        assert (run / name).stat().st_size > 10_000
+    summary = summarize(run)
+    assert f"{summary.transaction_rate:,.3f} /s" in text
+    assert "20 users, d100" in text and "30 users, d1" in text
+
+
+def test_markdown_report_links_its_plots_and_summary_json_round_trips(tmp_path):
+    run = realistic_run(tmp_path / "run")
+    write_report(run)
+    markdown = (run / "report.md").read_text()
+    for name in re.findall(r"\]\((report_\w+\.png)\)", markdown):
+        assert (run / name).is_file()
+    assert markdown.count("](report_") == 3
+    assert "| memory requested (mean mem_req_KB) |" in markdown
+    assert RunSummary.model_validate_json((run / "summary.json").read_text()) == summarize(run)
+
+
+def test_report_without_request_log_says_so(tmp_path):
+    run = handmade_run(tmp_path / "run")
+    (run / "requests.csv").unlink()
+    text = write_report(run).read_text()
+    assert "No requests.csv" in text
+    assert text.count("data:image/png") == 2
