@@ -72,7 +72,7 @@ def test_every_mode_becomes_rgb(mode):
     image = textured((64, 48)).convert("L" if mode == "I;16" else mode)
     if mode == "I;16":
         image = Image.fromarray((np.asarray(image, np.uint16) * 257).astype(np.uint16))
-    fmt = "JPEG" if mode == "CMYK" else "PNG" if mode != "CMYK" else "TIFF"
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
     decoded = decode_image(encode(image, fmt), SPEC)
     assert decoded.mode == "RGB" and decoded.size == (64, 48)
 
