@@ -19,10 +19,10 @@ NOW = 10_000.0
 
 def pod(name: str, usage: int | None, request: int = 100, **status) -> PodObservation:
     """A pod started long ago (past the CPU initialisation period), ready, with a fresh sample."""
-    fields = dict(
-        start_time=NOW - 1000, ready=True, ready_transition_time=NOW - 990,
-        metric_timestamp=NOW, metric_window_s=15.0,
-    )
+    fields = {
+        "start_time": NOW - 1000, "ready": True, "ready_transition_time": NOW - 990,
+        "metric_timestamp": NOW, "metric_window_s": 15.0,
+    }
     fields.update(status)
     return PodObservation(name=name, cpu_request_milli=request, cpu_usage_milli=usage, **fields)
 
