@@ -63,6 +63,7 @@ def serve(
     """Serve the model over HTTP (the API in ARCHITECTURE.md)."""
     from servetune.config import ServerSettings
     from servetune.model.artifact import ArtifactError, default_model_path, read_spec
+    from servetune.model.preprocess import ImageError, decode_image
     from servetune.serve.cpu_quota import inference_threads
     from servetune.serve.launch import serve_gunicorn, serve_uvicorn
 
@@ -71,11 +72,16 @@ def serve(
         hint = "" if model else " (the packaged default model is missing: pass --model PATH)"
         fail(f"{model_path}: no such model file{hint}")
     try:
-        read_spec(model_path)
+        spec = read_spec(model_path)
     except ArtifactError as err:
         fail(str(err))
-    if sample_image is not None and not sample_image.is_file():
-        fail(f"{sample_image}: no such sample image")
+    if sample_image is not None:
+        if not sample_image.is_file():
+            fail(f"{sample_image}: no such sample image")
+        try:
+            decode_image(sample_image.read_bytes(), spec)
+        except ImageError as err:
+            fail(f"{sample_image}: unusable sample image: {err}")
     if threads is None and workers > 1:
         threads = max(1, inference_threads() // workers)  # the workers share the CPUs
     settings = ServerSettings(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -158,6 +159,16 @@ def test_gunicorn_workers_share_the_port_metrics_and_report_readiness(tiny_model
             if line.startswith('servetune_http_requests_total{endpoint="/test",method="GET",status="200"}')
         )
         assert float(line.split()[-1]) == 20
+        # A worker killed outright is replaced; its ready file goes with it and the new one announces itself.
+        victim = min(worker_pids)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pids = {int(path.name) for path in ready_dir.iterdir()}
+            if victim not in pids and len(pids) == 2:
+                break
+            time.sleep(0.1)
+        assert victim not in pids and len(pids) == 2
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     assert list(ready_dir.iterdir()) == []
@@ -180,3 +191,7 @@ def test_not_a_model_and_missing_sample_image(tmp_path, tiny_model):
     assert result.returncode == 2 and "not a loadable ONNX model" in result.stderr
     result = run_cli("--model", str(tiny_model), "--sample-image", str(tmp_path / "none.jpg"))
     assert result.returncode == 2 and "none.jpg" in result.stderr and "Traceback" not in result.stderr
+    text = tmp_path / "text.jpg"
+    text.write_text("not a photo")
+    result = run_cli("--model", str(tiny_model), "--sample-image", str(text))
+    assert result.returncode == 2 and "text.jpg: unusable sample image" in result.stderr

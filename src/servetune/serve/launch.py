@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 from servetune.config import ServerSettings
 
@@ -57,9 +58,13 @@ def serve_gunicorn(
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
     def child_exit(server: object, worker: object) -> None:
+        # A worker that was killed could not clean up after itself.
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+        pid = worker.pid  # type: ignore[attr-defined]
+        multiprocess.mark_process_dead(pid)
+        if settings.ready_dir:
+            (Path(settings.ready_dir) / str(pid)).unlink(missing_ok=True)
 
     class Gunicorn(BaseApplication):
         def load_config(self) -> None:
