@@ -134,7 +134,9 @@ def main() -> None:
             for run in range(args.runs):
                 for keep_alive in (False, True):
                     for name, driver in drivers.items():  # interleaved, so drift hits both alike
-                        trans, cpu = driver(url, args.users, args.seconds, keep_alive, Path(scratch) / f"{run}")
+                        trans, cpu = driver(
+                            url, args.users, args.seconds, keep_alive, Path(scratch) / f"{run}"
+                        )
                         rate = trans / args.seconds
                         cpu_per_1000 = 1_000_000 * cpu / trans if trans else float("nan")  # ms
                         results.setdefault((name, keep_alive), []).append((rate, cpu_per_1000))
@@ -146,7 +148,14 @@ def main() -> None:
         f"{args.runs} | {cpu_model()}, {os.cpu_count()} CPUs | Python {platform.python_version()} | "
         f"{datetime.date.today()}"
     )
-    for column in ("connection", "driver", "req/s", "client CPU ms / 1000 req", "req/s vs siege", "CPU vs siege"):
+    for column in (
+        "connection",
+        "driver",
+        "req/s",
+        "client CPU ms / 1000 req",
+        "req/s vs siege",
+        "CPU vs siege",
+    ):
         table.add_column(column, justify="right")
     for keep_alive in (False, True):
         medians = {

@@ -89,6 +89,10 @@ async def send(
         if connection is not None:
             connection.close()
         return 0, 0, "", None
+    except asyncio.CancelledError:  # the run ended mid-request: drop it, like siege, and free the socket
+        if connection is not None:
+            connection.close()
+        raise
     if not (options.keep_alive and response.keep_alive):
         connection.close()
         connection = None
