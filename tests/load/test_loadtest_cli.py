@@ -29,9 +29,9 @@ def test_quick_profile_compressed(tmp_path, recording_server):
     )
     assert result.returncode == 0, result.stderr
     rows = read_siege_log(tmp_path / "load_output.csv")
-    assert len(rows) == 12
+    assert len(rows) == 15
     assert sum(r.okay for r in rows) == len(read_request_log(tmp_path / "requests.csv"))
-    assert "12 runs" in result.stdout
+    assert "15 runs" in result.stdout
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_rows(tmp_path, recording_server):

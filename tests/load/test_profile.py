@@ -27,9 +27,9 @@ def test_quick_profile_is_a_few_minutes_low_high_low():
     peak = rates.index(max(rates))
     assert 0 < peak < len(rates) - 1
     assert rates[0] * 10 <= rates[peak] and rates[-1] * 10 <= rates[peak]
-    # low load after the peak lasts long enough for a scale-down (HPA's 1-minute window at least)
+    # low load after the peak outlasts the HPA's default 5-minute scale-down stabilization window
     after = sum(p.duration_s * p.repeats for p in profile.phases[peak + 1 :])
-    assert after >= 120
+    assert after > 300
 
 
 def test_time_scale_shortens_runs_without_changing_the_load():
