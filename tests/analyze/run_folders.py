@@ -44,7 +44,7 @@ def handmade_run(run_dir: Path) -> Path:
     records += [RequestRecord(start=1_790_000_011, latency_s=0.01, status=503, bytes=40, phase=1),
                 RequestRecord(start=1_790_000_012, latency_s=30.0, status=0, bytes=0, phase=1)]
     write_request_log(run_dir / "requests.csv", records)
-    (run_dir / "profile.yaml").write_text(yaml.safe_dump({"name": "handmade", "phases": [
+    (run_dir / "load_profile.yaml").write_text(yaml.safe_dump({"name": "handmade", "phases": [
         {"users": 20, "delay": 100, "duration_s": 10, "repeats": 1},
         {"users": 30, "delay": 1, "duration_s": 10, "repeats": 2},
     ]}))
@@ -99,7 +99,7 @@ def realistic_run(run_dir: Path, *, cpu_per_replica: float = 0.5, service_s: flo
                 s += timedelta(seconds=5)
     write_siege_log(run_dir / "load_output.csv", rows)
     write_request_log(run_dir / "requests.csv", records)
-    (run_dir / "profile.yaml").write_text(yaml.safe_dump({"name": "reference", "phases": [
+    (run_dir / "load_profile.yaml").write_text(yaml.safe_dump({"name": "reference", "phases": [
         {"users": u, "delay": d, "duration_s": run_s, "repeats": r} for u, d, r in PROFILE]}))
     if accuracy is not None:
         (run_dir / "run.json").write_text(json.dumps({"name": run_dir.name, "accuracy": accuracy,

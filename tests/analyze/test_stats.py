@@ -52,7 +52,7 @@ def test_phases_follow_the_profile(tmp_path):
 def test_without_requests_or_profile_failure_rate_comes_from_the_siege_log(tmp_path):
     run = handmade_run(tmp_path / "run")
     (run / "requests.csv").unlink()
-    (run / "profile.yaml").unlink()
+    (run / "load_profile.yaml").unlink()
     summary = summarize(run)
     assert summary.failure_rate == pytest.approx(7 / 45)  # Failed / (OKAY + Failed)
     assert summary.latency_p50_s is None and summary.requests is None
@@ -92,7 +92,7 @@ def test_accuracy_from_run_json_or_the_models_metadata(tmp_path):
         ("load_output.csv", SIEGE_HEADER, r"load_output.csv: no load runs"),
         ("requests.csv", "start,latency_s,status,bytes,phase,replica\n1.0,0.2,200\n", r"requests.csv: line 2"),
         ("run.json", "{not json", r"run.json: not readable JSON"),
-        ("profile.yaml", "phases: [{users: 0}]\nname: x\n", r"profile.yaml: phases\[0\].users"),
+        ("load_profile.yaml", "phases: [{users: 0}]\nname: x\n", r"load_profile.yaml: phases\[0\].users"),
     ],
 )
 def test_malformed_inputs_name_the_file_and_line(tmp_path, file, content, message):

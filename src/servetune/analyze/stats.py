@@ -1,8 +1,8 @@
 """The statistics of one evaluation (a run folder), computed from the files the run kept.
 
 A run folder holds `resource_usage.csv` (monitor) and `load_output.csv` (siege --log format), and may hold
-`requests.csv` (per-request log), `profile.yaml` (the load profile that ran), `run.json` and a model
-artifact (`*.onnx`).
+`requests.csv` (per-request log), `load_profile.yaml` (the profile that ran, as the load driver keeps it;
+`profile.yaml` also works), `run.json` (optional `name`, `accuracy`, `model`) and a model artifact (`*.onnx`).
 
 The four reference statistics, exactly:
 - memory requested = mean of `mem_req_KB`; memory used = mean of `mem_use_KB` (plain means over samples);
@@ -39,7 +39,7 @@ from servetune.monitor.resource_csv import ResourceCsvError, parse_time, read_re
 RESOURCE_FILE = "resource_usage.csv"
 LOAD_FILE = "load_output.csv"
 REQUESTS_FILE = "requests.csv"
-PROFILE_FILE = "profile.yaml"
+PROFILE_FILES = ("load_profile.yaml", "profile.yaml")  # the load driver writes the first
 RUN_FILE = "run.json"
 DEFAULT_INTERVAL_S = 5.0
 ACCURACY_SPLITS = ("evaluation", "test", "validation")
@@ -61,8 +61,8 @@ class RunData:
             self.load_rows = read_siege_log(self._required(LOAD_FILE))
             requests_path = self.run_dir / REQUESTS_FILE
             self.requests = read_request_log(requests_path) if requests_path.is_file() else None
-            profile_path = self.run_dir / PROFILE_FILE
-            self.profile = parse_profile(profile_path) if profile_path.is_file() else None
+            profiles = [self.run_dir / name for name in PROFILE_FILES if (self.run_dir / name).is_file()]
+            self.profile = parse_profile(profiles[0]) if profiles else None
         except (ResourceCsvError, SiegeLogError, RequestLogError, ProfileError) as error:
             raise AnalysisError(str(error)) from None
         if not self.resources:
@@ -90,7 +90,7 @@ class RunData:
         return info
 
     def phase_of_runs(self) -> list[tuple[int, LoadPhase | None]]:
-        """(phase index, phase) for each load row: from profile.yaml, else from requests.csv, else its own."""
+        """(phase index, phase) for each load row: from the profile, else from requests.csv, else its own."""
         if self.profile is not None:
             runs = self.profile.runs()
             return [runs[i] if i < len(runs) else (i, None) for i in range(len(self.load_rows))]
