@@ -188,3 +188,21 @@ def test_settings_from_env(monkeypatch, tiny_model):
     monkeypatch.setenv("SERVETUNE_THREADS", "many")
     with pytest.raises(ValueError, match="SERVETUNE_THREADS"):
         settings_from_env()
+
+
+def test_an_unexpected_failure_is_a_json_500_and_the_server_goes_on(tiny_model):
+    app = create_app(ServerSettings(model_path=str(tiny_model), threads=1))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        server = app.state.server
+        real_predict = server.predictor.predict
+
+        def broken(data: bytes):
+            raise RuntimeError("simulated fault in the model runtime")
+
+        server.predictor.predict = broken
+        response = test_client.post("/predict", files={"file": ("a.jpg", jpeg_bytes(), "image/jpeg")})
+        assert response.status_code == 500
+        assert response.json() == {"error": "internal server error"} and "x-served-by" in response.headers
+        server.predictor.predict = real_predict
+        assert test_client.get("/test").status_code == 200
+        assert 'endpoint="/predict",method="POST",status="500"' in test_client.get("/metrics").text
