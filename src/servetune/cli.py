@@ -625,4 +625,43 @@ def deploy_delete(
         typer.echo(action)
 
 
+@deploy_app.command("local")
+def deploy_local(
+    spec_path: str = typer.Argument(..., metavar="SPEC", help="deployment spec YAML, or a bundled one"),
+    port: int = typer.Option(5000, "--port", min=0, max=65535, help="port on 127.0.0.1 (0: any free one)"),
+    workdir: Path = typer.Option(Path("local-cluster"), "--workdir", help="state.json, gunicorn.log, ready/"),
+    time_scale: float = typer.Option(1.0, "--time-scale", min=0.01, max=1.0,
+                                     help="multiply the autoscaler's time constants (0.1: 1.5 s sync)"),
+    model: Path | None = typer.Option(None, "--model", help="model artifact [default: the spec's model]"),
+) -> None:
+    """Run a deployment on this machine until Ctrl-C: gunicorn workers as replicas, scaled by the HPA rule."""
+    import signal
+    import threading
+
+    from servetune.deploy.local import LocalCluster, LocalClusterError
+    from servetune.model.artifact import default_model_path
+
+    spec = deployment_spec_or_fail(spec_path)
+    model_path = model or (default_model_path() if spec.model == "default" else Path(spec.model))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        cluster = LocalCluster(spec, model_path, port=port, workdir=workdir, time_scale=time_scale,
+                               on_event=typer.echo)
+        with cluster:
+            cluster.wait_ready(300)
+            typer.echo(f"serving on http://127.0.0.1:{cluster.port} ({spec.replicas} replicas ready); "
+                       f"state: {cluster.state_path}; Ctrl-C stops")
+            while not stop.wait(0.5):
+                if cluster.error:
+                    break
+        if cluster.error:
+            fail(cluster.error, code=1)
+    except LocalClusterError as err:
+        fail(str(err), code=1)
+    except KeyboardInterrupt:
+        typer.echo("stopped: every replica has exited", err=True)
+        raise typer.Exit(130) from None
+
+
 # --- run and demo ------------------------------------------------------------------------------------
