@@ -629,10 +629,10 @@ def deploy_delete(
 def deploy_local(
     spec_path: str = typer.Argument(..., metavar="SPEC", help="deployment spec YAML, or a bundled one"),
     port: int = typer.Option(5000, "--port", min=0, max=65535, help="port on 127.0.0.1 (0: any free one)"),
-    workdir: Path = typer.Option(Path("local-cluster"), "--workdir", help="state.json, gunicorn.log, ready/"),
+    workdir: Annotated[Path, typer.Option(help="state.json, gunicorn.log, ready/")] = Path("local-cluster"),
     time_scale: float = typer.Option(1.0, "--time-scale", min=0.01, max=1.0,
                                      help="multiply the autoscaler's time constants (0.1: 1.5 s sync)"),
-    model: Path | None = typer.Option(None, "--model", help="model artifact [default: the spec's model]"),
+    model: Annotated[Path | None, typer.Option(help="model artifact [default: the spec's model]")] = None,
 ) -> None:
     """Run a deployment on this machine until Ctrl-C: gunicorn workers as replicas, scaled by the HPA rule."""
     import signal

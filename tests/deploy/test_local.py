@@ -206,3 +206,15 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path):
         LocalCluster(huge, tiny_artifact(tmp_path / "tiny.onnx"), workdir=tmp_path).start()
     with pytest.raises(LocalClusterError, match="replicas is 0"):
         LocalCluster(spec(replicas=0, autoscaling=None), broken, workdir=tmp_path)
+
+
+def test_cli_names_the_missing_model(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from servetune.cli import app
+
+    result = CliRunner().invoke(app, ["deploy", "local", "default", "--model", str(tmp_path / "none.onnx"),
+                                      "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 1
+    assert "none.onnx: no such model file" in result.output
+    assert "Traceback" not in result.output
