@@ -134,11 +134,12 @@ def run(args: argparse.Namespace, model: Path, image: Path) -> None:
     url = f"http://127.0.0.1:{port}/test"
     served = 0
     try:
-        in_process = in_process_s(model, image, args.latency_requests)
+        in_process, split = in_process_s(model, image, args.latency_requests)
         over_http = [http_latency_s(url, args.latency_requests) for _ in range(args.runs)]
         served += args.runs * args.latency_requests
         ratio = median(over_http) / in_process
         rows.append(("in-process decode+preprocess+infer", f"{in_process * 1000:.1f} ms", "", ""))
+        rows.append(("  decode / preprocess / infer, ms", split, "", ""))
         rows.append(("median /test latency, concurrency 1", f"{median(over_http) * 1000:.1f} ms", "", ""))
         rows.append(("  ratio to in-process", f"{ratio:.2f}", "", "<= 1.3"))
 
@@ -244,21 +245,23 @@ def http_latency_s(url: str, requests: int) -> float:
         return median([timed(lambda: client.get(url).raise_for_status()) for _ in range(requests)])
 
 
-def in_process_s(model: Path, image: Path, repeats: int) -> float:
-    """Median time of decode + preprocess + inference for the image in this process, as the server does it."""
-    classify = in_process_classifier(model)
-    data = image.read_bytes()
-    for _ in range(5):
-        classify(data)
-    return median([timed(lambda: classify(data)) for _ in range(repeats)])
-
-
-def in_process_classifier(model: Path) -> Callable[[bytes], object]:
-    """The server's own Predictor with the server's thread count: the same work without HTTP around it."""
+def in_process_s(model: Path, image: Path, repeats: int) -> tuple[float, str]:
+    """Median wall time of the server's own Predictor (decode + preprocess + inference) on the image in this
+    process, with the server's thread count; and the median split of that time, for the table."""
     from servetune.serve.cpu_quota import inference_threads
     from servetune.serve.predictor import Predictor
 
-    return Predictor(model, inference_threads(None)).predict
+    predictor = Predictor(model, inference_threads(None))
+    data = image.read_bytes()
+    predictor.warm_up(data, runs=5)
+    walls, steps = [], []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        prediction = predictor.predict(data)
+        walls.append(time.perf_counter() - began)
+        steps.append((prediction.decode_ms, prediction.preprocess_ms, prediction.infer_ms))
+    split = " / ".join(f"{median([step[i] for step in steps]):.1f}" for i in range(3))
+    return median(walls), split
 
 
 def timed(call: Callable[[], object]) -> float:
