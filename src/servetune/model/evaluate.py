@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -78,7 +79,9 @@ def predict_offline(model_path, samples: list[Sample], threads=None, batch_size=
 
     for index, sample in enumerate(samples):
         try:
-            batch.append(load_and_preprocess(sample.path.read_bytes(), spec))
+            with warnings.catch_warnings():  # PIL warns about odd EXIF tags in real photos: not our concern here
+                warnings.simplefilter("ignore", UserWarning)
+                batch.append(load_and_preprocess(sample.path.read_bytes(), spec))
             batch_index.append(index)
         except ImageError as err:
             skipped.append((str(sample.path), str(err)))

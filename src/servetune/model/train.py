@@ -55,7 +55,8 @@ class TrainConfig:
     backbone: str = "lite0"
     input_size: int = 160
     resize: int | None = None  # default: input_size / 0.875 (the usual centre-crop ratio)
-    views: int = 4
+    views: int = 3
+    head_views: int = 1  # stage 1 learns on the pooled features of this many views (pooling costs a forward)
     finetune_blocks: int = 4
     head_epochs: int = 40
     finetune_epochs: int = 12
@@ -220,18 +221,18 @@ def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, pr
         else:
             state.bad_epochs += 1
         save_checkpoint(config.out / CHECKPOINT, model, optimizer, state, best_state)
-        progress.update(
-            task, advance=1,
-            info=f"loss {train_loss:.3f} acc {train_acc:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f} "
-            f"(best {state.best_accuracy:.3f})",
-        )
+        info = (f"loss {train_loss:.3f} acc {train_acc:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f} "
+                f"(best {state.best_accuracy:.3f})")
+        progress.update(task, advance=1, info=info)
+        if not progress.console.is_terminal:  # a log file gets one line per epoch
+            progress.console.print(f"stage {stage} epoch {state.epoch}: {info}")
     model.load_state_dict(best_state)
     return state
 
 
 def train_head(config, model, train_maps, train_labels, val_maps, val_labels, cut, device, progress, resume):
-    views = train_maps.shape[0]
-    features = pooled(model, train_maps.flatten(0, 1), cut, device, 256)
+    views = min(config.head_views, train_maps.shape[0])
+    features = pooled(model, train_maps[:views].flatten(0, 1), cut, device, 256)
     labels = train_labels.repeat(views)
     val_features = pooled(model, val_maps, cut, device, 256)
     generator = torch.Generator().manual_seed(config.seed + 1)
