@@ -172,6 +172,22 @@ def accuracy_and_loss(logits_fn, inputs: torch.Tensor, labels: torch.Tensor, dev
     return correct / len(inputs), loss / len(inputs)
 
 
+def optimise(logits_fn, batches, optimizer, criterion, device) -> tuple[float, float]:
+    """One epoch of gradient steps; returns the mean training loss and accuracy."""
+    total_loss, correct, count = 0.0, 0, 0
+    for inputs, labels in batches:
+        target = labels.to(device)
+        logits = logits_fn(inputs.to(device))
+        loss = criterion(logits, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(target)
+        correct += (logits.argmax(1) == target).sum().item()
+        count += len(target)
+    return total_loss / count, correct / count
+
+
 @dataclass
 class StageState:
     """What a checkpoint keeps of one stage, so that --resume continues where training stopped."""
@@ -239,20 +255,10 @@ def train_head(config, model, train_maps, train_labels, val_maps, val_labels, cu
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     def train_step(optimizer):
-        model._fc.train()
+        model._dropout.train()
         order = torch.randperm(len(features), generator=generator)
-        total_loss, correct = 0.0, 0
-        for i in range(0, len(order), 256):
-            index = order[i : i + 256]
-            logits = model.classify(features[index].to(device))
-            target = labels[index].to(device)
-            loss = criterion(logits, target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(index)
-            correct += (logits.argmax(1) == target).sum().item()
-        return total_loss / len(order), correct / len(order)
+        batches = ((features[order[i : i + 256]], labels[order[i : i + 256]]) for i in range(0, len(order), 256))
+        return optimise(model.classify, batches, optimizer, criterion, device)
 
     def evaluate():
         model.eval()
@@ -278,19 +284,9 @@ def finetune_top(config, model, train_maps, train_labels, val_maps, val_labels, 
         model._dropout.train()
         order = torch.randperm(count, generator=generator)
         chosen_view = torch.randint(views, (count,), generator=generator)
-        total_loss, correct = 0.0, 0
-        for i in range(0, count, config.batch_size):
-            index = order[i : i + config.batch_size]
-            maps = train_maps[chosen_view[index], index].to(device)
-            target = train_labels[index].to(device)
-            logits = top_forward(model, maps, cut)
-            loss = criterion(logits, target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(index)
-            correct += (logits.argmax(1) == target).sum().item()
-        return total_loss / count, correct / count
+        indices = (order[i : i + config.batch_size] for i in range(0, count, config.batch_size))
+        batches = ((train_maps[chosen_view[index], index], train_labels[index]) for index in indices)
+        return optimise(lambda maps: top_forward(model, maps, cut), batches, optimizer, criterion, device)
 
     def evaluate():
         model.eval()
