@@ -665,3 +665,89 @@ def deploy_local(
 
 
 # --- run and demo ------------------------------------------------------------------------------------
+
+
+def evaluate_or_fail(options) -> None:
+    """Run the protocol, print the headline statistics and where the report is; exit 1 if it failed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from servetune.analyze.stats import AnalysisError, summarize
+    from servetune.demo import headline_rows
+    from servetune.run import RunError, evaluate
+
+    try:
+        result = evaluate(options)
+    except RunError as err:
+        fail(str(err))
+    record = result.record
+    if result.report is not None:
+        try:
+            summary = summarize(result.run_dir)
+        except AnalysisError:
+            summary = None
+        if summary is not None:
+            table = Table("statistic", "value", title=f"run {summary.name} ({record['status']})")
+            for name, value in headline_rows(summary):
+                table.add_row(name, value)
+            Console(width=120).print(table)
+        typer.echo(f"report: {result.report}")
+    typer.echo(f"run folder: {result.run_dir} (run.json: {record['status']})")
+    if result.status == "failed":
+        fail(f"{record['failed_step']} step failed: {record['error']}", code=1)
+    if result.status == "interrupted":
+        typer.secho(f"interrupted during the {record['failed_step']} step; kept what was measured", err=True)
+        raise typer.Exit(130)
+
+
+@app.command()
+def run(
+    spec: Annotated[str, typer.Option("--spec", "-c", help="deployment spec YAML, or bundled: default, fixed-1, "
+                                      "demo")],
+    out: Annotated[Path, typer.Option(help="run folder to create (runs/NAME)")],
+    backend: Annotated[str, typer.Option(help="local (the one-machine cluster) or kubernetes")] = "local",
+    profile: Annotated[str, typer.Option(help="reference, quick, or a profile YAML file")] = "reference",
+    time_scale: Annotated[float, typer.Option(min=0.01, max=1.0, help="multiply the profile's run lengths, "
+                                              "the monitor interval and the local autoscaler's time constants")] = 1.0,
+    driver: Annotated[str, typer.Option(help="builtin or siege")] = "builtin",
+    model_copy: Annotated[bool, typer.Option(help="copy the model artifact into the run folder")] = True,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="local: port on 127.0.0.1 (0: any free one)")] = 0,
+    url: Annotated[str | None, typer.Option(help="kubernetes: the service's URL [default: a node's address "
+                                            "and the NodePort]")] = None,
+    ready_timeout: Annotated[float, typer.Option(min=1, help="seconds to wait until replicas are ready")] = 300,
+    kubeconfig: Path | None = KUBECONFIG_OPTION,
+    context: str | None = CONTEXT_OPTION,
+) -> None:
+    """The evaluation protocol: warm up, apply, load test + monitor together, tear down, analyse; everything
+    lands in the run folder (run.json says what happened). Ctrl-C tears down and keeps what was measured."""
+    from servetune.run import RunOptions
+
+    if backend not in ("local", "kubernetes"):
+        fail(f"--backend must be local or kubernetes, not {backend!r}")
+    if driver not in ("builtin", "siege"):
+        fail(f"--driver must be builtin or siege, not {driver!r}")
+    evaluate_or_fail(RunOptions(
+        spec=spec, out=out, backend=backend, profile=profile, time_scale=time_scale,  # type: ignore[arg-type]
+        driver=driver, copy_model=model_copy, port=port, kubeconfig=kubeconfig,  # type: ignore[arg-type]
+        context=context, url=url, ready_timeout_s=ready_timeout,
+    ))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path | None, typer.Option(help="run folder [default: runs/demo-DATE-TIME]")] = None,
+    time_scale: Annotated[float | None, typer.Option(min=0.05, max=1.0, help="compress the quick profile "
+                                                     "[default: about 4 minutes in all]")] = None,
+) -> None:
+    """The main job: the default model on the one-machine cluster under the quick profile; replicas scale up
+    and back down; prints the four statistics, accuracy and the report's path."""
+    import time
+
+    from servetune.demo import DEMO_TIME_SCALE, demo_options
+
+    out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    evaluate_or_fail(demo_options(out, time_scale or DEMO_TIME_SCALE))
+
+
+if __name__ == "__main__":
+    app()
