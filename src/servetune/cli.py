@@ -213,7 +213,7 @@ def model_export(
 @model_app.command("eval")
 def model_eval(
     model: Annotated[Path | None, typer.Argument(help="artifact (.onnx) [default: the packaged model]")] = None,
-    data: Annotated[Path, typer.Option(help="Food-11 folder (any layout)")] = Path("data/food-11"),
+    data: Annotated[Path, typer.Option(help="Food-11 folder (any layout)")] = Path("Food-11"),
     split: Annotated[str, typer.Option(help="training, validation or evaluation")] = "evaluation",
     per_class: Annotated[int | None, typer.Option(min=1, help="only the first N images of each class")] = None,
     out: Annotated[Path | None, typer.Option(help="write metrics.json, confusion.csv, confusion.png here")] = None,
