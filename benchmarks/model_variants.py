@@ -26,6 +26,10 @@ from servetune.model.profile import profile_variants
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def split_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "food11-proxy")
@@ -42,8 +46,8 @@ def main() -> None:
         raise SystemExit(f"error: {args.data}: no such data folder (pass --data)")
     load = os.getloadavg()[0]
     rows = profile_variants(
-        args.data, args.out, args.backbones.split(","), [int(s) for s in args.sizes.split(",")],
-        args.precisions.split(","), args.artifact, args.train_per_class, args.eval_per_class, args.runs,
+        args.data, args.out, split_list(args.backbones), [int(s) for s in split_list(args.sizes)],
+        split_list(args.precisions), args.artifact, args.train_per_class, args.eval_per_class, args.runs,
     )
     table = Table(title=f"model variants: {platform.node()}, {os.cpu_count()} CPUs, "
                         f"{datetime.datetime.now():%Y-%m-%d %H:%M}, load {load:.1f} at start")
@@ -54,7 +58,7 @@ def main() -> None:
         table.add_column(column.replace("_", " "), justify="left" if column == "name" else "right")
     for row in rows:
         table.add_row(*(f"{getattr(row, c):.1%}" if c == "accuracy" else str(getattr(row, c)) for c in columns))
-    Console().print(table)
+    Console(width=220).print(table)
     print(f"saved {args.out / 'variants.csv'} and {args.out / 'variants.json'}")
 
 
