@@ -146,7 +146,7 @@ def test_monitor_keeps_cadence_through_gaps_and_writes_every_row(api, tmp_path, 
         api.metrics_error = (503, status(503, "ServiceUnavailable", "unavailable")) if rows in (2, 3) else None
 
     with caplog.at_level(logging.WARNING, logger="servetune.monitor.kubernetes"):
-        rows = monitor_kubernetes(out, kubeconfig=api.kubeconfig_path, interval_s=0.2, duration_s=1.2,
+        rows = monitor_kubernetes(out, kubeconfig=api.kubeconfig_path, interval_s=0.2, duration_s=1.1,
                                   on_sample=flip_metrics)
     assert caplog.text.count("HTTP 503") == 2
     assert rows == 6
