@@ -1,0 +1,60 @@
+"""The demo's timing: the whole quick profile fits the 5-minute budget, and the autoscaler (its time constants
+compressed by the same factor) has the time to scale up in the high phase and back down in the low tail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from servetune.config import RunSummary
+from servetune.demo import DEMO_PROFILE, DEMO_SPEC, DEMO_TIME_SCALE, demo_options, headline_rows, shows_scaling
+from servetune.deploy.hpa import HpaTimings
+from servetune.deploy.spec import load_deployment_spec
+from servetune.load.profile import load_profile
+
+BUDGET_S = 300
+START_AND_ANALYSIS_S = 40  # warm-up, replicas ready, tear-down, report: about 10 s measured on 2 cores
+
+
+def test_the_demo_fits_five_minutes_with_room_to_start_and_analyse():
+    profile = load_profile(DEMO_PROFILE, DEMO_TIME_SCALE)
+    assert profile.total_seconds() + START_AND_ANALYSIS_S <= BUDGET_S
+
+
+def test_the_replicas_come_back_down_well_before_the_end():
+    spec = load_deployment_spec(DEMO_SPEC)
+    profile = load_profile(DEMO_PROFILE, DEMO_TIME_SCALE)
+    timings = HpaTimings(time_scale=DEMO_TIME_SCALE)
+    assert spec.autoscaling is not None and spec.autoscaling.max_replicas > spec.autoscaling.min_replicas
+    high = max(range(len(profile.phases)), key=lambda i: profile.phases[i].users / max(profile.phases[i].delay, 0.1))
+    high_ends = sum(p.duration_s * p.repeats for p in profile.phases[: high + 1])
+    window = timings.seconds(spec.autoscaling.behavior.scale_down.stabilization_window_seconds)
+    scale_down_at = high_ends + window + 2 * timings.sync_period
+    # At least a quarter of the profile is left to show the lower replica count.
+    assert scale_down_at <= 0.75 * profile.total_seconds()
+
+
+def test_demo_options_are_the_local_backend_with_the_default_model():
+    options = demo_options(Path("runs/x"))
+    assert (options.backend, options.spec, options.profile) == ("local", "demo", "quick")
+    assert load_deployment_spec(options.spec).model == "default"
+
+
+def test_the_terminal_shows_scaling_decisions_not_every_sync():
+    assert shows_scaling("05:53:23 replicas 1 (ready 1, pending 0) cpu 0.25 cores -> scale to 2 (DesiredWithinRange)")
+    assert not shows_scaling("05:53:30 replicas 2 (ready 2, pending 0) cpu 0.30 cores, 60% of request (target 70%)")
+    assert shows_scaling("replica 4242 exited unasked: restart #1")
+
+
+def test_headline_rows_are_the_four_statistics_then_accuracy():
+    summary = RunSummary(
+        run_dir="r", name="r", memory_requested_KB=262144, memory_used_KB=102400, transaction_rate=8.5,
+        response_time_s=0.25, cpu_requested_core=0.5, cpu_used_core=0.2, cpu_limit_core=1.0,
+        memory_limit_KB=524288, replica_seconds=300, mean_replicas=1.5, max_replicas=3, evaluation_s=200,
+        runs=15, transactions=1700, okay=1700, failed=0, failure_rate=0.0, accuracy=0.5,
+        accuracy_source="run.json", model="tiny",
+    )
+    rows = dict(headline_rows(summary))
+    assert list(rows)[:5] == ["memory requested", "memory used", "transaction rate", "response time", "accuracy"]
+    assert rows["memory requested"].startswith("256 MiB") and rows["memory used"].startswith("100 MiB")
+    assert rows["transaction rate"].startswith("8.50 /s") and rows["response time"].startswith("250.0 ms")
+    assert rows["accuracy"] == "50.00% (tiny)"
