@@ -23,3 +23,24 @@ def test_profile_row_and_table_round_trip(make_food11, tmp_path):
     write_table([row], tmp_path)
     assert read_table(tmp_path / "variants.json") == [row]
     assert (tmp_path / "variants.csv").read_text().splitlines()[0].startswith("name,backbone,input_size,precision")
+
+
+def test_cli_builds_quick_variants_and_writes_the_table(tiny_food11, tmp_path):
+    from typer.testing import CliRunner
+
+    from servetune.cli import app
+
+    out = tmp_path / "variants"
+    result = CliRunner().invoke(app, [
+        "model", "profile", "--data", str(tiny_food11), "--out", str(out), "--backbones", "lite0", "--sizes", "64",
+        "--train-per-class", "4", "--eval-per-class", "2", "--runs", "5",
+    ])
+    assert result.exit_code == 0, result.output
+    rows = read_table(out / "variants.json")
+    assert [(r.backbone, r.input_size, r.precision) for r in rows] == [
+        ("efficientnet-lite0", 64, "fp32"), ("efficientnet-lite0", 64, "int8")]
+    assert rows[1].size_mb < rows[0].size_mb
+    assert all(r.eval_images == 22 and r.infer_ms_median_1t > 0 for r in rows)
+    bad = CliRunner().invoke(app, ["model", "profile", "--data", str(tiny_food11), "--out", str(out),
+                                   "--precisions", "fp16"])
+    assert bad.exit_code != 0 and "unknown precision fp16" in bad.output
