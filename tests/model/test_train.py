@@ -1,0 +1,52 @@
+"""Training configuration errors and the augmentation it uses (the training itself: test_pipeline.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from servetune.cli import app
+from servetune.model.augment import Augmentation, augment, random_downscale
+from servetune.model.train import TrainConfig, TrainError, model_spec, train
+
+
+def test_bad_configurations_are_clear_errors(tiny_food11, tmp_path):
+    with pytest.raises(TrainError, match="unknown backbone 'b7'"):
+        train(TrainConfig(data=tiny_food11, out=tmp_path, backbone="b7"))
+    with pytest.raises(TrainError, match="finetune_blocks must be 1..16 for lite0"):
+        train(TrainConfig(data=tiny_food11, out=tmp_path, finetune_blocks=17))
+    with pytest.raises(TrainError, match=r"checkpoint\.pt: no checkpoint to resume from"):
+        train(TrainConfig(data=tiny_food11, out=tmp_path, resume=True))
+
+
+def test_cli_train_on_a_folder_without_validation_split(make_food11, tmp_path):
+    data = make_food11("flat", per_class=1, splits=("training",))
+    result = CliRunner().invoke(app, ["model", "train", "--data", str(data), "--out", str(tmp_path / "out"),
+                                      "--input-size", "64", "--threads", "1"])
+    assert result.exit_code != 0
+    assert "missing split folder 'validation'" in result.output and "Traceback" not in result.output
+
+
+def test_augmented_views_have_the_network_shape_and_vary(tiny_food11):
+    spec = model_spec(TrainConfig(data=tiny_food11, out=tiny_food11, input_size=64))
+    image = Image.open(next((tiny_food11 / "training").glob("3_*.jpg"))).convert("RGB")
+    rng = np.random.default_rng(0)
+    views = [augment(image, spec, rng, Augmentation()) for _ in range(4)]
+    assert all(view.shape == (3, 64, 64) and view.dtype == np.float32 for view in views)
+    assert all(-1.0 <= view.min() and view.max() <= 1.0 for view in views)  # (x - 0.5) / 0.5
+    assert not np.allclose(views[0], views[1])
+    again = augment(image, spec, np.random.default_rng(0), Augmentation())
+    np.testing.assert_array_equal(again, views[0])  # seeded: reproducible
+
+
+def test_random_downscale_shrinks_large_photos_only():
+    rng = np.random.default_rng(1)
+    always = Augmentation(downscale_probability=1.0, downscale_min_side=40)
+    large = Image.new("RGB", (400, 300))
+    assert 40 <= min(random_downscale(large, rng, always).size) < 300
+    small = Image.new("RGB", (40, 40))
+    assert random_downscale(small, rng, always).size == (40, 40)
+    never = Augmentation(downscale_probability=0.0)
+    assert random_downscale(large, rng, never).size == (400, 300)
