@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from servetune.config import RunSummary
-from servetune.demo import DEMO_PROFILE, DEMO_SPEC, DEMO_TIME_SCALE, demo_options, headline_rows, shows_scaling
+from servetune.demo import (
+    DEMO_PROFILE,
+    DEMO_SPEC,
+    DEMO_TIME_SCALE,
+    demo_options,
+    headline_rows,
+    shows_scaling,
+)
 from servetune.deploy.hpa import HpaTimings
 from servetune.deploy.spec import load_deployment_spec
 from servetune.load.profile import load_profile

@@ -19,10 +19,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from deploy import test_kubernetes as kubernetes_contract
 from onnx_models import tiny_artifact
 from servetune.analyze.stats import summarize
 from servetune.cli import app
 from servetune.config import RESOURCE_COLUMNS
+from servetune.deploy import kubernetes as cluster_module
 from servetune.deploy.local import read_state
 from servetune.load.request_log import read_request_log
 from servetune.load.siege import SIEGE_LOG_HEADER, read_siege_log
@@ -30,6 +32,7 @@ from servetune.model.artifact import file_sha256
 from servetune.monitor.resource_csv import read_resource_csv
 from servetune.run import RunOptions, evaluate
 
+api_server = kubernetes_contract.api_server  # the loopback API server fixture
 PROTOCOL = ["prepare", "warm-up", "apply", "load", "tear-down"]
 
 
@@ -247,3 +250,75 @@ def test_evaluate_without_a_model_copy_keeps_hash_and_accuracy(tmp_path, spec_fi
     assert not list(result.run_dir.glob("*.onnx"))
     assert result.record["model_file"]["copied"] is False
     assert summarize(result.run_dir).accuracy == 0.5  # from run.json, since there is no artifact to read
+
+
+# --- Kubernetes: the protocol's order against a loopback API server (see tests/deploy/test_kubernetes.py) ---
+
+
+@pytest.fixture
+def service(api_server):
+    """A stand-in for the deployed service: answers GET /test and notes how far the API requests had got."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    hits: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            hits.append(len(api_server.requests))
+            body = b'{"prediction": "Soup", "probability": 0.9}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+    server.server_close()
+
+
+def test_kubernetes_protocol_order_warm_up_apply_load_delete(tmp_path, api_server, service, monkeypatch):
+    monkeypatch.setattr(cluster_module, "POLL_SECONDS", 0.01)
+    url, hits = service
+    spec = tmp_path / "k8s.yaml"
+    spec.write_text("name: ml-app\nautoscaling: {min_replicas: 1, max_replicas: 3}\n")
+    profile = tmp_path / "short.yaml"
+    profile.write_text(yaml.safe_dump({"name": "short", "phases": [{"users": 2, "delay": 0.1, "duration_s": 20}]}))
+    kubeconfig = kubernetes_contract.write_kubeconfig(tmp_path / "kubeconfig", api_server.url)
+    run_dir = tmp_path / "k8s-run"
+    result = run_cli("-c", str(spec), "--backend", "kubernetes", "--kubeconfig", str(kubeconfig), "--url", url,
+                     "--profile", str(profile), "--time-scale", "0.1", "--out", str(run_dir))
+    assert result.exit_code == 0, result.output
+
+    def index(method: str, ending: str) -> int:
+        return next(i for i, (m, path, _) in enumerate(api_server.requests)
+                    if m == method and path.split("?")[0].endswith(ending))
+
+    warmup_created = index("POST", "/deployments")
+    warmup_deleted = index("DELETE", "/deployments/ml-app-warmup")
+    candidate_created = next(i for i, (m, path, body) in enumerate(api_server.requests)
+                             if m == "POST" and "/deployments" in path and body["metadata"]["name"] == "ml-app")
+    candidate_deleted = index("DELETE", "/deployments/ml-app")
+    assert api_server.requests[warmup_created][2]["spec"]["replicas"] == 5
+    assert warmup_created < warmup_deleted < candidate_created < candidate_deleted
+    # The warm-up's pods were listed until gone before the candidate was applied.
+    assert any(m == "GET" and "pods" in p and "ml-app-warmup" in p
+               for m, p, _ in api_server.requests[warmup_deleted:candidate_created])
+    assert hits and all(candidate_created < hit <= candidate_deleted for hit in hits)
+    assert ("horizontalpodautoscalers", "default", "ml-app") not in api_server.objects
+
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and record["backend"] == "kubernetes"
+    assert [step["name"] for step in record["steps"]] == PROTOCOL
+    assert record["url"] == url and record["limits_enforced"] is True
+    samples = read_resource_csv(run_dir / "resource_usage.csv")
+    assert samples and all(s.n_replica == 1 for s in samples)  # the fake cluster's one ready pod
+    assert (run_dir / "report.html").is_file()
