@@ -12,11 +12,11 @@ from servetune.demo import (
     DEMO_TIME_SCALE,
     demo_options,
     headline_rows,
-    shows_scaling,
 )
 from servetune.deploy.hpa import HpaTimings
 from servetune.deploy.spec import load_deployment_spec
 from servetune.load.profile import load_profile
+from servetune.run import shows_scaling
 
 BUDGET_S = 300
 START_AND_ANALYSIS_S = 40  # warm-up, replicas ready, tear-down, report: about 10 s measured on 2 cores

@@ -20,15 +20,7 @@ DEMO_TIME_SCALE = 0.45
 def demo_options(out: Path, time_scale: float = DEMO_TIME_SCALE, port: int = 0) -> RunOptions:
     return RunOptions(
         spec=DEMO_SPEC, out=out, backend="local", profile=DEMO_PROFILE, time_scale=time_scale, port=port,
-        show_event=shows_scaling,
     )
-
-
-def shows_scaling(line: str) -> bool:
-    """On the terminal: scaling decisions, restarts, warnings; the autoscaler's routine lines only in
-    events.log."""
-    routine = line[:2].isdigit() and " replicas " in line and "-> scale to" not in line
-    return not routine
 
 
 def headline_rows(summary: RunSummary) -> list[tuple[str, str]]:

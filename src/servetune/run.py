@@ -61,6 +61,12 @@ class StepFailed(RuntimeError):
     """A protocol step failed; its message is what run.json records as the error."""
 
 
+def shows_scaling(line: str) -> bool:
+    """Scaling decisions, restarts and warnings; the autoscaler's routine sync lines go to events.log only."""
+    routine = line[:2].isdigit() and " replicas " in line and "-> scale to" not in line
+    return not routine
+
+
 @dataclass
 class RunOptions:
     spec: str
@@ -77,7 +83,7 @@ class RunOptions:
     monitor_interval_s: float | None = None  # [default: 5 s x time_scale, at least 0.5 s]
     ready_timeout_s: float = 300.0
     progress: bool = True
-    show_event: Callable[[str], bool] = lambda line: True  # which cluster events reach the terminal
+    show_event: Callable[[str], bool] = shows_scaling  # which cluster events reach the terminal
 
 
 @dataclass
@@ -456,6 +462,8 @@ def load_and_monitor(backend, profile: LoadProfile, options: RunOptions, run_dir
         load_started = time.time()
         record.update(load_started_at=load_started, monitor_first_sample_at=samples[0] if samples else None)
         run_load(profile, backend.url, run_dir, options, stop_load)
+        if options.progress and not record.console.is_terminal:
+            record.console.line()  # the live view's last frame ends without a newline when not on a terminal
         record.update(load_ended_at=time.time())
     finally:
         stop_monitor.set()
