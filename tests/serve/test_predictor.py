@@ -55,6 +55,22 @@ def test_session_uses_the_requested_threads(tiny_model):
     predictor = Predictor(tiny_model, threads=3)
     assert predictor.session.get_session_options().intra_op_num_threads == 3
     assert predictor.session.get_session_options().inter_op_num_threads == 1
+    # Predictions that overlap share the cores, one intra-op thread each.
+    assert predictor.busy_session.get_session_options().intra_op_num_threads == 1
+
+
+def test_overlapping_predictions_answer_like_a_lone_one(tiny_model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = Predictor(tiny_model, threads=2, top_k=11)
+    images = [jpeg((40 * i, 255 - 40 * i, 90), size=(200 + 37 * i, 150)) for i in range(6)]
+    alone = [predictor.predict(image).top_k for image in images]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda image: predictor.predict(image).top_k, images * 5))
+    for got, expected in zip(together, alone * 5):
+        assert [label for label, _ in got] == [label for label, _ in expected]
+        assert [p for _, p in got] == pytest.approx([p for _, p in expected], abs=1e-5)
+    assert predictor.in_progress == 0
 
 
 def test_bad_images_raise_image_error(tiny_model):
