@@ -20,6 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 from deploy import test_kubernetes as kubernetes_contract
+from environment import require_tool
 from onnx_models import tiny_artifact
 from servetune.analyze.stats import summarize
 from servetune.cli import app
@@ -322,3 +323,16 @@ def test_kubernetes_protocol_order_warm_up_apply_load_delete(tmp_path, api_serve
     samples = read_resource_csv(run_dir / "resource_usage.csv")
     assert samples and all(s.n_replica == 1 for s in samples)  # the fake cluster's one ready pod
     assert (run_dir / "report.html").is_file()
+
+
+def test_the_siege_driver_fills_the_same_run_folder(tmp_path, spec_file):
+    require_tool("siege")
+    profile = tmp_path / "siege.yaml"
+    profile.write_text(yaml.safe_dump({"name": "siege", "phases": [{"users": 2, "delay": 0.5, "duration_s": 2}]}))
+    result = evaluate(RunOptions(spec=str(spec_file), out=tmp_path / "siege-run", profile=str(profile),
+                                 driver="siege", monitor_interval_s=0.5, progress=False))
+    assert result.status == "completed", result.record
+    rows = read_siege_log(result.run_dir / "load_output.csv")
+    assert len(rows) == 1 and rows[0].okay > 0
+    assert (result.run_dir / "load_profile.yaml").is_file() and (result.run_dir / "report.html").is_file()
+    assert summarize(result.run_dir).okay == rows[0].okay
