@@ -336,3 +336,10 @@ def test_the_siege_driver_fills_the_same_run_folder(tmp_path, spec_file):
     assert len(rows) == 1 and rows[0].okay > 0
     assert (result.run_dir / "load_profile.yaml").is_file() and (result.run_dir / "report.html").is_file()
     assert summarize(result.run_dir).okay == rows[0].okay
+
+
+def test_a_run_folder_that_cannot_be_created_is_a_clear_error(tmp_path, spec_file):
+    (tmp_path / "a-file").write_text("")
+    result = run_cli("-c", str(spec_file), "--profile", "quick", "--out", str(tmp_path / "a-file" / "run"))
+    assert result.exit_code == 2 and "cannot write the run folder" in result.output
+    assert "Traceback" not in result.output

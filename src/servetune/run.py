@@ -213,9 +213,12 @@ class LocalBackend:
         self.cluster = None
 
     def warm_up(self) -> str:
+        import onnxruntime as ort
+
         from servetune.model.artifact import read_spec
 
-        read_spec(self.model_path)  # one ONNX Runtime session over the whole file
+        read_spec(self.model_path)  # a clear error for a file that is not a servetune artifact
+        ort.InferenceSession(str(self.model_path), providers=["CPUExecutionProvider"])  # as a replica loads it
         return f"model loaded once ({self.model_path.stat().st_size / 1e6:.1f} MB now in the page cache)"
 
     def apply(self) -> str:
@@ -313,6 +316,8 @@ class KubernetesBackend:
         return None
 
     def limits(self) -> dict:
+        if self.spec.limits is None:
+            return {"limits_enforced": False, "limits_note": "the spec sets no limits"}
         return {"limits_enforced": True, "limits_note": "enforced by the kubelet"}
 
     def tear_down(self) -> str:
@@ -372,8 +377,11 @@ def evaluate(options: RunOptions, console: Console | None = None) -> RunResult:
     console = console or Console(stderr=True)
     inputs = read_inputs(options)
     run_dir = options.out
-    run_dir.mkdir(parents=True, exist_ok=True)
-    events = (run_dir / EVENTS_FILE).open("a", encoding="utf-8")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        events = (run_dir / EVENTS_FILE).open("a", encoding="utf-8")
+    except OSError as error:
+        raise RunError(f"{run_dir}: cannot write the run folder: {error.strerror or error}") from None
 
     def on_event(line: str) -> None:
         events.write(f"{time.strftime('%H:%M:%S')} {line}\n")
