@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -343,3 +344,31 @@ def test_a_run_folder_that_cannot_be_created_is_a_clear_error(tmp_path, spec_fil
     result = run_cli("-c", str(spec_file), "--profile", "quick", "--out", str(tmp_path / "a-file" / "run"))
     assert result.exit_code == 2 and "cannot write the run folder" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_deployment_that_dies_during_the_load_fails_the_run_and_keeps_the_rows(tmp_path, spec_file):
+    profile = tmp_path / "long.yaml"
+    profile.write_text(yaml.safe_dump({"name": "long", "phases": [
+        {"users": 2, "delay": 0.2, "duration_s": 2, "repeats": 20}]}))
+    run_dir = tmp_path / "died"
+
+    def kill_the_master_after_one_run() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            log = run_dir / "load_output.csv"
+            if log.is_file() and len(log.read_text().splitlines()) >= 2:
+                os.kill(read_state(run_dir / "cluster" / "state.json").master_pid, signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_master_after_one_run, daemon=True)
+    killer.start()
+    result = evaluate(RunOptions(spec=str(spec_file), out=run_dir, profile=str(profile), monitor_interval_s=0.5,
+                                 progress=False))
+    killer.join()
+    assert result.status == "failed" and result.record["failed_step"] == "load"
+    assert "gunicorn exited" in result.record["error"]
+    assert [step["name"] for step in result.record["steps"]] == PROTOCOL
+    rows = read_siege_log(run_dir / "load_output.csv")
+    assert 1 <= len(rows) < 20 and rows[0].okay > 0
+    assert result.record["analysis"] == "completed" and summarize(run_dir).okay >= rows[0].okay

@@ -448,7 +448,7 @@ def load_and_monitor(backend, profile: LoadProfile, options: RunOptions, run_dir
     def on_sample(sample) -> None:
         samples.append(time.time())
         first_sample.set()
-        if (failure := backend.failure()) is not None:
+        if not stop_load.is_set() and (failure := backend.failure()) is not None:
             record.fail("load", f"the deployment failed during the load: {failure}")
             stop_load.set()
 
