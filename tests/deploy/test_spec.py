@@ -102,8 +102,11 @@ def test_empty_or_non_mapping_file(tmp_path, text, expected):
 
 
 def test_missing_file_lists_the_bundled_specs(tmp_path):
-    with pytest.raises(SpecError, match=r"no such spec file \(bundled specs: default, example, fixed-1\)"):
+    with pytest.raises(SpecError, match=r"absent.yaml: no such spec file \(bundled specs: (.+)\)") as raised:
         load_deployment_spec(tmp_path / "absent.yaml")
+    listed = raised.value.args[0].rsplit("bundled specs: ", 1)[1].rstrip(")").split(", ")
+    assert {"default", "fixed-1", "demo"} <= set(listed)
+    assert listed == sorted(listed)
 
 
 def test_validators_apply_to_models_built_in_code():
