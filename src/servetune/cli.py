@@ -155,10 +155,15 @@ def model_train(
     backbone: Annotated[str, typer.Option(help="lite0, lite1 or lite2")] = "lite0",
     input_size: Annotated[int, typer.Option(min=32, max=512, help="network input side in pixels")] = 160,
     views: Annotated[int, typer.Option(min=1, help="augmented copies of each training image")] = 3,
+    augment_every_epoch: Annotated[
+        bool, typer.Option(help="stage 2 makes a fresh augmented view of each image every epoch (slower, less overfitting)")
+    ] = False,
     finetune_blocks: Annotated[int, typer.Option(min=1, help="top blocks fine-tuned in stage 2")] = 3,
     head_epochs: Annotated[int, typer.Option(min=1)] = 30,
     finetune_epochs: Annotated[int, typer.Option(min=0, help="0: train the head only")] = 6,
     patience: Annotated[int, typer.Option(min=1, help="epochs without validation gain before stopping")] = 3,
+    head_lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="stage 1 learning rate (AdamW, cosine)")] = 2e-3,
+    finetune_lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="stage 2 learning rate (AdamW, cosine)")] = 3e-4,
     per_class: Annotated[int | None, typer.Option(min=1, help="use only N images per class")] = None,
     seed: int = 0,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores]")] = None,
@@ -170,8 +175,10 @@ def model_train(
     from servetune.model.train import TrainConfig, TrainError, train
 
     config = TrainConfig(
-        data=data, out=out, backbone=backbone, input_size=input_size, views=views, finetune_blocks=finetune_blocks,
-        head_epochs=head_epochs, finetune_epochs=finetune_epochs, patience=patience, per_class=per_class,
+        data=data, out=out, backbone=backbone, input_size=input_size, views=views, augment_every_epoch=augment_every_epoch,
+        finetune_blocks=finetune_blocks,
+        head_epochs=head_epochs, finetune_epochs=finetune_epochs, patience=patience, head_lr=head_lr,
+        finetune_lr=finetune_lr, per_class=per_class,
         seed=seed, threads=threads, resume=resume, data_description=data_description,
     )
     try:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from servetune.cli import app
 from servetune.model.augment import Augmentation, augment, random_downscale
+from servetune.model.backbones import build_backbone
 from servetune.model.train import TrainConfig, TrainError, model_spec, train
 
 
@@ -50,3 +54,18 @@ def test_random_downscale_shrinks_large_photos_only():
     assert random_downscale(small, rng, always).size == (40, 40)
     never = Augmentation(downscale_probability=0.0)
     assert random_downscale(large, rng, never).size == (400, 300)
+
+
+def test_augment_every_epoch_trains_the_top_on_new_views_and_keeps_the_bottom_frozen(tiny_food11, tmp_path):
+    config = TrainConfig(data=tiny_food11, out=tmp_path, input_size=48, views=1, augment_every_epoch=True,
+                         finetune_blocks=2, head_epochs=1, finetune_epochs=2, patience=5, batch_size=16, threads=1)
+    path = train(config)
+    trained = torch.load(path, weights_only=False)["state_dict"]
+    start = build_backbone("lite0", 11).state_dict()
+    assert torch.equal(trained["_blocks.0._depthwise_conv.weight"], start["_blocks.0._depthwise_conv.weight"])
+    assert torch.equal(trained["_bn0.running_mean"], start["_bn0.running_mean"])  # frozen BN stays ImageNet's
+    assert not torch.equal(trained["_blocks.15._project_conv.weight"], start["_blocks.15._project_conv.weight"])
+    summary = json.loads((tmp_path / "train_summary.json").read_text())
+    finetune = summary["stages"][1]
+    assert summary["config"]["augment_every_epoch"] is True
+    assert [row["epoch"] for row in finetune["history"]] == [1, 2]

@@ -5,7 +5,10 @@ Stage 0 (cache): the frozen lower blocks run once over `views` augmented copies 
 memory (float16). Everything after is cheap, because the expensive lower layers never run again:
 Stage 1: a new linear head learns on the pooled features of the cached maps (frozen top).
 Stage 2: the top `finetune_blocks` blocks, the head conv and the classifier are fine-tuned on the cached
-maps with a lower learning rate; each epoch draws a random cached view of each image.
+maps with a lower learning rate; each epoch draws a random cached view of each image. With
+`augment_every_epoch`, stage 2 instead makes a fresh augmented view of every image each epoch and runs the
+frozen lower blocks on it again: slower per epoch, but the top blocks never see the same view twice, which
+is what keeps a small training set from being memorised.
 Both stages stop early on validation accuracy and keep the best weights. A checkpoint is written after
 every epoch; `resume=True` continues from it (the caches are rebuilt identically from the seed).
 """
@@ -56,6 +59,7 @@ class TrainConfig:
     input_size: int = 160
     resize: int | None = None  # default: input_size / 0.875 (the usual centre-crop ratio)
     views: int = 3
+    augment_every_epoch: bool = False
     head_views: int = 1  # stage 1 learns on the pooled features of this many views (pooling costs a forward)
     finetune_blocks: int = 4
     head_epochs: int = 40
@@ -144,6 +148,7 @@ def build_caches(config, model, spec, cut, device, progress):
         torch.tensor(train.labels),
         torch.cat(val_maps),
         torch.tensor(val.labels),
+        train.images,
     )
 
 
@@ -270,11 +275,28 @@ def train_head(config, model, train_maps, train_labels, val_maps, val_labels, cu
     )
 
 
-def finetune_top(config, model, train_maps, train_labels, val_maps, val_labels, cut, device, progress, resume):
+def fresh_batches(config, model, spec, images, labels, order, cut, device, rng, progress):
+    """(lower-block maps of a new augmented view, labels) per batch, in `order`; advances a progress task."""
+    task = progress.add_task("augment + train", total=len(order), info="")
+    for i in range(0, len(order), config.batch_size):
+        index = order[i : i + config.batch_size]
+        arrays = [augment(images[j], spec, rng, config.augmentation) for j in index.tolist()]
+        model.eval()  # the frozen lower blocks keep their ImageNet batch-norm statistics
+        maps = cache_lower(model, arrays, cut, device, config.batch_size)
+        for module in [*model._blocks[cut:], model._conv_head, model._bn1, model._dropout]:
+            module.train()
+        progress.advance(task, len(index))
+        yield maps, labels[index]
+    progress.remove_task(task)
+
+
+def finetune_top(config, model, spec, caches, cut, device, progress, resume):
+    train_maps, train_labels, val_maps, val_labels, train_images = caches
     top = [*model._blocks[cut:], model._conv_head, model._bn1, model._fc]
     params = [p for module in top for p in module.parameters()]
     views, count = train_maps.shape[:2]
     generator = torch.Generator().manual_seed(config.seed + 2)
+    rng = np.random.default_rng(config.seed + 3)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     def train_step(optimizer):
@@ -283,9 +305,12 @@ def finetune_top(config, model, train_maps, train_labels, val_maps, val_labels, 
             module.train()
         model._dropout.train()
         order = torch.randperm(count, generator=generator)
-        chosen_view = torch.randint(views, (count,), generator=generator)
-        indices = (order[i : i + config.batch_size] for i in range(0, count, config.batch_size))
-        batches = ((train_maps[chosen_view[index], index], train_labels[index]) for index in indices)
+        if config.augment_every_epoch:
+            batches = fresh_batches(config, model, spec, train_images, train_labels, order, cut, device, rng, progress)
+        else:
+            chosen_view = torch.randint(views, (count,), generator=generator)
+            indices = (order[i : i + config.batch_size] for i in range(0, count, config.batch_size))
+            batches = ((train_maps[chosen_view[index], index], train_labels[index]) for index in indices)
         return optimise(lambda maps: top_forward(model, maps, cut), batches, optimizer, criterion, device)
 
     def evaluate():
@@ -324,7 +349,8 @@ def train(config: TrainConfig) -> Path:
     started = time.perf_counter()
     timings = {}
     with progress_bar() as progress:
-        train_maps, train_labels, val_maps, val_labels = build_caches(config, model, spec, cut, device, progress)
+        caches = build_caches(config, model, spec, cut, device, progress)
+        train_maps, train_labels, val_maps, val_labels, _ = caches
         timings["cache_s"] = time.perf_counter() - started
         stages = []
         if resume is None or resume["state"]["stage"] == 1:
@@ -333,8 +359,7 @@ def train(config: TrainConfig) -> Path:
             resume = None
         timings["head_s"] = time.perf_counter() - started - timings["cache_s"]
         if config.finetune_epochs > 0:
-            stages.append(finetune_top(config, model, train_maps, train_labels, val_maps, val_labels, cut, device,
-                                       progress, resume))
+            stages.append(finetune_top(config, model, spec, caches, cut, device, progress, resume))
     timings["total_s"] = time.perf_counter() - started
     val_accuracy = max(stage.best_accuracy for stage in stages)
     spec = spec.model_copy(update={"accuracy": {"validation": round(val_accuracy, 4)}})
