@@ -6,6 +6,8 @@ user's mistake (see `fail`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -540,6 +542,17 @@ def kubernetes_cluster_or_fail(kubeconfig: Path | None, context: str | None):
         fail(str(err))
 
 
+@contextmanager
+def exit_on_cluster_error() -> Iterator[None]:
+    """The cluster answered but refused or failed a request: one line and exit code 1."""
+    from servetune.deploy.kubernetes import KubernetesError
+
+    try:
+        yield
+    except KubernetesError as err:
+        fail(str(err), code=1)
+
+
 @deploy_app.command("render")
 def deploy_render(
     spec_path: str = typer.Argument(..., metavar="SPEC", help="deployment spec YAML, or bundled: default, fixed-1"),
@@ -574,11 +587,9 @@ def deploy_apply(
     context: str | None = CONTEXT_OPTION,
 ) -> None:
     """Create or update the Deployment, Service and HPA on a cluster, then wait until ready."""
-    from servetune.deploy.kubernetes import KubernetesError
-
     spec = deployment_spec_or_fail(spec_path)
     cluster = kubernetes_cluster_or_fail(kubeconfig, context)
-    try:
+    with exit_on_cluster_error():
         if spec.autoscaling is not None and (warning := cluster.metrics_api_warning()):
             typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
         for action in cluster.apply(spec):
@@ -586,8 +597,6 @@ def deploy_apply(
         if wait:
             status = cluster.wait_ready(spec, timeout)
             typer.echo(f"deployment/{spec.name}: {status.ready}/{status.desired} replicas ready")
-    except KubernetesError as err:
-        fail(str(err), code=1)
 
 
 @deploy_app.command("status")
@@ -599,17 +608,15 @@ def deploy_status(
     """Show the rollout, the autoscaler and each pod of a deployment on a cluster."""
     from rich.console import Console
 
-    from servetune.deploy.kubernetes import KubernetesError, status_report
+    from servetune.deploy.kubernetes import status_report
 
     spec = deployment_spec_or_fail(spec_path)
     cluster = kubernetes_cluster_or_fail(kubeconfig, context)
-    try:
+    with exit_on_cluster_error():
         report = status_report(cluster.status(spec))
-        console = Console(width=160)
-        for part in report:
-            console.print(part, highlight=False, markup=False)
-    except KubernetesError as err:
-        fail(str(err), code=1)
+    console = Console(width=160)
+    for part in report:
+        console.print(part, highlight=False, markup=False)
 
 
 @deploy_app.command("delete")
@@ -620,14 +627,10 @@ def deploy_delete(
     context: str | None = CONTEXT_OPTION,
 ) -> None:
     """Delete the HPA, Service and Deployment of a spec and wait until their pods are gone."""
-    from servetune.deploy.kubernetes import KubernetesError
-
     spec = deployment_spec_or_fail(spec_path)
     cluster = kubernetes_cluster_or_fail(kubeconfig, context)
-    try:
+    with exit_on_cluster_error():
         actions = cluster.delete(spec, timeout)
-    except KubernetesError as err:
-        fail(str(err), code=1)
     for action in actions or [f"nothing to delete for {spec.name} in namespace {spec.namespace}"]:
         typer.echo(action)
 
