@@ -65,8 +65,20 @@ def measure(model: str | Path, threads: int, runs: int) -> dict:
     return {
         "infer_ms_median": float(np.median(infer)), "infer_ms_p95": float(np.percentile(infer, 95)),
         "request_ms_median": float(np.median(total)),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's ru_maxrss survives fork and exec (a child started by a
+    2 GB parent reports 2 GB), so read the high-water mark of this process's own address space instead."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def measure_in_subprocess(model: Path, threads: int, runs: int) -> dict:
