@@ -34,10 +34,10 @@ def tiny_classifier(input_size: int = 32, classes: int = 11, seed: int = 0) -> o
 
 
 def tiny_spec(input_size: int = 32, **changes) -> ModelSpec:
-    fields = dict(
-        name="tiny", class_names=FOOD11_CLASSES, input_size=input_size, resize=input_size + 4,
-        backbone="pool", data="synthetic (test)", accuracy={"evaluation": 0.5},
-    )
+    fields = {
+        "name": "tiny", "class_names": FOOD11_CLASSES, "input_size": input_size, "resize": input_size + 4,
+        "backbone": "pool", "data": "synthetic (test)", "accuracy": {"evaluation": 0.5},
+    }
     fields.update(changes)
     return ModelSpec(**fields)
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import onnx
 import pytest
-from onnx_models import tiny_artifact, tiny_classifier, tiny_spec
 
+from onnx_models import tiny_artifact, tiny_classifier, tiny_spec
 from servetune.model.artifact import ArtifactError, read_spec
 
 

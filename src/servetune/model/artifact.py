@@ -81,7 +81,7 @@ def read_spec(path: str | Path) -> ModelSpec:
     options.log_severity_level = 3
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # ORT raises several private exception types for unreadable files
+    except Exception as err:  # noqa: BLE001 - ORT raises several private exception types for unreadable files
         raise ArtifactError(f"{path}: not a loadable ONNX model: {str(err).splitlines()[0]}") from None
     return spec_from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
 

@@ -23,22 +23,29 @@ def smooth_noise(rng: np.random.Generator, side: int, cells: int) -> np.ndarray:
 
 
 def draw_sample(side: int = SIDE, seed: int = 11) -> Image.Image:
+    # float32, broadcast coordinates and in-place layers: a serving process draws this at start, and
+    # full-size float64 temporaries would briefly double its memory (a replica with a small memory limit
+    # must not be killed while it starts).
     rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    y = (np.arange(side, dtype=np.float32) / side)[:, None]
+    x = (np.arange(side, dtype=np.float32) / side)[None, :]
     # Wooden table: stretched grain plus fine noise.
     grain = 0.5 + 0.5 * np.sin(40 * y + 6 * smooth_noise(rng, side, 8))
-    table = np.stack([120 + 60 * grain, 80 + 40 * grain, 45 + 20 * grain], axis=-1)
+    image = np.stack([120 + 60 * grain, 80 + 40 * grain, 45 + 20 * grain], axis=-1)
+    del grain
     radius = np.hypot(x - 0.5, y - 0.52)
-    plate = (radius < 0.42)[..., None]
-    rim = ((radius > 0.36) & (radius < 0.42))[..., None]
+    image[radius < 0.42] = 240.0  # plate
+    image[(radius > 0.36) & (radius < 0.42)] = 225.0  # its rim
     # The food: green and red leafy texture at several scales.
     leaves = 0.6 * smooth_noise(rng, side, 40) + 0.4 * smooth_noise(rng, side, 160)
     spots = smooth_noise(rng, side, 24) > 0.6
-    food = np.stack([40 + 70 * leaves + 120 * spots, 110 + 120 * leaves - 60 * spots, 30 + 40 * leaves], -1)
-    heap = (radius < 0.3 + 0.04 * smooth_noise(rng, side, 12))[..., None]
-    image = np.where(heap, food, np.where(rim, 225.0, np.where(plate, 240.0, table)))
-    image += rng.normal(0, 6, image.shape)  # sensor noise: photos are never clean
-    return Image.fromarray(image.clip(0, 255).astype(np.uint8), "RGB")
+    heap = radius < 0.3 + 0.04 * smooth_noise(rng, side, 12)
+    image[heap, 0] = (40 + 70 * leaves + 120 * spots)[heap]
+    image[heap, 1] = (110 + 120 * leaves - 60 * spots)[heap]
+    image[heap, 2] = (30 + 40 * leaves)[heap]
+    del leaves, spots, heap, radius
+    image += 6 * rng.standard_normal(image.shape, dtype=np.float32)  # sensor noise: photos are never clean
+    return Image.fromarray(image.clip(0, 255, out=image).astype(np.uint8), "RGB")
 
 
 @lru_cache(maxsize=1)
