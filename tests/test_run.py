@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -96,6 +97,11 @@ def test_the_whole_protocol_keeps_every_artifact(tmp_path, spec_file, profile_fi
                  "resource_usage.csv", "load_profile.yaml", "summary.json", "report.html", "report.md",
                  "report_resources.png", "report_phases.png", "events.log"):
         assert (run_dir / name).is_file(), f"{name} missing from the run folder"
+
+    events = (run_dir / "events.log").read_text().splitlines()
+    assert any(" replicas " in line for line in events)  # the autoscaler's syncs
+    # each line starts with one HH:MM:SS stamp, never two
+    assert all(re.match(r"\d\d:\d\d:\d\d (?!\d\d:\d\d:\d\d)", line) for line in events), events[:3]
 
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "completed" and record["failed_step"] is None and record["error"] is None

@@ -384,7 +384,8 @@ def evaluate(options: RunOptions, console: Console | None = None) -> RunResult:
         raise RunError(f"{run_dir}: cannot write the run folder: {error.strerror or error}") from None
 
     def on_event(line: str) -> None:
-        events.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+        stamped = len(line) > 8 and line[2] == line[5] == ":" and line[:2].isdigit()  # autoscaler lines are
+        events.write(f"{line}\n" if stamped else f"{time.strftime('%H:%M:%S')} {line}\n")
         events.flush()
         if options.show_event(line):
             console.print(f"    {line}", highlight=False, markup=False)
