@@ -166,6 +166,7 @@ def model_train(
     patience: Annotated[int, typer.Option(min=1, help="epochs without validation gain before stopping")] = 3,
     head_lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="stage 1 learning rate (AdamW, cosine)")] = 2e-3,
     finetune_lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="stage 2 learning rate (AdamW, cosine)")] = 3e-4,
+    mixup: Annotated[float, typer.Option(min=0.0, max=10.0, help="stage 2 mixup alpha (0: off; 0.2-0.4 typical)")] = 0.0,
     per_class: Annotated[int | None, typer.Option(min=1, help="use only N images per class")] = None,
     seed: int = 0,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores]")] = None,
@@ -180,7 +181,7 @@ def model_train(
         data=data, out=out, backbone=backbone, input_size=input_size, views=views, augment_every_epoch=augment_every_epoch,
         finetune_blocks=finetune_blocks,
         head_epochs=head_epochs, finetune_epochs=finetune_epochs, patience=patience, head_lr=head_lr,
-        finetune_lr=finetune_lr, per_class=per_class,
+        finetune_lr=finetune_lr, mixup=mixup, per_class=per_class,
         seed=seed, threads=threads, resume=resume, data_description=data_description,
     )
     try:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from servetune.cli import app
 from servetune.model.augment import Augmentation, augment, random_downscale
 from servetune.model.backbones import build_backbone
-from servetune.model.train import TrainConfig, TrainError, model_spec, train
+from servetune.model.train import TrainConfig, TrainError, mix_batch, model_spec, train
 
 
 def test_bad_configurations_are_clear_errors(tiny_food11, tmp_path):
@@ -69,3 +69,28 @@ def test_augment_every_epoch_trains_the_top_on_new_views_and_keeps_the_bottom_fr
     finetune = summary["stages"][1]
     assert summary["config"]["augment_every_epoch"] is True
     assert [row["epoch"] for row in finetune["history"]] == [1, 2]
+
+
+def test_mixup_blends_each_example_with_a_partner_from_the_batch():
+    torch.manual_seed(0)
+    inputs = torch.stack([torch.full((2, 3, 3), float(i)) for i in range(8)]).half()  # example i is all i
+    mixed, partner, weight = mix_batch(inputs, 0.4, torch.Generator().manual_seed(1))
+    assert 0.0 < weight < 1.0 and mixed.dtype == torch.float32 and mixed.shape == inputs.shape
+    assert sorted(partner.tolist()) == list(range(8))
+    expected = weight * torch.arange(8.0) + (1 - weight) * partner.float()
+    torch.testing.assert_close(mixed[:, 0, 0, 0], expected)
+    unmixed, _, one = mix_batch(inputs, 0.0, torch.Generator())
+    assert one == 1.0 and torch.equal(unmixed, inputs.float())
+
+
+def test_cli_trains_with_mixup(tiny_food11, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["model", "train", "--data", str(tiny_food11), "--out", str(out),
+                                      "--input-size", "48", "--views", "1", "--finetune-blocks", "2",
+                                      "--head-epochs", "1", "--finetune-epochs", "1", "--mixup", "0.4",
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["config"]["mixup"] == 0.4 and len(summary["stages"][1]["history"]) == 1
+    bad = CliRunner().invoke(app, ["model", "train", "--data", str(tiny_food11), "--out", str(out), "--mixup", "-1"])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output

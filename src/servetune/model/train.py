@@ -69,6 +69,7 @@ class TrainConfig:
     batch_size: int = 64
     patience: int = 4
     label_smoothing: float = 0.1
+    mixup: float = 0.0  # stage 2: Beta(alpha, alpha) mixup of the lower blocks' maps; 0 = off
     seed: int = 0
     per_class: int | None = None  # use only the first N images of each class (quick runs and tests)
     resume: bool = False
@@ -177,13 +178,29 @@ def accuracy_and_loss(logits_fn, inputs: torch.Tensor, labels: torch.Tensor, dev
     return correct / len(inputs), loss / len(inputs)
 
 
-def optimise(logits_fn, batches, optimizer, criterion, device) -> tuple[float, float]:
-    """One epoch of gradient steps; returns the mean training loss and accuracy."""
+def mix_batch(inputs: torch.Tensor, alpha: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup (on the lower blocks' maps, i.e. manifold mixup): each example blended with a partner from the
+    same batch by one weight drawn from Beta(alpha, alpha). Returns (mixed, partner index, weight)."""
+    weight = float(torch.distributions.Beta(alpha, alpha).sample().item()) if alpha > 0 else 1.0
+    partner = torch.randperm(len(inputs), generator=generator)
+    inputs = inputs.float()
+    return weight * inputs + (1 - weight) * inputs[partner], partner, weight
+
+
+def optimise(logits_fn, batches, optimizer, criterion, device, mixup: float = 0.0,
+             generator: torch.Generator | None = None) -> tuple[float, float]:
+    """One epoch of gradient steps; returns the mean training loss and accuracy (against the batch's own
+    labels, also when mixup blends it with partners)."""
     total_loss, correct, count = 0.0, 0, 0
     for inputs, labels in batches:
         target = labels.to(device)
-        logits = logits_fn(inputs.to(device))
-        loss = criterion(logits, target)
+        if mixup > 0:
+            mixed, partner, weight = mix_batch(inputs, mixup, generator or torch.Generator())
+            logits = logits_fn(mixed.to(device))
+            loss = weight * criterion(logits, target) + (1 - weight) * criterion(logits, target[partner.to(device)])
+        else:
+            logits = logits_fn(inputs.to(device))
+            loss = criterion(logits, target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -311,7 +328,8 @@ def finetune_top(config, model, spec, caches, cut, device, progress, resume):
             chosen_view = torch.randint(views, (count,), generator=generator)
             indices = (order[i : i + config.batch_size] for i in range(0, count, config.batch_size))
             batches = ((train_maps[chosen_view[index], index], train_labels[index]) for index in indices)
-        return optimise(lambda maps: top_forward(model, maps, cut), batches, optimizer, criterion, device)
+        return optimise(lambda maps: top_forward(model, maps, cut), batches, optimizer, criterion, device,
+                        config.mixup, generator)
 
     def evaluate():
         model.eval()
