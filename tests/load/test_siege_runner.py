@@ -49,3 +49,44 @@ def test_predict_target_is_refused(tmp_path):
     profile = LoadProfile(name="t", phases=[LoadPhase(users=1, target="POST /predict")])
     with pytest.raises(SiegeRunError, match="GET /test only"):
         run_siege(profile, "http://127.0.0.1:9", tmp_path, siege="/usr/bin/true")
+
+
+def fake_siege(tmp_path, on_sigint: str) -> str:
+    """A stand-in that hangs past its -t like siege sometimes does; on SIGINT it runs `on_sigint`."""
+    script = tmp_path / "hanging-siege"
+    script.write_text(
+        "#!/bin/bash\n"
+        'for arg in "$@"; do case $arg in --log=*) log=${arg#--log=};; esac; done\n'
+        f"trap '{on_sigint}' INT\n"
+        "while true; do sleep 0.05; done\n"
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.fixture
+def short_deadlines(monkeypatch):
+    import servetune.load.siege as siege_module
+
+    monkeypatch.setattr(siege_module, "SOCKET_TIMEOUT_S", 0)
+    monkeypatch.setattr(siege_module, "OVERRUN_GRACE_S", 0.5)
+    monkeypatch.setattr(siege_module, "SIGINT_GRACE_S", 1)
+
+
+def test_a_run_that_hangs_past_its_time_is_interrupted_and_keeps_its_row(tmp_path, short_deadlines):
+    row = "2026-11-29 10:00:00,      5,       1.00,           0,       0.01,        5.00,        0.00,        0.05,       5,       0"
+    siege = fake_siege(tmp_path, f'echo "{row}" >> "$log"; exit 0')
+    profile = LoadProfile(name="t", phases=[LoadPhase(users=1, delay=1, duration_s=1, repeats=2)])
+    began = time.perf_counter()
+    rows = run_siege(profile, "http://127.0.0.1:9", tmp_path / "out", siege=siege)
+    assert len(rows) == 2 and all(r.trans == 5 for r in rows)
+    assert time.perf_counter() - began < 8
+
+
+def test_a_run_that_ignores_sigint_is_killed_with_a_clear_error(tmp_path, short_deadlines):
+    siege = fake_siege(tmp_path, "")  # an empty trap ignores SIGINT
+    profile = LoadProfile(name="t", phases=[LoadPhase(users=1, delay=1, duration_s=1)])
+    began = time.perf_counter()
+    with pytest.raises(SiegeRunError, match=r"did not end its 1 s run and ignored SIGINT.*siege_output.txt"):
+        run_siege(profile, "http://127.0.0.1:9", tmp_path / "out", siege=siege)
+    assert time.perf_counter() - began < 8

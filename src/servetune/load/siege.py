@@ -21,6 +21,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from servetune.config import LoadProfile, LoadRunRow
@@ -119,6 +120,9 @@ def parse_siege_line(line: str, path: Path, number: int) -> LoadRunRow:
 
 SIEGE_OUTPUT = "siege_output.txt"
 SIEGERC = "siegerc"
+SOCKET_TIMEOUT_S = 30  # siege's own limit on one connect or read
+OVERRUN_GRACE_S = 15  # beyond -t and one socket timeout, a run is hanging
+SIGINT_GRACE_S = 10
 
 
 class SiegeRunError(RuntimeError):
@@ -137,7 +141,7 @@ def write_siegerc(path: Path, keep_alive: bool, users: int) -> None:
         "chunked = true\n"
         "cache = false\n"
         f"connection = {'keep-alive' if keep_alive else 'close'}\n"
-        "timeout = 30\n"
+        f"timeout = {SOCKET_TIMEOUT_S}\n"
         "failures = 1024\n"
         "internet = false\n"
         "benchmark = false\n"
@@ -205,7 +209,11 @@ def run_siege(
             process = subprocess.Popen(
                 command, stdout=output, stderr=subprocess.STDOUT, env=siege_env(Path(home), siegerc)
             )
-            wait_for_siege(process, stop)
+            if not wait_for_siege(process, stop, deadline_s=seconds + SOCKET_TIMEOUT_S + OVERRUN_GRACE_S):
+                raise SiegeRunError(
+                    f"siege did not end its {seconds} s run and ignored SIGINT, so it was killed and the run "
+                    f"has no row; see {out_dir / SIEGE_OUTPUT}"
+                )
             if process.returncode not in (0, -signal.SIGINT):
                 raise SiegeRunError(
                     f"siege exited with status {process.returncode}; see {out_dir / SIEGE_OUTPUT}"
@@ -218,13 +226,22 @@ def siege_env(home: Path, siegerc: Path) -> dict[str, str]:
     return {**os.environ, "HOME": str(home), "SIEGERC": str(siegerc.resolve())}
 
 
-def wait_for_siege(process: subprocess.Popen, stop: threading.Event | None) -> None:
+def wait_for_siege(process: subprocess.Popen, stop: threading.Event | None, deadline_s: float) -> bool:
+    """Wait until siege exits; a stop, or a run that outlasts `deadline_s` (siege 4.0 now and then hangs at
+    the end of a timed run), gets SIGINT, on which siege writes its row and exits. Returns False when siege
+    ignored that too and had to be killed."""
+    deadline = time.monotonic() + deadline_s
     while True:
         try:
             process.wait(timeout=0.1)
-            return
+            return True
         except subprocess.TimeoutExpired:
-            if stop is not None and stop.is_set():
+            if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
                 process.send_signal(signal.SIGINT)
-                process.wait()
-                return
+                try:
+                    process.wait(timeout=SIGINT_GRACE_S)
+                    return True
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                    return False
