@@ -61,10 +61,14 @@ class StepFailed(RuntimeError):
     """A protocol step failed; its message is what run.json records as the error."""
 
 
+def is_autoscaler_sync(line: str) -> bool:
+    """The one-machine cluster's autoscaler reports each sync as `HH:MM:SS replicas …`, its own clock first."""
+    return line[:2].isdigit() and line[2:3] == ":" and " replicas " in line
+
+
 def shows_scaling(line: str) -> bool:
     """Scaling decisions, restarts and warnings; the autoscaler's routine sync lines go to events.log only."""
-    routine = line[:2].isdigit() and " replicas " in line and "-> scale to" not in line
-    return not routine
+    return not is_autoscaler_sync(line) or "-> scale to" in line
 
 
 @dataclass
@@ -384,8 +388,7 @@ def evaluate(options: RunOptions, console: Console | None = None) -> RunResult:
         raise RunError(f"{run_dir}: cannot write the run folder: {error.strerror or error}") from None
 
     def on_event(line: str) -> None:
-        stamped = len(line) > 8 and line[2] == line[5] == ":" and line[:2].isdigit()  # autoscaler lines are
-        events.write(f"{line}\n" if stamped else f"{time.strftime('%H:%M:%S')} {line}\n")
+        events.write(f"{line}\n" if is_autoscaler_sync(line) else f"{time.strftime('%H:%M:%S')} {line}\n")
         events.flush()
         if options.show_event(line):
             console.print(f"    {line}", highlight=False, markup=False)

@@ -231,17 +231,14 @@ def wait_for_siege(process: subprocess.Popen, stop: threading.Event | None, dead
     the end of a timed run), gets SIGINT, on which siege writes its row and exits. Returns False when siege
     ignored that too and had to be killed."""
     deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            process.wait(timeout=0.1)
-            return True
-        except subprocess.TimeoutExpired:
-            if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=SIGINT_GRACE_S)
-                    return True
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-                    return False
+    while process.poll() is None:
+        if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=SIGINT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                return False
+        time.sleep(0.1)
+    return True

@@ -124,7 +124,25 @@ def cache_lower(model, arrays, cut: int, device, batch_size: int) -> torch.Tenso
     return torch.cat(outputs)
 
 
-def build_caches(config, model, spec, cut, device, progress):
+@dataclass
+class Caches:
+    """Stage 0's output: lower-block maps of `views` augmented copies of the training images (views, N, ...)
+    and of the validation images; the decoded training images only when stage 2 augments anew each epoch."""
+
+    train_maps: torch.Tensor
+    train_labels: torch.Tensor
+    val_maps: torch.Tensor
+    val_labels: torch.Tensor
+    train_images: list | None
+
+
+def augmented_maps(config, model, spec, images, cut, device, rng) -> torch.Tensor:
+    """Lower-block maps of one new augmented view of each image."""
+    arrays = [augment(image, spec, rng, config.augmentation) for image in images]
+    return cache_lower(model, arrays, cut, device, config.batch_size)
+
+
+def build_caches(config, model, spec, cut, device, progress) -> Caches:
     train, val = load_split(config, "training", progress), load_split(config, "validation", progress)
     rng = np.random.default_rng(config.seed)
     model.eval()
@@ -134,8 +152,7 @@ def build_caches(config, model, spec, cut, device, progress):
         maps = []
         for start in range(0, len(train.images), config.batch_size):
             images = train.images[start : start + config.batch_size]
-            arrays = [augment(image, spec, rng, config.augmentation) for image in images]
-            maps.append(cache_lower(model, arrays, cut, device, config.batch_size))
+            maps.append(augmented_maps(config, model, spec, images, cut, device, rng))
             progress.advance(task, len(images))
         train_maps.append(torch.cat(maps))
         progress.update(task, info=f"view {view + 1}/{config.views}")
@@ -144,13 +161,19 @@ def build_caches(config, model, spec, cut, device, progress):
         images = val.images[start : start + config.batch_size]
         val_maps.append(cache_lower(model, [preprocess(i, spec) for i in images], cut, device, config.batch_size))
         progress.advance(task, len(images))
-    return (
+    return Caches(
         torch.stack(train_maps),
         torch.tensor(train.labels),
         torch.cat(val_maps),
         torch.tensor(val.labels),
-        train.images,
+        # kept only when needed: at input 224 the decoded Food-11 training set is several GB
+        train.images if config.augment_every_epoch else None,
     )
+
+
+def top_modules(model, cut: int) -> list[nn.Module]:
+    """What stage 2 trains: the blocks from `cut` up, the head conv and its batch norm, the classifier."""
+    return [*model._blocks[cut:], model._conv_head, model._bn1, model._fc]
 
 
 def top_forward(model, maps: torch.Tensor, cut: int) -> torch.Tensor:
@@ -268,11 +291,12 @@ def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, pr
     return state
 
 
-def train_head(config, model, train_maps, train_labels, val_maps, val_labels, cut, device, progress, resume):
-    views = min(config.head_views, train_maps.shape[0])
-    features = pooled(model, train_maps[:views].flatten(0, 1), cut, device, 256)
-    labels = train_labels.repeat(views)
-    val_features = pooled(model, val_maps, cut, device, 256)
+def train_head(config, model, caches: Caches, cut, device, progress, resume):
+    views = min(config.head_views, caches.train_maps.shape[0])
+    features = pooled(model, caches.train_maps[:views].flatten(0, 1), cut, device, 256)
+    labels = caches.train_labels.repeat(views)
+    val_features = pooled(model, caches.val_maps, cut, device, 256)
+    val_labels = caches.val_labels
     generator = torch.Generator().manual_seed(config.seed + 1)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
@@ -292,26 +316,23 @@ def train_head(config, model, train_maps, train_labels, val_maps, val_labels, cu
     )
 
 
-def fresh_batches(config, model, spec, images, labels, order, cut, device, rng, progress):
-    """(lower-block maps of a new augmented view, labels) per batch, in `order`; advances a progress task."""
+def fresh_batches(config, model, spec, caches: Caches, order, cut, device, rng, progress):
+    """(lower-block maps of a new augmented view, labels) per batch, in `order`; advances a progress task.
+    The lower blocks stay in eval mode (train_step sets only the top to train), so their batch-norm
+    statistics remain ImageNet's."""
     task = progress.add_task("augment + train", total=len(order), info="")
     for i in range(0, len(order), config.batch_size):
         index = order[i : i + config.batch_size]
-        arrays = [augment(images[j], spec, rng, config.augmentation) for j in index.tolist()]
-        model.eval()  # the frozen lower blocks keep their ImageNet batch-norm statistics
-        maps = cache_lower(model, arrays, cut, device, config.batch_size)
-        for module in [*model._blocks[cut:], model._conv_head, model._bn1, model._dropout]:
-            module.train()
+        images = [caches.train_images[j] for j in index.tolist()]
         progress.advance(task, len(index))
-        yield maps, labels[index]
+        yield augmented_maps(config, model, spec, images, cut, device, rng), caches.train_labels[index]
     progress.remove_task(task)
 
 
-def finetune_top(config, model, spec, caches, cut, device, progress, resume):
-    train_maps, train_labels, val_maps, val_labels, train_images = caches
-    top = [*model._blocks[cut:], model._conv_head, model._bn1, model._fc]
+def finetune_top(config, model, spec, caches: Caches, cut, device, progress, resume):
+    top = top_modules(model, cut)
     params = [p for module in top for p in module.parameters()]
-    views, count = train_maps.shape[:2]
+    views, count = caches.train_maps.shape[:2]
     generator = torch.Generator().manual_seed(config.seed + 2)
     rng = np.random.default_rng(config.seed + 3)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -323,17 +344,17 @@ def finetune_top(config, model, spec, caches, cut, device, progress, resume):
         model._dropout.train()
         order = torch.randperm(count, generator=generator)
         if config.augment_every_epoch:
-            batches = fresh_batches(config, model, spec, train_images, train_labels, order, cut, device, rng, progress)
+            batches = fresh_batches(config, model, spec, caches, order, cut, device, rng, progress)
         else:
             chosen_view = torch.randint(views, (count,), generator=generator)
             indices = (order[i : i + config.batch_size] for i in range(0, count, config.batch_size))
-            batches = ((train_maps[chosen_view[index], index], train_labels[index]) for index in indices)
+            batches = ((caches.train_maps[chosen_view[index], index], caches.train_labels[index]) for index in indices)
         return optimise(lambda maps: top_forward(model, maps, cut), batches, optimizer, criterion, device,
                         config.mixup, generator)
 
     def evaluate():
         model.eval()
-        return accuracy_and_loss(lambda m: top_forward(model, m, cut), val_maps, val_labels, device, 256)
+        return accuracy_and_loss(lambda m: top_forward(model, m, cut), caches.val_maps, caches.val_labels, device, 256)
 
     return run_stage(
         config, 2, model, params, config.finetune_lr, config.finetune_epochs, train_step, evaluate,
@@ -355,7 +376,7 @@ def train(config: TrainConfig) -> Path:
         raise TrainError(f"finetune_blocks must be 1..{len(model._blocks)} for {config.backbone}")
     for p in model.parameters():
         p.requires_grad_(False)
-    for module in [*model._blocks[cut:], model._conv_head, model._bn1, model._fc]:
+    for module in top_modules(model, cut):
         for p in module.parameters():
             p.requires_grad_(True)
     resume = None
@@ -368,12 +389,10 @@ def train(config: TrainConfig) -> Path:
     timings = {}
     with progress_bar() as progress:
         caches = build_caches(config, model, spec, cut, device, progress)
-        train_maps, train_labels, val_maps, val_labels, _ = caches
         timings["cache_s"] = time.perf_counter() - started
         stages = []
         if resume is None or resume["state"]["stage"] == 1:
-            stages.append(train_head(config, model, train_maps, train_labels, val_maps, val_labels, cut, device,
-                                     progress, resume))
+            stages.append(train_head(config, model, caches, cut, device, progress, resume))
             resume = None
         timings["head_s"] = time.perf_counter() - started - timings["cache_s"]
         if config.finetune_epochs > 0:
