@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from onnx_models import tiny_artifact
 from servetune.model.profile import measure_in_subprocess, profile_artifact, read_table, write_table
 
@@ -53,3 +55,21 @@ def test_cli_builds_quick_variants_and_writes_the_table(tiny_food11, tmp_path):
     bad = CliRunner().invoke(app, ["model", "profile", "--data", str(tiny_food11), "--out", str(out),
                                    "--precisions", "fp16"])
     assert bad.exit_code != 0 and "unknown precision fp16" in bad.output
+
+
+def test_cli_profiles_only_the_given_artifacts_when_sizes_is_empty(tiny_food11, tmp_path):
+    from typer.testing import CliRunner
+
+    from servetune.cli import app
+
+    model = tiny_artifact(tmp_path / "tiny.onnx")
+    out = tmp_path / "variants"
+    result = CliRunner().invoke(app, [
+        "model", "profile", "--data", str(tiny_food11), "--out", str(out), "--sizes", "",
+        "--artifact", str(model), "--eval-per-class", "2", "--runs", "5",
+    ])
+    assert result.exit_code == 0, result.output
+    assert [Path(row.path) for row in read_table(out / "variants.json")] == [model]
+    nothing = CliRunner().invoke(app, ["model", "profile", "--data", str(tiny_food11), "--out", str(out),
+                                       "--sizes", ""])
+    assert nothing.exit_code != 0 and "nothing to profile" in nothing.output

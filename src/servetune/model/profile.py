@@ -144,6 +144,8 @@ def profile_variants(data: Path, out: Path, backbones: list[str], sizes: list[in
     for backbone in backbones:
         for size in sizes:
             paths.extend(variant_artifacts(data, out, backbone, size, precisions, train_per_class))
+    if not paths:
+        raise ProfileError("nothing to profile: give --sizes for quick variants or --artifact for a trained model")
     rows = [profile_artifact(Path(path), data, eval_per_class, runs) for path in paths]
     write_table(rows, out)
     return rows
