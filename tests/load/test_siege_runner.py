@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -81,6 +82,19 @@ def test_a_run_that_hangs_past_its_time_is_interrupted_and_keeps_its_row(tmp_pat
     rows = run_siege(profile, "http://127.0.0.1:9", tmp_path / "out", siege=siege)
     assert len(rows) == 2 and all(r.trans == 5 for r in rows)
     assert time.perf_counter() - began < 8
+
+
+def test_a_background_job_still_interrupts_siege(tmp_path, short_deadlines):
+    # Started with `&` or nohup, the driver inherits SIGINT ignored; siege must not inherit that too.
+    row = "2026-11-29 10:00:00,      5,       1.00,           0,       0.01,        5.00,        0.00,        0.05,       5,       0"
+    siege = fake_siege(tmp_path, f'echo "{row}" >> "$log"; exit 0')
+    profile = LoadProfile(name="t", phases=[LoadPhase(users=1, delay=1, duration_s=1)])
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        rows = run_siege(profile, "http://127.0.0.1:9", tmp_path / "out", siege=siege)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert [r.trans for r in rows] == [5]
 
 
 def test_a_run_that_ignores_sigint_is_killed_with_a_clear_error(tmp_path, short_deadlines):
