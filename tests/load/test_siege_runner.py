@@ -65,6 +65,11 @@ def fake_siege(tmp_path, on_sigint: str) -> str:
     return str(script)
 
 
+def siege_that_writes_its_row_on_sigint(tmp_path) -> str:
+    row = "2026-11-29 10:00:00,      5,       1.00,           0,       0.01,        5.00,        0.00,        0.05,       5,       0"
+    return fake_siege(tmp_path, f'echo "{row}" >> "$log"; exit 0')
+
+
 @pytest.fixture
 def short_deadlines(monkeypatch):
     import servetune.load.siege as siege_module
@@ -75,8 +80,7 @@ def short_deadlines(monkeypatch):
 
 
 def test_a_run_that_hangs_past_its_time_is_interrupted_and_keeps_its_row(tmp_path, short_deadlines):
-    row = "2026-11-29 10:00:00,      5,       1.00,           0,       0.01,        5.00,        0.00,        0.05,       5,       0"
-    siege = fake_siege(tmp_path, f'echo "{row}" >> "$log"; exit 0')
+    siege = siege_that_writes_its_row_on_sigint(tmp_path)
     profile = LoadProfile(name="t", phases=[LoadPhase(users=1, delay=1, duration_s=1, repeats=2)])
     began = time.perf_counter()
     rows = run_siege(profile, "http://127.0.0.1:9", tmp_path / "out", siege=siege)
@@ -86,8 +90,7 @@ def test_a_run_that_hangs_past_its_time_is_interrupted_and_keeps_its_row(tmp_pat
 
 def test_a_background_job_still_interrupts_siege(tmp_path, short_deadlines):
     # Started with `&` or nohup, the driver inherits SIGINT ignored; siege must not inherit that too.
-    row = "2026-11-29 10:00:00,      5,       1.00,           0,       0.01,        5.00,        0.00,        0.05,       5,       0"
-    siege = fake_siege(tmp_path, f'echo "{row}" >> "$log"; exit 0')
+    siege = siege_that_writes_its_row_on_sigint(tmp_path)
     profile = LoadProfile(name="t", phases=[LoadPhase(users=1, delay=1, duration_s=1)])
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

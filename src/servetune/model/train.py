@@ -201,7 +201,7 @@ def accuracy_and_loss(logits_fn, inputs: torch.Tensor, labels: torch.Tensor, dev
     return correct / len(inputs), loss / len(inputs)
 
 
-def mix_batch(inputs: torch.Tensor, alpha: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+def mix_batch(inputs: torch.Tensor, alpha: float, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Mixup (on the lower blocks' maps, i.e. manifold mixup): each example blended with a partner from the
     same batch by one weight drawn from Beta(alpha, alpha). Returns (mixed, partner index, weight)."""
     weight = float(torch.distributions.Beta(alpha, alpha).sample().item()) if alpha > 0 else 1.0
@@ -218,12 +218,11 @@ def optimise(logits_fn, batches, optimizer, criterion, device, mixup: float = 0.
     for inputs, labels in batches:
         target = labels.to(device)
         if mixup > 0:
-            mixed, partner, weight = mix_batch(inputs, mixup, generator or torch.Generator())
-            logits = logits_fn(mixed.to(device))
-            loss = weight * criterion(logits, target) + (1 - weight) * criterion(logits, target[partner.to(device)])
-        else:
-            logits = logits_fn(inputs.to(device))
-            loss = criterion(logits, target)
+            inputs, partner, weight = mix_batch(inputs, mixup, generator)
+        logits = logits_fn(inputs.to(device))
+        loss = criterion(logits, target)
+        if mixup > 0:
+            loss = weight * loss + (1 - weight) * criterion(logits, target[partner.to(device)])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
