@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 
@@ -35,13 +36,20 @@ def test_runs_every_phase_with_siege_and_reads_its_log(tmp_path, recording_serve
     assert "connection = close" in (tmp_path / "siegerc").read_text()
 
 
-def test_stop_interrupts_siege_and_keeps_its_row(tmp_path, recording_server):
+@pytest.mark.parametrize("sigint", [signal.default_int_handler, signal.SIG_IGN], ids=["foreground", "background"])
+def test_stop_interrupts_siege_and_keeps_its_row(tmp_path, recording_server, sigint):
+    # A background job (`cmd &`, nohup) starts with SIGINT ignored and its children inherit that; siege
+    # still takes the driver's SIGINT, because it blocks the signal and waits for it in a thread of its own.
     require_tool("siege")
     stop = threading.Event()
     profile = LoadProfile(name="t", phases=[LoadPhase(users=2, delay=1, duration_s=30, repeats=3)])
     threading.Timer(1.5, stop.set).start()
     began = time.perf_counter()
-    rows = run_siege(profile, recording_server.url, tmp_path, stop=stop)
+    previous = signal.signal(signal.SIGINT, sigint)
+    try:
+        rows = run_siege(profile, recording_server.url, tmp_path, stop=stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - began < 10
     assert len(rows) == 1 and rows[0].trans > 0
 
@@ -52,22 +60,24 @@ def test_predict_target_is_refused(tmp_path):
         run_siege(profile, "http://127.0.0.1:9", tmp_path, siege="/usr/bin/true")
 
 
-def fake_siege(tmp_path, on_sigint: str) -> str:
-    """A stand-in that hangs past its -t like siege sometimes does; on SIGINT it runs `on_sigint`."""
+def fake_siege(tmp_path, writes_row_on_sigint: bool) -> str:
+    """A stand-in that hangs past its -t like siege sometimes does. Like siege it takes SIGINT itself (a
+    bash trap could not: bash cannot catch a signal ignored when it started, as under `nohup … &`)."""
+    row = "2026-11-29 10:00:00,      5,       1.00,           0,       0.01,        5.00,        0.00,        0.05,       5,       0"
     script = tmp_path / "hanging-siege"
     script.write_text(
-        "#!/bin/bash\n"
-        'for arg in "$@"; do case $arg in --log=*) log=${arg#--log=};; esac; done\n'
-        f"trap '{on_sigint}' INT\n"
-        "while true; do sleep 0.05; done\n"
+        f"#!{sys.executable} -S\n"
+        "import signal, sys, time\n"
+        "log = next(arg[6:] for arg in sys.argv if arg.startswith('--log='))\n"
+        "def write_row_and_exit(*_):\n"
+        f"    open(log, 'a').write({row!r} + '\\n')\n"
+        "    sys.exit(0)\n"
+        f"signal.signal(signal.SIGINT, {'write_row_and_exit' if writes_row_on_sigint else 'signal.SIG_IGN'})\n"
+        "while True:\n"
+        "    time.sleep(0.05)\n"
     )
     script.chmod(0o755)
     return str(script)
-
-
-def siege_that_writes_its_row_on_sigint(tmp_path) -> str:
-    row = "2026-11-29 10:00:00,      5,       1.00,           0,       0.01,        5.00,        0.00,        0.05,       5,       0"
-    return fake_siege(tmp_path, f'echo "{row}" >> "$log"; exit 0')
 
 
 @pytest.fixture
@@ -80,7 +90,7 @@ def short_deadlines(monkeypatch):
 
 
 def test_a_run_that_hangs_past_its_time_is_interrupted_and_keeps_its_row(tmp_path, short_deadlines):
-    siege = siege_that_writes_its_row_on_sigint(tmp_path)
+    siege = fake_siege(tmp_path, writes_row_on_sigint=True)
     profile = LoadProfile(name="t", phases=[LoadPhase(users=1, delay=1, duration_s=1, repeats=2)])
     began = time.perf_counter()
     rows = run_siege(profile, "http://127.0.0.1:9", tmp_path / "out", siege=siege)
@@ -88,20 +98,8 @@ def test_a_run_that_hangs_past_its_time_is_interrupted_and_keeps_its_row(tmp_pat
     assert time.perf_counter() - began < 8
 
 
-def test_a_background_job_still_interrupts_siege(tmp_path, short_deadlines):
-    # Started with `&` or nohup, the driver inherits SIGINT ignored; siege must not inherit that too.
-    siege = siege_that_writes_its_row_on_sigint(tmp_path)
-    profile = LoadProfile(name="t", phases=[LoadPhase(users=1, delay=1, duration_s=1)])
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        rows = run_siege(profile, "http://127.0.0.1:9", tmp_path / "out", siege=siege)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert [r.trans for r in rows] == [5]
-
-
 def test_a_run_that_ignores_sigint_is_killed_with_a_clear_error(tmp_path, short_deadlines):
-    siege = fake_siege(tmp_path, "")  # an empty trap ignores SIGINT
+    siege = fake_siege(tmp_path, writes_row_on_sigint=False)
     profile = LoadProfile(name="t", phases=[LoadPhase(users=1, delay=1, duration_s=1)])
     began = time.perf_counter()
     with pytest.raises(SiegeRunError, match=r"did not end its 1 s run and ignored SIGINT.*siege_output.txt"):

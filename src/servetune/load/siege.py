@@ -207,8 +207,7 @@ def run_siege(
             output.write("$ " + " ".join(command) + "\n")
             output.flush()
             process = subprocess.Popen(
-                command, stdout=output, stderr=subprocess.STDOUT, env=siege_env(Path(home), siegerc),
-                preexec_fn=default_sigint if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else None,
+                command, stdout=output, stderr=subprocess.STDOUT, env=siege_env(Path(home), siegerc)
             )
             if not wait_for_siege(process, stop, deadline_s=seconds + SOCKET_TIMEOUT_S + OVERRUN_GRACE_S):
                 raise SiegeRunError(
@@ -225,13 +224,6 @@ def run_siege(
 def siege_env(home: Path, siegerc: Path) -> dict[str, str]:
     # siege writes ~/.siege/siege.conf on first use; a private HOME keeps the user's untouched.
     return {**os.environ, "HOME": str(home), "SIEGERC": str(siegerc.resolve())}
-
-
-def default_sigint() -> None:
-    # A background job (`cmd &`, nohup) starts with SIGINT ignored, and its children inherit that; siege
-    # would then never see the SIGINT that makes it write its row. Only set when needed: preexec_fn runs
-    # between fork and exec, which Python discourages in threaded programs.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_siege(process: subprocess.Popen, stop: threading.Event | None, deadline_s: float) -> bool:
