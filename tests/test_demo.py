@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from servetune.config import RunSummary
 from servetune.demo import (
     DEMO_PROFILE,
     DEMO_SPEC,
     DEMO_TIME_SCALE,
     demo_options,
-    headline_rows,
 )
 from servetune.deploy.hpa import HpaTimings
 from servetune.deploy.spec import load_deployment_spec
@@ -50,18 +48,3 @@ def test_the_terminal_shows_scaling_decisions_not_every_sync():
     assert shows_scaling("05:53:23 replicas 1 (ready 1, pending 0) cpu 0.25 cores -> scale to 2 (DesiredWithinRange)")
     assert not shows_scaling("05:53:30 replicas 2 (ready 2, pending 0) cpu 0.30 cores, 60% of request (target 70%)")
     assert shows_scaling("replica 4242 exited unasked: restart #1")
-
-
-def test_headline_rows_are_the_four_statistics_then_accuracy():
-    summary = RunSummary(
-        run_dir="r", name="r", memory_requested_KB=262144, memory_used_KB=102400, transaction_rate=8.5,
-        response_time_s=0.25, cpu_requested_core=0.5, cpu_used_core=0.2, cpu_limit_core=1.0,
-        memory_limit_KB=524288, replica_seconds=300, mean_replicas=1.5, max_replicas=3, evaluation_s=200,
-        runs=15, transactions=1700, okay=1700, failed=0, failure_rate=0.0, accuracy=0.5,
-        accuracy_source="run.json", model="tiny",
-    )
-    rows = dict(headline_rows(summary))
-    assert list(rows)[:5] == ["memory requested", "memory used", "transaction rate", "response time", "accuracy"]
-    assert rows["memory requested"].startswith("256 MiB") and rows["memory used"].startswith("100 MiB")
-    assert rows["transaction rate"].startswith("8.50 /s") and rows["response time"].startswith("250.0 ms")
-    assert rows["accuracy"] == "50.00% (tiny)"

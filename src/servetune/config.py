@@ -9,6 +9,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+# Time compression (`--time-scale`): every run's length, the monitor's interval and the one-machine
+# cluster's autoscaler time constants are multiplied by it. One range for every command: 1 is the reference's
+# timing; 0.001 turns the 30-minute reference profile into about 2 seconds, already shorter than is useful.
+TIME_SCALE_MIN = 0.001
+TIME_SCALE_MAX = 1.0
+
 # The 11 Food-11 categories, in the order of their class ids.
 FOOD11_CLASSES: list[str] = [
     "Bread",
@@ -317,7 +323,9 @@ class LoadProfile(BaseModel):
     name: str = Field(min_length=1)
     description: str = ""
     images: str | None = Field(default=None, description="image folder for POST /predict phases")
-    time_scale: float = Field(default=1.0, gt=0, le=1000, description="run durations were multiplied by this")
+    time_scale: float = Field(
+        default=1.0, gt=0, le=TIME_SCALE_MAX, description="run durations were multiplied by this"
+    )
     phases: list[LoadPhase] = Field(min_length=1)
 
     def runs(self) -> list[tuple[int, LoadPhase]]:

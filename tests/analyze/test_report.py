@@ -6,7 +6,7 @@ import re
 from PIL import Image
 
 from analyze.run_folders import handmade_run, realistic_run
-from servetune.analyze.report import write_report
+from servetune.analyze.report import headline_rows, write_report
 from servetune.analyze.stats import summarize
 from servetune.config import RunSummary
 
@@ -47,3 +47,18 @@ def test_report_without_request_log_says_so(tmp_path):
     text = write_report(run).read_text()
     assert "No requests.csv" in text
     assert text.count("data:image/png") == 2
+
+
+def test_headline_rows_are_the_four_statistics_then_accuracy():
+    summary = RunSummary(
+        run_dir="r", name="r", memory_requested_KB=262144, memory_used_KB=102400, transaction_rate=8.5,
+        response_time_s=0.25, cpu_requested_core=0.5, cpu_used_core=0.2, cpu_limit_core=1.0,
+        memory_limit_KB=524288, replica_seconds=300, mean_replicas=1.5, max_replicas=3, evaluation_s=200,
+        runs=15, transactions=1700, okay=1700, failed=0, failure_rate=0.0, accuracy=0.5,
+        accuracy_source="run.json", model="tiny",
+    )
+    rows = dict(headline_rows(summary, "terminal"))
+    assert list(rows)[:5] == ["memory requested", "memory used", "transaction rate", "response time", "accuracy"]
+    assert rows["memory requested"].startswith("256 MiB") and rows["memory used"].startswith("100 MiB")
+    assert rows["transaction rate"].startswith("8.50 /s") and rows["response time"].startswith("250.0 ms")
+    assert rows["accuracy"] == "50.00% (tiny)"

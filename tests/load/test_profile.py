@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from servetune.load.profile import ProfileError, load_profile
+from servetune.load.profile import LoadProfileError, load_profile
 
 
 def test_reference_profile_is_the_30_runs_of_the_reference_script():
@@ -72,17 +72,17 @@ def test_user_profile_file_with_predict_target_resolves_image_folder(tmp_path):
 def test_bad_profile_file_names_the_file_and_problem(tmp_path, text, problem):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(ProfileError) as error:
+    with pytest.raises(LoadProfileError) as error:
         load_profile(str(path))
     assert str(error.value).startswith(f"{path}: ")
     assert problem in str(error.value)
 
 
 def test_missing_profile_lists_the_packaged_ones(tmp_path):
-    with pytest.raises(ProfileError, match="no such profile file .packaged profiles: reference, quick"):
+    with pytest.raises(LoadProfileError, match="no such profile file .packaged profiles: reference, quick"):
         load_profile(str(tmp_path / "absent.yaml"))
 
 
 def test_time_scale_must_be_positive():
-    with pytest.raises(ProfileError, match="time scale must be a number > 0"):
+    with pytest.raises(LoadProfileError, match="time scale must be a number > 0"):
         load_profile("quick", time_scale=0)

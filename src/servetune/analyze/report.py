@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from typing import Literal
 
 from servetune.analyze import plots
 from servetune.analyze.stats import RunData, summarize_data
 from servetune.config import PhaseSummary, RunSummary
-
-SUMMARY_FILE = "summary.json"
+from servetune.runfolder import RUN_FILE
 
 
 def _ms(seconds: float | None) -> str:
@@ -21,15 +21,40 @@ def _number(value: float | None, digits: int = 2, unit: str = "") -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}{unit}"
 
 
+def headline_rows(summary: RunSummary, style: Literal["report", "terminal"] = "terminal") -> list[tuple[str, str]]:
+    """The four reference statistics, then accuracy: the one place they are formatted.
+
+    report: KB and three decimals, how each is computed in the statistic's name (report.md/.html, `analyze`);
+    terminal: MiB and two decimals, how each is computed after the value (`run` and `demo`), then what the
+    autoscaler did and the failure rate.
+    """
+    terminal = style == "terminal"
+
+    def memory(kb: float) -> str:
+        return f"{kb / 1024:,.0f} MiB" if terminal else _number(kb, 0, " KB")
+
+    source = summary.accuracy_source
+    if terminal and source == RUN_FILE and summary.model:
+        source = summary.model  # run.json took it from this model's card
+    rows = [  # (statistic, how it is computed, value)
+        ("memory requested", "mean mem_req_KB", memory(summary.memory_requested_KB)),
+        ("memory used", "mean mem_use_KB", memory(summary.memory_used_KB)),
+        ("transaction rate", "sum OKAY / s", _number(summary.transaction_rate, 2 if terminal else 3, " /s")),
+        ("response time", "OKAY-weighted Resp Time", _ms(summary.response_time_s)),
+        ("accuracy", "", "n/a" if summary.accuracy is None else f"{summary.accuracy:.2%} ({source})"),
+    ]
+    if not terminal:
+        return [(f"{name} ({how})" if how else name, value) for name, how, value in rows]
+    return [(name, f"{value} ({how})" if how else value) for name, how, value in rows] + [
+        ("replicas", f"mean {summary.mean_replicas:.2f}, max {summary.max_replicas}"),
+        ("failure rate", f"{summary.failure_rate:.2%} of {summary.okay + summary.failed:,} requests"),
+    ]
+
+
 def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
-    """(statistic, value) for the table: the four reference statistics first."""
-    accuracy = "n/a" if summary.accuracy is None else f"{summary.accuracy:.2%} ({summary.accuracy_source})"
+    """(statistic, value) for the report's table: the four reference statistics first."""
     return [
-        ("memory requested (mean mem_req_KB)", _number(summary.memory_requested_KB, 0, " KB")),
-        ("memory used (mean mem_use_KB)", _number(summary.memory_used_KB, 0, " KB")),
-        ("transaction rate (sum OKAY / s)", _number(summary.transaction_rate, 3, " /s")),
-        ("response time (OKAY-weighted Resp Time)", _ms(summary.response_time_s)),
-        ("accuracy", accuracy),
+        *headline_rows(summary, "report"),
         ("CPU requested (mean)", _number(summary.cpu_requested_core, 3, " cores")),
         ("CPU used (mean)", _number(summary.cpu_used_core, 3, " cores")),
         ("replica-seconds", _number(summary.replica_seconds, 0, " s")),
@@ -102,7 +127,7 @@ def write_report(run_dir: str | Path) -> Path:
     latency = plots.latency_distribution(data, summary, folder / "report_latency.png")
     if latency is not None:
         figures.append((latency, "Latency distribution"))
-    (folder / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    data.folder.summary_file.write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
 
     title = f"Evaluation report: {summary.name}"
     stats = [[name, value] for name, value in statistics_rows(summary)]

@@ -22,7 +22,6 @@ answer and a socket error as Failed, never as OKAY).
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -31,21 +30,24 @@ from pathlib import Path
 import numpy as np
 
 from servetune.config import LoadPhase, LoadRunRow, PhaseSummary, RequestRecord, ResourceSample, RunSummary
-from servetune.load.profile import ProfileError, parse_profile
+from servetune.errors import ServetuneError
+from servetune.load.profile import LoadProfileError, parse_profile
 from servetune.load.request_log import RequestLogError, read_request_log
 from servetune.load.siege import SiegeLogError, read_siege_log
 from servetune.monitor.resource_csv import ResourceCsvError, parse_time, read_resource_csv
+from servetune.runfolder import (
+    LOAD_FILE,
+    RESOURCE_FILE,
+    RUN_FILE,
+    RunFolder,
+    RunFolderError,
+    headline_accuracy,
+)
 
-RESOURCE_FILE = "resource_usage.csv"
-LOAD_FILE = "load_output.csv"
-REQUESTS_FILE = "requests.csv"
-PROFILE_FILES = ("load_profile.yaml", "profile.yaml")  # the load driver writes the first
-RUN_FILE = "run.json"
 DEFAULT_INTERVAL_S = 5.0
-ACCURACY_SPLITS = ("evaluation", "test", "validation")
 
 
-class AnalysisError(ValueError):
+class AnalysisError(ServetuneError, ValueError):
     """A run folder that cannot be analysed; the message names the file (and line) and the problem."""
 
 
@@ -53,41 +55,30 @@ class RunData:
     """The parsed files of one run folder."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        self.run_dir = Path(run_dir)
+        self.folder = RunFolder(run_dir)
+        self.run_dir = self.folder.path
         if not self.run_dir.is_dir():
             raise AnalysisError(f"{self.run_dir}: no such run folder")
         try:
-            self.resources = read_resource_csv(self._required(RESOURCE_FILE))
-            self.load_rows = read_siege_log(self._required(LOAD_FILE))
-            requests_path = self.run_dir / REQUESTS_FILE
+            self.resources = read_resource_csv(self._required(self.folder.resource_csv))
+            self.load_rows = read_siege_log(self._required(self.folder.load_log))
+            requests_path = self.folder.request_log
             self.requests = read_request_log(requests_path) if requests_path.is_file() else None
-            profiles = [self.run_dir / name for name in PROFILE_FILES if (self.run_dir / name).is_file()]
-            self.profile = parse_profile(profiles[0]) if profiles else None
-        except (ResourceCsvError, SiegeLogError, RequestLogError, ProfileError) as error:
+            profile = self.folder.profile_file()
+            self.profile = parse_profile(profile) if profile else None
+            self.run_info = self.folder.read_record()
+        except (ResourceCsvError, SiegeLogError, RequestLogError, LoadProfileError, RunFolderError) as error:
             raise AnalysisError(str(error)) from None
         if not self.resources:
-            raise AnalysisError(f"{self.run_dir / RESOURCE_FILE}: no samples (only a header)")
+            raise AnalysisError(f"{self.folder.resource_csv}: no samples (only a header)")
         if not self.load_rows:
-            raise AnalysisError(f"{self.run_dir / LOAD_FILE}: no load runs (only a header)")
-        self.run_info = self._run_info()
+            raise AnalysisError(f"{self.folder.load_log}: no load runs (only a header)")
 
-    def _required(self, name: str) -> Path:
-        path = self.run_dir / name
+    @staticmethod
+    def _required(path: Path) -> Path:
         if not path.is_file():
             raise AnalysisError(f"{path}: missing (a run folder holds {RESOURCE_FILE} and {LOAD_FILE})")
         return path
-
-    def _run_info(self) -> dict:
-        path = self.run_dir / RUN_FILE
-        if not path.is_file():
-            return {}
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise AnalysisError(f"{path}: not readable JSON: {error}") from None
-        if not isinstance(info, dict):
-            raise AnalysisError(f"{path}: expected a JSON object")
-        return info
 
     def phase_of_runs(self) -> list[tuple[int, LoadPhase | None]]:
         """(phase index, phase) for each load row: from the profile, else from requests.csv, else its own."""
@@ -239,10 +230,10 @@ def accuracy(data: RunData) -> tuple[float | None, str | None, str | None]:
         spec = read_spec(models[0])
     except ArtifactError as error:
         raise AnalysisError(str(error)) from None
-    for split in [*ACCURACY_SPLITS, *spec.accuracy]:
-        if split in spec.accuracy:
-            return spec.accuracy[split], f"{models[0].name} ({split})", spec.name
-    return None, None, spec.name
+    if (chosen := headline_accuracy(spec.accuracy)) is None:
+        return None, None, spec.name
+    split, value = chosen
+    return value, f"{models[0].name} ({split})", spec.name
 
 
 def summarize(run_dir: str | Path) -> RunSummary:

@@ -113,12 +113,15 @@ class LocalCluster:
         app: str = "servetune.serve.app:app_from_env()",
         cgroup_root: Path = CGROUP_ROOT,
         node: tuple[float, int] | None = None,
+        model_loaded: bool = False,
     ) -> None:
-        """`node`: allocatable (CPU cores, memory bytes) [default: this machine's, see cgroups.allocatable]."""
+        """`node`: allocatable (CPU cores, memory bytes) [default: this machine's, see cgroups.allocatable];
+        `model_loaded`: the caller has already loaded the model once (skip the warm-up load)."""
         if spec.replicas < 1:
             raise LocalClusterError("deployment replicas is 0: the one-machine cluster needs at least 1")
         self.spec = spec
         self.model_path = Path(model_path)
+        self.model_loaded = model_loaded
         self.port = port or free_port()
         self.workdir = Path(workdir)
         self.timings = HpaTimings(time_scale=time_scale)
@@ -178,7 +181,8 @@ class LocalCluster:
             )
         if self.spec.workers != 1:
             self.on_event(f"note: workers={self.spec.workers} ignored: each replica is one worker here")
-        self._warm_up()
+        if not self.model_loaded:
+            self._warm_up()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ready_dir.mkdir(exist_ok=True)
         for stale in self.ready_dir.iterdir():

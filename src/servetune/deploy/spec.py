@@ -11,11 +11,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from servetune.config import DeploymentSpec
+from servetune.errors import ServetuneError
 
 SPECS_DIR = Path(__file__).parent / "specs"
+DEFAULT_MODEL = "default"  # a spec's `model` that means the packaged model
 
 
-class SpecError(ValueError):
+class SpecError(ServetuneError, ValueError):
     """A deployment spec file that cannot be used; the message names the file and the problem."""
 
 
@@ -49,9 +51,16 @@ def load_deployment_spec(path: str | Path) -> DeploymentSpec:
     except ValidationError as error:
         problems = "; ".join(describe_error(item) for item in error.errors())
         raise SpecError(f"{path.name}: {problems}") from None
-    if spec.model != "default" and not Path(spec.model).is_absolute():
+    if spec.model != DEFAULT_MODEL and not Path(spec.model).is_absolute():
         spec.model = str((path.parent / spec.model).resolve())
     return spec
+
+
+def spec_model_path(spec: DeploymentSpec) -> Path:
+    """The model file a spec names; `default` is the packaged model."""
+    from servetune.model.artifact import default_model_path
+
+    return default_model_path() if spec.model == DEFAULT_MODEL else Path(spec.model)
 
 
 def resolve_spec_path(path: str | Path) -> Path:

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from servetune.config import LoadPhase, LoadProfile, LoadRunRow
 from servetune.load.http_client import HttpConnection
 from servetune.load.progress import LoadProgress, progress_table
@@ -37,10 +35,8 @@ from servetune.load.request_log import RequestLogWriter
 from servetune.load.siege import append_siege_row
 from servetune.load.tally import RunTally
 from servetune.load.target import Endpoint, TargetError, parse_base_url, request_stream
+from servetune.runfolder import RunFolder
 
-LOAD_LOG = "load_output.csv"
-REQUEST_LOG = "requests.csv"
-PROFILE_COPY = "load_profile.yaml"
 PROGRESS_INTERVAL_S = 0.5
 
 Mode = Literal["closed", "open"]
@@ -237,13 +233,11 @@ async def run_load(
     streams = {
         t: request_stream(endpoint, t, options.keep_alive, images) for t in {p.target for p in profile.phases}
     }
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    load_log = out_dir / LOAD_LOG
+    folder = RunFolder(out_dir)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    load_log = folder.load_log
     load_log.unlink(missing_ok=True)
-    (out_dir / PROFILE_COPY).write_text(
-        yaml.safe_dump(profile.model_dump(), sort_keys=False), encoding="utf-8"
-    )
+    folder.keep_profile(profile)
 
     halt = asyncio.Event()
     watcher = asyncio.create_task(watch_stop(stop, halt)) if stop is not None else None
@@ -251,7 +245,7 @@ async def run_load(
     runs = profile.runs()
     rows: list[LoadRunRow] = []
     try:
-        with RequestLogWriter(out_dir / REQUEST_LOG) as writer, LoadProgress(options.progress) as view:
+        with RequestLogWriter(folder.request_log) as writer, LoadProgress(options.progress) as view:
             for run, (phase_index, phase) in enumerate(runs):
                 if halt.is_set():
                     break

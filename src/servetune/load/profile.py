@@ -1,6 +1,6 @@
 """Load profiles: YAML files of phases (users, think time, run length, repeats, target).
 
-Time compression (`time_scale`) multiplies every run's duration and nothing else: users, think time, target
+Time compression (`time_scale`, in config.TIME_SCALE_MIN..TIME_SCALE_MAX) multiplies every run's duration and nothing else: users, think time, target
 and open-loop rate stay, so each phase offers the same load per second, only for a shorter time. One caveat
 follows from siege's semantics, which the driver keeps: every run starts all its users at once, so in a
 much-shortened run with a long think time that first burst weighs more than in the full-length run.
@@ -14,12 +14,13 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from servetune.config import LoadProfile
+from servetune.config import TIME_SCALE_MAX, TIME_SCALE_MIN, LoadProfile
+from servetune.errors import ServetuneError
 
 PACKAGED_PROFILES = ("reference", "quick")
 
 
-class ProfileError(ValueError):
+class LoadProfileError(ServetuneError, ValueError):
     """A profile that cannot be read; the message names the file and the problem."""
 
 
@@ -29,13 +30,15 @@ def packaged_profile_path(name: str) -> Path:
 
 def load_profile(name_or_path: str | Path, time_scale: float = 1.0) -> LoadProfile:
     """The packaged profile of that name (reference, quick) or a YAML file, durations times `time_scale`."""
-    if not time_scale > 0:
-        raise ProfileError(f"time scale must be a number > 0, got {time_scale}")
+    if not TIME_SCALE_MIN <= time_scale <= TIME_SCALE_MAX:
+        raise LoadProfileError(
+            f"time scale must be a number > 0, from {TIME_SCALE_MIN:g} to {TIME_SCALE_MAX:g}, got {time_scale:g}"
+        )
     text = str(name_or_path)
     path = packaged_profile_path(text) if text in PACKAGED_PROFILES else Path(text)
     if not path.is_file():
         known = ", ".join(PACKAGED_PROFILES)
-        raise ProfileError(f"{path}: no such profile file (packaged profiles: {known})")
+        raise LoadProfileError(f"{path}: no such profile file (packaged profiles: {known})")
     profile = parse_profile(path)
     return compress(profile, time_scale)
 
@@ -45,16 +48,16 @@ def parse_profile(path: Path) -> LoadProfile:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as error:
         line = error.problem_mark.line + 1 if error.problem_mark else "?"
-        raise ProfileError(f"{path}: line {line}: not valid YAML: {error.problem}") from None
+        raise LoadProfileError(f"{path}: line {line}: not valid YAML: {error.problem}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ProfileError(f"{path}: cannot read: {error}") from None
+        raise LoadProfileError(f"{path}: cannot read: {error}") from None
     if not isinstance(data, dict):
-        raise ProfileError(f"{path}: a profile is a YAML mapping with `name` and `phases`")
+        raise LoadProfileError(f"{path}: a profile is a YAML mapping with `name` and `phases`")
     try:
         profile = LoadProfile.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(f"{field_path(e['loc'])}: {e['msg']}" for e in error.errors())
-        raise ProfileError(f"{path}: {problems}") from None
+        raise LoadProfileError(f"{path}: {problems}") from None
     if profile.images is not None and not Path(profile.images).is_absolute():
         profile = profile.model_copy(update={"images": str((path.parent / profile.images).resolve())})
     return profile

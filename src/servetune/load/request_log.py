@@ -14,11 +14,12 @@ from typing import Self, TextIO
 from pydantic import ValidationError
 
 from servetune.config import RequestRecord
+from servetune.errors import ServetuneError
 
 REQUEST_COLUMNS: list[str] = list(RequestRecord.model_fields)
 
 
-class RequestLogError(ValueError):
+class RequestLogError(ServetuneError, ValueError):
     """A malformed per-request log; the message names the file and the line."""
 
 

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 from servetune.config import LoadProfile, LoadRunRow
+from servetune.errors import ServetuneError
+from servetune.runfolder import RunFolder
 
 SIEGE_LOG_HEADER = (
     "      Date & Time,  Trans,  Elap Time,  Data Trans,  Resp Time,  Trans Rate,  Throughput,"
@@ -33,7 +35,7 @@ SIEGE_LOG_HEADER = (
 SIEGE_LOG_COLUMNS = [name.strip() for name in SIEGE_LOG_HEADER.split(",")]
 
 
-class SiegeLogError(ValueError):
+class SiegeLogError(ServetuneError, ValueError):
     """A malformed siege log; the message names the file and the line."""
 
 
@@ -125,7 +127,7 @@ OVERRUN_GRACE_S = 15  # beyond -t and one socket timeout, a run is hanging
 SIGINT_GRACE_S = 10
 
 
-class SiegeRunError(RuntimeError):
+class SiegeRunError(ServetuneError, RuntimeError):
     """siege is missing, cannot do what was asked, or failed."""
 
 
@@ -190,7 +192,7 @@ def run_siege(
         raise SiegeRunError("--driver siege sends GET /test only (siege cannot upload multipart images)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    log = out_dir / "load_output.csv"
+    log = RunFolder(out_dir).load_log
     log.unlink(missing_ok=True)
     siegerc = out_dir / SIEGERC
     write_siegerc(siegerc, keep_alive, max(phase.users for phase in profile.phases))

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from servetune.errors import ServetuneError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 USER_AGENT = "servetune-load/0.1"
 
 
-class TargetError(ValueError):
+class TargetError(ServetuneError, ValueError):
     """A URL or image folder the driver cannot use; the message says why."""
 
 

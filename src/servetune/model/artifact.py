@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from servetune.config import ModelSpec
+from servetune.errors import ServetuneError
 
 if TYPE_CHECKING:
     import onnx
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 KEY_PREFIX = "servetune."
 
 
-class ArtifactError(Exception):
+class ArtifactError(ServetuneError):
     """The file is not a usable servetune model artifact; the message names the file and the problem."""
 
 
@@ -97,3 +98,21 @@ def file_sha256(path: str | Path) -> str:
 def default_model_path() -> Path:
     """The model shipped inside the package (see MODEL_CARD.md)."""
     return Path(__file__).parent / "default" / "food11-lite0-int8.onnx"
+
+
+def existing_model_path(path: Path | None) -> Path:
+    """`path`, or the packaged model when None; ArtifactError when the file is not there."""
+    model_path = path or default_model_path()
+    if not model_path.is_file():
+        hint = "" if path else " (the packaged default model is missing: pass --model PATH)"
+        raise ArtifactError(f"{model_path}: no such model file{hint}")
+    return model_path
+
+
+def parse_class_names(text: str) -> list[str]:
+    """Class names in output order: comma-separated, or the name of a text file with one per line."""
+    source = Path(text).read_text() if Path(text).is_file() else text.replace(",", "\n")
+    names = [line.strip() for line in source.splitlines() if line.strip()]
+    if len(names) < 2:
+        raise ArtifactError(f"--classes {text!r}: give at least two class names")
+    return names

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from servetune.errors import ServetuneError
+
 
 @dataclass(frozen=True)
 class BackboneInfo:
@@ -47,7 +49,7 @@ BN_EPS = 1e-3
 FEATURES = 1280
 
 
-class BackboneError(Exception):
+class BackboneError(ServetuneError):
     pass
 
 

@@ -19,6 +19,7 @@ from typing import Literal
 from PIL import Image
 
 from servetune.config import FOOD11_CLASSES
+from servetune.errors import ServetuneError
 
 SPLITS = ("training", "validation", "evaluation")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -28,7 +29,7 @@ CLASS_ID_FOLDER = re.compile(r"^class_(\d+)$")
 Layout = Literal["flat", "class_id", "class_name"]
 
 
-class DataError(Exception):
+class DataError(ServetuneError):
     """The data folder cannot be used; the message names the path and the problem."""
 
 

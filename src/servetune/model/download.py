@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import httpx
 
+from servetune.errors import ServetuneError
 from servetune.model.artifact import file_sha256
 
 # The Food-11 archive (EPFL MMSPG) as the GourmetGram course material fetches it, e.g. in
@@ -35,7 +36,7 @@ CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 ProgressCallback = Callable[[int, int | None], None]
 
 
-class DownloadError(Exception):
+class DownloadError(ServetuneError):
     """The download or unpacking failed; the message names the URL or file and the problem."""
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from servetune.config import FOOD11_CLASSES
+from servetune.errors import ServetuneError
 from servetune.model.artifact import read_spec
 from servetune.model.data import Sample, read_split, subset
 from servetune.model.preprocess import ImageError, load_and_preprocess
@@ -24,7 +25,7 @@ from servetune.model.preprocess import ImageError, load_and_preprocess
 ECE_BINS = 15
 
 
-class EvaluationError(Exception):
+class EvaluationError(ServetuneError):
     pass
 
 

@@ -6,12 +6,13 @@ import tempfile
 from pathlib import Path
 
 from servetune.config import ModelSpec
+from servetune.errors import ServetuneError
 from servetune.model.artifact import save_artifact
 
 OPSET = 17
 
 
-class ExportError(Exception):
+class ExportError(ServetuneError):
     pass
 
 

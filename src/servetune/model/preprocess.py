@@ -14,11 +14,12 @@ from PIL import BmpImagePlugin, GifImagePlugin, Image, ImageOps, PngImagePlugin,
 from PIL.JpegImagePlugin import JpegImageFile
 
 from servetune.config import ModelSpec
+from servetune.errors import ServetuneError
 
 DEFAULT_MAX_PIXELS = 40_000_000  # a 40-megapixel photo is fine; a decompression bomb is not
 
 
-class ImageError(ValueError):
+class ImageError(ServetuneError, ValueError):
     """The bytes are not an image we can classify; str(error) is a reason fit for a client."""
 
 

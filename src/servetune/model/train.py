@@ -34,6 +34,7 @@ from rich.progress import (
 from torch import nn
 
 from servetune.config import FOOD11_CLASSES, ModelSpec
+from servetune.errors import ServetuneError
 from servetune.model.augment import Augmentation, augment
 from servetune.model.backbones import BACKBONES, build_backbone
 from servetune.model.data import LoadedImages, load_images, read_split, subset
@@ -47,7 +48,7 @@ LITE_MEAN = (0.5, 0.5, 0.5)
 LITE_STD = (0.5, 0.5, 0.5)
 
 
-class TrainError(Exception):
+class TrainError(ServetuneError):
     pass
 
 

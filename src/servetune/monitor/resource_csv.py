@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Self, TextIO
 
 from servetune.config import RESOURCE_COLUMNS, ResourceSample
+from servetune.errors import ServetuneError
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
-class ResourceCsvError(ValueError):
+class ResourceCsvError(ServetuneError, ValueError):
     """A resource_usage.csv that cannot be read; the message names the file and line."""
 
 

@@ -1,0 +1,91 @@
+"""A real cluster as a backend: deploy/kubernetes.py's objects, monitor/kubernetes.py's samples."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from servetune.backend.measure import load_and_monitor
+from servetune.backend.protocol import BackendName, Measurement
+from servetune.config import DeploymentSpec, ResourceSample
+from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError
+from servetune.runfolder import RunRecord
+
+WARM_UP_REPLICAS = 5  # deploy/manifests.py's warm-up Deployment
+
+
+class KubernetesBackend:
+    name = BackendName.KUBERNETES
+    warm_up_description = f"{WARM_UP_REPLICAS} replicas, then delete"
+
+    def __init__(self, spec: DeploymentSpec, kubeconfig: Path | None = None, context: str | None = None,
+                 url: str | None = None, ready_timeout_s: float = 300.0, progress: bool = True,
+                 on_event: Callable[[str], None] = print) -> None:
+        """`url`: where the load goes [default: the first node's address and the spec's NodePort]."""
+        self.spec, self.kubeconfig, self.context = spec, kubeconfig, context
+        self.ready_timeout_s, self.progress, self.on_event = ready_timeout_s, progress, on_event
+        self.cluster = KubernetesCluster(kubeconfig, context)
+        self.applied = False
+        self._url = url
+
+    def warm_up(self) -> str:
+        self.cluster.warm_up(self.spec, timeout=2 * self.ready_timeout_s, show_progress=self.progress)
+        return f"{WARM_UP_REPLICAS} warm-up replicas were ready, then deleted and gone"
+
+    def apply(self) -> str:
+        if self.spec.autoscaling is not None and (warning := self.cluster.metrics_api_warning()):
+            self.on_event(f"warning: {warning}")
+        self.applied = True
+        actions = list(self.cluster.apply(self.spec))
+        for action in actions:
+            self.on_event(action)
+        return "; ".join(actions)
+
+    def wait_ready(self) -> str:
+        status = self.cluster.wait_ready(self.spec, self.ready_timeout_s, self.progress)
+        if self._url is None:
+            self._url = f"http://{self.node_address()}:{self.spec.node_port}"
+        return f"{status.ready}/{status.desired} replicas ready; load goes to {self._url}"
+
+    def node_address(self) -> str:
+        """A node's address for the NodePort: ExternalIP first, then InternalIP."""
+        nodes = self.cluster.request("list nodes", self.cluster.core.list_node).items
+        addresses = [a for node in nodes for a in (node.status.addresses or [])]
+        for kind in ("ExternalIP", "InternalIP"):
+            for address in addresses:
+                if address.type == kind:
+                    return address.address
+        raise KubernetesError("no node reports an address: pass --url http://NODE:PORT")
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise KubernetesError("the service's URL is known once the replicas are ready (wait_ready() first)")
+        return self._url
+
+    def monitor(self, out: Path, interval_s: float, stop: threading.Event,
+                on_sample: Callable[[ResourceSample], None]) -> int:
+        from servetune.monitor.kubernetes import monitor_kubernetes
+
+        return monitor_kubernetes(
+            out, namespace=self.spec.namespace, selector=f"app={self.spec.name}", interval_s=interval_s,
+            kubeconfig=self.kubeconfig, context=self.context, stop_event=stop, on_sample=on_sample,
+        )
+
+    def measure(self, measurement: Measurement, record: RunRecord) -> str:
+        return load_and_monitor(self, measurement, record)
+
+    def failure(self) -> str | None:
+        return None
+
+    def limits(self) -> dict:
+        if self.spec.limits is None:
+            return {"limits_enforced": False, "limits_note": "the spec sets no limits"}
+        return {"limits_enforced": True, "limits_note": "enforced by the kubelet"}
+
+    def tear_down(self) -> str:
+        if not self.applied:
+            return "nothing was applied"
+        actions = self.cluster.delete(self.spec, timeout=self.ready_timeout_s)
+        return "; ".join(actions) or "nothing left to delete"

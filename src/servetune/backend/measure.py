@@ -1,0 +1,65 @@
+"""The load + monitor step of a backend with real replicas: the resource monitor (a thread) takes its first
+sample, then the load profile starts at once in this thread; both run on this process's wall clock and stop
+together, when the load ends, fails or is stopped by Ctrl-C."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from servetune.backend.protocol import LiveBackend, Measurement
+from servetune.load.driver import LoadOptions
+from servetune.load.runner import run_load
+from servetune.runfolder import RunRecord, StepFailed, message_of
+
+FIRST_SAMPLE_WAIT_S = 30.0
+
+
+def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: RunRecord) -> str:
+    """Measure into the run folder; returns the step's outcome (completed, interrupted or failed)."""
+    folder, interval = measurement.folder, measurement.monitor_interval_s
+    stop_monitor = threading.Event()
+    stop_load = threading.Event()
+    first_sample = threading.Event()
+    monitor_error: list[BaseException] = []
+    samples: list[float] = []
+
+    def on_sample(sample) -> None:
+        samples.append(time.time())
+        first_sample.set()
+        if not stop_load.is_set() and (failure := backend.failure()) is not None:
+            record.fail("load", f"the deployment failed during the load: {failure}")
+            stop_load.set()
+
+    def monitor() -> None:
+        try:
+            backend.monitor(folder.resource_csv, interval, stop_monitor, on_sample)
+        except Exception as error:  # noqa: BLE001 - reported in run.json; the load stops with it
+            monitor_error.append(error)
+            stop_load.set()
+        finally:
+            first_sample.set()
+
+    thread = threading.Thread(target=monitor, name="resource-monitor", daemon=True)
+    thread.start()
+    try:
+        first_sample.wait(timeout=max(FIRST_SAMPLE_WAIT_S, 3 * interval))
+        if monitor_error:
+            raise StepFailed(f"resource monitor: {message_of(monitor_error[0])}")
+        record.update(load_started_at=time.time(), monitor_first_sample_at=samples[0] if samples else None)
+        run_load(measurement.driver, measurement.profile, backend.url, folder.path,
+                 LoadOptions(progress=measurement.progress), stop_load)
+        if measurement.progress and not record.console.is_terminal:
+            record.console.line()  # the live view's last frame ends without a newline when not on a terminal
+        record.update(load_ended_at=time.time())
+    finally:
+        stop_monitor.set()
+        thread.join(timeout=30)
+        record.update(monitor_samples=len(samples))
+    if monitor_error:
+        raise StepFailed(f"resource monitor: {message_of(monitor_error[0])}")
+    if stop_load.is_set() and record.running:
+        # The load driver sets the stop event on the first Ctrl-C and returns the rows measured so far.
+        record.fail("load", "interrupted (Ctrl-C): the load stopped early", "interrupted")
+        return "interrupted"
+    return "completed" if record.running else "failed"

@@ -1,0 +1,171 @@
+"""`servetune model ...`: train, import, export, evaluate and profile models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from servetune.cli.errors import OptionError
+from servetune.cli.options import comma_list
+
+model_app = typer.Typer(help="Train, evaluate, export, quantize and profile models.", no_args_is_help=True)
+
+
+@model_app.command("import")
+def model_import(
+    source: Annotated[Path, typer.Argument(help="the Keras model file (.keras, or legacy .h5)")],
+    out: Annotated[Path | None, typer.Option(help="artifact path [default: SOURCE with .onnx]")] = None,
+    name: Annotated[str | None, typer.Option(help="model name [default: the file's stem]")] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(help="class names in output order: comma-separated, or a text file, one per line"),
+    ] = None,
+    input_size: Annotated[
+        int | None,
+        typer.Option(min=16, help="input side for models whose input size is not fixed [default: 224]"),
+    ] = None,
+    int8_data: Annotated[
+        Path | None, typer.Option(help="also write the INT8 twin (-int8.onnx), calibrated on DATA/training")
+    ] = None,
+) -> None:
+    """Convert a Keras image classifier (input HxWx3, pixels x/255, softmax) into a servetune artifact."""
+    from servetune.model.artifact import parse_class_names
+    from servetune.model.keras_import import import_keras_model
+
+    class_names = parse_class_names(classes) if classes is not None else None
+    path, spec = import_keras_model(source, out, name, class_names, input_size)
+    typer.echo(
+        f"wrote {path}: {spec.layout} {spec.input_size}x{spec.input_size}, {len(spec.class_names)} classes, "
+        f"output {spec.output}, backbone {spec.backbone}, {path.stat().st_size / 1e6:.1f} MB"
+    )
+    if int8_data is not None:
+        from servetune.model.export import int8_path
+        from servetune.model.quantize import calibration_images, quantize_int8
+
+        quantized = quantize_int8(path, int8_path(path), calibration_images(int8_data, spec))
+        typer.echo(f"wrote {quantized}: INT8, {quantized.stat().st_size / 1e6:.1f} MB")
+
+
+@model_app.command("train")
+def model_train(
+    data: Annotated[Path, typer.Option(help="Food-11 folder with training/ and validation/ (any layout)")],
+    out: Annotated[Path, typer.Option(help="folder for checkpoint.pt, model.pt and train_summary.json")],
+    backbone: Annotated[str, typer.Option(help="lite0, lite1 or lite2")] = "lite0",
+    input_size: Annotated[int, typer.Option(min=32, max=512, help="network input side in pixels")] = 160,
+    views: Annotated[int, typer.Option(min=1, help="augmented copies of each training image")] = 3,
+    augment_every_epoch: Annotated[
+        bool, typer.Option(help="stage 2 makes a fresh augmented view of each image every epoch (slower, less overfitting)")
+    ] = False,
+    finetune_blocks: Annotated[int, typer.Option(min=1, help="top blocks fine-tuned in stage 2")] = 3,
+    head_epochs: Annotated[int, typer.Option(min=1)] = 30,
+    finetune_epochs: Annotated[int, typer.Option(min=0, help="0: train the head only")] = 6,
+    patience: Annotated[int, typer.Option(min=1, help="epochs without validation gain before stopping")] = 3,
+    head_lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="stage 1 learning rate (AdamW, cosine)")] = 2e-3,
+    finetune_lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="stage 2 learning rate (AdamW, cosine)")] = 3e-4,
+    mixup: Annotated[float, typer.Option(min=0.0, max=10.0, help="stage 2 mixup alpha (0: off; 0.2-0.4 typical)")] = 0.0,
+    per_class: Annotated[int | None, typer.Option(min=1, help="use only N images per class")] = None,
+    seed: int = 0,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores]")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
+    data_description: Annotated[str, typer.Option(help="what the data is, stored in the model card")] = "",
+) -> None:
+    """Fine-tune EfficientNet-Lite on Food-11 (head on cached features, then the top blocks)."""
+    from servetune.model.train import TrainConfig, train
+
+    config = TrainConfig(
+        data=data, out=out, backbone=backbone, input_size=input_size, views=views, augment_every_epoch=augment_every_epoch,
+        finetune_blocks=finetune_blocks,
+        head_epochs=head_epochs, finetune_epochs=finetune_epochs, patience=patience, head_lr=head_lr,
+        finetune_lr=finetune_lr, mixup=mixup, per_class=per_class,
+        seed=seed, threads=threads, resume=resume, data_description=data_description,
+    )
+    path = train(config)
+    typer.echo(f"wrote {path} (next: servetune model export {path} --data {data})")
+
+
+@model_app.command("export")
+def model_export(
+    trained: Annotated[Path, typer.Argument(help="model.pt written by `servetune model train`")],
+    out: Annotated[Path, typer.Option(help="fp32 artifact path (.onnx); the INT8 twin gets -int8.onnx")],
+    data: Annotated[Path | None, typer.Option(help="Food-11 folder: calibration (training) and evaluation")] = None,
+    int8: Annotated[bool, typer.Option(help="also write the INT8 (QDQ, per-channel) artifact")] = True,
+    calibration_images: Annotated[int, typer.Option(min=1)] = 256,
+    per_class: Annotated[int | None, typer.Option(min=1, help="evaluate on N images per class only")] = None,
+) -> None:
+    """Export to ONNX (fp32, opset 17) and INT8; with --data, measure both on the evaluation split."""
+    from servetune.model.export import export_and_quantize
+
+    if int8 and data is None:
+        raise OptionError("INT8 calibration needs training images: pass --data FOLDER (or --no-int8)")
+    results = export_and_quantize(trained, out, data, int8, calibration_images, per_class)
+    for path, accuracy in results.items():
+        measured = f", evaluation accuracy {accuracy:.2%}" if accuracy is not None else ""
+        typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{measured})")
+    if len(results) == 2 and None not in results.values():
+        fp32, quantized = results.values()
+        typer.echo(f"INT8 vs fp32: {100 * (quantized - fp32):+.2f} pp")
+
+
+@model_app.command("eval")
+def model_eval(
+    model: Annotated[Path | None, typer.Argument(help="artifact (.onnx) [default: the packaged model]")] = None,
+    data: Annotated[Path, typer.Option(help="Food-11 folder (any layout)")] = Path("Food-11"),
+    split: Annotated[str, typer.Option(help="training, validation or evaluation")] = "evaluation",
+    per_class: Annotated[int | None, typer.Option(min=1, help="only the first N images of each class")] = None,
+    out: Annotated[Path | None, typer.Option(help="write metrics.json, confusion.csv, confusion.png here")] = None,
+    via_http: Annotated[str | None, typer.Option(help="evaluate through a running server's POST /predict")] = None,
+    threads: Annotated[int | None, typer.Option(min=1)] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print a machine-readable summary")] = False,
+) -> None:
+    """Accuracy, top-3, per-class accuracy, confusion matrix and calibration error on one split."""
+    import json
+
+    from rich.progress import Progress
+
+    from servetune.model.artifact import existing_model_path
+    from servetune.model.evaluate import evaluate, write_outputs
+
+    model_path = None if via_http else existing_model_path(model)
+    with Progress(transient=True, disable=json_output) as progress:
+        result = evaluate(model_path, data, split, per_class, via_http, threads, progress)
+    if out is not None:
+        write_outputs(result, out)
+    if json_output:
+        summary = result.summary()
+        summary.pop("skipped")
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(f"{result.model} on {split}: {result.count} images, accuracy {result.accuracy:.2%}, "
+               f"top-3 {result.top3_accuracy:.2%}, calibration error {result.calibration_error:.3f}")
+    for name, accuracy in result.per_class_accuracy.items():
+        typer.echo(f"  {name:<16} {accuracy:.2%}")
+    if result.skipped:
+        typer.echo(f"skipped {len(result.skipped)} unreadable images, e.g. {result.skipped[0][0]}: {result.skipped[0][1]}")
+
+
+@model_app.command("profile")
+def model_profile(
+    data: Annotated[Path, typer.Option(help="Food-11 folder: quick training and the accuracy column")],
+    out: Annotated[Path, typer.Option(help="folder for variants.csv, variants.json and the models")],
+    backbones: Annotated[str, typer.Option(help="comma-separated: lite0,lite1,lite2")] = "lite0",
+    sizes: Annotated[str, typer.Option(help="comma-separated input sides")] = "128,160",
+    precisions: Annotated[str, typer.Option(help="fp32,int8")] = "fp32,int8",
+    artifact: Annotated[list[Path] | None, typer.Option(help="also profile this artifact as it is (repeatable)")] = None,
+    train_per_class: Annotated[int, typer.Option(min=1, help="images per class for the quick variants")] = 200,
+    eval_per_class: Annotated[int, typer.Option(min=1, help="evaluation images per class (speed)")] = 40,
+    runs: Annotated[int, typer.Option(min=5, help="timed inferences per thread count")] = 40,
+) -> None:
+    """Variant table: backbone x input size x precision -> accuracy, size, latency (1 and 2 threads), RSS."""
+    from servetune.model.profile import profile_variants
+
+    try:
+        input_sizes = [int(size) for size in comma_list(sizes)]
+    except ValueError as err:
+        raise OptionError(f"--sizes {sizes!r}: {err}") from None
+    rows = profile_variants(
+        data, out, comma_list(backbones), input_sizes, comma_list(precisions), list(artifact or []),
+        train_per_class, eval_per_class, runs,
+    )
+    typer.echo(f"wrote {out / 'variants.csv'} and {out / 'variants.json'} ({len(rows)} variants)")

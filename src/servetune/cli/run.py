@@ -1,0 +1,85 @@
+"""`servetune run` and `servetune demo`: the evaluation protocol, and the main job in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from servetune.backend.protocol import BackendName
+from servetune.cli.errors import CommandFailed
+from servetune.cli.options import Context, Kubeconfig, choice, time_scale_option
+from servetune.load.runner import LoadDriver
+from servetune.run import RunOptions
+
+
+def evaluate_and_report(options: RunOptions) -> None:
+    """Run the protocol, print the headline statistics and where the report is; exit 1 if it failed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from servetune.analyze.report import headline_rows
+    from servetune.analyze.stats import AnalysisError, summarize
+    from servetune.run import evaluate
+
+    result = evaluate(options)
+    record = result.record
+    if result.report is not None:
+        try:
+            summary = summarize(result.run_dir)
+        except AnalysisError:
+            summary = None
+        if summary is not None:
+            table = Table("statistic", "value", title=f"run {summary.name} ({record['status']})")
+            for name, value in headline_rows(summary, "terminal"):
+                table.add_row(name, value)
+            Console(width=120).print(table)
+        typer.echo(f"report: {result.report}")
+    typer.echo(f"run folder: {result.run_dir} (run.json: {record['status']})")
+    if result.status == "failed":
+        raise CommandFailed(f"{record['failed_step']} step failed: {record['error']}")
+    if result.status == "interrupted":
+        typer.secho(f"interrupted during the {record['failed_step']} step; kept what was measured", err=True)
+        raise typer.Exit(130)
+
+
+def run(
+    spec: Annotated[str, typer.Option("--spec", "-c", help="deployment spec YAML, or bundled: default, fixed-1, "
+                                      "demo")],
+    out: Annotated[Path, typer.Option(help="run folder to create (runs/NAME)")],
+    backend: Annotated[str, typer.Option(help="local (the one-machine cluster) or kubernetes")] = "local",
+    profile: Annotated[str, typer.Option(help="reference, quick, or a profile YAML file")] = "reference",
+    time_scale: Annotated[float, time_scale_option("multiply the profile's run lengths, the monitor interval and "
+                                                   "the local autoscaler's time constants")] = 1.0,
+    driver: Annotated[str, typer.Option(help="builtin or siege")] = "builtin",
+    model_copy: Annotated[bool, typer.Option(help="copy the model artifact into the run folder")] = True,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="local: port on 127.0.0.1 (0: any free one)")] = 0,
+    url: Annotated[str | None, typer.Option(help="kubernetes: the service's URL [default: a node's address "
+                                            "and the NodePort]")] = None,
+    ready_timeout: Annotated[float, typer.Option(min=1, help="seconds to wait until replicas are ready")] = 300,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+) -> None:
+    """The evaluation protocol: warm up, apply, load test + monitor together, tear down, analyse; everything
+    lands in the run folder (run.json says what happened). Ctrl-C tears down and keeps what was measured."""
+    evaluate_and_report(RunOptions(
+        spec=spec, out=out, backend=choice(backend, list(BackendName), "--backend"), profile=profile,
+        time_scale=time_scale, driver=choice(driver, list(LoadDriver), "--driver"), copy_model=model_copy,
+        port=port, kubeconfig=kubeconfig, context=context, url=url, ready_timeout_s=ready_timeout,
+    ))
+
+
+def demo(
+    out: Annotated[Path | None, typer.Option(help="run folder [default: runs/demo-DATE-TIME]")] = None,
+    time_scale: Annotated[float | None, time_scale_option("compress the quick profile [default: about 4 minutes "
+                                                          "in all]")] = None,
+) -> None:
+    """The main job: the default model on the one-machine cluster under the quick profile; replicas scale up
+    and back down; prints the four statistics, accuracy and the report's path."""
+    import time
+
+    from servetune.demo import DEMO_TIME_SCALE, demo_options
+
+    out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    evaluate_and_report(demo_options(out, time_scale or DEMO_TIME_SCALE))

@@ -1,0 +1,195 @@
+"""The run folder: the one place that names its files, keeps its inputs and reads and writes run.json.
+
+Every stage that writes into a run folder (the load drivers, the resource monitor, the evaluation protocol)
+and every stage that reads one (analyze) takes its paths from `RunFolder`. Each CSV format is parsed by the
+module that writes it (load/siege.py, load/request_log.py, monitor/resource_csv.py); this module only says
+where each file is, so it sits below all of them. docs/architecture.md lists what a run folder holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from rich.console import Console
+
+from servetune.config import LoadProfile
+from servetune.errors import ServetuneError
+
+RUN_FILE = "run.json"
+SPEC_FILE = "spec.yaml"
+MANIFEST_FILE = "deployment.yaml"
+RESOURCE_FILE = "resource_usage.csv"
+LOAD_FILE = "load_output.csv"
+REQUESTS_FILE = "requests.csv"
+PROFILE_FILES = ("load_profile.yaml", "profile.yaml")  # the load drivers write the first; a hand-made folder may hold the second
+SUMMARY_FILE = "summary.json"
+EVENTS_FILE = "events.log"
+CLUSTER_DIR = "cluster"
+
+# The accuracy a run reports: the first of these splits that the model card has, else its first split.
+ACCURACY_SPLITS = ("evaluation", "test", "validation")
+
+Status = Literal["running", "completed", "failed", "interrupted"]
+
+
+class RunFolderError(ServetuneError):
+    """A run folder file that cannot be read; the message names the file and the problem."""
+
+
+def headline_accuracy(accuracy: Mapping[str, float]) -> tuple[str, float] | None:
+    """(split, accuracy) that a run reports from a model card's accuracy by split; None when it has none."""
+    for split in [*ACCURACY_SPLITS, *accuracy]:
+        if split in accuracy:
+            return split, accuracy[split]
+    return None
+
+
+class RunFolder:
+    """The paths of one run folder and its run.json record."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def record_file(self) -> Path:
+        return self.path / RUN_FILE
+
+    @property
+    def resource_csv(self) -> Path:
+        return self.path / RESOURCE_FILE
+
+    @property
+    def load_log(self) -> Path:
+        return self.path / LOAD_FILE
+
+    @property
+    def request_log(self) -> Path:
+        return self.path / REQUESTS_FILE
+
+    @property
+    def profile_copy(self) -> Path:
+        return self.path / PROFILE_FILES[0]
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def events_log(self) -> Path:
+        return self.path / EVENTS_FILE
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.path / CLUSTER_DIR
+
+    def profile_file(self) -> Path | None:
+        """The profile that ran, if the folder keeps one."""
+        return next((self.path / n for n in PROFILE_FILES if (self.path / n).is_file()), None)
+
+    def holds_a_run(self) -> bool:
+        return self.record_file.exists()
+
+    def was_measured(self) -> bool:
+        """Both files analyze needs are there."""
+        return self.resource_csv.is_file() and self.load_log.is_file()
+
+    def keep_profile(self, profile: LoadProfile) -> None:
+        """load_profile.yaml: the profile as it ran (compressed), so analyze can name each run's phase."""
+        self.profile_copy.write_text(yaml.safe_dump(profile.model_dump(), sort_keys=False), encoding="utf-8")
+
+    def read_record(self) -> dict:
+        """run.json, or {} in a folder without one (a hand-made run folder)."""
+        path = self.record_file
+        if not path.is_file():
+            return {}
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise RunFolderError(f"{path}: not readable JSON: {error}") from None
+        if not isinstance(record, dict):
+            raise RunFolderError(f"{path}: expected a JSON object")
+        return record
+
+    def write_record(self, record: dict) -> None:
+        """Replace run.json in one step: a reader never sees half a file."""
+        temporary = self.record_file.with_name(f".{RUN_FILE}.tmp")
+        temporary.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(temporary, self.record_file)
+
+
+class StepFailed(RuntimeError):
+    """A protocol step failed; its message is what run.json records as the error."""
+
+
+def message_of(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+class RunRecord:
+    """run.json, rewritten after each change, and the step-by-step progress on the terminal."""
+
+    def __init__(self, folder: RunFolder, console: Console, data: dict) -> None:
+        self.folder = folder
+        self.console = console
+        self._lock = threading.Lock()  # the monitor thread may record a failure
+        self.data = {"status": "running", "failed_step": None, "error": None, **data, "steps": []}
+        self.save()
+
+    def save(self) -> None:
+        with self._lock:
+            self.folder.write_record(self.data)
+
+    def update(self, **fields: object) -> None:
+        self.data.update(fields)
+        self.save()
+
+    @contextmanager
+    def step(self, name: str, description: str) -> Iterator[dict]:
+        """Time one step; a failure marks the run failed (or interrupted on Ctrl-C) at this step."""
+        entry = {"name": name, "status": "running", "started_at": time.time()}
+        self.data["steps"].append(entry)
+        self.save()
+        number = len(self.data["steps"])
+        self.console.print(f"[bold cyan][{number}][/] {description} ...", highlight=False)
+        began = time.monotonic()
+        try:
+            yield entry
+        except KeyboardInterrupt:
+            self._end(entry, began, "interrupted")
+            self.fail(name, "interrupted (Ctrl-C)", "interrupted")
+            raise
+        except Exception as error:
+            self._end(entry, began, "failed")
+            self.fail(name, message_of(error))
+            raise StepFailed(message_of(error)) from error
+        self._end(entry, began, entry.get("outcome", "completed"))
+        mark = "[green]done[/]" if entry["status"] == "completed" else f"[yellow]{entry['status']}[/]"
+        self.console.print(f"    {mark} in {entry['seconds']:.1f} s", highlight=False)
+
+    def _end(self, entry: dict, began: float, status: str) -> None:
+        entry.pop("outcome", None)
+        entry.update(status=status, ended_at=time.time(), seconds=round(time.monotonic() - began, 3))
+        self.save()
+
+    def fail(self, step: str, error: str, status: Status = "failed") -> None:
+        """Record the first failure only: what broke first is what the user needs to read."""
+        if self.data["status"] == "running":
+            self.data.update(status=status, failed_step=step, error=error)
+            self.save()
+        colour = "yellow" if status == "interrupted" else "red"
+        self.console.print(f"    [{colour}]{status}[/]: {error}", highlight=False)
+
+    @property
+    def running(self) -> bool:
+        return self.data["status"] == "running"
