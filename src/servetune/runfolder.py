@@ -57,41 +57,17 @@ class RunFolder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.record_file = self.path / RUN_FILE
+        self.resource_csv = self.path / RESOURCE_FILE
+        self.load_log = self.path / LOAD_FILE
+        self.request_log = self.path / REQUESTS_FILE
+        self.profile_copy = self.path / PROFILE_FILES[0]
+        self.summary_file = self.path / SUMMARY_FILE
+        self.events_log = self.path / EVENTS_FILE
+        self.cluster_dir = self.path / CLUSTER_DIR
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
-
-    @property
-    def record_file(self) -> Path:
-        return self.path / RUN_FILE
-
-    @property
-    def resource_csv(self) -> Path:
-        return self.path / RESOURCE_FILE
-
-    @property
-    def load_log(self) -> Path:
-        return self.path / LOAD_FILE
-
-    @property
-    def request_log(self) -> Path:
-        return self.path / REQUESTS_FILE
-
-    @property
-    def profile_copy(self) -> Path:
-        return self.path / PROFILE_FILES[0]
-
-    @property
-    def summary_file(self) -> Path:
-        return self.path / SUMMARY_FILE
-
-    @property
-    def events_log(self) -> Path:
-        return self.path / EVENTS_FILE
-
-    @property
-    def cluster_dir(self) -> Path:
-        return self.path / CLUSTER_DIR
 
     def profile_file(self) -> Path | None:
         """The profile that ran, if the folder keeps one."""

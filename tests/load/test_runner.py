@@ -6,13 +6,13 @@ import pytest
 
 from servetune.load.driver import LoadOptions
 from servetune.load.profile import load_profile
-from servetune.load.runner import LoadDriver, aim_at, check_driver, run_load
+from servetune.load.runner import LoadDriver, aim_at, check_driver, run_with_driver
 from servetune.load.target import TargetError
 
 
 def test_siege_has_closed_loop_users_only(tmp_path):
     with pytest.raises(TargetError, match="--mode open needs --driver builtin"):
-        run_load(LoadDriver.SIEGE, load_profile("quick", 0.01), "http://127.0.0.1:9", tmp_path,
+        run_with_driver(LoadDriver.SIEGE, load_profile("quick", 0.01), "http://127.0.0.1:9", tmp_path,
                  LoadOptions(mode="open"))
     assert not (tmp_path / "load_output.csv").exists()
     check_driver(LoadDriver.BUILTIN, LoadOptions(mode="open"))

@@ -9,7 +9,7 @@ import time
 
 from servetune.backend.protocol import LiveBackend, Measurement
 from servetune.load.driver import LoadOptions
-from servetune.load.runner import run_load
+from servetune.load.runner import run_with_driver
 from servetune.runfolder import RunRecord, StepFailed, message_of
 
 FIRST_SAMPLE_WAIT_S = 30.0
@@ -47,7 +47,7 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
         if monitor_error:
             raise StepFailed(f"resource monitor: {message_of(monitor_error[0])}")
         record.update(load_started_at=time.time(), monitor_first_sample_at=samples[0] if samples else None)
-        run_load(measurement.driver, measurement.profile, backend.url, folder.path,
+        run_with_driver(measurement.driver, measurement.profile, backend.url, folder.path,
                  LoadOptions(progress=measurement.progress), stop_load)
         if measurement.progress and not record.console.is_terminal:
             record.console.line()  # the live view's last frame ends without a newline when not on a terminal

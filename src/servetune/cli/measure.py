@@ -30,7 +30,7 @@ def loadtest(
     cleanly and keeps what was measured."""
     from servetune.load.driver import LoadOptions
     from servetune.load.profile import load_profile
-    from servetune.load.runner import aim_at, check_driver, run_load
+    from servetune.load.runner import aim_at, check_driver, run_with_driver
 
     chosen_driver = choice(driver, list(LoadDriver), "--driver")
     options = LoadOptions(mode=choice(mode, ["closed", "open"], "--mode"), keep_alive=keep_alive,  # type: ignore[arg-type]
@@ -44,7 +44,7 @@ def loadtest(
         f"{chosen.total_seconds() / 60:.1f} min, driver {chosen_driver}, {mode} loop -> {out}",
         err=True,
     )
-    rows = run_load(chosen_driver, chosen, url, out, options)
+    rows = run_with_driver(chosen_driver, chosen, url, out, options)
     okay = sum(row.okay for row in rows)
     failed = sum(row.failed for row in rows)
     typer.echo(f"{len(rows)} runs, {okay} OKAY, {failed} failed: {out / 'load_output.csv'}")

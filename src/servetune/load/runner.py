@@ -39,7 +39,7 @@ def check_driver(driver: LoadDriver, options: LoadOptions) -> None:
         raise TargetError(f"{options.images}: no such image folder")
 
 
-def run_load(
+def run_with_driver(
     driver: LoadDriver,
     profile: LoadProfile,
     base_url: str,
