@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from typer.models import OptionInfo
 
 from servetune.cli.errors import OptionError
 from servetune.config import TIME_SCALE_MAX, TIME_SCALE_MIN
@@ -26,7 +27,7 @@ def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def time_scale_option(help_text: str) -> typer.Option:
+def time_scale_option(help_text: str) -> OptionInfo:
     """--time-scale, one range for every command (config.TIME_SCALE_MIN..TIME_SCALE_MAX)."""
     return typer.Option(
         "--time-scale", min=TIME_SCALE_MIN, max=TIME_SCALE_MAX,
