@@ -66,7 +66,7 @@ def serve(
     from servetune.config import ServerSettings
     from servetune.model.artifact import ArtifactError, default_model_path, read_spec
     from servetune.model.preprocess import ImageError, decode_image
-    from servetune.serve.cpu_quota import inference_threads
+    from servetune.host.cpu_quota import inference_threads
     from servetune.serve.launch import serve_gunicorn, serve_uvicorn
 
     model_path = model or default_model_path()
@@ -278,7 +278,7 @@ def model_profile(
     """Variant table: backbone x input size x precision -> accuracy, size, latency (1 and 2 threads), RSS."""
     from servetune.model.artifact import ArtifactError
     from servetune.model.data import DataError
-    from servetune.model.profile import ProfileError, profile_variants
+    from servetune.serve.variant_profile import ProfileError, profile_variants
 
     def split_list(text: str) -> list[str]:
         return [item.strip() for item in text.split(",") if item.strip()]

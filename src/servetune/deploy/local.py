@@ -10,7 +10,7 @@
   memory). A replica beyond that stays Pending: no process is started for it, and, like a Pending pod that
   the reference monitor lists, it is counted in n_replica and in the requested and limit sums, with no usage.
   A replica asked for but whose worker has not appeared yet is Pending too (a pod being created).
-- Limits: each worker joins its own cgroup (v1 or v2, deploy/cgroups.py). Where that is impossible the
+- Limits: each worker joins its own cgroup (v1 or v2, host/cgroups.py). Where that is impossible the
   cluster runs anyway and the state and the output say "limits not enforced".
 - Restarts: a worker that exits without being asked to (killed for memory, crashed) is replaced by gunicorn;
   each such exit counts as one restart.
@@ -39,7 +39,7 @@ from typing import Self
 import psutil
 
 from servetune.config import DeploymentSpec, LocalClusterState, LocalReplica
-from servetune.deploy.cgroups import (
+from servetune.host.cgroups import (
     CGROUP_ROOT,
     ENV_VAR,
     ReplicaCgroups,
@@ -49,8 +49,8 @@ from servetune.deploy.cgroups import (
     in_replica_cgroup,
 )
 from servetune.deploy.hpa import HpaMemory, HpaTimings, PodObservation, hpa_step
-from servetune.deploy.usage import CpuMeter
-from servetune.monitor.schedule import every
+from servetune.host.usage import CpuMeter
+from servetune.host.schedule import every
 
 MIB = 1024 * 1024
 STATE_FILE = "state.json"

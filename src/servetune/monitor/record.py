@@ -8,7 +8,7 @@ from pathlib import Path
 
 from servetune.config import ResourceSample
 from servetune.monitor.resource_csv import ResourceCsvWriter
-from servetune.monitor.schedule import every
+from servetune.host.schedule import every
 
 
 def record(
