@@ -64,9 +64,9 @@ def serve(
 ) -> None:
     """Serve the model over HTTP (the API in ARCHITECTURE.md)."""
     from servetune.config import ServerSettings
+    from servetune.host.cpu_quota import inference_threads
     from servetune.model.artifact import ArtifactError, default_model_path, read_spec
     from servetune.model.preprocess import ImageError, decode_image
-    from servetune.host.cpu_quota import inference_threads
     from servetune.serve.launch import serve_gunicorn, serve_uvicorn
 
     model_path = model or default_model_path()

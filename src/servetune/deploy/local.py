@@ -39,6 +39,7 @@ from typing import Self
 import psutil
 
 from servetune.config import DeploymentSpec, LocalClusterState, LocalReplica
+from servetune.deploy.hpa import HpaMemory, HpaTimings, PodObservation, hpa_step
 from servetune.host.cgroups import (
     CGROUP_ROOT,
     ENV_VAR,
@@ -48,9 +49,8 @@ from servetune.host.cgroups import (
     create_replica_cgroups,
     in_replica_cgroup,
 )
-from servetune.deploy.hpa import HpaMemory, HpaTimings, PodObservation, hpa_step
-from servetune.host.usage import CpuMeter
 from servetune.host.schedule import every
+from servetune.host.usage import CpuMeter
 
 MIB = 1024 * 1024
 STATE_FILE = "state.json"

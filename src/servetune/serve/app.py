@@ -26,9 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servetune import __version__
 from servetune.config import ClassProbability, PredictionResponse, ServerSettings
+from servetune.host.cpu_quota import cpu_quota_cores, inference_threads
 from servetune.model.artifact import default_model_path
 from servetune.model.preprocess import ImageError, ImageTooLarge, UnsupportedImage
-from servetune.host.cpu_quota import cpu_quota_cores, inference_threads
 from servetune.serve.metrics import ServerMetrics
 from servetune.serve.pool import InferencePool, Overloaded
 from servetune.serve.predictor import Prediction, Predictor
