@@ -63,11 +63,11 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
 ) -> None:
     """Serve the model over HTTP (the API in ARCHITECTURE.md)."""
-    from servetune.config import ServerSettings
     from servetune.host.cpu_quota import inference_threads
     from servetune.model.artifact import ArtifactError, default_model_path, read_spec
     from servetune.model.preprocess import ImageError, decode_image
     from servetune.serve.launch import serve_gunicorn, serve_uvicorn
+    from servetune.serve.settings import ServerSettings
 
     model_path = model or default_model_path()
     if not model_path.is_file():
@@ -417,13 +417,14 @@ def monitor(
 
     try:
         if backend == "kubernetes":
-            from servetune.monitor.kubernetes import KubernetesMonitorError, monitor_kubernetes
+            from servetune.deploy.kubernetes_client import KubernetesError
+            from servetune.monitor.kubernetes import monitor_kubernetes
 
             try:
                 rows = monitor_kubernetes(out, namespace=namespace, selector=selector, interval_s=interval,
                                           duration_s=duration, usage_all_pods=usage_all_pods,
                                           kubeconfig=kubeconfig, context=context, on_sample=show)
-            except KubernetesMonitorError as err:
+            except KubernetesError as err:
                 fail(str(err))
         elif backend == "local":
             rows = monitor_local_or_fail(out, state, interval, duration, show)

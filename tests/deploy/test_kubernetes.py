@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 
 from servetune.cli import app
 from servetune.deploy import kubernetes as cluster_module
-from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError, connect
+from servetune.deploy.kubernetes import KubernetesCluster
+from servetune.deploy.kubernetes_client import KubernetesError, connect
 from servetune.deploy.manifests import render_manifests, render_warmup
 from servetune.deploy.spec import load_deployment_spec
 
@@ -374,7 +375,7 @@ def test_no_kubeconfig(tmp_path, spec_file, monkeypatch):
     result = deploy("apply", spec_file)
     assert_clear_failure(result, "no kubeconfig", "pass --kubeconfig FILE")
     missing = deploy("status", spec_file, "--kubeconfig", tmp_path / "absent")
-    assert_clear_failure(missing, f"kubeconfig {tmp_path / 'absent'} does not exist")
+    assert_clear_failure(missing, f"kubeconfig {tmp_path / 'absent'}: no such file")
 
 
 def test_unreadable_kubeconfig(tmp_path, spec_file):

@@ -18,12 +18,8 @@ import time
 import pytest
 
 from monitor.kubernetes_api import FakeApiServer, pod, pod_metrics, serve, status
-from servetune.monitor.kubernetes import (
-    KubernetesMonitorError,
-    KubernetesSampler,
-    connect,
-    monitor_kubernetes,
-)
+from servetune.deploy.kubernetes_client import KubernetesError, connect
+from servetune.monitor.kubernetes import KubernetesSampler, monitor_kubernetes
 from servetune.monitor.resource_csv import read_resource_csv
 
 NS = "servetune"
@@ -58,8 +54,8 @@ def api(tmp_path):
 
 
 def sampler(api, **options) -> KubernetesSampler:
-    api_client, namespace = connect(api.kubeconfig_path)
-    return KubernetesSampler(api_client, namespace, **options)
+    connection = connect(api.kubeconfig_path)
+    return KubernetesSampler(connection.api_client, connection.namespace, **options)
 
 
 def test_counts_ml_app_containers_and_only_their_usage(api):
@@ -178,26 +174,25 @@ def test_api_server_down_skips_the_row_without_crashing(api, caplog):
 
 def test_refused_access_is_a_clear_error(api):
     api.pods_error = (403, status(403, "Forbidden", 'pods is forbidden: User "tester" cannot list resource "pods"'))
-    with pytest.raises(KubernetesMonitorError, match=r"access refused \(HTTP 403.*RBAC"):
+    with pytest.raises(KubernetesError, match=r"access refused \(HTTP 403.*RBAC"):
         sampler(api)()
 
 
 def test_configuration_errors_are_clear(tmp_path, monkeypatch):
-    with pytest.raises(KubernetesMonitorError, match="no such file"):
+    with pytest.raises(KubernetesError, match="no such file"):
         connect(tmp_path / "absent")
     bad = tmp_path / "bad"
     bad.write_text("apiVersion: v1\nkind: Config\ncontexts: []\n")
-    with pytest.raises(KubernetesMonitorError, match=f"kubeconfig {bad}"):
+    with pytest.raises(KubernetesError, match=f"kubeconfig {bad}"):
         connect(bad)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setattr("kubernetes.config.KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / ".kube" / "config"))
-    with pytest.raises(KubernetesMonitorError, match="no kubeconfig found"):
+    with pytest.raises(KubernetesError, match="no kubeconfig found"):
         connect()
 
 
 def test_missing_client_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "kubernetes", None)
-    with pytest.raises(KubernetesMonitorError, match=r"pip install 'servetune\[kubernetes\]'"):
+    with pytest.raises(KubernetesError, match=r"pip install 'servetune\[kubernetes\]'"):
         connect()

@@ -1,43 +1,36 @@
 """Apply, watch, inspect and delete a deployment on a real cluster with the official `kubernetes` client.
 
-The client is an optional extra (`pip install 'servetune[kubernetes]'`) and is imported only when a
-`KubernetesCluster` is created. Every failure a user can meet (no kubeconfig, unreachable API server,
-forbidden, image pull failure, crash loop, timeout) is raised as `KubernetesError` with a readable message.
+The connection is deploy/kubernetes_client.py's, made when a `KubernetesCluster` is created. Every failure a
+user can meet (no kubeconfig, unreachable API server, forbidden, image pull failure, crash loop, timeout) is
+raised as `KubernetesError` with a readable message.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from servetune.config import DeploymentSpec
+from servetune.deploy.kubernetes_client import (
+    Conflict,
+    KubernetesError,
+    NotFound,
+    call,
+    connect,
+    kubernetes_client,
+)
 from servetune.deploy.manifests import CONTAINER_NAME, render_manifests, render_warmup, warmup_name
 
 POLL_SECONDS = 1.0
 REQUEST_TIMEOUT = (5, 30)  # seconds to connect, seconds to read one response
 IMAGE_PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONTAINER_FAILURES = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
-
-
-class KubernetesError(Exception):
-    """A failure to report to the user as it is: the message says what happened and what to do."""
-
-
-class NotFound(KubernetesError):
-    pass
-
-
-class Conflict(KubernetesError):
-    pass
 
 
 @dataclass
@@ -63,51 +56,14 @@ class RolloutStatus:
     pods: list[PodStatus] = field(default_factory=list)
 
 
-def connect(kubeconfig: str | Path | None = None, context: str | None = None):
-    """An ApiClient from the kubeconfig (--kubeconfig, else $KUBECONFIG, else ~/.kube/config) or in-cluster."""
-    try:
-        from kubernetes import client, config
-    except ImportError:
-        raise KubernetesError(
-            "the Kubernetes client is not installed: pip install 'servetune[kubernetes]'"
-        ) from None
-    configuration = client.Configuration()
-    configuration.retries = 1
-    source = str(Path(kubeconfig).expanduser()) if kubeconfig else os.environ.get("KUBECONFIG", "")
-    if kubeconfig and not Path(source).is_file():
-        raise KubernetesError(f"kubeconfig {kubeconfig} does not exist")
-    if not source:
-        default = Path("~/.kube/config").expanduser()
-        if default.is_file():
-            source = str(default)
-        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-            try:
-                config.load_incluster_config(client_configuration=configuration)
-            except config.ConfigException as error:
-                raise KubernetesError(f"in-cluster configuration: {error}") from None
-            return client.ApiClient(configuration)
-        else:
-            raise KubernetesError(
-                f"no kubeconfig: {default} does not exist, KUBECONFIG is not set and this is not a pod "
-                "in a cluster; pass --kubeconfig FILE"
-            )
-    try:
-        config.load_kube_config(
-            config_file=source, context=context, client_configuration=configuration, persist_config=False
-        )
-    except (config.ConfigException, OSError, ValueError, yaml.YAMLError) as error:
-        raise KubernetesError(f"kubeconfig {source}: {error}") from None
-    return client.ApiClient(configuration)
-
-
 class KubernetesCluster:
     """One cluster reached through one kubeconfig context."""
 
     def __init__(self, kubeconfig: str | Path | None = None, context: str | None = None):
-        self.api_client = connect(kubeconfig, context)  # first: it explains a missing client
-        from kubernetes import client
-
-        self.host = self.api_client.configuration.host
+        self.connection = connect(kubeconfig, context)  # first: it explains a missing client
+        self.api_client = self.connection.api_client
+        self.host = self.connection.host
+        client = kubernetes_client()
         self.apps = client.AppsV1Api(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
         self.autoscaling = client.AutoscalingV2Api(self.api_client)
@@ -137,21 +93,8 @@ class KubernetesCluster:
     # --- requests ---------------------------------------------------------------------------------
 
     def request(self, what: str, method, *args, **kwargs):
-        """Call one client method; turn every failure into a KubernetesError that says what it was."""
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
-            return method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
-        except ApiException as error:
-            if not error.status:  # no HTTP answer at all, e.g. a TLS failure
-                raise KubernetesError(f"cannot reach the Kubernetes API server at {self.host}: {error.reason}") from None
-            raise api_error(what, error) from None
-        except (HTTPError, OSError) as error:
-            reason = getattr(error, "reason", None) or error
-            raise KubernetesError(f"cannot reach the Kubernetes API server at {self.host}: {reason}") from None
-        except ValueError as error:  # an answer the client's models cannot read
-            raise KubernetesError(f"{what}: unexpected answer from {self.host}: {error}") from None
+        """Call one client method; every failure is a KubernetesError that says what it was."""
+        return call(self.host, what, method, *args, timeout=REQUEST_TIMEOUT, **kwargs)
 
     def metrics_api_warning(self) -> str | None:
         """A warning when the cluster serves no metrics API: an HPA then never scales."""
@@ -329,24 +272,6 @@ class KubernetesCluster:
         finally:
             self.delete_object("Deployment", spec.namespace, name)
         self.wait_pods_gone(spec.namespace, {"app": name}, timeout)
-
-
-def api_error(what: str, error) -> KubernetesError:
-    """The API server's own Status message, with the HTTP status translated into what it means."""
-    message = error.reason or ""
-    try:
-        message = json.loads(error.body).get("message") or message
-    except (TypeError, ValueError, AttributeError):
-        pass
-    if error.status == 401:
-        return KubernetesError(f"{what}: unauthorized: the API server rejected the kubeconfig's credentials ({message})")
-    if error.status == 403:
-        return KubernetesError(f"{what}: forbidden: {message}")
-    if error.status == 404:
-        return NotFound(f"{what}: not found: {message}")
-    if error.status == 409:
-        return Conflict(f"{what}: already exists: {message}")
-    return KubernetesError(f"{what}: HTTP {error.status}: {message}")
 
 
 def pod_status(pod) -> PodStatus:

@@ -51,6 +51,7 @@ from servetune.host.cgroups import (
 )
 from servetune.host.schedule import every
 from servetune.host.usage import CpuMeter
+from servetune.serve.settings import ServerSettings
 
 MIB = 1024 * 1024
 STATE_FILE = "state.json"
@@ -215,17 +216,14 @@ class LocalCluster:
         self._thread.start()
 
     def _server_env(self) -> dict[str, str]:
-        env = {
-            "SERVETUNE_MODEL": str(self.model_path),
-            "SERVETUNE_READY_DIR": str(self.ready_dir),
-        }
         threads = self.spec.threads
         if threads is None and self.limits.cpu_cores is not None:
             threads = max(1, math.floor(self.limits.cpu_cores))  # never more threads than cores granted
-        if threads is not None:
-            env["SERVETUNE_THREADS"] = str(threads)
-        if self.sample_image is not None:
-            env["SERVETUNE_SAMPLE_IMAGE"] = str(self.sample_image)
+        settings = ServerSettings(
+            model_path=str(self.model_path), ready_dir=str(self.ready_dir), threads=threads,
+            sample_image=str(self.sample_image) if self.sample_image is not None else None,
+        )
+        env = settings.to_env()
         if self._cgroups is not None:
             env[ENV_VAR] = self._cgroups.to_env()
         return env

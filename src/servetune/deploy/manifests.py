@@ -11,6 +11,7 @@ from pathlib import PurePosixPath
 import yaml
 
 from servetune.config import DeploymentSpec, ProbeSpec, ScalingRules
+from servetune.serve.settings import ServerSettings
 
 # The Kubernetes version the manifests are written for and validated against (kubernetes-validate's
 # bundled schemas). 1.34 is the first release where the preStop `sleep` action is GA (beta, on by default,
@@ -136,11 +137,9 @@ def environment(spec: DeploymentSpec) -> list[dict]:
         {"name": "PROMETHEUS_MULTIPROC_DIR", "value": "/tmp"},
         {"name": "HOME", "value": "/tmp"},
     ]
-    model = model_path_in_image(spec)
-    if model is not None:
-        env.append({"name": "SERVETUNE_MODEL", "value": model})
-    if spec.threads is not None:  # unset: the server sizes its threads from the container's CPU quota
-        env.append({"name": "SERVETUNE_THREADS", "value": str(spec.threads)})
+    # threads unset: the server sizes its threads from the container's CPU quota
+    settings = ServerSettings(model_path=model_path_in_image(spec), threads=spec.threads)
+    env.extend({"name": name, "value": value} for name, value in settings.to_env().items())
     return env
 
 
