@@ -8,7 +8,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from monitor.kubernetes_api import FakeApiServer, pod, pod_metrics, serve
+from kubernetes_api import FakeApiServer, pod, pod_metrics, serve
 from servetune.cli import app
 from servetune.config import LocalClusterState, LocalReplica
 from servetune.monitor.resource_csv import read_resource_csv

@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from servetune.config import ResourceSample
-from servetune.deploy.kubernetes_client import AccessRefused, connect, kubernetes_client
+from servetune.deploy.kubernetes_client import (
+    AccessRefused,
+    Connection,
+    KubernetesError,
+    NotFound,
+    call,
+    connect,
+    kubernetes_client,
+)
 from servetune.deploy.manifests import CONTAINER_NAME
 from servetune.monitor.record import record
 from servetune.monitor.resource_csv import wall_clock_text
@@ -67,6 +75,7 @@ class KubernetesSampler:
         self._last_usage: dict[str, tuple[float, float]] = {}  # pod name -> (cores, KiB)
         self._metrics_gap = False
         self._warned_pods: set[str] = set()
+        self._warned_no_pods = False
 
     def __call__(self) -> ResourceSample | None:
         now = wall_clock_text()
@@ -79,6 +88,11 @@ class KubernetesSampler:
             ml_app = [c for c in pod.spec.containers if c.name == CONTAINER_NAME]
             if ml_app:
                 containers[pod.metadata.name] = ml_app[0]
+        if not containers and not self._warned_no_pods:
+            self._warned_no_pods = True
+            matching = f" matching {self.selector!r}" if self.selector else ""
+            log.warning("no pod%s in namespace %r has a container named %s: its rows count 0 replicas until one "
+                        "does", matching, self.namespace, CONTAINER_NAME)
         requests = [c.resources.requests if c.resources else None for c in containers.values()]
         limits = [c.resources.limits if c.resources else None for c in containers.values()]
         cpu_use, mem_use = self._usage(set(containers))
@@ -160,6 +174,18 @@ class KubernetesSampler:
         return measured
 
 
+def require_namespace(connection: Connection, namespace: str) -> None:
+    """Fail when the namespace does not exist (its pod list would just be empty); a user who may not read
+    namespaces, or a server that does not answer now, is not stopped here."""
+    core = kubernetes_client().CoreV1Api(connection.api_client)
+    try:
+        call(connection.host, f"read namespace {namespace}", core.read_namespace, namespace, timeout=(5, 10))
+    except NotFound:
+        raise KubernetesError(f"namespace {namespace!r} does not exist on {connection.host}") from None
+    except KubernetesError:
+        pass
+
+
 def monitor_kubernetes(
     out_path: str | Path,
     *,
@@ -175,8 +201,14 @@ def monitor_kubernetes(
 ) -> int:
     """Write resource_usage.csv every `interval_s` seconds for `duration_s` (or until stopped); rows written."""
     connection = connect(kubeconfig, context)
+    namespace = namespace or connection.namespace
+    try:
+        require_namespace(connection, namespace)
+    except KubernetesError:
+        connection.close()
+        raise
     sampler = KubernetesSampler(
-        connection.api_client, namespace or connection.namespace, selector=selector, usage_all_pods=usage_all_pods,
+        connection.api_client, namespace, selector=selector, usage_all_pods=usage_all_pods,
         request_timeout_s=max(0.5, min(4.0, interval_s * 0.8)),
     )
     try:
