@@ -357,6 +357,29 @@ def test_kubeconfig_files_listed_in_KUBECONFIG_are_merged(api_server, tmp_path, 
     connection.close()
 
 
+def test_in_a_pod_the_service_account_and_its_namespace_are_used(tmp_path, monkeypatch):
+    """The files kubelet mounts into a pod, at paths of the test's own."""
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("pod-token")
+    (account / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (account / "namespace").write_text("team-b\n")
+    monkeypatch.setattr("kubernetes.config.incluster_config.SERVICE_TOKEN_FILENAME", str(account / "token"))
+    monkeypatch.setattr("kubernetes.config.incluster_config.SERVICE_CERT_FILENAME", str(account / "ca.crt"))
+    monkeypatch.setattr("servetune.deploy.kubernetes_client.IN_CLUSTER_NAMESPACE_FILE", account / "namespace")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    connection = connect()
+    assert (connection.host, connection.namespace) == ("https://10.96.0.1:443", "team-b")
+    assert connection.api_client.configuration.api_key["BearerToken"].lower() == "bearer pod-token"
+    connection.close()
+    (account / "token").write_text("")
+    with pytest.raises(KubernetesError, match="in-cluster configuration: "):
+        connect()
+
+
 def test_unreadable_kubeconfig(tmp_path, spec_file):
     broken = tmp_path / "broken"
     broken.write_text("clusters: [\n")
