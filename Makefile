@@ -29,9 +29,13 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
 
+# docker when its daemon answers, else podman (a docker command without a daemon is common next to podman).
 image:
-	@engine=$$(command -v docker || command -v podman); \
-	if [ -z "$$engine" ]; then echo "make image: neither docker nor podman is installed" >&2; exit 1; fi; \
+	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then engine=docker; \
+	elif command -v podman >/dev/null; then engine=podman; \
+	elif command -v docker >/dev/null; then echo "make image: docker's daemon does not answer (docker info) and podman is not installed" >&2; exit 1; \
+	else echo "make image: neither docker nor podman is installed" >&2; exit 1; fi; \
+	echo "make image: building with $$engine"; \
 	$$engine build -t servetune:$$(grep -m1 '^version' pyproject.toml | cut -d'"' -f2) .
 
 clean:

@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from servetune.model.profile import profile_variants
+from servetune.serve.variant_profile import profile_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -248,7 +248,7 @@ def http_latency_s(url: str, requests: int) -> float:
 def in_process_s(model: Path, image: Path, repeats: int) -> tuple[float, str]:
     """Median wall time of the server's own Predictor (decode + preprocess + inference) on the image in this
     process, with the server's thread count; and the median split of that time, for the table."""
-    from servetune.serve.cpu_quota import inference_threads
+    from servetune.host.cpu_quota import inference_threads
     from servetune.serve.predictor import Predictor
 
     predictor = Predictor(model, inference_threads(None))

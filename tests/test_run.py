@@ -300,26 +300,25 @@ def test_kubernetes_protocol_order_warm_up_apply_load_delete(tmp_path, api_serve
     spec.write_text("name: ml-app\nautoscaling: {min_replicas: 1, max_replicas: 3}\n")
     profile = tmp_path / "short.yaml"
     profile.write_text(yaml.safe_dump({"name": "short", "phases": [{"users": 2, "delay": 0.1, "duration_s": 20}]}))
-    kubeconfig = kubernetes_contract.write_kubeconfig(tmp_path / "kubeconfig", api_server.url)
+    kubeconfig = api_server.kubeconfig(tmp_path / "kubeconfig")
     run_dir = tmp_path / "k8s-run"
     result = run_cli("-c", str(spec), "--backend", "kubernetes", "--kubeconfig", str(kubeconfig), "--url", url,
                      "--profile", str(profile), "--time-scale", "0.1", "--out", str(run_dir))
     assert result.exit_code == 0, result.output
 
     def index(method: str, ending: str) -> int:
-        return next(i for i, (m, path, _) in enumerate(api_server.requests)
-                    if m == method and path.split("?")[0].endswith(ending))
+        return next(i for i, r in enumerate(api_server.requests)
+                    if r.method == method and r.path.endswith(ending) and not r.query.get("dryRun"))
 
-    warmup_created = index("POST", "/deployments")
+    warmup_created = index("PATCH", "/deployments/ml-app-warmup")
     warmup_deleted = index("DELETE", "/deployments/ml-app-warmup")
-    candidate_created = next(i for i, (m, path, body) in enumerate(api_server.requests)
-                             if m == "POST" and "/deployments" in path and body["metadata"]["name"] == "ml-app")
+    candidate_created = index("PATCH", "/deployments/ml-app")
     candidate_deleted = index("DELETE", "/deployments/ml-app")
-    assert api_server.requests[warmup_created][2]["spec"]["replicas"] == 5
+    assert api_server.requests[warmup_created].body["spec"]["replicas"] == 5
     assert warmup_created < warmup_deleted < candidate_created < candidate_deleted
     # The warm-up's pods were listed until gone before the candidate was applied.
-    assert any(m == "GET" and "pods" in p and "ml-app-warmup" in p
-               for m, p, _ in api_server.requests[warmup_deleted:candidate_created])
+    assert any(r.method == "GET" and "pods" in r.path and "ml-app-warmup" in str(r.query)
+               for r in api_server.requests[warmup_deleted:candidate_created])
     assert hits and all(candidate_created < hit <= candidate_deleted for hit in hits)
     assert ("horizontalpodautoscalers", "default", "ml-app") not in api_server.objects
 

@@ -127,22 +127,6 @@ class LocalClusterState(BaseModel):
 # --- serve --------------------------------------------------------------------------------------------
 
 
-class ServerSettings(BaseModel):
-    """How one inference server process runs (flags of `servetune serve`, or SERVETUNE_* env vars)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_path: str = Field(description="the model artifact (.onnx with servetune metadata)")
-    sample_image: str | None = Field(default=None, description="image for GET /test; None: generated")
-    threads: int | None = Field(default=None, ge=1, le=256, description="inference threads; None: CPU quota")
-    ready_dir: str | None = Field(default=None, description="write <ready_dir>/<pid> once ready")
-    max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    max_pixels: int = Field(default=40_000_000, gt=0, description="larger images are rejected (bombs)")
-    backlog: int = Field(default=64, ge=0, description="requests that may wait for the inference pool")
-    top_k: int = Field(default=3, ge=1)
-    warmup_runs: int = Field(default=3, ge=0)
-
-
 class ClassProbability(BaseModel):
     label: str
     probability: float

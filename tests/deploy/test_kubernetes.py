@@ -1,226 +1,39 @@
 """Contract tests for deploy/kubernetes.py and the `servetune deploy apply|status|delete` commands.
 
 No Kubernetes control plane can run on this project's machines, so these tests run the real `kubernetes`
-client against a loopback HTTP server that answers the REST paths it calls with JSON shaped like a real
-kube-apiserver's (objects with metadata.resourceVersion/generation and status, `Status` objects for errors,
-an `APIGroupList` for /apis). They check the contract (which requests are sent, with which bodies, and how
-answers are interpreted), not a real cluster's behaviour.
+client against the loopback API server of tests/kubernetes_api.py, which answers as kube-apiserver does
+(server-side apply with field managers, dry runs, the nodePort allocator, `Status` objects for errors).
+They check the contract (which requests are sent, with which bodies, and how answers are interpreted),
+not a real cluster's behaviour.
 """
 
 from __future__ import annotations
 
-import copy
-import itertools
 import json
-import re
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import urllib.error
+import urllib.request
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from kubernetes_api import TIMESTAMP, TOKEN, FakeApiServer, serve, status
 from servetune.cli import app
 from servetune.deploy import kubernetes as cluster_module
-from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError, connect
+from servetune.deploy.kubernetes import KubernetesCluster
+from servetune.deploy.kubernetes_client import KubernetesError, connect
 from servetune.deploy.manifests import render_manifests, render_warmup
 from servetune.deploy.spec import load_deployment_spec
 
-TIMESTAMP = "2026-01-01T00:00:00Z"
-OBJECT_PATH = re.compile(r"^/(api/v1|apis/[^/]+/[^/]+)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?$")
-KINDS = {"deployments": "Deployment", "services": "Service", "horizontalpodautoscalers": "HorizontalPodAutoscaler"}
-
-
-def status_object(code: int, reason: str, message: str) -> dict:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code}
-
-
-class FakeApiServer:
-    """State and answers of a one-namespace API server; pods are derived from each Deployment's state."""
-
-    def __init__(self):
-        self.objects: dict[tuple[str, str, str], dict] = {}  # (resource, namespace, name) -> object
-        self.requests: list[tuple[str, str, dict | None]] = []  # method, path with query, body
-        self.api_groups = ["apps", "autoscaling", "metrics.k8s.io"]
-        self.forbidden_user: str | None = None
-        self.pod_waiting: tuple[str, str] | None = None  # (reason, message) of every pod's container
-        self.last_terminated: dict | None = None
-        self.unschedulable = False
-        self.terminating_lists = 2  # a deleted Deployment's pods stay listed this many times
-        self.ready: dict[str, int] = {}  # deployment name -> ready replicas
-        self.gone: dict[str, tuple[int, int]] = {}  # deleted deployment -> (replicas, lists left)
-        self.versions = itertools.count(100)
-        self.lock = threading.Lock()
-
-    # --- answers ----------------------------------------------------------------------------------
-
-    def handle(self, method: str, raw_path: str, body: dict | None) -> tuple[int, dict]:
-        with self.lock:
-            self.requests.append((method, raw_path, body))
-            url = urlparse(raw_path)
-            if url.path in ("/apis", "/apis/") and method == "GET":  # discovery: open to every user
-                return 200, self.group_list()
-            match = OBJECT_PATH.match(url.path)
-            if not match:
-                return 404, status_object(404, "NotFound", "the server could not find the requested resource")
-            group_version, namespace, resource, name = match.groups()
-            if self.forbidden_user:
-                return 403, self.forbidden(method, group_version, namespace, resource, name)
-            if resource == "pods" and name is None and method == "GET":
-                return 200, self.pod_list(namespace, parse_qs(url.query).get("labelSelector", [""])[0])
-            key = (resource, namespace, name or (body or {}).get("metadata", {}).get("name"))
-            if method == "POST":
-                return self.create(key, body)
-            if key not in self.objects:
-                return 404, status_object(404, "NotFound", f'{resource} "{key[2]}" not found')
-            if method == "GET":
-                return 200, self.read(key)
-            if method == "PUT":
-                return self.replace(key, body)
-            if method == "DELETE":
-                return self.delete(key)
-            return 405, status_object(405, "MethodNotAllowed", method)
-
-    def forbidden(self, method, group_version, namespace, resource, name) -> dict:
-        """kube-apiserver's RBAC denial, word for word in its shape."""
-        verb = {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete"}[method]
-        group = "" if group_version == "api/v1" else group_version.split("/")[1]
-        qualified = f"{resource}.{group}" if group else resource
-        subject = f'{qualified} "{name}"' if name else qualified
-        message = (f'{subject} is forbidden: User "{self.forbidden_user}" cannot {verb} resource "{resource}" '
-                   f'in API group "{group}" in the namespace "{namespace}"')
-        return status_object(403, "Forbidden", message)
-
-    def group_list(self) -> dict:
-        groups = [{"name": name, "versions": [{"groupVersion": f"{name}/v1", "version": "v1"}],
-                   "preferredVersion": {"groupVersion": f"{name}/v1", "version": "v1"}} for name in self.api_groups]
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
-
-    def create(self, key, body):
-        if key in self.objects:
-            return 409, status_object(409, "AlreadyExists", f'{key[0]} "{key[2]}" already exists')
-        stored = copy.deepcopy(body)
-        stored["metadata"].update(uid=f"uid-{key[2]}", resourceVersion=str(next(self.versions)),
-                                  generation=1, creationTimestamp=TIMESTAMP)
-        if key[0] == "services":
-            stored["spec"]["clusterIP"] = "10.96.0.17"
-        if key[0] == "deployments":
-            self.ready[key[2]] = 0
-            self.gone.pop(key[2], None)
-        self.objects[key] = stored
-        return 201, stored
-
-    def replace(self, key, body):
-        existing = self.objects[key]
-        if body["metadata"].get("resourceVersion") != existing["metadata"]["resourceVersion"]:
-            return 409, status_object(409, "Conflict", "the object has been modified")
-        stored = copy.deepcopy(body)
-        stored["metadata"].update(uid=existing["metadata"]["uid"], resourceVersion=str(next(self.versions)),
-                                  generation=existing["metadata"]["generation"] + 1, creationTimestamp=TIMESTAMP)
-        self.objects[key] = stored
-        return 200, stored
-
-    def delete(self, key):
-        removed = self.objects.pop(key)
-        if key[0] == "deployments":
-            self.gone[key[2]] = (removed["spec"]["replicas"], self.terminating_lists)
-        if key[0] == "services":  # kube-apiserver answers a Service's deletion with the deleted object
-            return 200, removed
-        return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                     "details": {"name": key[2], "kind": key[0]}}
-
-    def read(self, key) -> dict:
-        obj = self.objects[key]
-        if key[0] == "deployments":
-            # The controller makes one more replica ready each time it is looked at, unless pods cannot run.
-            desired = obj["spec"]["replicas"]
-            if not (self.pod_waiting or self.unschedulable):
-                self.ready[key[2]] = min(desired, self.ready[key[2]] + 1)
-            ready = self.ready[key[2]]
-            obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": desired,
-                             "updatedReplicas": desired, "readyReplicas": ready, "availableReplicas": ready}
-        if key[0] == "horizontalpodautoscalers":
-            target = self.objects.get(("deployments", key[1], obj["spec"]["scaleTargetRef"]["name"]))
-            replicas = target["spec"]["replicas"] if target else 0
-            obj["status"] = {"currentReplicas": replicas, "desiredReplicas": replicas, "currentMetrics": [
-                {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 42,
-                                                                             "averageValue": "210m"}}}]}
-        return obj
-
-    def pod_list(self, namespace: str, selector: str) -> dict:
-        labels = dict(part.split("=", 1) for part in selector.split(",") if part)
-        name = labels.get("app", "")
-        pods = []
-        deployment = self.objects.get(("deployments", namespace, name))
-        if deployment is not None:
-            pods = [self.pod(name, i, i < self.ready[name], deployment) for i in range(deployment["spec"]["replicas"])]
-        elif name in self.gone:
-            replicas, lists_left = self.gone[name]
-            if lists_left > 0:
-                self.gone[name] = (replicas, lists_left - 1)
-                pods = [self.pod(name, i, False, None) for i in range(replicas)]
-        return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": pods}
-
-    def pod(self, app_name: str, index: int, ready: bool, deployment: dict | None) -> dict:
-        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"] if deployment else "servetune:0.1.0"
-        container = {"name": "ml-app", "image": image, "imageID": "", "ready": ready, "restartCount": 0,
-                     "state": {"running": {"startedAt": TIMESTAMP}}}
-        conditions = [{"type": "PodScheduled", "status": "True"}]
-        phase = "Running"
-        if self.unschedulable:
-            phase, container = "Pending", None
-            conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                           "message": "0/3 nodes are available: 3 Insufficient cpu."}]
-        elif self.pod_waiting:
-            reason, message = self.pod_waiting
-            container["state"] = {"waiting": {"reason": reason, "message": message}}
-            phase = "Pending" if "Image" in reason else "Running"
-            if self.last_terminated:
-                container["lastState"] = {"terminated": self.last_terminated}
-                container["restartCount"] = 4
-        status = {"phase": phase, "conditions": conditions}
-        if container:
-            status["containerStatuses"] = [container]
-        return {"metadata": {"name": f"{app_name}-7d9f8-{index}", "namespace": "default",
-                             "labels": {"app": app_name}},
-                "spec": {"containers": [{"name": "ml-app", "image": image}], "nodeName": "node-1"},
-                "status": status}
-
-    # --- what the tests look at -------------------------------------------------------------------
-
-    def sent(self, method: str, resource: str) -> list[dict | None]:
-        return [body for m, path, body in self.requests if m == method and f"/{resource}" in path]
+APPLY_QUERY = {"fieldManager": ["servetune"], "force": ["true"]}
 
 
 @pytest.fixture
 def api_server():
-    state = FakeApiServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def answer(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            code, payload = state.handle(self.command, self.path, body)
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = answer
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    state = FakeApiServer(namespaces={"default"})
+    server = serve(state)
     yield state
     server.shutdown()
     server.server_close()
@@ -231,22 +44,9 @@ def fast_polling(monkeypatch):
     monkeypatch.setattr(cluster_module, "POLL_SECONDS", 0.01)
 
 
-def write_kubeconfig(path: Path, server_url: str) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "loopback", "cluster": {"server": server_url}}],
-        "users": [{"name": "tester", "user": {"token": "contract-test-token"}}],
-        "contexts": [{"name": "loopback", "context": {"cluster": "loopback", "user": "tester"}}],
-        "current-context": "loopback",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @pytest.fixture
 def kubeconfig(tmp_path, api_server) -> Path:
-    return write_kubeconfig(tmp_path / "kubeconfig", api_server.url)
+    return api_server.kubeconfig(tmp_path / "kubeconfig")
 
 
 @pytest.fixture
@@ -271,40 +71,99 @@ def assert_clear_failure(result, *phrases: str) -> None:
 # --- apply ----------------------------------------------------------------------------------------
 
 
-def test_apply_creates_the_rendered_objects_and_waits_until_ready(api_server, kubeconfig, spec_file):
+def test_apply_is_a_server_side_apply_of_every_object_after_a_dry_run(api_server, kubeconfig, spec_file):
     result = deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--timeout", "20")
     assert result.exit_code == 0, result.output
-    expected = {obj["kind"]: obj for obj in render_manifests(load_deployment_spec(spec_file))}
-    assert api_server.sent("POST", "deployments") == [expected["Deployment"]]
-    assert api_server.sent("POST", "services") == [expected["Service"]]
-    assert api_server.sent("POST", "horizontalpodautoscalers") == [expected["HorizontalPodAutoscaler"]]
-    posted = [path for method, path, _ in api_server.requests if method == "POST"]
-    assert posted == ["/apis/apps/v1/namespaces/default/deployments", "/api/v1/namespaces/default/services",
-                      "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers"]
+    expected = render_manifests(load_deployment_spec(spec_file))
+    patches = [r for r in api_server.requests if r.method == "PATCH"]
+    paths = ["/apis/apps/v1/namespaces/default/deployments/ml-app", "/api/v1/namespaces/default/services/ml-app",
+             "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/ml-app"]
+    assert [r.path for r in patches] == paths + paths  # every object dry-run first, then applied
+    assert [r.query.get("dryRun") for r in patches] == [["All"]] * 3 + [None] * 3
+    assert all(r.content_type == "application/apply-patch+yaml" for r in patches)
+    assert all({k: r.query[k] for k in APPLY_QUERY} == APPLY_QUERY for r in patches)
+    assert [r.body for r in patches[3:]] == expected
+    assert not [r for r in api_server.requests if r.method in ("POST", "PUT")]
     # One more replica became ready per poll: 1/3, 2/3, 3/3; the command waited for all three.
-    assert len(api_server.sent("GET", "deployments/ml-app")) == 3
-    assert "deployment/ml-app created" in result.stdout
+    assert "deployment/ml-app created" in result.stdout and "horizontalpodautoscaler/ml-app created" in result.stdout
     assert "deployment/ml-app: 3/3 replicas ready" in result.stdout
     assert "3/3" in result.stderr  # the progress display
     assert "warning" not in result.stderr
 
 
-def test_apply_again_replaces_and_keeps_the_autoscalers_replica_count(api_server, kubeconfig, spec_file):
+def test_the_api_calls_of_apply_status_and_delete(api_server, kubeconfig, spec_file):
+    """The requests each command makes, in order (the README's RBAC section lists what they need)."""
+    assert deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--timeout", "20").exit_code == 0
+    deployment, service, hpa = ("/apis/apps/v1/namespaces/default/deployments/ml-app",
+                                "/api/v1/namespaces/default/services/ml-app",
+                                "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/ml-app")
+    applied = [f"PATCH {path}{mode}" for mode in (" (dry run)", "") for path in (deployment, service, hpa)]
+    poll = [f"GET {deployment}", "GET /api/v1/namespaces/default/pods"]
+    assert api_server.calls() == [
+        "GET /apis/", "GET /apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io", "GET /version/",
+        f"GET {deployment}", *applied, *poll, "GET /api/v1/namespaces/default/events", *poll, *poll,
+    ]
+    api_server.requests.clear()
+    assert deploy("status", spec_file, "--kubeconfig", kubeconfig).exit_code == 0
+    assert api_server.calls() == [*poll, f"GET {hpa}"]
+    api_server.requests.clear()
+    assert deploy("delete", spec_file, "--kubeconfig", kubeconfig).exit_code == 0
+    assert api_server.calls() == [f"DELETE {hpa}", f"DELETE {service}", f"DELETE {deployment}",
+                                  *["GET /api/v1/namespaces/default/pods"] * 3]
+
+
+def test_apply_again_configures_and_keeps_the_autoscalers_replica_count(api_server, kubeconfig, spec_file):
     spec = load_deployment_spec(spec_file)
     cluster = KubernetesCluster(kubeconfig)
     assert cluster.apply(spec) == [
         "deployment/ml-app created", "service/ml-app created", "horizontalpodautoscaler/ml-app created"
     ]
-    api_server.objects[("deployments", "default", "ml-app")]["spec"]["replicas"] = 5  # the HPA scaled up
+    api_server.scale("default", "ml-app", 5)  # the HPA scaled up
     assert cluster.apply(spec) == [
-        "deployment/ml-app replaced", "service/ml-app replaced", "horizontalpodautoscaler/ml-app replaced"
+        "deployment/ml-app configured", "service/ml-app configured", "horizontalpodautoscaler/ml-app configured"
     ]
-    (deployment,) = api_server.sent("PUT", "deployments/ml-app")
+    deployment = api_server.objects[("deployments", "default", "ml-app")]
     assert deployment["spec"]["replicas"] == 5
-    assert deployment["metadata"]["resourceVersion"] == "100"
-    (service,) = api_server.sent("PUT", "services/ml-app")
-    assert service["spec"]["clusterIP"] == "10.96.0.17"  # immutable: carried over
-    assert api_server.objects[("deployments", "default", "ml-app")]["metadata"]["generation"] == 2
+    assert deployment["metadata"]["generation"] == 2  # the scale-up; the re-apply changed nothing
+    assert api_server.sent("PATCH", "deployments/ml-app")[-1]["spec"]["replicas"] == 5
+    service = api_server.objects[("services", "default", "ml-app")]
+    assert service["spec"]["clusterIP"] == "10.96.0.17" and service["spec"]["ports"][0]["nodePort"] == 32000
+
+
+def test_apply_takes_over_an_app_left_over_by_a_plain_create(api_server, kubeconfig, spec_file):
+    """The real cluster's failure: `create` of the NodePort Service again is a 422, not a 409."""
+    spec = load_deployment_spec(spec_file)
+    for obj in render_manifests(spec):  # as `kubectl create -f` (or an older servetune) left them
+        group = "api/v1" if obj["kind"] == "Service" else f"apis/{obj['apiVersion']}"
+        resource = {"Deployment": "deployments", "Service": "services"}.get(obj["kind"], "horizontalpodautoscalers")
+        code, _ = send(api_server, "POST", f"/{group}/namespaces/default/{resource}", obj)
+        assert code == 201
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--timeout", "20")
+    assert result.exit_code == 0, result.output
+    assert "service/ml-app configured" in result.stdout
+    assert set(api_server.managers[("services", "default", "ml-app")]) == {"before-first-apply", "servetune"}
+
+
+def test_a_port_held_by_another_service_changes_nothing_and_says_so(api_server, kubeconfig, spec_file):
+    other = render_manifests(load_deployment_spec(spec_file))[1]
+    other["metadata"]["name"] = "someone-else"
+    assert send(api_server, "POST", "/api/v1/namespaces/default/services", other)[0] == 201
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig)
+    assert_clear_failure(
+        result, 'apply service/ml-app (dry run): invalid: Service "ml-app" is invalid: spec.ports[0].nodePort: '
+        "Invalid value: 32000: provided port is already allocated",
+    )
+    assert ("deployments", "default", "ml-app") not in api_server.objects  # the dry run stopped it all
+
+
+def test_a_failure_half_way_names_what_was_applied(api_server, kubeconfig, spec_file):
+    api_server.write_errors["horizontalpodautoscalers"] = (
+        500, status(500, "InternalError", "Internal error occurred: etcdserver: request timed out"))
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig)
+    assert_clear_failure(
+        result, "apply horizontalpodautoscaler/ml-app: HTTP 500: Internal error occurred: etcdserver: request timed "
+        "out (already applied: deployment/ml-app created, service/ml-app created)",
+    )
 
 
 def test_a_fixed_spec_removes_the_previous_autoscaler(api_server, kubeconfig, spec_file, tmp_path):
@@ -316,6 +175,95 @@ def test_a_fixed_spec_removes_the_previous_autoscaler(api_server, kubeconfig, sp
     assert api_server.objects[("deployments", "default", "ml-app")]["spec"]["replicas"] == 1
 
 
+# --- the fake answers as kube-apiserver does -----------------------------------------------------
+
+
+def send(api_server, method: str, path: str, body: dict | None = None,
+         content_type: str = "application/json") -> tuple[int, dict]:
+    """One raw request to the fake API server: its status code and JSON answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(api_server.url + path, data=data, method=method, headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_fake_create_twice_the_port_allocator_answers_before_the_name_check(api_server, spec_file):
+    deployment, service, _ = render_manifests(load_deployment_spec(spec_file))
+    assert send(api_server, "POST", "/api/v1/namespaces/default/services", service)[0] == 201
+    code, answer = send(api_server, "POST", "/api/v1/namespaces/default/services", service)
+    assert code == 422 and answer["reason"] == "Invalid" and answer["kind"] == "Status"
+    assert answer["message"] == ('Service "ml-app" is invalid: spec.ports[0].nodePort: Invalid value: 32000: '
+                                 "provided port is already allocated")
+    assert answer["details"]["causes"] == [{"reason": "FieldValueInvalid", "field": "spec.ports[0].nodePort",
+                                            "message": "Invalid value: 32000: provided port is already allocated"}]
+    assert send(api_server, "POST", "/apis/apps/v1/namespaces/default/deployments", deployment)[0] == 201
+    code, answer = send(api_server, "POST", "/apis/apps/v1/namespaces/default/deployments", deployment)
+    assert (code, answer["reason"], answer["message"]) == (409, "AlreadyExists",
+                                                           'deployments.apps "ml-app" already exists')
+    assert answer["details"] == {"name": "ml-app", "group": "apps", "kind": "deployments"}
+
+
+def test_fake_not_found_and_patch_types(api_server, spec_file):
+    code, answer = send(api_server, "GET", "/apis/apps/v1/namespaces/default/deployments/absent")
+    assert (code, answer["status"], answer["reason"]) == (404, "Failure", "NotFound")
+    assert answer["message"] == 'deployments.apps "absent" not found'
+    path = "/apis/apps/v1/namespaces/default/deployments/ml-app"
+    deployment = render_manifests(load_deployment_spec(spec_file))[0]
+    code, answer = send(api_server, "PATCH", path, deployment, "application/apply-patch+yaml")
+    assert code == 422 and "fieldManager: Required value: is required for apply patch" in answer["message"]
+    code, _ = send(api_server, "PATCH", path + "?fieldManager=kubectl", deployment, "application/apply-patch+yaml")
+    assert code == 201  # apply creates what is missing
+    changed = json.loads(json.dumps(deployment))
+    changed["spec"]["replicas"] = 7
+    code, answer = send(api_server, "PATCH", path + "?fieldManager=servetune", changed, "application/apply-patch+yaml")
+    assert (code, answer["reason"]) == (409, "Conflict")
+    assert answer["message"] == 'Apply failed with 1 conflict: conflict with "kubectl": .spec.replicas'
+    code, answer = send(api_server, "PATCH", path + "?fieldManager=servetune&force=true", changed,
+                        "application/apply-patch+yaml")
+    assert code == 200 and answer["spec"]["replicas"] == 7 and answer["metadata"]["generation"] == 2
+    code, answer = send(api_server, "PATCH", path, {"spec": {"replicas": 2}}, "application/merge-patch+json")
+    assert code == 200 and answer["spec"]["replicas"] == 2
+    code, answer = send(api_server, "PATCH", path, [{"op": "remove", "path": "/spec"}], "application/json")
+    assert (code, answer["reason"]) == (415, "UnsupportedMediaType")
+
+
+def test_fake_refuses_the_sleep_action_before_1_30(api_server, spec_file):
+    api_server.version = (1, 24)
+    deployment = render_manifests(load_deployment_spec(spec_file))[0]
+    code, answer = send(api_server, "POST", "/apis/apps/v1/namespaces/default/deployments", deployment)
+    assert code == 422 and answer["message"] == (
+        'Deployment.apps "ml-app" is invalid: spec.template.spec.containers[0].lifecycle.preStop: '
+        "Required value: must specify a handler type")
+    older = render_manifests(load_deployment_spec(spec_file), sleep_action=False)[0]
+    assert send(api_server, "POST", "/apis/apps/v1/namespaces/default/deployments", older)[0] == 201
+
+
+# --- the server version ---------------------------------------------------------------------------
+
+
+def test_before_1_30_the_pre_stop_pause_is_an_exec_of_sleep(api_server, kubeconfig, spec_file):
+    api_server.version = (1, 24)
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--timeout", "20")
+    assert result.exit_code == 0, result.output
+    container = api_server.objects[("deployments", "default", "ml-app")]["spec"]["template"]["spec"]["containers"][0]
+    seconds = load_deployment_spec(spec_file).pre_stop_seconds
+    assert container["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", str(seconds)]}}}
+
+
+def test_a_server_older_than_1_23_is_refused_before_any_change(api_server, kubeconfig, spec_file):
+    api_server.version = (1, 22)
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig)
+    assert_clear_failure(result, "the cluster runs Kubernetes 1.22; servetune needs 1.23 or later")
+    assert not [r for r in api_server.requests if r.method != "GET"]
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
 def test_missing_metrics_api_warns_and_still_applies(api_server, kubeconfig, spec_file):
     api_server.api_groups.remove("metrics.k8s.io")
     result = deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--no-wait")
@@ -323,6 +271,24 @@ def test_missing_metrics_api_warns_and_still_applies(api_server, kubeconfig, spe
     assert "warning: the cluster serves no metrics API (metrics.k8s.io)" in result.stderr
     assert "install metrics-server" in result.stderr
     assert ("horizontalpodautoscalers", "default", "ml-app") in api_server.objects
+
+
+def test_an_unavailable_metrics_api_warns_with_its_reason(api_server, kubeconfig, spec_file):
+    message = ("failing or missing response from https://10.96.1.5:443/apis/metrics.k8s.io/v1beta1: bad status "
+               "from https://10.96.1.5:443/apis/metrics.k8s.io/v1beta1: 503")
+    api_server.metrics_available = ("False", "FailedDiscoveryCheck", message)
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--no-wait")
+    assert result.exit_code == 0, result.output
+    assert (f"warning: the metrics API is not available (apiservice v1beta1.metrics.k8s.io: FailedDiscoveryCheck: "
+            f"{message})") in " ".join(result.stderr.split())
+    # A namespaced user may not read APIServices: one read of the metrics tells instead.
+    api_server.cluster_scope_forbidden = True
+    again = deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--no-wait")
+    assert again.exit_code == 0, again.output
+    assert "the metrics API does not answer (read pod metrics: HTTP 503: the server is currently unable to handle " \
+           "the request)" in " ".join(again.stderr.split())
+    api_server.metrics_available = ("True", "Passed", "all checks passed")
+    assert "warning" not in deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--no-wait").stderr
 
 
 # --- failures a user meets ------------------------------------------------------------------------
@@ -351,8 +317,9 @@ def test_forbidden_is_reported_with_the_servers_reason(api_server, kubeconfig, s
     result = deploy("apply", spec_file, "--kubeconfig", kubeconfig)
     assert_clear_failure(
         result,
-        'create deployment/ml-app: forbidden: deployments.apps is forbidden: User "system:serviceaccount:ci:deployer" '
-        'cannot create resource "deployments" in API group "apps" in the namespace "default"',
+        'read deployment/ml-app: forbidden: deployments.apps "ml-app" is forbidden: User '
+        '"system:serviceaccount:ci:deployer" cannot get resource "deployments" in API group "apps" in the '
+        'namespace "default"',
     )
     assert result.exit_code == 1
     assert not api_server.objects
@@ -362,7 +329,7 @@ def test_unreachable_api_server(tmp_path, spec_file):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again below: nothing listens there
-    config = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
+    config = FakeApiServer(port=port).kubeconfig(tmp_path / "kubeconfig")  # nothing answers there
     result = deploy("status", spec_file, "--kubeconfig", config)
     assert_clear_failure(result, f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}")
 
@@ -374,7 +341,43 @@ def test_no_kubeconfig(tmp_path, spec_file, monkeypatch):
     result = deploy("apply", spec_file)
     assert_clear_failure(result, "no kubeconfig", "pass --kubeconfig FILE")
     missing = deploy("status", spec_file, "--kubeconfig", tmp_path / "absent")
-    assert_clear_failure(missing, f"kubeconfig {tmp_path / 'absent'} does not exist")
+    assert_clear_failure(missing, f"kubeconfig {tmp_path / 'absent'}: no such file")
+
+
+def test_kubeconfig_files_listed_in_KUBECONFIG_are_merged(api_server, tmp_path, monkeypatch):
+    whole = yaml.safe_load(api_server.kubeconfig(tmp_path / "whole", namespace="team-a").read_text())
+    clusters = {**whole, "contexts": [], "current-context": ""}
+    contexts = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [],
+                "contexts": whole["contexts"], "current-context": whole["current-context"]}
+    (tmp_path / "clusters").write_text(yaml.safe_dump(clusters))
+    (tmp_path / "contexts").write_text(yaml.safe_dump(contexts))
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'missing'}:{tmp_path / 'clusters'}:{tmp_path / 'contexts'}")
+    connection = connect()
+    assert (connection.host, connection.namespace) == (api_server.url, "team-a")
+    connection.close()
+
+
+def test_in_a_pod_the_service_account_and_its_namespace_are_used(tmp_path, monkeypatch):
+    """The files kubelet mounts into a pod, at paths of the test's own."""
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("pod-token")
+    (account / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (account / "namespace").write_text("team-b\n")
+    monkeypatch.setattr("kubernetes.config.incluster_config.SERVICE_TOKEN_FILENAME", str(account / "token"))
+    monkeypatch.setattr("kubernetes.config.incluster_config.SERVICE_CERT_FILENAME", str(account / "ca.crt"))
+    monkeypatch.setattr("servetune.deploy.kubernetes_client.IN_CLUSTER_NAMESPACE_FILE", account / "namespace")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    connection = connect()
+    assert (connection.host, connection.namespace) == ("https://10.96.0.1:443", "team-b")
+    assert connection.api_client.configuration.api_key["BearerToken"].lower() == "bearer pod-token"
+    connection.close()
+    (account / "token").write_text("")
+    with pytest.raises(KubernetesError, match="in-cluster configuration: "):
+        connect()
 
 
 def test_unreadable_kubeconfig(tmp_path, spec_file):
@@ -398,6 +401,35 @@ def test_timeout_says_what_the_pods_wait_for(api_server, kubeconfig, spec_file):
     )
 
 
+def test_a_pod_that_stays_unschedulable_fails_after_the_grace_period(api_server, kubeconfig, spec_file, monkeypatch):
+    monkeypatch.setattr(cluster_module, "UNSCHEDULABLE_GRACE_S", 0.05)
+    api_server.unschedulable = True
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--timeout", "600")
+    assert_clear_failure(
+        result, "deployment/ml-app: pod ml-app-7d9f8-0 cannot be scheduled (Unschedulable: 0/3 nodes are available: "
+        "3 Insufficient cpu.)", "lower the spec's requests, or add or free nodes",
+    )
+
+
+def test_waiting_shows_the_pods_latest_warning_event(api_server, kubeconfig, spec_file):
+    api_server.pod_waiting = ("ContainerCreating", "")
+    api_server.warning_events = [
+        ("FailedScheduling", "0/1 nodes are available: 1 node(s) had untolerated taint."),
+        ("FailedCreatePodSandBox", ('Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup '
+                                   'network for sandbox "4f1c": plugin type="bridge" failed (add): failed to set '
+                                   "bridge addr: could not add IP address to \"cni0\": permission denied")),
+    ]
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--timeout", "1")
+    assert_clear_failure(
+        result, "timed out after 1 s with 0/3 replicas ready: 3 ContainerCreating; latest warning: "
+        "FailedCreatePodSandBox: Failed to create pod sandbox: rpc error",
+    )
+    live_line = result.stderr.split("error:")[0]  # the progress display, cut to the terminal's width
+    assert "(3 ContainerCreating; latest warning: FailedCreatePod" in " ".join(live_line.split())
+    events = [r for r in api_server.requests if r.path.endswith("/events")]
+    assert events and events[0].query["fieldSelector"] == ["type=Warning,involvedObject.kind=Pod"]
+
+
 def test_missing_kubernetes_client_is_explained(monkeypatch, kubeconfig):
     monkeypatch.setitem(__import__("sys").modules, "kubernetes", None)
     with pytest.raises(KubernetesError, match=r"pip install 'servetune\[kubernetes\]'"):
@@ -416,6 +448,15 @@ def test_status_shows_rollout_autoscaler_and_pods(api_server, kubeconfig, spec_f
     assert result.stdout.count("ml-app-7d9f8-") == 3 and "node-1" in result.stdout
 
 
+def test_status_before_the_autoscaler_has_looked(api_server, kubeconfig, spec_file):
+    api_server.hpa_observed = False
+    assert deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--no-wait").exit_code == 0
+    result = deploy("status", spec_file, "--kubeconfig", kubeconfig)
+    assert result.exit_code == 0, result.output
+    assert "autoscaler: 3..5 replicas, replicas not yet observed, CPU unknown of target 70%" in result.stdout
+    assert "None" not in result.stdout
+
+
 def test_status_of_an_absent_deployment(api_server, kubeconfig, spec_file):
     result = deploy("status", spec_file, "--kubeconfig", kubeconfig)
     assert_clear_failure(result, "read deployment/ml-app: not found")
@@ -429,7 +470,7 @@ def test_delete_removes_everything_and_waits_until_the_pods_are_gone(api_server,
         "horizontalpodautoscaler/ml-app deleted", "service/ml-app deleted", "deployment/ml-app deleted"
     ]
     assert not api_server.objects
-    pod_lists = [path for method, path, _ in api_server.requests if method == "DELETE" or "/pods" in path]
+    pod_lists = [r.path for r in api_server.requests if r.method == "DELETE" or "/pods" in r.path]
     # The pods were listed until none were left (two lists still showed terminating pods).
     assert sum("/pods" in path for path in pod_lists[3:]) == api_server.terminating_lists + 1
     again = deploy("delete", spec_file, "--kubeconfig", kubeconfig)
@@ -446,8 +487,9 @@ def test_delete_times_out_when_pods_linger(api_server, kubeconfig, spec_file):
 def test_warm_up_deploys_five_replicas_then_removes_them(api_server, kubeconfig, spec_file):
     spec = load_deployment_spec(spec_file)
     KubernetesCluster(kubeconfig).warm_up(spec, timeout=20, show_progress=False)
-    assert api_server.sent("POST", "deployments") == render_warmup(spec)
+    assert api_server.sent("PATCH", "deployments") == render_warmup(spec) * 2  # the dry run, then the apply
     assert api_server.ready["ml-app-warmup"] == 5
-    deleted = [path for method, path, _ in api_server.requests if method == "DELETE"]
-    assert deleted == ["/apis/apps/v1/namespaces/default/deployments/ml-app-warmup?propagationPolicy=Background"]
+    deleted = [(r.path, r.query) for r in api_server.requests if r.method == "DELETE"]
+    assert deleted == [("/apis/apps/v1/namespaces/default/deployments/ml-app-warmup",
+                        {"propagationPolicy": ["Background"]})]
     assert not api_server.objects and api_server.gone["ml-app-warmup"][1] == 0

@@ -15,8 +15,8 @@ import pytest
 
 from onnx_models import tiny_artifact
 from servetune.config import AutoscalingSpec, DeploymentSpec, ResourceAmounts
-from servetune.deploy.cgroups import CGROUP_ROOT, ReplicaLimits, create_replica_cgroups
 from servetune.deploy.local import LocalCluster, LocalClusterError, read_state
+from servetune.host.cgroups import CGROUP_ROOT, ReplicaLimits, create_replica_cgroups
 from servetune.monitor.local import monitor_local
 from servetune.monitor.resource_csv import read_resource_csv
 

@@ -15,6 +15,8 @@ from servetune.cli import app
 from servetune.config import DeploymentSpec
 from servetune.deploy.manifests import (
     KUBERNETES_VERSION,
+    OLDEST_KUBERNETES_VERSION,
+    SLEEP_ACTION_SINCE,
     cpu_quantity,
     render_manifests,
     render_warmup,
@@ -63,9 +65,10 @@ def validate(obj: dict, version: str = KUBERNETES_VERSION) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
-@pytest.mark.parametrize("version", [KUBERNETES_VERSION, NEWEST_VERSION])
+@pytest.mark.parametrize("version", [OLDEST_KUBERNETES_VERSION, KUBERNETES_VERSION, NEWEST_VERSION])
 def test_every_rendered_object_passes_the_strict_schema(name, version):
-    objects = render_manifests(SPECS[name]) + render_warmup(SPECS[name])
+    sleep_action = tuple(map(int, version.split(".")[:2])) >= SLEEP_ACTION_SINCE
+    objects = render_manifests(SPECS[name], sleep_action) + render_warmup(SPECS[name], sleep_action=sleep_action)
     for obj in objects:
         validate(obj, version)
     assert len(objects) >= 3
@@ -172,6 +175,8 @@ def test_probes_drain_and_hardening():
     assert container["startupProbe"]["failureThreshold"] == spec.startup_probe.failure_threshold
     assert container["readinessProbe"]["periodSeconds"] == spec.readiness_probe.period_seconds
     assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": spec.pre_stop_seconds}}}
+    older = render_manifests(spec, sleep_action=False)[0]["spec"]["template"]["spec"]["containers"][0]
+    assert older["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", str(spec.pre_stop_seconds)]}}}
     assert pod["terminationGracePeriodSeconds"] == spec.termination_grace_period_seconds > spec.pre_stop_seconds
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False,
@@ -203,7 +208,13 @@ def test_warmup_is_the_same_pod_five_times_without_service_or_hpa():
     assert warmup["kind"] == "Deployment" and warmup["metadata"]["name"] == "ml-app-warmup"
     assert warmup["spec"]["replicas"] == 5
     assert warmup["spec"]["selector"]["matchLabels"] == {"app": "ml-app-warmup"}  # not behind the Service
-    assert warmup["spec"]["template"]["spec"]["containers"] == candidate["spec"]["template"]["spec"]["containers"]
+    (warm_container,) = warmup["spec"]["template"]["spec"]["containers"]
+    (candidate_container,) = candidate["spec"]["template"]["spec"]["containers"]
+    # The same container, asking for almost nothing: the warm-up pulls the image, it holds no capacity.
+    assert warm_container["resources"]["requests"] == {"cpu": "10m", "memory": "32Mi"}
+    assert warm_container["resources"].get("limits") == candidate_container["resources"].get("limits")
+    warm_container["resources"], candidate_container["resources"] = {}, {}
+    assert warm_container == candidate_container
     assert "podAntiAffinity" in warmup["spec"]["template"]["spec"]["affinity"]
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from monitor.kubernetes_api import FakeApiServer, pod, pod_metrics, serve
+from kubernetes_api import FakeApiServer, pod, pod_metrics, serve
 from servetune.cli import app
 from servetune.config import LocalClusterState, LocalReplica
 from servetune.monitor.resource_csv import read_resource_csv
@@ -19,6 +19,7 @@ def kubeconfig(tmp_path):
     api = FakeApiServer(
         pods=[pod("ml-app-1", "default", [{"name": "ml-app", "resources": {"requests": {"cpu": "250m"}}}])],
         metrics=[pod_metrics("ml-app-1", "default", {"ml-app": {"cpu": "100m", "memory": "100Mi"}})],
+        namespaces={"default"},
     )
     server = serve(api)
     yield api.kubeconfig(tmp_path / "kubeconfig", namespace="default")
@@ -68,3 +69,12 @@ def test_local_backend_measures_the_replica_processes(tmp_path):
     assert len(samples) == 3
     assert samples[0].n_replica == 1 and samples[0].mem_req_KB == 262144
     assert samples[-1].mem_use_KB > 10_000  # this test process's working set
+
+
+def test_kubernetes_backend_missing_namespace_is_one_line(kubeconfig, tmp_path):
+    out = tmp_path / "resource_usage.csv"
+    result = CliRunner().invoke(app, ["monitor", "--kubeconfig", str(kubeconfig), "--namespace", "nosuch",
+                                      "--duration", "0.2", "--out", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "namespace 'nosuch' does not exist" in result.stderr
+    assert not out.exists()

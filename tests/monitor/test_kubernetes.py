@@ -2,7 +2,7 @@
 
 These are contract tests: the real `kubernetes` client (kubeconfig loading, bearer auth, URL building,
 PodList deserialization) talks HTTP to a loopback server that answers with Kubernetes API JSON shaped
-exactly like a real API server's and metrics-server's (tests/monitor/kubernetes_api.py). What they pin
+exactly like a real API server's and metrics-server's (tests/kubernetes_api.py). What they pin
 down is the monitor's side of that contract: which requests it makes and how it turns the answers into
 resource_usage.csv rows.
 """
@@ -17,13 +17,9 @@ import time
 
 import pytest
 
-from monitor.kubernetes_api import FakeApiServer, pod, pod_metrics, serve, status
-from servetune.monitor.kubernetes import (
-    KubernetesMonitorError,
-    KubernetesSampler,
-    connect,
-    monitor_kubernetes,
-)
+from kubernetes_api import FakeApiServer, pod, pod_metrics, serve, status
+from servetune.deploy.kubernetes_client import KubernetesError, connect
+from servetune.monitor.kubernetes import KubernetesSampler, monitor_kubernetes
 from servetune.monitor.resource_csv import read_resource_csv
 
 NS = "servetune"
@@ -58,8 +54,8 @@ def api(tmp_path):
 
 
 def sampler(api, **options) -> KubernetesSampler:
-    api_client, namespace = connect(api.kubeconfig_path)
-    return KubernetesSampler(api_client, namespace, **options)
+    connection = connect(api.kubeconfig_path)
+    return KubernetesSampler(connection.api_client, connection.namespace, **options)
 
 
 def test_counts_ml_app_containers_and_only_their_usage(api):
@@ -73,7 +69,7 @@ def test_counts_ml_app_containers_and_only_their_usage(api):
     assert sample.mem_use_KB == pytest.approx(183500 + 200 * 1024)
     # The kubeconfig's namespace, bearer token, and namespaced list calls (never all namespaces).
     assert api.paths("pods") == [f"/api/v1/namespaces/{NS}/pods", f"/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods"]
-    assert {auth for *_, auth in api.requests} == {"Bearer contract-test-token"}
+    assert {r.auth for r in api.requests} == {"Bearer contract-test-token"}
 
 
 def test_usage_all_pods_flag_reproduces_the_reference_sum(api):
@@ -92,7 +88,7 @@ def test_label_selector_is_sent_and_limits_the_pods(api):
     canary = sampler(api, selector="track=canary")()
     assert (everything.n_replica, canary.n_replica) == (3, 1)
     assert canary.cpu_use_core == pytest.approx(1.0) and canary.mem_use_KB == pytest.approx(1024 * 1024)
-    pod_queries = [query for _, path, query, _ in api.requests if path.startswith("/api/v1/")]
+    pod_queries = [r.query for r in api.requests if r.path.startswith("/api/v1/namespaces/")]
     assert pod_queries[-1]["labelSelector"] == ["track=canary"]
 
 
@@ -142,7 +138,7 @@ def test_monitor_keeps_cadence_through_gaps_and_writes_every_row(api, tmp_path, 
     out = tmp_path / "resource_usage.csv"
 
     def flip_metrics(sample):  # metrics-server goes away after the 2nd row and returns after the 4th
-        rows = len(api.paths("/api/v1/"))
+        rows = len([p for p in api.paths("/api/v1/") if p.endswith("/pods")])
         api.metrics_error = (503, status(503, "ServiceUnavailable", "unavailable")) if rows in (2, 3) else None
 
     with caplog.at_level(logging.WARNING, logger="servetune.monitor.kubernetes"):
@@ -153,7 +149,7 @@ def test_monitor_keeps_cadence_through_gaps_and_writes_every_row(api, tmp_path, 
     samples = read_resource_csv(out)
     assert [s.n_replica for s in samples] == [2] * 6
     assert len({s.cpu_use_core for s in samples}) == 1
-    pod_list_times = [t for t, path, _, _ in api.requests if path.startswith("/api/v1/")]
+    pod_list_times = [r.time for r in api.requests if r.path.endswith("/pods") and r.path.startswith("/api/v1/")]
     gaps = [b - a for a, b in itertools.pairwise(pod_list_times)]
     assert all(0.12 < gap < 0.28 for gap in gaps), gaps
 
@@ -178,26 +174,45 @@ def test_api_server_down_skips_the_row_without_crashing(api, caplog):
 
 def test_refused_access_is_a_clear_error(api):
     api.pods_error = (403, status(403, "Forbidden", 'pods is forbidden: User "tester" cannot list resource "pods"'))
-    with pytest.raises(KubernetesMonitorError, match=r"access refused \(HTTP 403.*RBAC"):
+    with pytest.raises(KubernetesError, match=r"access refused \(HTTP 403.*RBAC"):
         sampler(api)()
 
 
 def test_configuration_errors_are_clear(tmp_path, monkeypatch):
-    with pytest.raises(KubernetesMonitorError, match="no such file"):
+    with pytest.raises(KubernetesError, match="no such file"):
         connect(tmp_path / "absent")
     bad = tmp_path / "bad"
     bad.write_text("apiVersion: v1\nkind: Config\ncontexts: []\n")
-    with pytest.raises(KubernetesMonitorError, match=f"kubeconfig {bad}"):
+    with pytest.raises(KubernetesError, match=f"kubeconfig {bad}"):
         connect(bad)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setattr("kubernetes.config.KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / ".kube" / "config"))
-    with pytest.raises(KubernetesMonitorError, match="no kubeconfig found"):
+    with pytest.raises(KubernetesError, match="no kubeconfig found"):
         connect()
 
 
 def test_missing_client_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "kubernetes", None)
-    with pytest.raises(KubernetesMonitorError, match=r"pip install 'servetune\[kubernetes\]'"):
+    with pytest.raises(KubernetesError, match=r"pip install 'servetune\[kubernetes\]'"):
         connect()
+
+
+def test_a_namespace_that_does_not_exist_is_an_error(api, tmp_path):
+    api.namespaces = {NS}
+    with pytest.raises(KubernetesError, match="namespace 'nosuch' does not exist"):
+        monitor_kubernetes(tmp_path / "r.csv", namespace="nosuch", kubeconfig=api.kubeconfig_path, duration_s=0.1)
+    assert not (tmp_path / "r.csv").exists()
+    api.cluster_scope_forbidden = True  # a namespaced user cannot tell: the monitor runs
+    rows = monitor_kubernetes(tmp_path / "r.csv", namespace="nosuch", kubeconfig=api.kubeconfig_path,
+                              interval_s=0.1, duration_s=0.15)
+    assert rows == 2
+
+
+def test_a_namespace_without_ml_app_pods_warns_once(api, tmp_path, caplog):
+    api.namespaces = {NS, "empty"}
+    with caplog.at_level(logging.WARNING, logger="servetune.monitor.kubernetes"):
+        rows = monitor_kubernetes(tmp_path / "r.csv", namespace="empty", kubeconfig=api.kubeconfig_path,
+                                  interval_s=0.1, duration_s=0.25)
+    assert rows == 3 and all(s.n_replica == 0 for s in read_resource_csv(tmp_path / "r.csv"))
+    assert caplog.text.count("no pod in namespace 'empty' has a container named ml-app") == 1

@@ -13,7 +13,7 @@ import pytest
 
 from servetune.config import LocalClusterState, LocalReplica
 from servetune.deploy.local import write_state
-from servetune.deploy.usage import CpuMeter
+from servetune.host.usage import CpuMeter
 from servetune.monitor.local import monitor_local, sample_state
 from servetune.monitor.resource_csv import read_resource_csv
 

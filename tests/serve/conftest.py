@@ -14,8 +14,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette prefers httpx2 for its TestClient; httpx is what is pinned
     from fastapi.testclient import TestClient
 
-from servetune.config import ServerSettings
 from servetune.serve.app import create_app
+from servetune.serve.settings import ServerSettings
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,10 @@ import pytest
 from fastapi.testclient import TestClient  # imported quietly by conftest first
 from PIL import Image
 
-from servetune.config import PredictionResponse, ServerSettings
-from servetune.serve.app import create_app, settings_from_env
+from servetune.config import PredictionResponse
+from servetune.serve.app import create_app
 from servetune.serve.pool import InferencePool, Overloaded
+from servetune.serve.settings import ServerSettings
 
 
 def jpeg_bytes(size=(320, 240), color=(180, 90, 30)) -> bytes:
@@ -182,12 +183,12 @@ def test_settings_from_env(monkeypatch, tiny_model):
     monkeypatch.setenv("SERVETUNE_BACKLOG", "5")
     monkeypatch.setenv("SERVETUNE_MAX_UPLOAD_BYTES", "1000")
     monkeypatch.setenv("SERVETUNE_READY_DIR", "/tmp/ready")
-    settings = settings_from_env()
+    settings = ServerSettings.from_env()
     assert (settings.threads, settings.backlog, settings.max_upload_bytes) == (3, 5, 1000)
     assert settings.ready_dir == "/tmp/ready" and settings.model_path == str(tiny_model)
     monkeypatch.setenv("SERVETUNE_THREADS", "many")
     with pytest.raises(ValueError, match="SERVETUNE_THREADS"):
-        settings_from_env()
+        ServerSettings.from_env()
 
 
 def test_an_unexpected_failure_is_a_json_500_and_the_server_goes_on(tiny_model):

@@ -138,8 +138,8 @@ def test_oversize_upload(client):
 def test_too_many_pixels_in_a_real_image(tiny_model, tmp_path):
     from fastapi.testclient import TestClient
 
-    from servetune.config import ServerSettings
     from servetune.serve.app import create_app
+    from servetune.serve.settings import ServerSettings
 
     sample = tmp_path / "sample.jpg"
     sample.write_bytes(encode(photo((90, 90)), "JPEG"))

@@ -27,17 +27,6 @@ def exit_code_of(error: Exception) -> int | None:
     """The exit status for an error the user can act on, or None for a bug."""
     if isinstance(error, ServetuneError):
         return error.exit_code
-    # These modules' errors do not derive from ServetuneError yet: one-line messages all the same.
-    from servetune.deploy.kubernetes import KubernetesError
-    from servetune.deploy.local import LocalClusterError
-    from servetune.model.keras_import import KerasImportError
-    from servetune.model.profile import ProfileError as VariantProfileError
-    from servetune.monitor.kubernetes import KubernetesMonitorError
-
-    if isinstance(error, KubernetesError | LocalClusterError):
-        return 1
-    if isinstance(error, KubernetesMonitorError | KerasImportError | VariantProfileError):
-        return 2
     return None
 
 

@@ -81,11 +81,15 @@ def monitor(
 
     try:
         if chosen == BackendName.KUBERNETES:
+            from servetune.deploy.kubernetes_client import KubernetesError
             from servetune.monitor.kubernetes import monitor_kubernetes
 
-            rows = monitor_kubernetes(out, namespace=namespace, selector=selector, interval_s=interval,
-                                      duration_s=duration, usage_all_pods=usage_all_pods,
-                                      kubeconfig=kubeconfig, context=context, on_sample=show)
+            try:
+                rows = monitor_kubernetes(out, namespace=namespace, selector=selector, interval_s=interval,
+                                          duration_s=duration, usage_all_pods=usage_all_pods,
+                                          kubeconfig=kubeconfig, context=context, on_sample=show)
+            except KubernetesError as err:  # a monitor can only be pointed elsewhere: bad input, exit 2
+                raise OptionError(str(err)) from None
         else:
             from servetune.monitor.local import monitor_local
 

@@ -158,7 +158,7 @@ def model_profile(
     runs: Annotated[int, typer.Option(min=5, help="timed inferences per thread count")] = 40,
 ) -> None:
     """Variant table: backbone x input size x precision -> accuracy, size, latency (1 and 2 threads), RSS."""
-    from servetune.model.profile import profile_variants
+    from servetune.serve.variant_profile import profile_variants
 
     try:
         input_sizes = [int(size) for size in comma_list(sizes)]

@@ -29,11 +29,11 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
 ) -> None:
     """Serve the model over HTTP (the API in docs/architecture.md)."""
-    from servetune.config import ServerSettings
+    from servetune.host.cpu_quota import inference_threads
     from servetune.model.artifact import existing_model_path, read_spec
     from servetune.model.preprocess import ImageError, decode_image
-    from servetune.serve.cpu_quota import inference_threads
     from servetune.serve.launch import serve_gunicorn, serve_uvicorn
+    from servetune.serve.settings import ServerSettings
 
     model_path = existing_model_path(model)
     spec = read_spec(model_path)

@@ -1,14 +1,14 @@
 """gunicorn settings for the one-machine cluster (`gunicorn -c python:servetune.deploy.gunicorn_settings`).
 
 Every worker is a replica. Right after the fork, before it imports the app and loads the model, a worker
-moves itself into its own cgroup (deploy/cgroups.py), so its limits hold from the first page it touches.
+moves itself into its own cgroup (host/cgroups.py), so its limits hold from the first page it touches.
 """
 
 from __future__ import annotations
 
 import os
 
-from servetune.deploy.cgroups import ENV_VAR, ReplicaCgroups
+from servetune.host.cgroups import ENV_VAR, ReplicaCgroups
 
 worker_class = "uvicorn_worker.UvicornWorker"
 

@@ -1,43 +1,48 @@
 """Apply, watch, inspect and delete a deployment on a real cluster with the official `kubernetes` client.
 
-The client is an optional extra (`pip install 'servetune[kubernetes]'`) and is imported only when a
-`KubernetesCluster` is created. Every failure a user can meet (no kubeconfig, unreachable API server,
-forbidden, image pull failure, crash loop, timeout) is raised as `KubernetesError` with a readable message.
+The connection is deploy/kubernetes_client.py's, made when a `KubernetesCluster` is created. Every failure a
+user can meet (no kubeconfig, unreachable API server, forbidden, image pull failure, crash loop, timeout) is
+raised as `KubernetesError` with a readable message.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from servetune.config import DeploymentSpec
-from servetune.deploy.manifests import CONTAINER_NAME, render_manifests, render_warmup, warmup_name
+from servetune.deploy.kubernetes_client import (
+    AccessRefused,
+    KubernetesError,
+    NotFound,
+    call,
+    connect,
+    kubernetes_client,
+)
+from servetune.deploy.manifests import (
+    CONTAINER_NAME,
+    SLEEP_ACTION_SINCE,
+    render_manifests,
+    render_warmup,
+    warmup_name,
+)
 
 POLL_SECONDS = 1.0
 REQUEST_TIMEOUT = (5, 30)  # seconds to connect, seconds to read one response
 IMAGE_PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONTAINER_FAILURES = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
-
-
-class KubernetesError(Exception):
-    """A failure to report to the user as it is: the message says what happened and what to do."""
-
-
-class NotFound(KubernetesError):
-    pass
-
-
-class Conflict(KubernetesError):
-    pass
+FIELD_MANAGER = "servetune"
+APPLY_PATCH = "application/apply-patch+yaml"
+OLDEST_SERVER = (1, 23)  # autoscaling/v2 is served from 1.23
+METRICS_APISERVICE = "v1beta1.metrics.k8s.io"
+UNSCHEDULABLE_GRACE_S = 60.0  # a pod may wait this long for the scheduler (or a cluster autoscaler)
+EVENTS_EVERY_S = 5.0  # how often the wait reads the pods' warning events
 
 
 @dataclass
@@ -63,73 +68,37 @@ class RolloutStatus:
     pods: list[PodStatus] = field(default_factory=list)
 
 
-def connect(kubeconfig: str | Path | None = None, context: str | None = None):
-    """An ApiClient from the kubeconfig (--kubeconfig, else $KUBECONFIG, else ~/.kube/config) or in-cluster."""
-    try:
-        from kubernetes import client, config
-    except ImportError:
-        raise KubernetesError(
-            "the Kubernetes client is not installed: pip install 'servetune[kubernetes]'"
-        ) from None
-    configuration = client.Configuration()
-    configuration.retries = 1
-    source = str(Path(kubeconfig).expanduser()) if kubeconfig else os.environ.get("KUBECONFIG", "")
-    if kubeconfig and not Path(source).is_file():
-        raise KubernetesError(f"kubeconfig {kubeconfig} does not exist")
-    if not source:
-        default = Path("~/.kube/config").expanduser()
-        if default.is_file():
-            source = str(default)
-        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-            try:
-                config.load_incluster_config(client_configuration=configuration)
-            except config.ConfigException as error:
-                raise KubernetesError(f"in-cluster configuration: {error}") from None
-            return client.ApiClient(configuration)
-        else:
-            raise KubernetesError(
-                f"no kubeconfig: {default} does not exist, KUBECONFIG is not set and this is not a pod "
-                "in a cluster; pass --kubeconfig FILE"
-            )
-    try:
-        config.load_kube_config(
-            config_file=source, context=context, client_configuration=configuration, persist_config=False
-        )
-    except (config.ConfigException, OSError, ValueError, yaml.YAMLError) as error:
-        raise KubernetesError(f"kubeconfig {source}: {error}") from None
-    return client.ApiClient(configuration)
-
-
 class KubernetesCluster:
     """One cluster reached through one kubeconfig context."""
 
     def __init__(self, kubeconfig: str | Path | None = None, context: str | None = None):
-        self.api_client = connect(kubeconfig, context)  # first: it explains a missing client
-        from kubernetes import client
-
-        self.host = self.api_client.configuration.host
+        self.connection = connect(kubeconfig, context)  # first: it explains a missing client
+        self.api_client = self.connection.api_client
+        self.host = self.connection.host
+        client = kubernetes_client()
         self.apps = client.AppsV1Api(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
         self.autoscaling = client.AutoscalingV2Api(self.api_client)
         self.apis = client.ApisApi(self.api_client)
-        # kind -> (create, read, replace, delete), each taking (namespace, ...) like the client's methods
+        self.registration = client.ApiregistrationV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.versions = client.VersionApi(self.api_client)
+        self._version: tuple[int, int] | None = None
+        # kind -> (patch with the HTTP status, read, delete), each taking (name, namespace, ...)
         self.verbs = {
             "Deployment": (
-                self.apps.create_namespaced_deployment,
+                self.apps.patch_namespaced_deployment_with_http_info,
                 self.apps.read_namespaced_deployment,
-                self.apps.replace_namespaced_deployment,
                 self.apps.delete_namespaced_deployment,
             ),
             "Service": (
-                self.core.create_namespaced_service,
+                self.core.patch_namespaced_service_with_http_info,
                 self.core.read_namespaced_service,
-                self.core.replace_namespaced_service,
                 self.core.delete_namespaced_service,
             ),
             "HorizontalPodAutoscaler": (
-                self.autoscaling.create_namespaced_horizontal_pod_autoscaler,
+                self.autoscaling.patch_namespaced_horizontal_pod_autoscaler_with_http_info,
                 self.autoscaling.read_namespaced_horizontal_pod_autoscaler,
-                self.autoscaling.replace_namespaced_horizontal_pod_autoscaler,
                 self.autoscaling.delete_namespaced_horizontal_pod_autoscaler,
             ),
         }
@@ -137,64 +106,106 @@ class KubernetesCluster:
     # --- requests ---------------------------------------------------------------------------------
 
     def request(self, what: str, method, *args, **kwargs):
-        """Call one client method; turn every failure into a KubernetesError that says what it was."""
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
+        """Call one client method; every failure is a KubernetesError that says what it was."""
+        return call(self.host, what, method, *args, timeout=REQUEST_TIMEOUT, **kwargs)
 
-        try:
-            return method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
-        except ApiException as error:
-            if not error.status:  # no HTTP answer at all, e.g. a TLS failure
-                raise KubernetesError(f"cannot reach the Kubernetes API server at {self.host}: {error.reason}") from None
-            raise api_error(what, error) from None
-        except (HTTPError, OSError) as error:
-            reason = getattr(error, "reason", None) or error
-            raise KubernetesError(f"cannot reach the Kubernetes API server at {self.host}: {reason}") from None
-        except ValueError as error:  # an answer the client's models cannot read
-            raise KubernetesError(f"{what}: unexpected answer from {self.host}: {error}") from None
+    def server_version(self) -> tuple[int, int]:
+        """(major, minor) of the API server, e.g. (1, 24); read once."""
+        if self._version is None:
+            info = self.request("read the server version", self.versions.get_code)
+            try:  # managed clusters report e.g. minor "24+"
+                self._version = (int(info.major), int("".join(c for c in info.minor if c.isdigit())))
+            except (TypeError, ValueError):
+                raise KubernetesError(f"{self.host} reports no readable version ({info.major}.{info.minor})") from None
+        return self._version
+
+    def sleep_action(self) -> bool:
+        """Whether the preStop `sleep` action exists here; fail on a server too old for the manifests."""
+        version = self.server_version()
+        if version < OLDEST_SERVER:
+            raise KubernetesError(
+                f"the cluster runs Kubernetes {version[0]}.{version[1]}; servetune needs "
+                f"{OLDEST_SERVER[0]}.{OLDEST_SERVER[1]} or later (autoscaling/v2)"
+            )
+        return version >= SLEEP_ACTION_SINCE
 
     def metrics_api_warning(self) -> str | None:
-        """A warning when the cluster serves no metrics API: an HPA then never scales."""
+        """A warning when the cluster serves no working metrics API: an HPA then never scales."""
+        consequence = "the HorizontalPodAutoscaler cannot read CPU usage and will not scale"
         groups = self.request("list API groups", self.apis.get_api_versions)
-        if any(group.name == "metrics.k8s.io" for group in groups.groups or []):
+        if not any(group.name == "metrics.k8s.io" for group in groups.groups or []):
+            return f"the cluster serves no metrics API (metrics.k8s.io): {consequence}; install metrics-server"
+        try:
+            service = self.request(
+                f"read apiservice/{METRICS_APISERVICE}", self.registration.read_api_service, METRICS_APISERVICE
+            )
+        except (AccessRefused, NotFound):  # a namespaced user: try one read of the metrics instead
+            try:
+                self.request("read pod metrics", self.custom.list_namespaced_custom_object,
+                             "metrics.k8s.io", "v1beta1", self.connection.namespace, "pods")
+            except AccessRefused:
+                return None
+            except KubernetesError as error:
+                return f"the metrics API does not answer ({error}): {consequence}"
             return None
-        return (
-            "the cluster serves no metrics API (metrics.k8s.io): the HorizontalPodAutoscaler cannot read CPU "
-            "usage and will not scale; install metrics-server"
-        )
+        for condition in (service.status.conditions if service.status else None) or []:
+            if condition.type == "Available" and condition.status != "True":
+                return (
+                    f"the metrics API is not available (apiservice {METRICS_APISERVICE}: {condition.reason}: "
+                    f"{condition.message}): {consequence}; check metrics-server"
+                )
+        return None
 
     # --- apply ------------------------------------------------------------------------------------
 
     def apply(self, spec: DeploymentSpec) -> list[str]:
-        """Create or replace the spec's Deployment, Service and HPA; remove an HPA the spec no longer has."""
-        actions = self.apply_objects(render_manifests(spec), keep_replicas=spec.autoscaling is not None)
+        """Apply the spec's Deployment, Service and HPA; remove an HPA the spec no longer has."""
+        objects = render_manifests(spec, sleep_action=self.sleep_action())
+        actions = self.apply_objects(objects, keep_replicas=spec.autoscaling is not None)
         if spec.autoscaling is None and self.delete_object("HorizontalPodAutoscaler", spec.namespace, spec.name):
             actions.append(f"horizontalpodautoscaler/{spec.name} deleted (the spec has fixed replicas)")
         return actions
 
     def apply_objects(self, objects: list[dict], keep_replicas: bool = False) -> list[str]:
-        """Create each object, or replace it when it exists. keep_replicas: leave an HPA's scaling alone."""
-        actions = []
-        for body in objects:
-            kind, namespace, name = body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]
-            create, read, replace, _ = self.verbs[kind]
-            label = f"{kind.lower()}/{name}"
+        """Server-side apply of every object, after a dry run of all of them: a refusal changes nothing.
+
+        keep_replicas: leave the replica count an autoscaler has set (read first, applied unchanged).
+        """
+        bodies = [self.keeping_replicas(body) if keep_replicas else body for body in objects]
+        for body in bodies:
+            self.server_side_apply(body, dry_run=True)
+        actions: list[str] = []
+        for body in bodies:
             try:
-                self.request(f"create {label}", create, namespace, body)
-                actions.append(f"{label} created")
-                continue
-            except Conflict:
-                pass
-            existing = self.request(f"read {label}", read, name, namespace)
-            body = copy.deepcopy(body)
-            body["metadata"]["resourceVersion"] = existing.metadata.resource_version
-            if kind == "Service":  # the allocated cluster IP cannot change
-                body["spec"]["clusterIP"] = existing.spec.cluster_ip
-            if kind == "Deployment" and keep_replicas and existing.spec.replicas is not None:
-                body["spec"]["replicas"] = existing.spec.replicas
-            self.request(f"replace {label}", replace, name, namespace, body)
-            actions.append(f"{label} replaced")
+                actions.append(self.server_side_apply(body))
+            except KubernetesError as error:
+                changed = ", ".join(actions) if actions else "nothing"
+                raise type(error)(f"{error} (already applied: {changed})") from None
         return actions
+
+    def keeping_replicas(self, body: dict) -> dict:
+        if body["kind"] != "Deployment":
+            return body
+        kind, namespace, name = body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            existing = self.request(f"read deployment/{name}", self.verbs[kind][1], name, namespace)
+        except NotFound:
+            return body
+        if existing.spec.replicas is None:
+            return body
+        body = copy.deepcopy(body)
+        body["spec"]["replicas"] = existing.spec.replicas
+        return body
+
+    def server_side_apply(self, body: dict, dry_run: bool = False) -> str:
+        """PATCH application/apply-patch+yaml as field manager `servetune`, forced; `created` or `configured`."""
+        kind, namespace, name = body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]
+        label = f"{kind.lower()}/{name}"
+        _, code, _ = self.request(  # (object, HTTP status, headers): 201 when the apply created it
+            f"apply {label}" + (" (dry run)" if dry_run else ""), self.verbs[kind][0], name, namespace, body,
+            field_manager=FIELD_MANAGER, force=True, dry_run="All" if dry_run else None, _content_type=APPLY_PATCH,
+        )
+        return f"{label} {'created' if code == 201 else 'configured'}"
 
     # --- watch ------------------------------------------------------------------------------------
 
@@ -231,6 +242,22 @@ class KubernetesCluster:
         listing = self.request("list pods", self.core.list_namespaced_pod, namespace, label_selector=selector)
         return [pod_status(pod) for pod in listing.items]
 
+    def latest_warning(self, namespace: str, pods: list[PodStatus]) -> str:
+        """The newest Warning event of these pods (`FailedCreatePodSandBox: ...`), or "" (also without access)."""
+        names = {pod.name for pod in pods}
+        try:
+            events = self.request(
+                "list events", self.core.list_namespaced_event, namespace,
+                field_selector="type=Warning,involvedObject.kind=Pod",
+            ).items
+        except AccessRefused:
+            return ""
+        ours = [e for e in events if e.involved_object is not None and e.involved_object.name in names]
+        if not ours:
+            return ""
+        newest = max(ours, key=lambda e: str(e.last_timestamp or e.event_time or e.first_timestamp or ""))
+        return f"{newest.reason}: {newest.message}".strip()
+
     def hpa_status(self, namespace: str, name: str) -> dict | None:
         try:
             hpa = self.request(
@@ -263,23 +290,33 @@ class KubernetesCluster:
     def wait_deployment_ready(
         self, namespace: str, name: str, timeout: float = 300, show_progress: bool = True
     ) -> RolloutStatus:
-        """Poll until every desired replica is ready; fail fast on image pull failures and crash loops."""
-        deadline = time.monotonic() + timeout
+        """Poll until every desired replica is ready; fail fast on image pull failures, crash loops and pods
+        that stay unschedulable past UNSCHEDULABLE_GRACE_S. Shows the pods' newest warning event meanwhile."""
+        started = time.monotonic()
+        deadline = started + timeout
+        unschedulable_since: dict[str, float] = {}
+        warning, warning_read_at = "", -EVENTS_EVERY_S
         console = Console(stderr=True)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, disable=not show_progress) as progress:
             task = progress.add_task(f"deployment/{name} ready", total=None)
             while True:
                 status = self.rollout_status(namespace, name)
-                failure = pod_failure(status.pods)
+                now = time.monotonic()
+                failure = pod_failure(status.pods) or unschedulable_failure(status.pods, unschedulable_since, now)
                 if failure:
                     raise KubernetesError(f"deployment/{name}: {failure}")
-                waiting = pod_waiting_reasons(status.pods)
+                unready = [pod for pod in status.pods if not pod.ready]
+                if unready and now - warning_read_at >= EVENTS_EVERY_S:
+                    warning, warning_read_at = self.latest_warning(namespace, unready), now
+                waiting = "; ".join(filter(None, [
+                    pod_waiting_reasons(status.pods), f"latest warning: {warning}" if warning and unready else "",
+                ]))
                 description = f"deployment/{name} ready" + (f" ({waiting})" if waiting else "")
                 progress.update(task, total=status.desired, completed=status.ready, description=description)
                 if status.rolled_out:
                     return status
-                if time.monotonic() >= deadline:
+                if now >= deadline:
                     raise KubernetesError(
                         f"deployment/{name}: timed out after {timeout:g} s with {status.ready}/{status.desired} "
                         f"replicas ready" + (f": {waiting}" if waiting else "")
@@ -299,7 +336,7 @@ class KubernetesCluster:
 
     def delete_object(self, kind: str, namespace: str, name: str) -> bool:
         """Delete one object (its pods in the background); False when there was none."""
-        remove = self.verbs[kind][3]
+        remove = self.verbs[kind][2]
         try:
             # The answer (a Status, or the deleted object for some kinds) is not needed: left unparsed.
             self.request(
@@ -321,32 +358,15 @@ class KubernetesCluster:
     # --- the reference protocol's warm-up ---------------------------------------------------------
 
     def warm_up(self, spec: DeploymentSpec, timeout: float = 600, show_progress: bool = True) -> None:
-        """Deploy 5 replicas of the same pod, wait until ready, delete them and wait until gone."""
+        """Deploy 5 replicas of the same pod (tiny requests: only the image matters), wait until ready,
+        delete them and wait until gone."""
         name = warmup_name(spec)
-        self.apply_objects(render_warmup(spec))
+        self.apply_objects(render_warmup(spec, sleep_action=self.sleep_action()))
         try:
             self.wait_deployment_ready(spec.namespace, name, timeout, show_progress)
         finally:
             self.delete_object("Deployment", spec.namespace, name)
         self.wait_pods_gone(spec.namespace, {"app": name}, timeout)
-
-
-def api_error(what: str, error) -> KubernetesError:
-    """The API server's own Status message, with the HTTP status translated into what it means."""
-    message = error.reason or ""
-    try:
-        message = json.loads(error.body).get("message") or message
-    except (TypeError, ValueError, AttributeError):
-        pass
-    if error.status == 401:
-        return KubernetesError(f"{what}: unauthorized: the API server rejected the kubeconfig's credentials ({message})")
-    if error.status == 403:
-        return KubernetesError(f"{what}: forbidden: {message}")
-    if error.status == 404:
-        return NotFound(f"{what}: not found: {message}")
-    if error.status == 409:
-        return Conflict(f"{what}: already exists: {message}")
-    return KubernetesError(f"{what}: HTTP {error.status}: {message}")
 
 
 def pod_status(pod) -> PodStatus:
@@ -396,6 +416,21 @@ def pod_failure(pods: list[PodStatus]) -> str | None:
     return None
 
 
+def unschedulable_failure(pods: list[PodStatus], since: dict[str, float], now: float) -> str | None:
+    """A pod the scheduler has refused for longer than the grace period, or None; `since` remembers when."""
+    for pod in pods:
+        if not pod.reason.startswith("Unschedulable"):
+            since.pop(pod.name, None)
+            continue
+        first = since.setdefault(pod.name, now)
+        if now - first >= UNSCHEDULABLE_GRACE_S:
+            return (
+                f"pod {pod.name} cannot be scheduled ({pod.reason}) for {now - first:.0f} s; lower the spec's "
+                "requests, or add or free nodes"
+            )
+    return None
+
+
 def pod_waiting_reasons(pods: list[PodStatus]) -> str:
     """What unready pods wait for, counted: e.g. `2 Unschedulable: 0/3 nodes are available...`."""
     counts: dict[str, int] = {}
@@ -415,9 +450,12 @@ def status_report(status: RolloutStatus) -> list[str | Table]:
     if status.hpa is not None:
         hpa = status.hpa
         utilisation = "unknown" if hpa["cpu_utilization"] is None else f"{hpa['cpu_utilization']}%"
+        replicas = f"current {hpa['current']}, desired {hpa['desired']}"
+        if hpa["current"] is None:  # the controller has not looked at it yet (its first sync is ~15 s away)
+            replicas = "replicas not yet observed"
         lines.append(
-            f"autoscaler: {hpa['min']}..{hpa['max']} replicas, current {hpa['current']}, desired "
-            f"{hpa['desired']}, CPU {utilisation} of target {hpa['cpu_target']}%"
+            f"autoscaler: {hpa['min']}..{hpa['max']} replicas, {replicas}, CPU {utilisation} of target "
+            f"{hpa['cpu_target']}%"
         )
     table = Table()
     for column in ("pod", "phase", "ready", "restarts", "node", "reason"):

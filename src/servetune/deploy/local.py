@@ -10,7 +10,7 @@
   memory). A replica beyond that stays Pending: no process is started for it, and, like a Pending pod that
   the reference monitor lists, it is counted in n_replica and in the requested and limit sums, with no usage.
   A replica asked for but whose worker has not appeared yet is Pending too (a pod being created).
-- Limits: each worker joins its own cgroup (v1 or v2, deploy/cgroups.py). Where that is impossible the
+- Limits: each worker joins its own cgroup (v1 or v2, host/cgroups.py). Where that is impossible the
   cluster runs anyway and the state and the output say "limits not enforced".
 - Restarts: a worker that exits without being asked to (killed for memory, crashed) is replaced by gunicorn;
   each such exit counts as one restart.
@@ -39,7 +39,9 @@ from typing import Self
 import psutil
 
 from servetune.config import DeploymentSpec, LocalClusterState, LocalReplica
-from servetune.deploy.cgroups import (
+from servetune.deploy.hpa import HpaMemory, HpaTimings, PodObservation, hpa_step
+from servetune.errors import FailedError
+from servetune.host.cgroups import (
     CGROUP_ROOT,
     ENV_VAR,
     ReplicaCgroups,
@@ -48,9 +50,9 @@ from servetune.deploy.cgroups import (
     create_replica_cgroups,
     in_replica_cgroup,
 )
-from servetune.deploy.hpa import HpaMemory, HpaTimings, PodObservation, hpa_step
-from servetune.deploy.usage import CpuMeter
-from servetune.monitor.schedule import every
+from servetune.host.schedule import every
+from servetune.host.usage import CpuMeter
+from servetune.serve.settings import ServerSettings
 
 MIB = 1024 * 1024
 STATE_FILE = "state.json"
@@ -59,7 +61,7 @@ SIGNAL_GAP_S = 0.05  # between two signals to the master: two pending signals of
 TICK_S = 0.5
 
 
-class LocalClusterError(RuntimeError):
+class LocalClusterError(FailedError):
     """The cluster cannot start or has failed; the message says why (with gunicorn's last log lines)."""
 
 
@@ -219,17 +221,14 @@ class LocalCluster:
         self._thread.start()
 
     def _server_env(self) -> dict[str, str]:
-        env = {
-            "SERVETUNE_MODEL": str(self.model_path),
-            "SERVETUNE_READY_DIR": str(self.ready_dir),
-        }
         threads = self.spec.threads
         if threads is None and self.limits.cpu_cores is not None:
             threads = max(1, math.floor(self.limits.cpu_cores))  # never more threads than cores granted
-        if threads is not None:
-            env["SERVETUNE_THREADS"] = str(threads)
-        if self.sample_image is not None:
-            env["SERVETUNE_SAMPLE_IMAGE"] = str(self.sample_image)
+        settings = ServerSettings(
+            model_path=str(self.model_path), ready_dir=str(self.ready_dir), threads=threads,
+            sample_image=str(self.sample_image) if self.sample_image is not None else None,
+        )
+        env = settings.to_env()
         if self._cgroups is not None:
             env[ENV_VAR] = self._cgroups.to_env()
         return env

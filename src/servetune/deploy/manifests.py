@@ -11,33 +11,44 @@ from pathlib import PurePosixPath
 import yaml
 
 from servetune.config import DeploymentSpec, ProbeSpec, ScalingRules
+from servetune.serve.settings import ServerSettings
 
 # The Kubernetes version the manifests are written for and validated against (kubernetes-validate's
 # bundled schemas). 1.34 is the first release where the preStop `sleep` action is GA (beta, on by default,
-# since 1.30), so pods drain without needing a `sleep` binary in the image.
+# since 1.30), so pods drain without needing a `sleep` binary in the image. Older servers get the same
+# pause as an `exec` of the image's `sleep` (python:3.11-slim has coreutils).
 KUBERNETES_VERSION = "1.34.0"
+OLDEST_KUBERNETES_VERSION = "1.25.0"  # the oldest schema the manifests are checked against
+SLEEP_ACTION_SINCE = (1, 30)
 
 CONTAINER_NAME = "ml-app"  # the reference resource monitor counts only containers with this name
 MODELS_DIR_IN_IMAGE = PurePosixPath("/models")
 RUN_AS_USER = 10001  # the image's non-root user (Dockerfile)
 WARMUP_REPLICAS = 5
+# The warm-up is there to put the image on the nodes, not to hold capacity: its pods ask for almost nothing,
+# so five of them fit beside anything. Their limits stay the candidate's, so each still loads the model.
+WARMUP_REQUESTS = {"cpu": "10m", "memory": "32Mi"}
 
 
-def render_manifests(spec: DeploymentSpec) -> list[dict]:
-    """Deployment + Service, plus an HPA when the spec autoscales (otherwise fixed `spec.replicas`)."""
-    objects = [deployment(spec, spec.name, spec.replicas), service(spec)]
+def render_manifests(spec: DeploymentSpec, sleep_action: bool = True) -> list[dict]:
+    """Deployment + Service, plus an HPA when the spec autoscales (otherwise fixed `spec.replicas`).
+
+    sleep_action: the preStop pause as the `sleep` action (Kubernetes >= 1.30), else as an `exec` of sleep.
+    """
+    objects = [deployment(spec, spec.name, spec.replicas, sleep_action), service(spec)]
     if spec.autoscaling is not None:
         objects.append(horizontal_pod_autoscaler(spec))
     return objects
 
 
-def render_warmup(spec: DeploymentSpec, replicas: int = WARMUP_REPLICAS) -> list[dict]:
-    """The reference protocol's warm-up: the same pod, 5 replicas, no Service and no HPA.
+def render_warmup(spec: DeploymentSpec, replicas: int = WARMUP_REPLICAS, sleep_action: bool = True) -> list[dict]:
+    """The reference protocol's warm-up: the same pod with tiny requests, 5 replicas, no Service and no HPA.
 
     It exists to pull the image onto the nodes before a measured run; pods prefer distinct nodes.
     """
     name = warmup_name(spec)
-    warmup = deployment(spec, name, replicas)
+    warmup = deployment(spec, name, replicas, sleep_action)
+    warmup["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] = dict(WARMUP_REQUESTS)
     warmup["spec"]["template"]["spec"]["affinity"] = {
         "podAntiAffinity": {
             "preferredDuringSchedulingIgnoredDuringExecution": [
@@ -71,7 +82,7 @@ def metadata(spec: DeploymentSpec, name: str) -> dict:
     return {"name": name, "namespace": spec.namespace, "labels": labels(name)}
 
 
-def deployment(spec: DeploymentSpec, name: str, replicas: int) -> dict:
+def deployment(spec: DeploymentSpec, name: str, replicas: int, sleep_action: bool = True) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -93,7 +104,7 @@ def deployment(spec: DeploymentSpec, name: str, replicas: int) -> dict:
                         "fsGroup": RUN_AS_USER,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
-                    "containers": [container(spec)],
+                    "containers": [container(spec, sleep_action)],
                     # Writable scratch on a read-only root: gunicorn heartbeats, Prometheus multiprocess files.
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
                 },
@@ -102,7 +113,7 @@ def deployment(spec: DeploymentSpec, name: str, replicas: int) -> dict:
     }
 
 
-def container(spec: DeploymentSpec) -> dict:
+def container(spec: DeploymentSpec, sleep_action: bool = True) -> dict:
     port = spec.container_port
     body = {
         "name": CONTAINER_NAME,
@@ -127,7 +138,10 @@ def container(spec: DeploymentSpec) -> dict:
     }
     if spec.pre_stop_seconds > 0:
         # The endpoint removal and SIGTERM race; sleeping first lets kube-proxy stop routing to the pod.
-        body["lifecycle"] = {"preStop": {"sleep": {"seconds": spec.pre_stop_seconds}}}
+        pause = {"sleep": {"seconds": spec.pre_stop_seconds}}
+        if not sleep_action:
+            pause = {"exec": {"command": ["sleep", str(spec.pre_stop_seconds)]}}
+        body["lifecycle"] = {"preStop": pause}
     return body
 
 
@@ -136,11 +150,9 @@ def environment(spec: DeploymentSpec) -> list[dict]:
         {"name": "PROMETHEUS_MULTIPROC_DIR", "value": "/tmp"},
         {"name": "HOME", "value": "/tmp"},
     ]
-    model = model_path_in_image(spec)
-    if model is not None:
-        env.append({"name": "SERVETUNE_MODEL", "value": model})
-    if spec.threads is not None:  # unset: the server sizes its threads from the container's CPU quota
-        env.append({"name": "SERVETUNE_THREADS", "value": str(spec.threads)})
+    # threads unset: the server sizes its threads from the container's CPU quota
+    settings = ServerSettings(model_path=model_path_in_image(spec), threads=spec.threads)
+    env.extend({"name": name, "value": value} for name, value in settings.to_env().items())
     return env
 
 

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 
 from servetune.config import FOOD11_CLASSES, ModelSpec
+from servetune.errors import ServetuneError
 
 # Largest disagreement allowed between Keras and ONNX Runtime on the same input, relative to the largest
 # score: a float32 re-ordering of the same arithmetic stays far below this; a wrong conversion does not.
@@ -27,7 +28,7 @@ MAX_CONVERSION_DIFF = 1e-4
 OPSET = 17
 
 
-class KerasImportError(Exception):
+class KerasImportError(ServetuneError):
     """The Keras file cannot be converted; the message names the file and the problem."""
 
 

@@ -14,79 +14,33 @@ value, and a pod never measured yet contributes 0 (a warning names it). If the p
 be read (API server unreachable), that sample is skipped with a warning; authentication or permission
 errors (401/403) stop the monitor with a clear error.
 
-The `kubernetes` client is an optional extra (`pip install 'servetune[kubernetes]'`), imported lazily.
+The connection (kubeconfig, context, in-cluster namespace) is deploy/kubernetes_client.py's; errors are its
+`KubernetesError`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from servetune.config import ResourceSample
+from servetune.deploy.kubernetes_client import (
+    AccessRefused,
+    Connection,
+    KubernetesError,
+    NotFound,
+    call,
+    connect,
+    kubernetes_client,
+)
+from servetune.deploy.manifests import CONTAINER_NAME
 from servetune.monitor.record import record
 from servetune.monitor.resource_csv import wall_clock_text
 
-CONTAINER_NAME = "ml-app"
-IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 log = logging.getLogger(__name__)
-
-
-class KubernetesMonitorError(RuntimeError):
-    """The monitor cannot run: client not installed, no usable configuration, or access refused."""
-
-
-def _client() -> Any:
-    try:
-        from kubernetes import client
-    except ImportError:
-        raise KubernetesMonitorError(
-            "the Kubernetes monitor needs the official client: pip install 'servetune[kubernetes]'"
-        ) from None
-    return client
-
-
-def connect(kubeconfig: str | Path | None = None, context: str | None = None) -> tuple[Any, str]:
-    """An ApiClient and the default namespace: from `kubeconfig` (or $KUBECONFIG, ~/.kube/config), else
-    the in-cluster service account."""
-    _client()
-    from kubernetes import config
-    from kubernetes.client import ApiClient, Configuration
-
-    if kubeconfig is None:
-        candidates = os.environ.get("KUBECONFIG", "").split(os.pathsep) + [config.KUBE_CONFIG_DEFAULT_LOCATION]
-        found = [Path(c).expanduser() for c in candidates if c and Path(c).expanduser().is_file()]
-        if not found:
-            if os.environ.get("KUBERNETES_SERVICE_HOST"):
-                configuration = Configuration()
-                try:
-                    config.load_incluster_config(client_configuration=configuration)
-                except config.ConfigException as error:
-                    raise KubernetesMonitorError(f"in-cluster configuration: {error}") from None
-                namespace = "default"
-                if IN_CLUSTER_NAMESPACE_FILE.is_file():
-                    namespace = IN_CLUSTER_NAMESPACE_FILE.read_text().strip() or namespace
-                return ApiClient(configuration), namespace
-            raise KubernetesMonitorError(
-                "no kubeconfig found ($KUBECONFIG, ~/.kube/config) and not running inside a cluster; "
-                "pass --kubeconfig PATH"
-            )
-        kubeconfig = found[0]
-    kubeconfig = Path(kubeconfig)
-    if not kubeconfig.is_file():
-        raise KubernetesMonitorError(f"kubeconfig {kubeconfig}: no such file")
-    try:
-        api_client = config.new_client_from_config(config_file=str(kubeconfig), context=context)
-        contexts, active = config.list_kube_config_contexts(config_file=str(kubeconfig))
-        if context is not None:
-            active = next((c for c in contexts if c["name"] == context), None)
-    except (config.ConfigException, OSError, ValueError) as error:
-        raise KubernetesMonitorError(f"kubeconfig {kubeconfig}: {error or 'unusable'}") from None
-    namespace = (active or {}).get("context", {}).get("namespace") or "default"
-    return api_client, namespace
 
 
 def _quantity(value: str) -> float:
@@ -111,7 +65,7 @@ class KubernetesSampler:
         usage_all_pods: bool = False,
         request_timeout_s: float = 4.0,
     ) -> None:
-        client = _client()
+        client = kubernetes_client()
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.namespace = namespace
@@ -121,6 +75,7 @@ class KubernetesSampler:
         self._last_usage: dict[str, tuple[float, float]] = {}  # pod name -> (cores, KiB)
         self._metrics_gap = False
         self._warned_pods: set[str] = set()
+        self._warned_no_pods = False
 
     def __call__(self) -> ResourceSample | None:
         now = wall_clock_text()
@@ -133,6 +88,11 @@ class KubernetesSampler:
             ml_app = [c for c in pod.spec.containers if c.name == CONTAINER_NAME]
             if ml_app:
                 containers[pod.metadata.name] = ml_app[0]
+        if not containers and not self._warned_no_pods:
+            self._warned_no_pods = True
+            matching = f" matching {self.selector!r}" if self.selector else ""
+            log.warning("no pod%s in namespace %r has a container named %s: its rows count 0 replicas until one "
+                        "does", matching, self.namespace, CONTAINER_NAME)
         requests = [c.resources.requests if c.resources else None for c in containers.values()]
         limits = [c.resources.limits if c.resources else None for c in containers.values()]
         cpu_use, mem_use = self._usage(set(containers))
@@ -156,7 +116,7 @@ class KubernetesSampler:
             return method(*args, _request_timeout=self.request_timeout_s, **kwargs)
         except ApiException as error:
             if error.status in (401, 403):
-                raise KubernetesMonitorError(
+                raise AccessRefused(
                     f"{what} in namespace {self.namespace!r}: access refused "
                     f"(HTTP {error.status} {error.reason}); check the kubeconfig's user and RBAC"
                 ) from None
@@ -214,6 +174,18 @@ class KubernetesSampler:
         return measured
 
 
+def require_namespace(connection: Connection, namespace: str) -> None:
+    """Fail when the namespace does not exist (its pod list would just be empty); a user who may not read
+    namespaces, or a server that does not answer now, is not stopped here."""
+    core = kubernetes_client().CoreV1Api(connection.api_client)
+    try:
+        call(connection.host, f"read namespace {namespace}", core.read_namespace, namespace, timeout=(5, 10))
+    except NotFound:
+        raise KubernetesError(f"namespace {namespace!r} does not exist on {connection.host}") from None
+    except KubernetesError:
+        pass
+
+
 def monitor_kubernetes(
     out_path: str | Path,
     *,
@@ -228,13 +200,19 @@ def monitor_kubernetes(
     on_sample: Callable[[ResourceSample], None] | None = None,
 ) -> int:
     """Write resource_usage.csv every `interval_s` seconds for `duration_s` (or until stopped); rows written."""
-    api_client, default_namespace = connect(kubeconfig, context)
+    connection = connect(kubeconfig, context)
+    namespace = namespace or connection.namespace
+    try:
+        require_namespace(connection, namespace)
+    except KubernetesError:
+        connection.close()
+        raise
     sampler = KubernetesSampler(
-        api_client, namespace or default_namespace, selector=selector, usage_all_pods=usage_all_pods,
+        connection.api_client, namespace, selector=selector, usage_all_pods=usage_all_pods,
         request_timeout_s=max(0.5, min(4.0, interval_s * 0.8)),
     )
     try:
         return record(sampler, out_path, interval_s=interval_s, duration_s=duration_s,
                       stop_event=stop_event, on_sample=on_sample)
     finally:
-        api_client.close()
+        connection.close()

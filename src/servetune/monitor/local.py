@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from servetune.config import LocalClusterState, ResourceSample
-from servetune.deploy.usage import CpuMeter, working_set_bytes
+from servetune.host.usage import CpuMeter, working_set_bytes
 from servetune.monitor.record import record
 from servetune.monitor.resource_csv import wall_clock_text
 

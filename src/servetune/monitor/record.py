@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from servetune.config import ResourceSample
+from servetune.host.schedule import every
 from servetune.monitor.resource_csv import ResourceCsvWriter
-from servetune.monitor.schedule import every
 
 
 def record(

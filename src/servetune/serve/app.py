@@ -1,7 +1,7 @@
 """The inference server: an ASGI app (FastAPI) with the HTTP API of ARCHITECTURE.md.
 
 `create_app(settings)` builds one app; `app_from_env()` builds it from SERVETUNE_* variables for gunicorn
-(`gunicorn -k uvicorn_worker.UvicornWorker 'servetune.serve.app:app_from_env()'`).
+(serve/settings.py; `gunicorn -k uvicorn_worker.UvicornWorker 'servetune.serve.app:app_from_env()'`).
 The model is loaded and warmed up during the lifespan startup, so a worker takes no connection before it
 can answer; on SIGTERM uvicorn stops accepting, lets in-flight requests finish, then runs the shutdown.
 """
@@ -25,14 +25,15 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servetune import __version__
-from servetune.config import ClassProbability, PredictionResponse, ServerSettings
+from servetune.config import ClassProbability, PredictionResponse
+from servetune.host.cpu_quota import cpu_quota_cores, inference_threads
 from servetune.model.artifact import default_model_path
 from servetune.model.preprocess import ImageError, ImageTooLarge, UnsupportedImage
-from servetune.serve.cpu_quota import cpu_quota_cores, inference_threads
 from servetune.serve.metrics import ServerMetrics
 from servetune.serve.pool import InferencePool, Overloaded
 from servetune.serve.predictor import Prediction, Predictor
 from servetune.serve.sample_image import sample_image_bytes
+from servetune.serve.settings import ServerSettings
 from servetune.serve.upload import UploadError, read_file_field
 
 PAGE_DIR = Path(__file__).parent / "page"
@@ -110,7 +111,8 @@ class Server:
         began = time.perf_counter()
         settings = self.settings
         self.predictor = Predictor(
-            Path(settings.model_path), self.threads, max_pixels=settings.max_pixels, top_k=settings.top_k
+            Path(settings.model_path or default_model_path()), self.threads,
+            max_pixels=settings.max_pixels, top_k=settings.top_k,
         )
         self.pool = InferencePool(self.threads, settings.backlog)
         self.predictor.warm_up(self.sample(), settings.warmup_runs)
@@ -294,32 +296,5 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
-def env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not an integer") from None
-
-
-def settings_from_env() -> ServerSettings:
-    fields: dict = {"model_path": os.environ.get("SERVETUNE_MODEL") or str(default_model_path())}
-    if os.environ.get("SERVETUNE_SAMPLE_IMAGE"):
-        fields["sample_image"] = os.environ["SERVETUNE_SAMPLE_IMAGE"]
-    if os.environ.get("SERVETUNE_READY_DIR"):
-        fields["ready_dir"] = os.environ["SERVETUNE_READY_DIR"]
-    for name, field in (
-        ("SERVETUNE_THREADS", "threads"),
-        ("SERVETUNE_MAX_UPLOAD_BYTES", "max_upload_bytes"),
-        ("SERVETUNE_BACKLOG", "backlog"),
-    ):
-        value = env_int(name)
-        if value is not None:
-            fields[field] = value
-    return ServerSettings(**fields)
-
-
 def app_from_env() -> FastAPI:
-    return create_app(settings_from_env())
+    return create_app(ServerSettings.from_env())

@@ -12,25 +12,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from servetune.config import ServerSettings
+from servetune.serve.settings import ServerSettings
 
 # SIGTERM: stop accepting, finish what is in flight (Kubernetes' grace period is 30 s by default).
 GRACEFUL_TIMEOUT_S = 25
-
-
-def settings_env(settings: ServerSettings) -> dict[str, str]:
-    env = {
-        "SERVETUNE_MODEL": settings.model_path,
-        "SERVETUNE_MAX_UPLOAD_BYTES": str(settings.max_upload_bytes),
-        "SERVETUNE_BACKLOG": str(settings.backlog),
-    }
-    optional = {
-        "SERVETUNE_SAMPLE_IMAGE": settings.sample_image,
-        "SERVETUNE_THREADS": settings.threads,
-        "SERVETUNE_READY_DIR": settings.ready_dir,
-    }
-    env.update({name: str(value) for name, value in optional.items() if value is not None})
-    return env
 
 
 def serve_uvicorn(settings: ServerSettings, host: str, port: int, access_log: bool = False) -> None:
@@ -50,7 +35,7 @@ def serve_gunicorn(
 ) -> None:
     from gunicorn.app.base import BaseApplication
 
-    os.environ.update(settings_env(settings))
+    os.environ.update(settings.to_env())
     own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     if own_metrics_dir:
         # Must be set before any worker imports prometheus_client.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from servetune.serve.cpu_quota import cgroup_paths, cpu_quota_cores
+from servetune.host.cpu_quota import cgroup_paths, cpu_quota_cores
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CFS_PERIOD_US = 100_000

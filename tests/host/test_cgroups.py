@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from servetune.deploy.cgroups import (
+from servetune.host.cgroups import (
     ReplicaCgroups,
     ReplicaLimits,
     allocatable,
     create_replica_cgroups,
 )
-from servetune.deploy.usage import working_set_bytes
+from servetune.host.usage import working_set_bytes
 
 LIMITS = ReplicaLimits(cpu_cores=0.5, memory_bytes=256 * 2**20)
 

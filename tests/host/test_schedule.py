@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from servetune.monitor.schedule import every
+from servetune.host.schedule import every
 
 
 def test_ticks_stay_on_the_grid_despite_work_in_the_loop():

@@ -5,7 +5,7 @@ server does (serve.predictor.Predictor: decode + preprocess + ONNX Runtime on th
 RSS is that of a process holding only this model. Variants without a trained model get a quick one (head
 on cached features, `train_per_class` images per class): enough to rank the variants, not to ship.
 
-Run as `python -m servetune.model.profile MODEL --threads N --runs R` it is that measuring process and prints
+Run as `python -m servetune.serve.variant_profile MODEL --threads N --runs R` it is that measuring process and prints
 one JSON line.
 """
 
@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from servetune.errors import ServetuneError
 from servetune.model.artifact import read_spec
 
 THREADS = (1, 2)
 
 
-class ProfileError(Exception):
+class ProfileError(ServetuneError):
     pass
 
 
@@ -91,7 +92,7 @@ def peak_rss_mb() -> float:
 
 
 def measure_in_subprocess(model: Path, threads: int, runs: int) -> dict:
-    command = [sys.executable, "-m", "servetune.model.profile", str(model), "--threads", str(threads), "--runs", str(runs)]
+    command = [sys.executable, "-m", "servetune.serve.variant_profile", str(model), "--threads", str(threads), "--runs", str(runs)]
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise ProfileError(f"{model}: measuring process failed: {result.stderr.strip().splitlines()[-1:]}")

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from servetune.serve.cpu_quota import affinity_cores, cpu_quota_cores, inference_threads
+from servetune.host.cpu_quota import affinity_cores, cpu_quota_cores, inference_threads
 
 
 def write(path: Path, text: str) -> None:

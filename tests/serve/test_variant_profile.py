@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from food11_folders import write_food11
 from onnx_models import tiny_artifact
-from servetune.model.profile import measure_in_subprocess, profile_artifact, read_table, write_table
+from servetune.serve.variant_profile import measure_in_subprocess, profile_artifact, read_table, write_table
 
 
 def test_measuring_process_reports_latency_and_memory(tmp_path):
@@ -25,8 +28,14 @@ def test_memory_is_the_serving_process_own_not_its_parent(tmp_path):
     assert result["peak_rss_mb"] < 400
 
 
-def test_profile_row_and_table_round_trip(make_food11, tmp_path):
-    data = make_food11("flat", per_class=2, splits=("evaluation",))
+@pytest.fixture(scope="module")
+def tiny_food11(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Flat (original archive) layout, 4 images per class and split."""
+    return write_food11(tmp_path_factory.mktemp("data") / "food11", "flat", per_class=4)
+
+
+def test_profile_row_and_table_round_trip(tmp_path):
+    data = write_food11(tmp_path / "food11", "flat", per_class=2, splits=("evaluation",))
     model = tiny_artifact(tmp_path / "tiny.onnx")
     row = profile_artifact(model, data, eval_per_class=2, runs=5)
     assert row.eval_images == 22 and 0 <= row.accuracy <= 1

@@ -2,7 +2,7 @@
 
 CPU: cores used over an interval (the change of the process's user + system CPU time, all threads,
 divided by the wall time between two samples), like metrics-server's rate between two kubelet scrapes.
-Memory: the working set (deploy/cgroups.py keeps each replica in its own memory cgroup when it can).
+Memory: the working set (host/cgroups.py keeps each replica in its own memory cgroup when it can).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-from servetune.deploy.cgroups import CGROUP_ROOT, replica_memory_dir
+from servetune.host.cgroups import CGROUP_ROOT, replica_memory_dir
 
 
 class CpuMeter:
