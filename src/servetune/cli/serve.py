@@ -29,10 +29,9 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
 ) -> None:
     """Serve the model over HTTP (the API in docs/architecture.md)."""
-    from servetune.host.cpu_quota import inference_threads
     from servetune.model.artifact import existing_model_path, read_spec
     from servetune.model.preprocess import ImageError, decode_image
-    from servetune.serve.launch import serve_gunicorn, serve_uvicorn
+    from servetune.serve.launch import serve_gunicorn, serve_uvicorn, threads_per_worker
     from servetune.serve.settings import ServerSettings
 
     model_path = existing_model_path(model)
@@ -44,12 +43,10 @@ def serve(
             decode_image(sample_image.read_bytes(), spec)
         except ImageError as err:
             raise OptionError(f"{sample_image}: unusable sample image: {err}") from None
-    if threads is None and workers > 1:
-        threads = max(1, inference_threads() // workers)  # the workers share the CPUs
     settings = ServerSettings(
         model_path=str(model_path.resolve()),
         sample_image=str(sample_image.resolve()) if sample_image else None,
-        threads=threads,
+        threads=threads_per_worker(threads, workers),
         ready_dir=str(ready_dir) if ready_dir else None,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         backlog=backlog,

@@ -11,6 +11,7 @@ from pathlib import PurePosixPath
 import yaml
 
 from servetune.config import DeploymentSpec, ProbeSpec, ScalingRules
+from servetune.deploy.spec import DEFAULT_MODEL
 from servetune.serve.settings import ServerSettings
 
 # The Kubernetes version the manifests are written for and validated against (kubernetes-validate's
@@ -158,7 +159,7 @@ def environment(spec: DeploymentSpec) -> list[dict]:
 
 def model_path_in_image(spec: DeploymentSpec) -> str | None:
     """Where the container finds the model: None for the packaged default, else /models/<file name>."""
-    if spec.model == "default":
+    if spec.model == DEFAULT_MODEL:
         return None
     return str(MODELS_DIR_IN_IMAGE / PurePosixPath(spec.model.replace("\\", "/")).name)
 

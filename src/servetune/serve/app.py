@@ -1,4 +1,4 @@
-"""The inference server: an ASGI app (FastAPI) with the HTTP API of ARCHITECTURE.md.
+"""The inference server: an ASGI app (FastAPI) with the HTTP API of docs/architecture.md.
 
 `create_app(settings)` builds one app; `app_from_env()` builds it from SERVETUNE_* variables for gunicorn
 (serve/settings.py; `gunicorn -k uvicorn_worker.UvicornWorker 'servetune.serve.app:app_from_env()'`).

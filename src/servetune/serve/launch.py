@@ -75,3 +75,12 @@ def serve_gunicorn(
     finally:
         if own_metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def threads_per_worker(threads: int | None, workers: int) -> int | None:
+    """Inference threads for each of `workers` processes: as given, or the CPUs granted shared between them."""
+    if threads is not None or workers == 1:
+        return threads  # None: one process takes every CPU it is granted (serve/app.py)
+    from servetune.host.cpu_quota import inference_threads
+
+    return max(1, inference_threads() // workers)
