@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from servetune.config import DeploymentSpec
+from servetune.yaml_unique import safe_load_unique_keys
 
 SPECS_DIR = Path(__file__).parent / "specs"
 
@@ -33,7 +34,7 @@ def load_deployment_spec(path: str | Path) -> DeploymentSpec:
     except OSError as error:
         raise SpecError(f"{path}: cannot read: {error.strerror or error}") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_unique_keys(text)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

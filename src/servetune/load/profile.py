@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from servetune.config import LoadProfile
+from servetune.yaml_unique import safe_load_unique_keys
 
 PACKAGED_PROFILES = ("reference", "quick")
 
@@ -42,7 +43,7 @@ def load_profile(name_or_path: str | Path, time_scale: float = 1.0) -> LoadProfi
 
 def parse_profile(path: Path) -> LoadProfile:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_unique_keys(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as error:
         line = error.problem_mark.line + 1 if error.problem_mark else "?"
         raise ProfileError(f"{path}: line {line}: not valid YAML: {error.problem}") from None
