@@ -29,10 +29,12 @@ from servetune.config import ClassProbability, PredictionResponse, ServerSetting
 from servetune.model.artifact import default_model_path
 from servetune.model.preprocess import ImageError, ImageTooLarge, UnsupportedImage
 from servetune.serve.cpu_quota import cpu_quota_cores, inference_threads
+from servetune.serve.docs import add_docs
 from servetune.serve.metrics import ServerMetrics
 from servetune.serve.pool import InferencePool, Overloaded
 from servetune.serve.predictor import Prediction, Predictor
 from servetune.serve.sample_image import sample_image_bytes
+from servetune.serve.security_headers import SecurityHeadersMiddleware
 from servetune.serve.upload import UploadError, read_file_field
 
 PAGE_DIR = Path(__file__).parent / "page"
@@ -188,7 +190,10 @@ UPLOAD_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {"file": {
+                        "type": "string", "format": "binary", "minLength": 1,
+                        "description": "the image (JPEG, PNG, WebP, GIF or BMP); an empty file is refused (400)",
+                    }},
                     "required": ["file"],
                 }
             }
@@ -219,8 +224,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=__version__,
         description="Classify a food photo: upload it to POST /predict, or GET /test for the sample image.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.server = server
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(InstrumentMiddleware, metrics=server.metrics)
 
     @app.exception_handler(HTTPException)
@@ -283,13 +291,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 "name": spec.name, "version": spec.version, "backbone": spec.backbone,
                 "precision": spec.precision, "input_size": spec.input_size, "classes": spec.class_names,
                 "accuracy": spec.accuracy, "data": spec.data, "sha256": predictor.sha256,
-                "path": str(predictor.path),
+                "file": predictor.path.name,  # not the path: it tells a client about the server's disk
             }
         return {
             "servetune": __version__, "onnxruntime": ort.__version__, "model": model,
             "inference_threads": server.threads, "cpu_quota_cores": cpu_quota_cores(),
         }
 
+    add_docs(app)
     app.mount("/static", StaticFiles(directory=PAGE_DIR, check_dir=False), name="static")
     return app
 
