@@ -29,6 +29,14 @@ app.add_typer(data_app, name="data")
 app.add_typer(deploy_app, name="deploy")
 
 
+@app.callback()
+def stop_on_sigterm() -> None:
+    """SIGTERM stops every command the way Ctrl-C does (each one cleans up and keeps what it measured)."""
+    from servetune.stop_signals import sigterm_as_interrupt
+
+    sigterm_as_interrupt()
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
@@ -646,16 +654,13 @@ def deploy_local(
     model: Annotated[Path | None, typer.Option(help="model artifact [default: the spec's model]")] = None,
 ) -> None:
     """Run a deployment on this machine until Ctrl-C: gunicorn workers as replicas, scaled by the HPA rule."""
-    import signal
-    import threading
+    import time
 
     from servetune.deploy.local import LocalCluster, LocalClusterError
     from servetune.model.artifact import default_model_path
 
     spec = deployment_spec_or_fail(spec_path)
     model_path = model or (default_model_path() if spec.model == "default" else Path(spec.model))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         cluster = LocalCluster(spec, model_path, port=port, workdir=workdir, time_scale=time_scale,
                                on_event=typer.echo)
@@ -663,9 +668,8 @@ def deploy_local(
             cluster.wait_ready(300)
             typer.echo(f"serving on http://127.0.0.1:{cluster.port} ({spec.replicas} replicas ready); "
                        f"state: {cluster.state_path}; Ctrl-C stops")
-            while not stop.wait(0.5):
-                if cluster.error:
-                    break
+            while not cluster.error:  # until Ctrl-C or SIGTERM
+                time.sleep(0.5)
         if cluster.error:
             fail(cluster.error, code=1)
     except LocalClusterError as err:

@@ -5,6 +5,10 @@ Time constants are compressed (time_scale 0.1: 1.5 s sync period, 30 s scale-dow
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -218,3 +222,34 @@ def test_cli_names_the_missing_model(tmp_path: Path):
     assert result.exit_code == 1
     assert "none.onnx: no such model file" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_deploy_local_stops_on_sigterm_or_ctrl_c_while_waiting_for_readiness(tmp_path: Path, stop_signal):
+    """Replicas that never get ready (their sample image is a FIFO nobody writes): the command still stops
+    at once on SIGTERM, like on Ctrl-C, and leaves no process behind."""
+    model = tiny_artifact(tmp_path / "tiny.onnx")
+    fifo = tmp_path / "never.jpg"
+    os.mkfifo(fifo)
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text("name: ml-app\nreplicas: 1\ntermination_grace_period_seconds: 2\npre_stop_seconds: 1\n")
+    workdir = tmp_path / "w"
+    env = {**os.environ, "SERVETUNE_SAMPLE_IMAGE": str(fifo), "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from servetune.cli import app; app()", "deploy", "local", str(spec_file),
+         "--model", str(model), "--port", "0", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (workdir / "state.json").is_file():
+        assert time.monotonic() < deadline and process.poll() is None, "the cluster did not start"
+        time.sleep(0.1)
+    master = read_state(workdir / "state.json").master_pid
+    time.sleep(1)
+    process.send_signal(stop_signal)
+    asked = time.monotonic()
+    output, _ = process.communicate(timeout=30)
+    assert time.monotonic() - asked < 20
+    assert process.returncode == 130, output
+    assert "serving on" not in output and "Traceback" not in output
+    assert_gone({master})

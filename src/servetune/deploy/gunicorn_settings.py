@@ -10,7 +10,7 @@ import os
 
 from servetune.deploy.cgroups import ENV_VAR, ReplicaCgroups
 
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "servetune.serve.worker.TimedUvicornWorker"  # uvicorn with slow-client limits
 
 
 def post_fork(server, worker) -> None:
