@@ -28,6 +28,7 @@ from servetune import __version__
 from servetune.config import ClassProbability, PredictionResponse, ServerSettings
 from servetune.model.artifact import default_model_path
 from servetune.model.preprocess import ImageError, ImageTooLarge, UnsupportedImage
+from servetune.serve.allocator import keep_large_blocks_returnable
 from servetune.serve.cpu_quota import cpu_quota_cores, inference_threads
 from servetune.serve.docs import add_docs
 from servetune.serve.metrics import ServerMetrics
@@ -111,6 +112,7 @@ class Server:
     def start(self) -> None:
         began = time.perf_counter()
         settings = self.settings
+        keep_large_blocks_returnable()
         self.predictor = Predictor(
             Path(settings.model_path), self.threads, max_pixels=settings.max_pixels, top_k=settings.top_k
         )
