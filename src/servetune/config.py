@@ -99,6 +99,7 @@ class LocalReplica(BaseModel):
     phase: Literal["Pending", "Running", "Terminating"]
     ready: bool
     started_at: float  # unix time
+    reason: str = ""  # "CrashLoopBackOff" while it waits out its restart back-off
 
 
 class LocalClusterState(BaseModel):
@@ -113,6 +114,7 @@ class LocalClusterState(BaseModel):
     limits_enforced: bool
     limits_note: str = ""
     restarts: int = 0
+    restart_reasons: dict[str, int] = Field(default_factory=dict)  # "OOMKilled", "Error (SIGKILL)", ...
     desired_replicas: int
     replicas: list[LocalReplica]
     updated_at: float

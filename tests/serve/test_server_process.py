@@ -233,3 +233,54 @@ def test_slowloris_connections_are_cut_off_and_others_still_served(tiny_model):
     assert len(closed_after) == 50
     assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers.values())
     assert HEADER_TIMEOUT_S - 0.5 < min(closed_after.values()) and max(closed_after.values()) < HEADER_TIMEOUT_S + 5
+
+
+@pytest.mark.slow
+def test_a_burst_of_large_images_stays_bounded_and_memory_is_given_back(tiny_model):
+    """10 uploads at once of an 8-megapixel LA PNG (32 MB decoded, about 160 MB through the old
+    conversion): the server's RSS rises by about two decodes (two inference threads), and falls back."""
+    import io
+
+    import numpy as np
+    import psutil
+    from PIL import Image
+
+    gradient = np.linspace(0, 255, 3200, dtype=np.float32)[None, :] * np.ones((2500, 1), np.float32)
+    image = Image.merge("LA", (Image.fromarray(gradient.astype(np.uint8)), Image.fromarray(gradient[::-1].astype(np.uint8))))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    upload = buffer.getvalue()
+    with running_server("--model", str(tiny_model), "--threads", "2") as (process, url):
+        server = psutil.Process(process.pid)
+        assert httpx.post(f"{url}/predict", files={"file": ("a.png", upload)}, timeout=60).status_code == 200
+        time.sleep(1)
+        baseline = server.memory_info().rss
+        peak = baseline
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, server.memory_info().rss)
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        statuses: list[int] = []
+
+        def post() -> None:
+            statuses.append(httpx.post(f"{url}/predict", files={"file": ("a.png", upload)}, timeout=120).status_code)
+
+        clients = [threading.Thread(target=post) for _ in range(10)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(180)
+        time.sleep(1)
+        stop.set()
+        sampler.join()
+        after = server.memory_info().rss
+    mib = 2**20
+    assert statuses == [200] * 10
+    assert peak - baseline < 150 * mib, f"peak {(peak - baseline) / mib:.0f} MiB above {baseline / mib:.0f} MiB"
+    assert after - baseline < 40 * mib, f"{(after - baseline) / mib:.0f} MiB kept after the burst"
