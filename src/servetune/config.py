@@ -384,4 +384,6 @@ class RunSummary(BaseModel):
     accuracy: float | None = None
     accuracy_source: str | None = None
     model: str | None = None
+    replica_restarts: int | None = Field(default=None, description="replicas that exited unasked (run.json)")
+    restart_reasons: dict[str, int] = Field(default_factory=dict, description="OOMKilled, Error (SIGKILL), ...")
     phases: list[PhaseSummary] = Field(default_factory=list)

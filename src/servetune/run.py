@@ -254,7 +254,7 @@ class LocalBackend:
         if self.cluster is None:
             return {}
         return {"limits_enforced": self.cluster.limits_enforced, "limits_note": self.cluster.limits_note,
-                "restarts": self.cluster.restarts}
+                "restarts": self.cluster.restarts, "restart_reasons": self.cluster.restart_reasons}
 
     def tear_down(self) -> str:
         if self.cluster is None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 from PIL import Image
@@ -47,3 +48,18 @@ def test_report_without_request_log_says_so(tmp_path):
     text = write_report(run).read_text()
     assert "No requests.csv" in text
     assert text.count("data:image/png") == 2
+
+
+def test_replica_restarts_reach_summary_json_and_the_report(tmp_path):
+    run = handmade_run(tmp_path / "run")
+    (run / "run.json").write_text(json.dumps({"restarts": 3, "restart_reasons": {"OOMKilled": 2, "Error (SIGKILL)": 1}}))
+    write_report(run)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["replica_restarts"] == 3
+    assert summary["restart_reasons"] == {"OOMKilled": 2, "Error (SIGKILL)": 1}
+    assert "| replica restarts | 3 (Error (SIGKILL) x1, OOMKilled x2) |" in (run / "report.md").read_text()
+    assert "3 (Error (SIGKILL) x1, OOMKilled x2)" in (run / "report.html").read_text()
+    (run / "run.json").write_text("{}")  # a run folder from elsewhere: not known, not zero
+    write_report(run)
+    assert json.loads((run / "summary.json").read_text())["replica_restarts"] is None
+    assert "| replica restarts | n/a |" in (run / "report.md").read_text()
