@@ -193,7 +193,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="servetune-large-") as temporary:
         folder = Path(args.images or temporary)
         folder.mkdir(parents=True, exist_ok=True)
-        print("| image | upload KB | RSS before MB | request's peak above it MB | RSS after MB | seconds | answer |")
+        print("| image | upload KB | RSS before MiB | request's peak above it MiB | RSS after MiB | seconds | answer |")
         print("|---|---|---|---|---|---|---|")
         for name in IMAGES if args.only is None else args.only:
             path = write_image(name, folder)
@@ -205,7 +205,7 @@ def main() -> None:
             baseline, peak, after, statuses = burst(paths, args.model, args.burst)
             print(f"\n{args.burst} uploads at once ({', '.join(BURST)}, cycled) to one `servetune serve`, "
                   f"load average {os.getloadavg()[0]:.1f}:")
-            print("| RSS baseline MB | peak MB | 5 s after MB | statuses |")
+            print("| RSS baseline MiB | peak MiB | 5 s after MiB | statuses |")
             print("|---|---|---|---|")
             counts = {status: statuses.count(status) for status in sorted(set(statuses))}
             print(f"| {baseline:.0f} | {peak:.0f} | {after:.0f} | {counts} |")
