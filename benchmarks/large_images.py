@@ -19,7 +19,6 @@ import datetime
 import io
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,10 @@ from pathlib import Path
 import httpx
 import psutil
 from PIL import Image
+
+from serve import start_server, stop
+from servetune.model.artifact import default_model_path
+from servetune.serve.sample_image import generated_sample_jpeg
 
 MEASURE = r"""
 import sys, time
@@ -126,42 +129,25 @@ def per_request(path: Path, model: str) -> tuple[float, float, float, float, str
     return int(before) / mib, (int(peak) - int(before)) / mib, int(after) / mib, float(seconds), outcome
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def burst(paths: list[Path], model: str, count: int) -> tuple[float, float, float, list[int]]:
-    port = free_port()
-    command = [sys.executable, "-c", "from servetune.cli import app; app()", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--threads", "2"] + (["--model", model] if model else [])
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def burst(paths: list[Path], model: str, count: int, folder: Path) -> tuple[float, float, float, list[int]]:
+    sample_image = folder / "sample.jpg"
+    sample_image.write_bytes(generated_sample_jpeg())
+    server, port = start_server(Path(model) if model else default_model_path(), sample_image)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server not ready")
-            time.sleep(0.2)
         process = psutil.Process(server.pid)
         time.sleep(1)
         baseline = process.memory_info().rss
         peak = baseline
-        stop = threading.Event()
+        finished = threading.Event()
 
-        def sample() -> None:
+        def watch() -> None:
             nonlocal peak
-            while not stop.is_set():
+            while not finished.is_set():
                 peak = max(peak, process.memory_info().rss)
                 time.sleep(0.02)
 
-        sampler = threading.Thread(target=sample)
+        sampler = threading.Thread(target=watch)
         sampler.start()
         uploads = [paths[i % len(paths)].read_bytes() for i in range(count)]
 
@@ -171,12 +157,11 @@ def burst(paths: list[Path], model: str, count: int) -> tuple[float, float, floa
         with concurrent.futures.ThreadPoolExecutor(count) as pool:
             statuses = list(pool.map(post, uploads))
         time.sleep(5)
-        stop.set()
+        finished.set()
         sampler.join()
         after = process.memory_info().rss
     finally:
-        server.terminate()
-        server.wait(30)
+        stop(server)
     mib = 1024 * 1024
     return baseline / mib, peak / mib, after / mib, statuses
 
@@ -202,7 +187,7 @@ def main() -> None:
                   f"{seconds:.2f} | {outcome} |", flush=True)
         if args.burst:
             paths = [write_image(name, folder) for name in BURST]
-            baseline, peak, after, statuses = burst(paths, args.model, args.burst)
+            baseline, peak, after, statuses = burst(paths, args.model, args.burst, folder)
             print(f"\n{args.burst} uploads at once ({', '.join(BURST)}, cycled) to one `servetune serve`, "
                   f"load average {os.getloadavg()[0]:.1f}:")
             print("| RSS baseline MiB | peak MiB | 5 s after MiB | statuses |")

@@ -38,6 +38,7 @@ def wait_for_start_permit(folder: Path, pid: int, alive: Callable[[], None]) -> 
     """Block until the cluster allows `pid` to start and its time has come; `alive` is called about once a
     second meanwhile (the worker's heartbeat). Returns the seconds waited."""
     began = time.monotonic()
+    master = os.getppid()
     path = folder / f"{pid}.start"
     last_beat = 0.0
     while True:
@@ -52,7 +53,7 @@ def wait_for_start_permit(folder: Path, pid: int, alive: Callable[[], None]) -> 
         if not_before is not None and time.time() >= not_before:
             path.unlink(missing_ok=True)
             return time.monotonic() - began
-        if not folder.is_dir():  # the cluster is gone
+        if not folder.is_dir() or os.getppid() != master:  # the cluster or the master is gone
             return time.monotonic() - began
         time.sleep(POLL_S)
 
