@@ -184,7 +184,8 @@ def test_a_port_in_use_fails_at_apply_and_tears_down(tmp_path, spec_file, profil
     master_gone(run_dir)
 
 
-def test_ctrl_c_during_the_load_tears_down_and_keeps_what_was_measured(tmp_path, spec_file):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_during_the_load_tears_down_and_keeps_what_was_measured(tmp_path, spec_file, stop_signal):
     profile = tmp_path / "long.yaml"
     profile.write_text(yaml.safe_dump({"name": "long", "phases": [
         {"users": 2, "delay": 0.2, "duration_s": 30, "repeats": 20}]}))
@@ -200,7 +201,7 @@ def test_ctrl_c_during_the_load_tears_down_and_keeps_what_was_measured(tmp_path,
             if log.is_file() and len(log.read_text().splitlines()) >= 2:
                 break
             time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         output, _ = process.communicate(timeout=40)
     finally:
         process.kill()

@@ -105,6 +105,7 @@ class LocalReplica(BaseModel):
     phase: Literal["Pending", "Running", "Terminating"]
     ready: bool
     started_at: float  # unix time
+    reason: str = ""  # "CrashLoopBackOff" while it waits out its restart back-off
 
 
 class LocalClusterState(BaseModel):
@@ -119,6 +120,7 @@ class LocalClusterState(BaseModel):
     limits_enforced: bool
     limits_note: str = ""
     restarts: int = 0
+    restart_reasons: dict[str, int] = Field(default_factory=dict)  # "OOMKilled", "Error (SIGKILL)", ...
     desired_replicas: int
     replicas: list[LocalReplica]
     updated_at: float
@@ -374,4 +376,6 @@ class RunSummary(BaseModel):
     accuracy: float | None = None
     accuracy_source: str | None = None
     model: str | None = None
+    replica_restarts: int | None = Field(default=None, description="replicas that exited unasked (run.json)")
+    restart_reasons: dict[str, int] = Field(default_factory=dict, description="OOMKilled, Error (SIGKILL), ...")
     phases: list[PhaseSummary] = Field(default_factory=list)

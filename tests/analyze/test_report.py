@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 from PIL import Image
@@ -62,3 +63,18 @@ def test_headline_rows_are_the_four_statistics_then_accuracy():
     assert rows["memory requested"].startswith("256 MiB") and rows["memory used"].startswith("100 MiB")
     assert rows["transaction rate"].startswith("8.50 /s") and rows["response time"].startswith("250.0 ms")
     assert rows["accuracy"] == "50.00% (tiny)"
+
+
+def test_replica_restarts_reach_summary_json_and_the_report(tmp_path):
+    run = handmade_run(tmp_path / "run")
+    (run / "run.json").write_text(json.dumps({"restarts": 3, "restart_reasons": {"OOMKilled": 2, "Error (SIGKILL)": 1}}))
+    write_report(run)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["replica_restarts"] == 3
+    assert summary["restart_reasons"] == {"OOMKilled": 2, "Error (SIGKILL)": 1}
+    assert "| replica restarts | 3 (Error (SIGKILL) x1, OOMKilled x2) |" in (run / "report.md").read_text()
+    assert "3 (Error (SIGKILL) x1, OOMKilled x2)" in (run / "report.html").read_text()
+    (run / "run.json").write_text("{}")  # a run folder from elsewhere: not known, not zero
+    write_report(run)
+    assert json.loads((run / "summary.json").read_text())["replica_restarts"] is None
+    assert "| replica restarts | n/a |" in (run / "report.md").read_text()

@@ -90,6 +90,20 @@ def test_accuracy_from_run_json_or_the_models_metadata(tmp_path):
         ("load_output.csv", SIEGE_HEADER + "2026-11-29 05:00:10,  x,  10.00,  0,  0.5,  1,  0,  0.5,  10,  0\n",
          r"load_output.csv: line 2: Trans 'x' is not a number"),
         ("load_output.csv", SIEGE_HEADER, r"load_output.csv: no load runs"),
+        ("load_output.csv", SIEGE_HEADER + "2026-11-29 05:00:10,  10,  inf,  0,  0.5,  1,  0,  0.5,  10,  0\n",
+         r"load_output.csv: line 2: Elap Time inf is not a finite number"),
+        ("load_output.csv", SIEGE_HEADER + "2026-11-29 05:00:10,  0,  nan,  0,  -nan,  0,  0,  -nan,  0,  3\n",
+         r"load_output.csv: line 2: Elap Time nan is not a finite number"),
+        ("load_output.csv", SIEGE_HEADER + "2026-11-29 05:00:10,  10,  10.00,  0,  nan,  1,  0,  0.5,  10,  0\n",
+         r"load_output.csv: line 2: Resp Time nan is not a finite number"),
+        ("load_output.csv", SIEGE_HEADER + "2026-11-29 05:00:10,  10,  10.00,  0,  0.5,  1,  inf,  0.5,  10,  0\n",
+         r"load_output.csv: line 2: Throughput inf is not a finite number"),
+        ("load_output.csv", SIEGE_HEADER + "2026-11-29 05:00:10,  10,  10.00,  0,  0.5,  -inf,  0,  0.5,  10,  0\n",
+         r"load_output.csv: line 2: Trans Rate -inf is not a finite number"),
+        ("load_output.csv", SIEGE_HEADER + "2026-11-29 05:00:10,  10,  10.00,  nan,  0.5,  1,  0,  0.5,  10,  0\n",
+         r"load_output.csv: line 2: Data Trans nan is not a finite number"),
+        ("load_output.csv", SIEGE_HEADER + "2026-11-29 05:00:10,  10,  10.00,  0,  0.5,  1,  0,  inf,  10,  0\n",
+         r"load_output.csv: line 2: Concurrent inf is not a finite number"),
         ("requests.csv", "start,latency_s,status,bytes,phase,replica\n1.0,0.2,200\n", r"requests.csv: line 2"),
         ("run.json", "{not json", r"run.json: not readable JSON"),
         ("load_profile.yaml", "phases: [{users: 0}]\nname: x\n", r"load_profile.yaml: phases\[0\].users"),
@@ -170,3 +184,22 @@ def test_statistics_of_a_log_written_by_real_siege(tmp_path):
     assert summary.transaction_rate == pytest.approx(summary.okay / summary.evaluation_s)
     assert 0.045 <= summary.response_time_s <= 0.08  # the server's 50 ms, at siege's 2-decimal resolution
     assert summary.failure_rate == 0
+
+
+def test_a_run_without_transactions_reads_as_siege_means_it(tmp_path):
+    """siege's -nan/inf for a run that served nothing: 0 OKAY and no response time, not an error or 'nan ms'."""
+    run = handmade_run(tmp_path / "run")
+    (run / "load_output.csv").write_text(
+        SIEGE_HEADER
+        + "2026-11-29 05:00:10,     10,      10.00,           0,       0.50,        1.00,        0.00,        0.50,      10,       0\n"
+        + "2026-11-29 05:00:20,      0,      10.00,           0,       -nan,        -nan,        -nan,       -nan,       0,       5\n"
+        + "2026-11-29 05:00:30,      0,       0.00,           0,        inf,         inf,         inf,        inf,       0,       2\n"
+        # too short for siege's clock: per-second figures divide by zero, Resp Time is real
+        + "2026-11-29 05:00:40,      6,       0.00,           0,       0.01,         inf,         inf,       -nan,       6,       0\n"
+    )
+    (run / "requests.csv").unlink()
+    (run / "load_profile.yaml").unlink()
+    summary = summarize(run)
+    assert summary.response_time_s == pytest.approx((10 * 0.5 + 6 * 0.01) / 16)
+    assert summary.transaction_rate == pytest.approx(16 / 20)
+    assert summary.failure_rate == pytest.approx(7 / 23)

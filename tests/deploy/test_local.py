@@ -5,6 +5,11 @@ Time constants are compressed (time_scale 0.1: 1.5 s sync period, 30 s scale-dow
 
 from __future__ import annotations
 
+import io
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,9 +17,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from PIL import Image
 
 from onnx_models import tiny_artifact
 from servetune.config import AutoscalingSpec, DeploymentSpec, ResourceAmounts
+from servetune.deploy.footprint import measure_footprint
 from servetune.deploy.local import LocalCluster, LocalClusterError, read_state
 from servetune.host.cgroups import CGROUP_ROOT, ReplicaLimits, create_replica_cgroups
 from servetune.monitor.local import monitor_local
@@ -151,15 +158,76 @@ def test_limits_are_enforced_per_replica_and_oom_kills_are_restarts(tmp_path: Pa
         assert int((memory_dir / "memory.limit_in_bytes").read_text()) == 512 * 2**20
     assert not cpu_dir.exists() and not cpu_dir.parent.exists(), "replica cgroups left behind"
 
-    # 24 MiB cannot hold the server: the kernel kills each worker while it loads; gunicorn replaces it.
+
+
+def test_a_memory_limit_below_the_models_footprint_fails_at_once(tmp_path: Path):
+    model = tiny_artifact(tmp_path / "tiny.onnx")
     tight = spec(autoscaling=None, requests=ResourceAmounts(cpu=0.1, memory_mb=16),
                  limits=ResourceAmounts(cpu=0.5, memory_mb=24))
-    with LocalCluster(tight, model, workdir=tmp_path / "oom", time_scale=TIME_SCALE) as cluster:
+    began = time.monotonic()
+    with pytest.raises(LocalClusterError, match=r"limits.memory_mb 24 is below the model's measured footprint: "
+                       r"loading and warming up tiny.onnx took \d+ MiB"):
+        LocalCluster(tight, model, workdir=tmp_path / "oom", time_scale=TIME_SCALE).start()
+    assert time.monotonic() - began < 30
+    assert not (tmp_path / "oom" / "state.json").exists()  # nothing was started
+
+
+@pytest.mark.slow
+def test_a_replica_killed_for_memory_is_restarted_with_its_reason(tmp_path: Path):
+    """A limit above the model's footprint but below what one huge image takes to decode: the kernel kills
+    the replica, and the restart says OOMKilled (from the replica's memory cgroup)."""
+    if not cgroups_writable():
+        pytest.skip("cgroups are not writable here: memory limits cannot be enforced")
+    model = tiny_artifact(tmp_path / "tiny.onnx")
+    limit_mb = measure_footprint(model) // 2**20 + 16
+    tight = spec(autoscaling=None, requests=ResourceAmounts(cpu=0.1, memory_mb=64),
+                 limits=ResourceAmounts(cpu=0.5, memory_mb=limit_mb))
+    buffer = io.BytesIO()
+    Image.new("LA", (6320, 6320), (90, 255)).save(buffer, "PNG")  # 152 MiB once decoded
+    events: list[str] = []
+    with LocalCluster(tight, model, workdir=tmp_path / "oom", time_scale=TIME_SCALE, on_event=events.append) as cluster:
+        cluster.wait_ready(60)
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(f"http://127.0.0.1:{cluster.port}/predict", files={"file": ("big.png", buffer.getvalue())},
+                       timeout=60).raise_for_status()
         deadline = time.monotonic() + 30
-        while cluster.restarts < 2 and time.monotonic() < deadline:
+        while cluster.restarts < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert cluster.restarts >= 2, cluster.log_tail()
-    assert "SIGKILL" in cluster.log_tail(50)
+        assert cluster.restart_reasons == {"OOMKilled": 1}, cluster.log_tail()
+        time.sleep(1.2)
+        assert read_state(cluster.state_path).restart_reasons == {"OOMKilled": 1}
+        cluster.wait_ready(60)  # it comes back after its back-off
+    assert any("exited unasked (OOMKilled): restart #1, back-off 1 s (CrashLoopBackOff)" in e for e in events)
+
+
+@pytest.mark.slow
+def test_crashing_replicas_back_off_like_the_kubelet(tmp_path: Path):
+    """Each unasked exit doubles the wait before the replacement starts: 10 s, 20 s, 40 s x time_scale."""
+    model = tiny_artifact(tmp_path / "tiny.onnx")
+    events: list[str] = []
+    with LocalCluster(spec(autoscaling=None), model, workdir=tmp_path / "c", time_scale=TIME_SCALE,
+                      on_event=events.append) as cluster:
+        cluster.wait_ready(60)
+        for restart, delay in enumerate((1.0, 2.0, 4.0), start=1):
+            victim = cluster.state().replicas[0].pid
+            os.kill(victim, signal.SIGKILL)
+            killed_at = time.time()
+            saw_backoff = False
+            deadline = time.monotonic() + 60
+            while True:
+                state = cluster.state()
+                replicas = [r for r in state.replicas if r.pid not in (None, victim)]
+                saw_backoff |= any(r.reason == "CrashLoopBackOff" and not r.ready for r in replicas)
+                if replicas and replicas[0].ready:
+                    break
+                assert time.monotonic() < deadline, cluster.log_tail()
+                time.sleep(0.05)
+            ready_at = (tmp_path / "c" / "ready" / str(replicas[0].pid)).stat().st_mtime
+            assert saw_backoff
+            assert ready_at - killed_at >= delay - 0.1, f"restart {restart} came back after {ready_at - killed_at:.1f} s"
+            assert state.restarts == restart and state.restart_reasons == {"Error (SIGKILL)": restart}
+    backoffs = [e.split("back-off ")[1] for e in events if "exited unasked" in e]
+    assert backoffs == ["1 s (CrashLoopBackOff)", "2 s (CrashLoopBackOff)", "4 s (CrashLoopBackOff)"]
 
 
 def test_runs_without_limits_and_says_so(tmp_path: Path):
@@ -218,3 +286,34 @@ def test_cli_names_the_missing_model(tmp_path: Path):
     assert result.exit_code == 1
     assert "none.onnx: no such model file" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_deploy_local_stops_on_sigterm_or_ctrl_c_while_waiting_for_readiness(tmp_path: Path, stop_signal):
+    """Replicas that never get ready (their sample image is a FIFO nobody writes): the command still stops
+    at once on SIGTERM, like on Ctrl-C, and leaves no process behind."""
+    model = tiny_artifact(tmp_path / "tiny.onnx")
+    fifo = tmp_path / "never.jpg"
+    os.mkfifo(fifo)
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text("name: ml-app\nreplicas: 1\ntermination_grace_period_seconds: 2\npre_stop_seconds: 1\n")
+    workdir = tmp_path / "w"
+    env = {**os.environ, "SERVETUNE_SAMPLE_IMAGE": str(fifo), "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from servetune.cli import app; app()", "deploy", "local", str(spec_file),
+         "--model", str(model), "--port", "0", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (workdir / "state.json").is_file():
+        assert time.monotonic() < deadline and process.poll() is None, "the cluster did not start"
+        time.sleep(0.1)
+    master = read_state(workdir / "state.json").master_pid
+    time.sleep(1)
+    process.send_signal(stop_signal)
+    asked = time.monotonic()
+    output, _ = process.communicate(timeout=30)
+    assert time.monotonic() - asked < 20
+    assert process.returncode == 130, output
+    assert "serving on" not in output and "Traceback" not in output
+    assert_gone({master})

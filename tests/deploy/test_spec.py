@@ -95,6 +95,13 @@ def test_bad_yaml_gives_line_and_column(tmp_path):
         load_deployment_spec(write(tmp_path, "name: ml-app\nrequests:\n  cpu: 0.5: 1\n"))
 
 
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
+    with pytest.raises(SpecError, match=r"fixed.yaml: invalid YAML: line 3, column 1: duplicate key 'replicas' \(first given on line 2\)"):
+        load_deployment_spec(write(tmp_path, "name: ml-app\nreplicas: 1\nreplicas: 5\n"))
+    with pytest.raises(SpecError, match=r"line 4, column 3: duplicate key 'cpu' \(first given on line 3\)"):
+        load_deployment_spec(write(tmp_path, "name: ml-app\nrequests:\n  cpu: 0.5\n  cpu: 2\n"))
+
+
 @pytest.mark.parametrize(("text", "expected"), [("", "is empty"), ("- 1\n- 2\n", "expected a mapping")])
 def test_empty_or_non_mapping_file(tmp_path, text, expected):
     with pytest.raises(SpecError, match=expected):

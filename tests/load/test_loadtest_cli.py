@@ -34,13 +34,14 @@ def test_quick_profile_compressed(tmp_path, recording_server):
     assert "15 runs" in result.stdout
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_rows(tmp_path, recording_server):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_keeps_rows(tmp_path, recording_server, stop_signal):
     process = subprocess.Popen(
         [*SERVETUNE, recording_server.url, "--profile", "reference", "--out", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     time.sleep(3)
-    os.kill(process.pid, signal.SIGINT)
+    os.kill(process.pid, stop_signal)
     _, stderr = process.communicate(timeout=20)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr

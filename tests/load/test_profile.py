@@ -62,6 +62,8 @@ def test_user_profile_file_with_predict_target_resolves_image_folder(tmp_path):
     [
         ("name: x\nphases: [ {users: 3\n", "line 3: not valid YAML"),
         ("- just\n- a list\n", "a profile is a YAML mapping"),
+        ("name: x\nphases:\n  - {users: 2}\nname: y\n", "line 4: not valid YAML: duplicate key 'name' (first given on line 1)"),
+        ("name: x\nphases:\n  - users: 2\n    delay: 1\n    users: 20\n", "line 5: not valid YAML: duplicate key 'users' (first given on line 3)"),
         ("name: x\nphases: []\n", "phases: List should have at least 1 item"),
         ("name: x\nphases:\n  - {users: 0}\n", "phases[0].users: Input should be greater than or equal to 1"),
         ("name: x\nphases:\n  - {users: 2, target: GET /other}\n", "phases[0].target: Input should be"),

@@ -102,3 +102,23 @@ def test_monitor_waits_for_a_missing_or_bad_state_file(tmp_path: Path):
     samples = read_resource_csv(out)
     assert result == [len(samples)] and 1 <= len(samples) <= 5
     assert all(s.n_replica == 1 for s in samples)
+
+
+def test_monitor_says_when_replicas_restart(tmp_path: Path, caplog):
+    state_path = tmp_path / "state.json"
+    write_state(state_path, state(os.getpid()))
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=lambda: monitor_local(state_path, tmp_path / "resource_usage.csv", interval_s=0.1, stop_event=stop)
+    )
+    with caplog.at_level("WARNING", logger="servetune.monitor"):
+        thread.start()
+        time.sleep(0.35)
+        crashed = state(os.getpid()).model_copy(update={"restarts": 2, "restart_reasons": {"OOMKilled": 2}})
+        crashed.replicas[0].reason = "CrashLoopBackOff"
+        write_state(state_path, crashed)
+        time.sleep(0.35)
+        stop.set()
+        thread.join(5)
+    lines = [r.getMessage() for r in caplog.records if "restarts" in r.getMessage()]
+    assert lines == ["replica restarts: 2 in all (OOMKilled x2); 1 in CrashLoopBackOff"]

@@ -3,6 +3,7 @@
 import asyncio
 import io
 import os
+import re
 import socket
 import threading
 
@@ -51,12 +52,15 @@ def test_every_response_names_the_process(client):
         assert response.headers["x-served-by"] == expected
 
 
-def test_health_readiness_and_version(client):
+def test_health_readiness_and_version(client, tiny_model):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     version = client.get("/version").json()
     assert version["model"]["name"] == "tiny" and len(version["model"]["sha256"]) == 64
     assert version["inference_threads"] == 1
+    # The model's name, file name and digest, never where it lies on the server's disk.
+    assert version["model"]["file"] == "tiny.onnx"
+    assert str(tiny_model.parent) not in client.get("/version").text
 
 
 def test_openapi_docs_describe_the_upload(client):
@@ -64,7 +68,33 @@ def test_openapi_docs_describe_the_upload(client):
     schema = client.get("/openapi.json").json()
     upload = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert upload["schema"]["properties"]["file"]["format"] == "binary"
+    # An empty file is refused (400), so the schema says a file has at least one byte.
+    assert upload["schema"]["properties"]["file"]["minLength"] == 1
+    empty = client.post("/predict", files={"file": ("empty.jpg", b"", "image/jpeg")})
+    assert empty.status_code == 400 and empty.json() == {"error": "empty file"}
     assert {"/test", "/healthz", "/readyz", "/metrics", "/version"} <= set(schema["paths"])
+
+
+def test_docs_are_served_from_this_server(client):
+    """Swagger UI's script and stylesheet come from this server (an offline cluster reaches no CDN)."""
+    page = client.get("/docs").text
+    assert "cdn." not in page and "https://" not in page
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sources and all(source.startswith("/") for source in sources)
+    for source in sources:
+        response = client.get(source)
+        assert response.status_code == 200 and len(response.content) > 300, source
+    assert client.get("/redoc").status_code == 404  # ReDoc would load from a CDN: not offered
+
+
+def test_responses_forbid_sniffing_and_the_page_gets_a_content_security_policy(client):
+    for path in ("/", "/healthz", "/nowhere", "/static/app.js", "/docs", "/metrics"):
+        assert client.get(path).headers["x-content-type-options"] == "nosniff", path
+    for path in ("/", "/docs"):
+        policy = client.get(path).headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy and "unsafe-inline" not in policy
+    assert "content-security-policy" not in client.get("/healthz").headers
 
 
 def test_page_and_static_files(client):

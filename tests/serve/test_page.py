@@ -171,3 +171,21 @@ def test_uploading_a_text_file_shows_the_servers_reason(page, server_url: str) -
     expect(error).to_contain_text(answer.json()["error"])
     assert page.locator("#result").is_hidden()
     page.screenshot(path=str(Path("/tmp") / "servetune-page-error.png"), full_page=True)
+
+
+def test_page_and_docs_work_under_their_content_security_policy(browser, server_url: str) -> None:
+    """The policy blocks nothing the page or Swagger UI needs: no violation, and /docs lists the API."""
+    page = browser.new_page()
+    violations = []
+    page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None)
+    hosts = []
+    page.on("request", lambda request: hosts.append(request.url.split("/")[2]))
+    response = page.goto(server_url + "/docs")
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    page.locator(".opblock-summary-path", has_text="/predict").first.wait_for()
+    assert page.locator(".opblock-summary-path").count() >= 5
+    page.goto(server_url + "/")
+    page.wait_for_load_state("networkidle")
+    assert violations == []
+    assert set(hosts) == {server_url.split("/")[2]}
+    page.close()

@@ -51,6 +51,13 @@ def headline_rows(summary: RunSummary, style: Literal["report", "terminal"] = "t
     ]
 
 
+def restarts_text(summary: RunSummary) -> str:
+    if summary.replica_restarts is None:
+        return "n/a"
+    reasons = ", ".join(f"{reason} x{count}" for reason, count in sorted(summary.restart_reasons.items()))
+    return f"{summary.replica_restarts} ({reasons})" if reasons else str(summary.replica_restarts)
+
+
 def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
     """(statistic, value) for the report's table: the four reference statistics first."""
     return [
@@ -62,6 +69,7 @@ def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("latency p50 / p95 / p99", " / ".join(_ms(v) for v in (summary.latency_p50_s, summary.latency_p95_s,
                                                                  summary.latency_p99_s))),
         ("failure rate", f"{summary.failure_rate:.2%}"),
+        ("replica restarts", restarts_text(summary)),
         ("transactions (OKAY / failed)", f"{summary.okay:,} / {summary.failed:,}"),
         ("evaluation (sum of Elap Time)", f"{summary.evaluation_s:,.0f} s in {summary.runs} runs"),
     ]

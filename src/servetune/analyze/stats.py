@@ -236,6 +236,19 @@ def accuracy(data: RunData) -> tuple[float | None, str | None, str | None]:
     return value, f"{models[0].name} ({split})", spec.name
 
 
+def restart_count(info: dict) -> int | None:
+    """Replica restarts as the cluster counted them (run.json `restarts`; the monitor's CSV has no column)."""
+    count = info.get("restarts")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
+
+
+def restart_reasons(info: dict) -> dict[str, int]:
+    reasons = info.get("restart_reasons")
+    if not isinstance(reasons, dict):
+        return {}
+    return {str(k): v for k, v in reasons.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
 def summarize(run_dir: str | Path) -> RunSummary:
     """The statistics of the run folder; AnalysisError naming the file and line when an input is bad."""
     return summarize_data(RunData(run_dir))
@@ -278,5 +291,7 @@ def summarize_data(data: RunData) -> RunSummary:
         accuracy=value,
         accuracy_source=source,
         model=model,
+        replica_restarts=restart_count(data.run_info),
+        restart_reasons=restart_reasons(data.run_info),
         phases=summarize_phases(data),
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from servetune.backend.measure import load_and_monitor
 from servetune.backend.protocol import BackendName, Measurement
 from servetune.config import DeploymentSpec, ResourceSample
-from servetune.deploy.local import LocalCluster, LocalClusterError
+from servetune.deploy.local import LocalCluster, LocalClusterError, model_footprint
 from servetune.runfolder import RunRecord
 
 
@@ -27,24 +27,20 @@ class LocalBackend:
         self.port, self.time_scale, self.ready_timeout_s = port, time_scale, ready_timeout_s
         self.on_event = on_event
         self.cluster: LocalCluster | None = None
+        self.footprint_bytes: int | None = None
 
     def warm_up(self) -> str:
-        """Load the model as a replica does, once: a broken artifact fails here with its reason, and the file
-        is then in the page cache for the replicas (which therefore skip their own check)."""
-        import onnxruntime as ort
-
-        from servetune.model.artifact import read_spec
-
-        if not self.model_path.is_file():
-            raise LocalClusterError(f"{self.model_path}: no such model file")
-        read_spec(self.model_path)  # a clear error for a file that is not a servetune artifact
-        ort.InferenceSession(str(self.model_path), providers=["CPUExecutionProvider"])
-        return f"model loaded once ({self.model_path.stat().st_size / 1e6:.1f} MB now in the page cache)"
+        """Load and warm up the model as a replica does, once: a broken artifact fails here with its reason,
+        the file is then in the page cache, and the footprint measured decides whether the spec's memory
+        limit can hold a replica (the cluster then skips its own load)."""
+        self.footprint_bytes = model_footprint(self.model_path)
+        return (f"model loaded once ({self.model_path.stat().st_size / 1e6:.1f} MB now in the page cache; "
+                f"a replica takes {self.footprint_bytes / 2**20:.0f} MiB)")
 
     def apply(self) -> str:
         self.cluster = LocalCluster(
             self.spec, self.model_path, port=self.port, workdir=self.workdir, time_scale=self.time_scale,
-            on_event=self.on_event, model_loaded=True,
+            on_event=self.on_event, footprint_bytes=self.footprint_bytes,
         )
         self.cluster.start()
         return f"gunicorn started on port {self.cluster.port}"
@@ -84,7 +80,7 @@ class LocalBackend:
         if self.cluster is None:
             return {}
         return {"limits_enforced": self.cluster.limits_enforced, "limits_note": self.cluster.limits_note,
-                "restarts": self.cluster.restarts}
+                "restarts": self.cluster.restarts, "restart_reasons": self.cluster.restart_reasons}
 
     def tear_down(self) -> str:
         if self.cluster is None:

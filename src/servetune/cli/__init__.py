@@ -26,6 +26,14 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def stop_on_sigterm() -> None:
+    """SIGTERM stops every command the way Ctrl-C does (each one cleans up and keeps what it measured)."""
+    from servetune.stop_signals import sigterm_as_interrupt
+
+    sigterm_as_interrupt()
+
+
 @app.command()
 def version() -> None:
     """Print servetune's version."""

@@ -105,8 +105,7 @@ def deploy_local(
     model: Annotated[Path | None, typer.Option(help="model artifact [default: the spec's model]")] = None,
 ) -> None:
     """Run a deployment on this machine until Ctrl-C: gunicorn workers as replicas, scaled by the HPA rule."""
-    import signal
-    import threading
+    import time
 
     from servetune.backend.local import LocalBackend
     from servetune.deploy.spec import load_deployment_spec, spec_model_path
@@ -114,8 +113,6 @@ def deploy_local(
     spec = load_deployment_spec(spec_path)
     backend = LocalBackend(spec, model or spec_model_path(spec), workdir, port=port, time_scale=time_scale,
                            on_event=typer.echo)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         backend.warm_up()
         backend.apply()
@@ -123,8 +120,8 @@ def deploy_local(
             backend.wait_ready()
             typer.echo(f"serving on {backend.url} ({spec.replicas} replicas ready); "
                        f"state: {backend.state_path}; Ctrl-C stops")
-            while not stop.wait(0.5) and backend.failure() is None:
-                pass
+            while backend.failure() is None:  # until Ctrl-C or SIGTERM (cli/__init__.py)
+                time.sleep(0.5)
         finally:
             backend.tear_down()
     except KeyboardInterrupt:

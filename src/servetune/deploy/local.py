@@ -13,7 +13,10 @@
 - Limits: each worker joins its own cgroup (v1 or v2, host/cgroups.py). Where that is impossible the
   cluster runs anyway and the state and the output say "limits not enforced".
 - Restarts: a worker that exits without being asked to (killed for memory, crashed) is replaced by gunicorn;
-  each such exit counts as one restart.
+  each such exit counts as one restart, with its reason (`OOMKilled` from the replica's memory cgroup, else
+  the signal or exit code), and the replacement waits out the kubelet's back-off (10 s doubling to 5 min,
+  x time_scale; deploy/backoff.py, deploy/restarts.py) in `CrashLoopBackOff`.
+- A memory limit below what the model measurably needs (the warm-up's peak RSS) fails at once.
 - Autoscaling: every sync period (15 s x time_scale) the CPU of each replica over the period and its
   readiness go through deploy/hpa.py; the answer is applied with TTIN/TTOU.
 - State: `<workdir>/state.json` (config.LocalClusterState), rewritten atomically every second; the local
@@ -39,7 +42,10 @@ from typing import Self
 import psutil
 
 from servetune.config import DeploymentSpec, LocalClusterState, LocalReplica
+from servetune.deploy.backoff import Backoff, BackoffTimings, after_exit
+from servetune.deploy.footprint import measure_footprint
 from servetune.deploy.hpa import HpaMemory, HpaTimings, PodObservation, hpa_step
+from servetune.deploy.restarts import RESTARTS_DIR_VAR, exit_reason, read_exit_record, write_start_permit
 from servetune.errors import FailedError
 from servetune.host.cgroups import (
     CGROUP_ROOT,
@@ -71,6 +77,8 @@ class _Worker:
     started_at: float
     terminating: bool = False
     ready_at: float | None = None
+    starts_at: float = 0.0  # its start permit: later than started_at while it backs off
+    gone_since: float | None = None  # reaped, its exit not yet accounted for
 
 
 def free_port() -> int:
@@ -100,6 +108,17 @@ def _die_with_parent() -> None:
         pass
 
 
+def model_footprint(model_path: Path) -> int:
+    """The model's peak RSS as a replica (bytes), loading it once in a fresh process; a clear error for a
+    missing file or one that cannot be loaded."""
+    if not model_path.is_file():
+        raise LocalClusterError(f"{model_path}: no such model file")
+    try:
+        return measure_footprint(model_path)
+    except ValueError as error:
+        raise LocalClusterError(f"{model_path}: cannot be loaded ({error})") from None
+
+
 class LocalCluster:
     """Replicas of one DeploymentSpec on this machine. `start()`, `wait_ready()`, `stop()`, or `with`."""
 
@@ -115,15 +134,15 @@ class LocalCluster:
         app: str = "servetune.serve.app:app_from_env()",
         cgroup_root: Path = CGROUP_ROOT,
         node: tuple[float, int] | None = None,
-        model_loaded: bool = False,
+        footprint_bytes: int | None = None,
     ) -> None:
         """`node`: allocatable (CPU cores, memory bytes) [default: this machine's, see cgroups.allocatable];
-        `model_loaded`: the caller has already loaded the model once (skip the warm-up load)."""
+        `footprint_bytes`: the model's footprint as a replica, when the caller has measured it already
+        (deploy/footprint.py; the cluster then does not load the model once more before the replicas)."""
         if spec.replicas < 1:
             raise LocalClusterError("deployment replicas is 0: the one-machine cluster needs at least 1")
         self.spec = spec
         self.model_path = Path(model_path)
-        self.model_loaded = model_loaded
         self.port = port or free_port()
         self.workdir = Path(workdir)
         self.timings = HpaTimings(time_scale=time_scale)
@@ -134,6 +153,7 @@ class LocalCluster:
         self.state_path = self.workdir / STATE_FILE
         self.log_path = self.workdir / LOG_FILE
         self.ready_dir = self.workdir / "ready"
+        self.restarts_dir = self.workdir / "replicas"
 
         self.cpu_request = spec.requests.cpu
         self.memory_request = spec.requests.memory_mb * MIB
@@ -150,6 +170,11 @@ class LocalCluster:
 
         self.desired = spec.replicas
         self.restarts = 0
+        self.restart_reasons: dict[str, int] = {}
+        self.footprint_bytes = footprint_bytes
+        self._backoff = Backoff()
+        self._backoff_timings = BackoffTimings(time_scale=time_scale)
+        self._replacements_due = 0  # workers still to come that replace ones that exited unasked
         self.error: str | None = None
         self.limits_note = ""
         self.limits_enforced = False
@@ -183,12 +208,12 @@ class LocalCluster:
             )
         if self.spec.workers != 1:
             self.on_event(f"note: workers={self.spec.workers} ignored: each replica is one worker here")
-        if not self.model_loaded:
-            self._warm_up()
+        self._warm_up()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ready_dir.mkdir(exist_ok=True)
-        for stale in self.ready_dir.iterdir():
-            stale.unlink(missing_ok=True)
+        for folder in (self.ready_dir, self.restarts_dir):
+            folder.mkdir(exist_ok=True)
+            for stale in folder.iterdir():
+                stale.unlink(missing_ok=True)
         self._cgroups, self.limits_note = create_replica_cgroups(
             f"{os.getpid()}-{self.port}", self.limits, self.cgroup_root
         )
@@ -229,27 +254,24 @@ class LocalCluster:
             sample_image=str(self.sample_image) if self.sample_image is not None else None,
         )
         env = settings.to_env()
+        env[RESTARTS_DIR_VAR] = str(self.restarts_dir)
         if self._cgroups is not None:
             env[ENV_VAR] = self._cgroups.to_env()
         return env
 
     def _warm_up(self) -> None:
         """Load the model once before any replica starts: a broken artifact fails here, with its reason,
-        instead of in a loop of dying workers, and the files are in the page cache for the replicas."""
-        if not self.model_path.is_file():
-            raise LocalClusterError(f"{self.model_path}: no such model file")
-        check = (
-            "import sys, onnxruntime as ort\n"
-            "from servetune.model.artifact import read_spec\n"
-            "read_spec(sys.argv[1]); ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
-        )
-        result = subprocess.run(
-            [sys.executable, "-c", check, str(self.model_path)], capture_output=True, text=True, timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            reason = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
-            raise LocalClusterError(f"{self.model_path}: cannot be loaded ({reason})")
+        instead of in a loop of dying workers, and the files are in the page cache for the replicas. A
+        memory limit below what loading and warming up the model took fails here too."""
+        if self.footprint_bytes is None:
+            self.footprint_bytes = model_footprint(self.model_path)
+        limit = self.limits.memory_bytes
+        if limit is not None and limit < self.footprint_bytes:
+            raise LocalClusterError(
+                f"limits.memory_mb {limit // MIB} is below the model's measured footprint: loading and warming "
+                f"up {self.model_path.name} took {math.ceil(self.footprint_bytes / MIB)} MiB, so every replica "
+                f"would be killed for memory as it starts; raise limits.memory_mb above that"
+            )
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Block until every replica that fits the machine is ready (LocalClusterError on timeout)."""
@@ -263,7 +285,14 @@ class LocalCluster:
             if ready >= wanted:
                 return
             time.sleep(0.1)
-        raise LocalClusterError(f"replicas not ready after {timeout:g} s\n{self.log_tail()}")
+        crashes = ""
+        if self.restarts:
+            crashes = f": {self.restarts} restarts ({self.reasons_text()}), replicas in CrashLoopBackOff"
+        raise LocalClusterError(f"replicas not ready after {timeout:g} s{crashes}\n{self.log_tail()}")
+
+    def reasons_text(self) -> str:
+        with self._lock:
+            return ", ".join(f"{reason} x{count}" for reason, count in sorted(self.restart_reasons.items()))
 
     def stop(self) -> None:
         """SIGTERM to the master (workers drain and exit), wait, then make sure nothing is left."""
@@ -341,23 +370,22 @@ class LocalCluster:
             children = psutil.Process(self._process.pid).children()
         except psutil.Error:
             return
-        alive = {}
+        alive, present = {}, set()
         for child in children:
             try:
+                present.add(child.pid)  # a zombie is not reaped yet: its exit record is still to come
                 if child.status() != psutil.STATUS_ZOMBIE:
                     alive[child.pid] = child.create_time()
             except psutil.Error:
                 continue
+        now = time.time()
         with self._lock:
             for pid in list(self._workers):
-                if pid not in alive:
-                    worker = self._workers.pop(pid)
-                    if not worker.terminating:
-                        self.restarts += 1
-                        self.on_event(f"replica {pid} exited unasked: restart #{self.restarts}")
+                if pid not in present:
+                    self._account_exit(pid, now)
             for pid, created in alive.items():
                 if pid not in self._workers:
-                    self._workers[pid] = _Worker(pid, created)
+                    self._workers[pid] = _Worker(pid, created, starts_at=self._start_permit(pid, now))
                     if self._cgroups is not None and self.limits_enforced:
                         self._check_limits(pid)
                 worker = self._workers[pid]
@@ -367,11 +395,45 @@ class LocalCluster:
                     except OSError:
                         pass
             self._cpu.forget_others(set(self._workers))
-            running = sum(1 for w in self._workers.values() if not w.terminating)
+            running = sum(1 for w in self._workers.values() if not w.terminating and w.gone_since is None)
             pending = max(0, self.desired - running)
-            now = time.time()
             del self._pending_since[pending:]
             self._pending_since += [now] * (pending - len(self._pending_since))
+
+    def _account_exit(self, pid: int, now: float) -> None:
+        """A reaped worker: forget it; if nobody asked it to go, count a restart with its reason and back off."""
+        worker = self._workers[pid]
+        if worker.terminating:
+            del self._workers[pid]
+            (self.restarts_dir / f"{pid}.exit").unlink(missing_ok=True)
+            return
+        if not (self.restarts_dir / f"{pid}.exit").exists():
+            # The master writes the record right after reaping: wait a moment for it, not for ever.
+            worker.gone_since = worker.gone_since or now
+            if now - worker.gone_since < 2.0:
+                return
+        del self._workers[pid]
+        reason = exit_reason(pid, read_exit_record(self.restarts_dir, pid), self.log_tail(200))
+        self.restarts += 1
+        self.restart_reasons[reason] = self.restart_reasons.get(reason, 0) + 1
+        self._backoff = after_exit(self._backoff, now, self._backoff_timings)
+        self._replacements_due += 1
+        self.on_event(
+            f"replica {pid} exited unasked ({reason}): restart #{self.restarts}, back-off "
+            f"{self._backoff.delay_s:g} s (CrashLoopBackOff)"
+        )
+
+    def _start_permit(self, pid: int, now: float) -> float:
+        """Let a new worker start: at once, or after the back-off when it replaces one that crashed."""
+        starts_at = now
+        if self._replacements_due:
+            self._replacements_due -= 1
+            starts_at = max(now, self._backoff.restart_at())
+        try:
+            write_start_permit(self.restarts_dir, pid, starts_at)
+        except OSError:
+            pass  # the cluster is being torn down
+        return starts_at
 
     def _check_limits(self, pid: int) -> None:
         # A worker joins its cgroup in its first instants; give it a moment before judging.
@@ -452,11 +514,13 @@ class LocalCluster:
     # --- state -----------------------------------------------------------------------------------------
 
     def state(self) -> LocalClusterState:
+        now = time.time()
         with self._lock:
             replicas = [
                 LocalReplica(
                     pid=w.pid, phase="Terminating" if w.terminating else "Running",
                     ready=w.ready_at is not None and not w.terminating, started_at=w.started_at,
+                    reason="CrashLoopBackOff" if w.starts_at > now and not w.terminating else "",
                 )
                 for w in sorted(self._workers.values(), key=lambda w: w.started_at)
             ]
@@ -474,6 +538,7 @@ class LocalCluster:
                 limits_enforced=self.limits_enforced,
                 limits_note=self.limits_note,
                 restarts=self.restarts,
+                restart_reasons=dict(self.restart_reasons),
                 desired_replicas=self.desired,
                 replicas=replicas,
                 updated_at=time.time(),

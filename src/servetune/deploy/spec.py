@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from servetune.config import DeploymentSpec
 from servetune.errors import ServetuneError
+from servetune.yaml_unique import safe_load_unique_keys
 
 SPECS_DIR = Path(__file__).parent / "specs"
 DEFAULT_MODEL = "default"  # a spec's `model` that means the packaged model
@@ -35,7 +36,7 @@ def load_deployment_spec(path: str | Path) -> DeploymentSpec:
     except OSError as error:
         raise SpecError(f"{path}: cannot read: {error.strerror or error}") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_unique_keys(text)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from servetune.config import TIME_SCALE_MAX, TIME_SCALE_MIN, LoadProfile
 from servetune.errors import ServetuneError
+from servetune.yaml_unique import safe_load_unique_keys
 
 PACKAGED_PROFILES = ("reference", "quick")
 
@@ -45,7 +46,7 @@ def load_profile(name_or_path: str | Path, time_scale: float = 1.0) -> LoadProfi
 
 def parse_profile(path: Path) -> LoadProfile:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_unique_keys(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as error:
         line = error.problem_mark.line + 1 if error.problem_mark else "?"
         raise LoadProfileError(f"{path}: line {line}: not valid YAML: {error.problem}") from None

@@ -104,8 +104,9 @@ def parse_siege_line(line: str, path: Path, number: int) -> LoadRunRow:
             raise SiegeLogError(f"{path}: line {number}: {column} {field!r} is not a number") from None
     counts = {"Trans": values[0], "OKAY": values[7], "Failed": values[8]}
     for column, value in counts.items():
-        if not (value.is_integer() and value >= 0):
+        if not (math.isfinite(value) and value.is_integer() and value >= 0):
             raise SiegeLogError(f"{path}: line {number}: {column} {value!r} is not a whole number >= 0")
+    check_finite(values, path, number)
     return LoadRunRow(
         date_time=date_time,
         trans=int(values[0]),
@@ -118,6 +119,27 @@ def parse_siege_line(line: str, path: Path, number: int) -> LoadRunRow:
         okay=int(values[7]),
         failed=int(values[8]),
     )
+
+
+# siege divides by zero where a run had no transaction (Resp Time) or took less than its clock's resolution
+# (Trans Rate, Throughput, Concurrent) and writes -nan or inf. Such a value means "none" (a run that served
+# nothing has no response time); it is kept as written (the log round-trips) and the statistics never read
+# it (they weigh Resp Time by OKAY and use Elap Time and the counts). Any other non-finite value is an error.
+PER_TRANSACTION_COLUMNS = ("Resp Time",)
+PER_SECOND_COLUMNS = ("Trans Rate", "Throughput", "Concurrent")
+
+
+def check_finite(values: list[float], path: Path, number: int) -> None:
+    no_transaction = values[0] == 0 and values[7] == 0
+    no_time = values[1] == 0
+    for column, value in zip(SIEGE_LOG_COLUMNS[1:], values):
+        if math.isfinite(value):
+            continue
+        if column in PER_TRANSACTION_COLUMNS and no_transaction:
+            continue
+        if column in PER_SECOND_COLUMNS and (no_transaction or no_time):
+            continue
+        raise SiegeLogError(f"{path}: line {number}: {column} {value} is not a finite number")
 
 
 SIEGE_OUTPUT = "siege_output.txt"

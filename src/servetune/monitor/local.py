@@ -49,6 +49,14 @@ def sample_state(state: LocalClusterState, meter: CpuMeter, now: float | None = 
     )
 
 
+def restarts_line(state: LocalClusterState) -> str:
+    """The CSV has the reference's columns only; restarts are said here (and kept in the state file)."""
+    reasons = ", ".join(f"{reason} x{count}" for reason, count in sorted(state.restart_reasons.items()))
+    waiting = sum(1 for replica in state.replicas if replica.reason == "CrashLoopBackOff")
+    line = f"replica restarts: {state.restarts} in all" + (f" ({reasons})" if reasons else "")
+    return line + (f"; {waiting} in CrashLoopBackOff" if waiting else "")
+
+
 def read_state_or_none(path: Path) -> LocalClusterState | None:
     try:
         return LocalClusterState.model_validate_json(path.read_text())
@@ -75,10 +83,17 @@ def monitor_local(
     """
     state_path = Path(state_path)
     meter = CpuMeter()
+    restarts_seen: int | None = None
 
     def take_sample() -> ResourceSample | None:
+        nonlocal restarts_seen
         state = read_state_or_none(state_path)
-        return None if state is None else sample_state(state, meter)
+        if state is None:
+            return None
+        if restarts_seen is not None and state.restarts > restarts_seen:
+            log.warning("%s", restarts_line(state))
+        restarts_seen = state.restarts
+        return sample_state(state, meter)
 
     return record(
         take_sample, out_path, interval_s=interval_s, duration_s=duration_s, stop_event=stop_event,

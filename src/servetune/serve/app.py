@@ -29,10 +29,13 @@ from servetune.config import ClassProbability, PredictionResponse
 from servetune.host.cpu_quota import cpu_quota_cores, inference_threads
 from servetune.model.artifact import default_model_path
 from servetune.model.preprocess import ImageError, ImageTooLarge, UnsupportedImage
+from servetune.serve.allocator import keep_large_blocks_returnable
+from servetune.serve.docs import add_docs
 from servetune.serve.metrics import ServerMetrics
 from servetune.serve.pool import InferencePool, Overloaded
 from servetune.serve.predictor import Prediction, Predictor
 from servetune.serve.sample_image import sample_image_bytes
+from servetune.serve.security_headers import SecurityHeadersMiddleware
 from servetune.serve.settings import ServerSettings
 from servetune.serve.upload import UploadError, read_file_field
 
@@ -110,6 +113,7 @@ class Server:
     def start(self) -> None:
         began = time.perf_counter()
         settings = self.settings
+        keep_large_blocks_returnable()
         self.predictor = Predictor(
             Path(settings.model_path or default_model_path()), self.threads,
             max_pixels=settings.max_pixels, top_k=settings.top_k,
@@ -190,7 +194,10 @@ UPLOAD_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {"file": {
+                        "type": "string", "format": "binary", "minLength": 1,
+                        "description": "the image (JPEG, PNG, WebP, GIF or BMP); an empty file is refused (400)",
+                    }},
                     "required": ["file"],
                 }
             }
@@ -221,8 +228,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=__version__,
         description="Classify a food photo: upload it to POST /predict, or GET /test for the sample image.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.server = server
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(InstrumentMiddleware, metrics=server.metrics)
 
     @app.exception_handler(HTTPException)
@@ -285,13 +295,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 "name": spec.name, "version": spec.version, "backbone": spec.backbone,
                 "precision": spec.precision, "input_size": spec.input_size, "classes": spec.class_names,
                 "accuracy": spec.accuracy, "data": spec.data, "sha256": predictor.sha256,
-                "path": str(predictor.path),
+                "file": predictor.path.name,  # not the path: it tells a client about the server's disk
             }
         return {
             "servetune": __version__, "onnxruntime": ort.__version__, "model": model,
             "inference_threads": server.threads, "cpu_quota_cores": cpu_quota_cores(),
         }
 
+    add_docs(app)
     app.mount("/static", StaticFiles(directory=PAGE_DIR, check_dir=False), name="static")
     return app
 

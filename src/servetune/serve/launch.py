@@ -22,12 +22,15 @@ def serve_uvicorn(settings: ServerSettings, host: str, port: int, access_log: bo
     import uvicorn
 
     from servetune.serve.app import create_app
+    from servetune.serve.connections import server_config
+    from servetune.serve.drain import DrainingServer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings), host=host, port=port, access_log=access_log, log_level="info",
-        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
+        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S, **server_config(),
     )
+    DrainingServer(config).run()
 
 
 def serve_gunicorn(
@@ -56,7 +59,7 @@ def serve_gunicorn(
             options = {
                 "bind": f"{host}:{port}",
                 "workers": workers,
-                "worker_class": "uvicorn_worker.UvicornWorker",
+                "worker_class": "servetune.serve.worker.TimedUvicornWorker",
                 "graceful_timeout": GRACEFUL_TIMEOUT_S,
                 "timeout": 60,
                 "child_exit": child_exit,

@@ -16,7 +16,8 @@ import onnxruntime as ort
 
 from servetune.config import ModelSpec
 from servetune.model.artifact import ArtifactError, file_sha256, spec_from_metadata
-from servetune.model.preprocess import DEFAULT_MAX_PIXELS, decode_image, preprocess
+from servetune.model.preprocess import DEFAULT_MAX_PIXELS, preprocess
+from servetune.serve.decode import decode_bounded
 
 
 @dataclass
@@ -90,7 +91,7 @@ class Predictor:
     def run_steps(self, data: bytes, busy: bool | None) -> Prediction:
         """Decode, preprocess, infer; `busy` None picks the session by the other predictions in progress."""
         start = time.perf_counter()
-        image = decode_image(data, self.spec, self.max_pixels)
+        image = decode_bounded(data, self.spec, self.max_pixels)
         decoded = time.perf_counter()
         batch = preprocess(image, self.spec)[np.newaxis]
         prepared = time.perf_counter()

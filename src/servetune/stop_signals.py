@@ -1,0 +1,25 @@
+"""SIGTERM handled like Ctrl-C: `timeout`, `kill` and container runtimes stop a command as cleanly as a user.
+
+Every long command already stops cleanly on Ctrl-C (KeyboardInterrupt, or the SIGINT handler a step
+installs, like the load driver's "finish this run first"). SIGTERM's default action would kill the process
+at once, leaving replicas, half-written run folders and no report; instead it runs whatever SIGINT would.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+
+def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:  # SIGINT ignored (a background job) or left to the system: stop anyway
+        raise KeyboardInterrupt
+
+
+def sigterm_as_interrupt() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
