@@ -122,6 +122,7 @@ def model_import(
 ) -> None:
     """Convert a Keras image classifier (input HxWx3, pixels x/255, softmax) into a servetune artifact."""
     from servetune.model.keras_import import KerasImportError, import_keras_model
+    from servetune.model.preprocess import describe
 
     class_names = None
     if classes is not None:
@@ -130,13 +131,15 @@ def model_import(
         if len(class_names) < 2:
             fail(f"--classes {classes!r}: give at least two class names")
     try:
-        path, spec = import_keras_model(source, out, name, class_names, input_size)
+        path, spec, agreement = import_keras_model(source, out, name, class_names, input_size)
     except KerasImportError as err:
         fail(str(err))
     typer.echo(
         f"wrote {path}: {spec.layout} {spec.input_size}x{spec.input_size}, {len(spec.class_names)} classes, "
         f"output {spec.output}, backbone {spec.backbone}, {path.stat().st_size / 1e6:.1f} MB"
     )
+    typer.echo(f"preprocessing: {describe(spec)}")
+    typer.echo(agreement.describe("Keras"))
     if int8_data is not None:
         from servetune.model.artifact import ArtifactError
         from servetune.model.data import DataError

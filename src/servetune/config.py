@@ -35,7 +35,11 @@ class ModelSpec(BaseModel):
     input_size: int = Field(gt=0, description="square side of the network input in pixels")
     resize: int = Field(gt=0, description="the shorter image side is resized to this before the centre crop")
     crop: Literal["center", "none"] = "center"
-    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    interpolation: Literal["bilinear", "bicubic"] = Field(default="bilinear", description="PIL resize filter")
+    # "full" decodes every pixel (what PIL's Image.open(...).convert("RGB") gives, as most training code
+    # does); "reduced" lets JPEG decoding scale down in the DCT domain to about the resize side: faster,
+    # slightly different pixels, so only for a model whose accuracy was measured through it.
+    decode: Literal["full", "reduced"] = "full"
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     # Pixels are scaled to 0..1 (scale=1/255) before mean/std; a Keras model trained on x/255 uses

@@ -49,8 +49,8 @@ def photo(width: int, height: int, seed: int) -> bytes:
 
 
 def keras_notebook_input(data: bytes, size: int) -> np.ndarray:
-    """What the reference notebook feeds its Keras model: the photo resized to size x size, x/255, NHWC."""
-    image = Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    """What the reference app feeds its Keras model: full decode, BICUBIC resize to size x size, x/255, NHWC."""
+    image = Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
@@ -59,11 +59,12 @@ def test_imported_artifact_predicts_what_keras_predicts(tmp_path):
     source = tmp_path / "model.keras"
     model.save(source)
 
-    path, spec = import_keras_model(source, tmp_path / "food.onnx")
+    path, spec, _ = import_keras_model(source, tmp_path / "food.onnx")
 
     assert read_spec(path) == spec
     assert (spec.layout, spec.input_size, spec.crop, spec.output) == ("NHWC", SIZE, "none", "probabilities")
     assert spec.scale == pytest.approx(1 / 255) and spec.mean == (0, 0, 0) and spec.std == (1, 1, 1)
+    assert (spec.interpolation, spec.decode) == ("bicubic", "full")
     assert spec.class_names == FOOD11_CLASSES and spec.precision == "fp32" and spec.name == "model"
     assert spec.backbone == "tiny_food"
 
@@ -88,7 +89,7 @@ def test_model_with_its_own_rescaling_gets_raw_pixels(tmp_path):
     source = tmp_path / "rescaling.keras"
     keras.Model(inputs, outputs).save(source)
 
-    _, spec = import_keras_model(source, tmp_path / "rescaling.onnx", name="raw")
+    _, spec, _ = import_keras_model(source, tmp_path / "rescaling.onnx", name="raw")
 
     assert spec.scale == 1.0 and spec.input_size == 32 and spec.output == "logits" and spec.name == "raw"
 
