@@ -528,13 +528,17 @@ KUBECONFIG_OPTION = typer.Option(None, "--kubeconfig", help="kubeconfig file [de
 CONTEXT_OPTION = typer.Option(None, "--context", help="kubeconfig context [default: its current context]")
 
 
-def deployment_spec_or_fail(path: str):
-    from servetune.deploy.spec import SpecError, load_deployment_spec
+def deployment_spec_or_fail(path: str, model: str | None = None):
+    """The spec; for a Kubernetes manifest, what could not be carried over is printed as notes."""
+    from servetune.deploy.spec import SpecError, read_deployment
 
     try:
-        return load_deployment_spec(path)
+        spec, notes = read_deployment(path, model)
     except SpecError as err:
         fail(str(err))
+    for note in notes:
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+    return spec
 
 
 def kubernetes_cluster_or_fail(kubeconfig: Path | None, context: str | None):
@@ -555,6 +559,32 @@ def exit_on_cluster_error() -> Iterator[None]:
         yield
     except KubernetesError as err:
         fail(str(err), code=1)
+
+
+@deploy_app.command("import")
+def deploy_import(
+    source: Annotated[Path, typer.Argument(help="Kubernetes manifest: Deployment [+ Service] [+ HPA]")],
+    out: Annotated[Path, typer.Option(help="the deployment spec to write (YAML)")],
+    model: Annotated[str | None, typer.Option(help="model artifact (.onnx) [default: the packaged model]")] = None,
+) -> None:
+    """Translate a Kubernetes manifest (e.g. the course's deployment.yaml) into a deployment spec, keeping
+    its numbers; prints what could not be carried over."""
+    from servetune.deploy.spec import spec_yaml
+
+    if not source.is_file():
+        fail(f"{source}: no such manifest file")
+    spec = deployment_spec_or_fail(str(source), model)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(spec_yaml(spec), encoding="utf-8")
+    except OSError as err:
+        fail(f"{out}: cannot write: {err.strerror or err}")
+    hpa = spec.autoscaling
+    scaling = (f"autoscaled {hpa.min_replicas}-{hpa.max_replicas} at {hpa.target_cpu_utilization}% CPU"
+               if hpa else f"{spec.replicas} replicas")
+    limits = f", limits {spec.limits.cpu:g} CPU / {spec.limits.memory_mb} MiB" if spec.limits else ""
+    typer.echo(f"wrote {out}: {spec.name}, {scaling}, requests {spec.requests.cpu:g} CPU / "
+               f"{spec.requests.memory_mb} MiB{limits}, {spec.service_type} port {spec.node_port}")
 
 
 @deploy_app.command("render")
@@ -740,6 +770,7 @@ def run(
         fail(f"--backend must be local or kubernetes, not {backend!r}")
     if driver not in ("builtin", "siege"):
         fail(f"--driver must be builtin or siege, not {driver!r}")
+    deployment_spec_or_fail(spec)  # a bad spec fails here; a Kubernetes manifest's notes are printed
     evaluate_or_fail(RunOptions(
         spec=spec, out=out, backend=backend, profile=profile, time_scale=time_scale,  # type: ignore[arg-type]
         driver=driver, copy_model=model_copy, port=port, kubeconfig=kubeconfig,  # type: ignore[arg-type]

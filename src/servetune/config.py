@@ -234,6 +234,7 @@ class DeploymentSpec(BaseModel):
     image: str = "servetune:0.1.0"
     namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     node_port: int = Field(default=32000, ge=30000, le=32767)
+    service_type: Literal["NodePort", "LoadBalancer"] = "NodePort"
     container_port: int = Field(default=5000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64, description="server worker processes per pod")
     threads: int | None = Field(default=None, ge=1, le=256, description="inference threads; None: CPU quota")

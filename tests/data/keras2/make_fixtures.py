@@ -113,7 +113,7 @@ def spread_weights(model: keras.Model, batch: np.ndarray, rng: np.random.Generat
         for layer in [layer for layer in base.layers if isinstance(layer, layers.Normalization)]:
             # EfficientNet scales x / 255 itself, then normalises: fit that to the photos, as adapt() would.
             seen = keras.Model(base.inputs, layer.input).predict(batch, verbose=0)
-            mean, variance, count = layer.get_weights()
+            count = layer.get_weights()[2]
             layer.set_weights([seen.mean(axis=(0, 1, 2)), seen.var(axis=(0, 1, 2)), count])
     features = batch  # both heads are chains of layers: follow the photos through them
     for layer in model.layers:
