@@ -123,8 +123,9 @@ def test_memory_quantities():
         ("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n", "expected one Deployment, found 0"),
         ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec: {template: {spec: {containers: []}}}\n",
          "containers is empty"),
-        ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  template:\n    spec:\n      containers:\n"
-         "      - name: a\n        resources: {requests: {cpu: lots, memory: 1Gi}}\n", "'lots' is not a CPU quantity"),
+        (("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  template:\n    spec:\n"
+          "      containers:\n      - name: a\n        resources: {requests: {cpu: lots, memory: 1Gi}}\n"),
+         "'lots' is not a CPU quantity"),
     ],
 )
 def test_bad_manifests_are_clear_errors(tmp_path, text, reason):
