@@ -57,7 +57,7 @@ class ModelSpec(BaseModel):
 class ResourceSample(BaseModel):
     """One row of resource_usage.csv (the reference monitor's columns, every 5 s)."""
 
-    time: str  # "%Y-%m-%d %H:%M:%S" wall-clock, like the reference monitor
+    time: str  # seconds since the monitor's first sample, round(t, 2), like the reference monitor
     n_replica: int
     cpu_req_core: float
     mem_req_KB: float

@@ -34,7 +34,7 @@ from servetune.config import LoadPhase, LoadRunRow, PhaseSummary, RequestRecord,
 from servetune.load.profile import ProfileError, parse_profile
 from servetune.load.request_log import RequestLogError, read_request_log
 from servetune.load.siege import SiegeLogError, read_siege_log
-from servetune.monitor.resource_csv import ResourceCsvError, parse_time, read_resource_csv
+from servetune.monitor.resource_csv import ResourceCsvError, on_wall_clock, parse_time, read_resource_csv
 
 RESOURCE_FILE = "resource_usage.csv"
 LOAD_FILE = "load_output.csv"
@@ -70,6 +70,8 @@ class RunData:
         if not self.load_rows:
             raise AnalysisError(f"{self.run_dir / LOAD_FILE}: no load runs (only a header)")
         self.run_info = self._run_info()
+        if isinstance(first := self.run_info.get("monitor_first_sample_at"), int | float):
+            self.resources = on_wall_clock(self.resources, first)  # seconds since the first sample -> clock
 
     def _required(self, name: str) -> Path:
         path = self.run_dir / name
