@@ -105,7 +105,7 @@ def serve(
 
 @model_app.command("import")
 def model_import(
-    source: Annotated[Path, typer.Argument(help="the Keras model file (.keras, or legacy .h5)")],
+    source: Annotated[Path, typer.Argument(help="the model file: Keras (.keras, legacy .h5) or plain .onnx")],
     out: Annotated[Path | None, typer.Option(help="artifact path [default: SOURCE with .onnx]")] = None,
     name: Annotated[str | None, typer.Option(help="model name [default: the file's stem]")] = None,
     classes: Annotated[
@@ -119,9 +119,15 @@ def model_import(
     int8_data: Annotated[
         Path | None, typer.Option(help="also write the INT8 twin (-int8.onnx), calibrated on DATA/training")
     ] = None,
+    mean: Annotated[str, typer.Option(help=".onnx: per-channel mean on the 0..1 scale, e.g. 0.485,0.456,0.406")] = "0,0,0",
+    std: Annotated[str, typer.Option(help=".onnx: per-channel std on the 0..1 scale, e.g. 0.229,0.224,0.225")] = "1,1,1",
+    layout: Annotated[str | None, typer.Option(help=".onnx: nchw or nhwc [default: from the input shape]")] = None,
+    resize_filter: Annotated[str, typer.Option(help=".onnx: bilinear or bicubic")] = "bilinear",
+    softmax: Annotated[bool, typer.Option("--softmax/--logits", help=".onnx: the output is probabilities "
+                                          "(softmax) or logits")] = False,
 ) -> None:
-    """Convert a Keras image classifier (input HxWx3, pixels x/255, softmax) into a servetune artifact."""
-    from servetune.model.keras_import import KerasImportError, import_keras_model
+    """Convert an image classifier into a servetune artifact: a Keras model (input HxWx3, pixels x/255,
+    softmax; Keras 2 files from TensorFlow 2.x too), or a plain ONNX model with its preprocessing given."""
     from servetune.model.preprocess import describe
 
     class_names = None
@@ -130,16 +136,25 @@ def model_import(
         class_names = [line.strip() for line in text.splitlines() if line.strip()]
         if len(class_names) < 2:
             fail(f"--classes {classes!r}: give at least two class names")
-    try:
-        path, spec, agreement = import_keras_model(source, out, name, class_names, input_size)
-    except KerasImportError as err:
-        fail(str(err))
+    if source.suffix.lower() == ".onnx":
+        path, spec = import_onnx_or_fail(source, out, name, class_names, input_size, mean, std, layout,
+                                         resize_filter, softmax)
+        agreement = None
+    else:
+        from servetune.model.keras_import import KerasImportError, import_keras_model
+
+        try:
+            path, spec, agreement = import_keras_model(source, out, name, class_names, input_size)
+        except KerasImportError as err:
+            fail(str(err))
     typer.echo(
         f"wrote {path}: {spec.layout} {spec.input_size}x{spec.input_size}, {len(spec.class_names)} classes, "
         f"output {spec.output}, backbone {spec.backbone}, {path.stat().st_size / 1e6:.1f} MB"
     )
+    typer.echo(f"classes: {', '.join(spec.class_names)}")
     typer.echo(f"preprocessing: {describe(spec)}")
-    typer.echo(agreement.describe("Keras"))
+    if agreement is not None:
+        typer.echo(agreement.describe("Keras"))
     if int8_data is not None:
         from servetune.model.artifact import ArtifactError
         from servetune.model.data import DataError
@@ -151,6 +166,33 @@ def model_import(
         except (DataError, ArtifactError) as err:
             fail(str(err))
         typer.echo(f"wrote {quantized}: INT8, {quantized.stat().st_size / 1e6:.1f} MB")
+
+
+def import_onnx_or_fail(source, out, name, class_names, input_size, mean, std, layout, resize_filter, softmax):
+    from servetune.model.onnx_import import OnnxImportError, import_onnx_model
+
+    def triple(option: str, text: str) -> tuple[float, float, float]:
+        try:
+            values = tuple(float(part) for part in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != 3 or (option == "--std" and min(values) <= 0):
+            fail(f"{option} {text!r}: give three numbers separated by commas" + (" (> 0)" if option == "--std" else ""))
+        return values  # type: ignore[return-value]
+
+    if layout is not None and layout.lower() not in ("nchw", "nhwc"):
+        fail(f"--layout must be nchw or nhwc, not {layout!r}")
+    if resize_filter not in ("bilinear", "bicubic"):
+        fail(f"--resize-filter must be bilinear or bicubic, not {resize_filter!r}")
+    try:
+        return import_onnx_model(
+            source, out if out is not None else source.with_name(f"{source.stem}-servetune.onnx"), name=name,
+            class_names=class_names, input_size=input_size, mean=triple("--mean", mean), std=triple("--std", std),
+            layout=layout.upper() if layout else None, interpolation=resize_filter,
+            output="probabilities" if softmax else "logits",
+        )
+    except OnnxImportError as err:
+        fail(str(err))
 
 
 @model_app.command("train")
