@@ -117,8 +117,12 @@ def model_import(
         typer.Option(min=16, help="input side for models whose input size is not fixed [default: 224]"),
     ] = None,
     int8_data: Annotated[
-        Path | None, typer.Option(help="also write the INT8 twin (-int8.onnx), calibrated on DATA/training")
+        Path | None, typer.Option(help="also write the INT8 twin (-int8.onnx), calibrated on DATA/training and "
+                                  "checked on DATA/evaluation")
     ] = None,
+    int8_max_loss: Annotated[
+        float, typer.Option(min=0, max=100, help="refuse an INT8 twin losing more top-1 accuracy (percentage points)")
+    ] = 1.0,
     mean: Annotated[str, typer.Option(help=".onnx: per-channel mean on the 0..1 scale, e.g. 0.485,0.456,0.406")] = "0,0,0",
     std: Annotated[str, typer.Option(help=".onnx: per-channel std on the 0..1 scale, e.g. 0.229,0.224,0.225")] = "1,1,1",
     layout: Annotated[str | None, typer.Option(help=".onnx: nchw or nhwc [default: from the input shape]")] = None,
@@ -159,12 +163,15 @@ def model_import(
         from servetune.model.artifact import ArtifactError
         from servetune.model.data import DataError
         from servetune.model.export import int8_path
-        from servetune.model.quantize import calibration_images, quantize_int8
+        from servetune.model.quantize import Int8LossError, quantize_checked
 
         try:
-            quantized = quantize_int8(path, int8_path(path), calibration_images(int8_data, spec))
+            quantized, check = quantize_checked(path, int8_path(path), int8_data, int8_max_loss / 100)
         except (DataError, ArtifactError) as err:
             fail(str(err))
+        except Int8LossError as err:
+            fail(str(err), code=1)
+        typer.echo(check.describe())
         typer.echo(f"wrote {quantized}: INT8, {quantized.stat().st_size / 1e6:.1f} MB")
 
 
