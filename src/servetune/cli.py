@@ -15,15 +15,19 @@ import typer
 
 from servetune import __version__
 
+# Plain Click help: Rich's option table cuts long option names at 80 columns; Click's wraps the help text.
 app = typer.Typer(
     help="Build, serve, deploy, load-test and tune an image-classification web service.",
     no_args_is_help=True,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-model_app = typer.Typer(help="Train, evaluate, export, quantize and profile models.", no_args_is_help=True)
-data_app = typer.Typer(help="Food-11 data.", no_args_is_help=True)
-deploy_app = typer.Typer(help="Render, apply, inspect and delete deployments.", no_args_is_help=True)
+model_app = typer.Typer(help="Import, train, evaluate, export, quantize and profile models.", no_args_is_help=True,
+                        rich_markup_mode=None)
+data_app = typer.Typer(help="Food-11 data.", no_args_is_help=True, rich_markup_mode=None)
+deploy_app = typer.Typer(help="Import, render, apply, inspect and delete deployments.", no_args_is_help=True,
+                         rich_markup_mode=None)
 app.add_typer(model_app, name="model")
 app.add_typer(data_app, name="data")
 app.add_typer(deploy_app, name="deploy")
@@ -62,7 +66,8 @@ def serve(
     ] = None,
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
 ) -> None:
-    """Serve the model over HTTP (the API in ARCHITECTURE.md)."""
+    """Serve the model over HTTP: POST /predict, GET /test, the upload page at /, /healthz, /readyz,
+    /metrics and /version (see the README's Serving section)."""
     from servetune.config import ServerSettings
     from servetune.model.artifact import ArtifactError, default_model_path, read_spec
     from servetune.model.preprocess import ImageError, decode_image
