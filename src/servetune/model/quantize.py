@@ -1,9 +1,10 @@
 """INT8 static quantization of an fp32 artifact (QDQ, per-channel weights), calibrated on training images,
 and the check of what it costs: accuracy of both models on the data's evaluation split.
 
-Calibration memory stays bounded (well under 1 GB for a VGG16 at 224 px): images are read and preprocessed
-one batch at a time, and the MinMax calibrator folds each batch's activations into running ranges instead of
-keeping every activation of every image until the end (ONNX Runtime's default).
+Calibration memory is set by the batch, not by the number of images: images are read and preprocessed one
+at a time as the calibrator asks for them, batches are small (ONNX Runtime holds a whole batch's activations
+while it runs the instrumented model), and each batch is folded into the ranges before the next is read
+(`CalibStridedMinMax`). benchmarks/int8_calibration.py measures the peak.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from servetune.model.data import read_split
 from servetune.model.preprocess import ImageError, load_and_preprocess
 from servetune.model.ranking import top1
 
-CALIBRATION_BATCH = 4  # images whose activations are held at once while calibrating
+CALIBRATION_BATCH = 1  # images whose activations are held at once while calibrating (memory ~ batch x activations)
 MAX_INT8_LOSS = 0.01  # largest top-1 accuracy loss (fraction) accepted for an INT8 twin by default
 
 
@@ -52,8 +53,7 @@ class CalibrationImages:
     """onnxruntime.quantization.CalibrationDataReader over preprocessed images, in batches read as needed.
 
     With ONNX Runtime's `CalibStridedMinMax` option the calibrator asks for one batch at a time
-    (`set_range`) and folds its activations into the ranges before the next: memory holds one batch's
-    activations, not every image's.
+    (`set_range`) and folds it into the ranges before the next: only one batch is ever in memory.
     """
 
     def __init__(self, input_name: str, arrays: Iterable[np.ndarray], count: int, batch_size: int = CALIBRATION_BATCH):
@@ -114,7 +114,8 @@ def preprocessed(paths: list[Path], spec: ModelSpec) -> Iterator[np.ndarray]:
 
 
 def quantize_int8(
-    fp32_path: str | Path, out_path: str | Path, calibration: Calibration | list[np.ndarray], method: str = "minmax"
+    fp32_path: str | Path, out_path: str | Path, calibration: Calibration | list[np.ndarray], method: str = "minmax",
+    batch_size: int = CALIBRATION_BATCH,
 ) -> Path:
     """Write the INT8 twin of an fp32 artifact; `calibration` yields preprocessed training images."""
     import onnx
@@ -132,7 +133,7 @@ def quantize_int8(
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(
             str(prepared), str(quantized), CalibrationImages(input_name, calibration, len(calibration) if isinstance(calibration, list)
-                                                 else calibration.count),
+                                                 else calibration.count, batch_size),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
