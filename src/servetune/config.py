@@ -41,7 +41,11 @@ class ModelSpec(BaseModel):
     input_size: int = Field(gt=0, description="square side of the network input in pixels")
     resize: int = Field(gt=0, description="the shorter image side is resized to this before the centre crop")
     crop: Literal["center", "none"] = "center"
-    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    interpolation: Literal["bilinear", "bicubic"] = Field(default="bilinear", description="PIL resize filter")
+    # "full" decodes every pixel (what PIL's Image.open(...).convert("RGB") gives, as most training code
+    # does); "reduced" lets JPEG decoding scale down in the DCT domain to about the resize side: faster,
+    # slightly different pixels, so only for a model whose accuracy was measured through it.
+    decode: Literal["full", "reduced"] = "full"
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     # Pixels are scaled to 0..1 (scale=1/255) before mean/std; a Keras model trained on x/255 uses
@@ -59,7 +63,7 @@ class ModelSpec(BaseModel):
 class ResourceSample(BaseModel):
     """One row of resource_usage.csv (the reference monitor's columns, every 5 s)."""
 
-    time: str  # "%Y-%m-%d %H:%M:%S" wall-clock, like the reference monitor
+    time: str  # seconds since the monitor's first sample, round(t, 2), like the reference monitor
     n_replica: int
     cpu_req_core: float
     mem_req_KB: float
@@ -222,6 +226,7 @@ class DeploymentSpec(BaseModel):
     image: str = "servetune:0.1.0"
     namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     node_port: int = Field(default=32000, ge=30000, le=32767)
+    service_type: Literal["NodePort", "LoadBalancer"] = "NodePort"
     container_port: int = Field(default=5000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64, description="server worker processes per pod")
     threads: int | None = Field(default=None, ge=1, le=256, description="inference threads; None: CPU quota")

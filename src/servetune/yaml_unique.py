@@ -33,3 +33,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
 def safe_load_unique_keys(text: str) -> Any:
     return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader
+
+
+def safe_load_all_unique_keys(text: str) -> list[Any]:
+    """Every document of a multi-document file (a Kubernetes manifest), with the same rule."""
+    return list(yaml.load_all(text, Loader=UniqueKeyLoader))

@@ -26,3 +26,14 @@ def test_non_onnx_file_is_a_clear_error(tmp_path):
         read_spec(path)
     with pytest.raises(ArtifactError, match="no such model file"):
         read_spec(tmp_path / "missing.onnx")
+
+
+def test_artifacts_without_a_decode_key_keep_the_reduced_decode_they_were_measured_with():
+    from servetune.config import FOOD11_CLASSES, ModelSpec
+    from servetune.model.artifact import spec_from_metadata, spec_to_metadata
+
+    spec = ModelSpec(name="m", class_names=FOOD11_CLASSES, input_size=32, resize=36)
+    metadata = spec_to_metadata(spec)
+    assert spec_from_metadata(metadata).decode == "full"
+    del metadata["servetune.decode"]
+    assert spec_from_metadata(metadata).decode == "reduced"

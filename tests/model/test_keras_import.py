@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import numpy as np
 import onnxruntime as ort
@@ -19,6 +20,7 @@ from servetune.config import FOOD11_CLASSES
 from servetune.model.artifact import read_spec
 from servetune.model.keras_import import import_keras_model
 from servetune.model.preprocess import load_and_preprocess
+from servetune.model.quantize import Int8LossError, check_int8, quantize_checked
 
 SIZE = 64
 
@@ -49,8 +51,8 @@ def photo(width: int, height: int, seed: int) -> bytes:
 
 
 def keras_notebook_input(data: bytes, size: int) -> np.ndarray:
-    """What the reference notebook feeds its Keras model: the photo resized to size x size, x/255, NHWC."""
-    image = Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    """What the reference app feeds its Keras model: full decode, BICUBIC resize to size x size, x/255, NHWC."""
+    image = Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
@@ -59,11 +61,12 @@ def test_imported_artifact_predicts_what_keras_predicts(tmp_path):
     source = tmp_path / "model.keras"
     model.save(source)
 
-    path, spec = import_keras_model(source, tmp_path / "food.onnx")
+    path, spec, _ = import_keras_model(source, tmp_path / "food.onnx")
 
     assert read_spec(path) == spec
     assert (spec.layout, spec.input_size, spec.crop, spec.output) == ("NHWC", SIZE, "none", "probabilities")
     assert spec.scale == pytest.approx(1 / 255) and spec.mean == (0, 0, 0) and spec.std == (1, 1, 1)
+    assert (spec.interpolation, spec.decode) == ("bicubic", "full")
     assert spec.class_names == FOOD11_CLASSES and spec.precision == "fp32" and spec.name == "model"
     assert spec.backbone == "tiny_food"
 
@@ -88,7 +91,7 @@ def test_model_with_its_own_rescaling_gets_raw_pixels(tmp_path):
     source = tmp_path / "rescaling.keras"
     keras.Model(inputs, outputs).save(source)
 
-    _, spec = import_keras_model(source, tmp_path / "rescaling.onnx", name="raw")
+    _, spec, _ = import_keras_model(source, tmp_path / "rescaling.onnx", name="raw")
 
     assert spec.scale == 1.0 and spec.input_size == 32 and spec.output == "logits" and spec.name == "raw"
 
@@ -153,21 +156,31 @@ def test_cli_bad_models_are_clear_errors(tmp_path, make, reason):
     assert not (tmp_path / "out.onnx").exists()
 
 
+def write_photo_data(root, per_class: int = 2):
+    for split, offset in (("training", 100), ("evaluation", 500)):
+        folder = root / split
+        folder.mkdir(parents=True)
+        for label in range(11):
+            for n in range(per_class):
+                (folder / f"{label}_{n}.png").write_bytes(photo(48, 40, seed=offset + per_class * label + n))
+    return root
+
+
 def test_cli_import_writes_an_int8_twin_calibrated_on_training_images(tmp_path):
-    training = tmp_path / "data" / "training"
-    training.mkdir(parents=True)
-    for label in range(11):
-        for n in range(2):
-            (training / f"{label}_{n}.png").write_bytes(photo(48, 40, seed=100 + 2 * label + n))
+    data = write_photo_data(tmp_path / "data")
     source = tmp_path / "food.keras"
     small_classifier(size=32).save(source)
 
-    code, output = run_cli(str(source), "--out", str(tmp_path / "food.onnx"), "--int8-data", str(tmp_path / "data"))
+    code, output = run_cli(str(source), "--out", str(tmp_path / "food.onnx"), "--int8-data", str(data),
+                           "--int8-max-loss", "100")
 
     assert code == 0, output
+    assert re.search(r"INT8 on 22 evaluation images: accuracy [\d.]+% vs fp32 [\d.]+% \(change [-+][\d.]+ pp\), "
+                     r"top-1 agreement [\d.]+%", output), output
     int8 = tmp_path / "food-int8.onnx"
     spec = read_spec(int8)
     assert spec.precision == "int8" and spec.layout == "NHWC" and spec.scale == pytest.approx(1 / 255)
+    assert set(spec.accuracy) == {"evaluation"}
     images = np.stack([load_and_preprocess(photo(50, 50, seed), spec) for seed in range(8)])
     fp32 = ort.InferenceSession(str(tmp_path / "food.onnx"), providers=["CPUExecutionProvider"])
     quantized = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
@@ -175,6 +188,19 @@ def test_cli_import_writes_an_int8_twin_calibrated_on_training_images(tmp_path):
     expected = fp32.run(None, {"input": images})[0]
     actual = quantized.run(None, {"input": images})[0]
     assert np.abs(actual - expected).max() < 0.1  # INT8 approximates the fp32 scores
+
+
+def test_int8_twin_losing_more_than_allowed_is_not_written(tmp_path):
+    data = write_photo_data(tmp_path / "data", per_class=1)
+    source = tmp_path / "food.keras"
+    small_classifier(size=32).save(source)
+    fp32, _, _ = import_keras_model(source, tmp_path / "food.onnx")
+
+    check = check_int8(fp32, fp32, data)  # a model against itself: no loss, full agreement
+    assert (check.loss, check.agreement, check.images) == (0.0, 1.0, 11)
+    with pytest.raises(Int8LossError, match=r"not written: INT8 on 11 evaluation images: .* exceeds -1 pp"):
+        quantize_checked(fp32, tmp_path / "food-int8.onnx", data, max_loss=-0.01)
+    assert not (tmp_path / "food-int8.onnx").exists()
 
 
 def test_cli_int8_without_usable_training_images_is_a_clear_error(tmp_path):

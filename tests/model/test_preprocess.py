@@ -50,13 +50,27 @@ def test_center_crop_keeps_the_middle_of_a_wide_image():
 
 
 def test_jpeg_draft_decoding_matches_a_full_decode():
-    """DCT-domain downscaling is cheaper, and after preprocessing the pixels are nearly the same."""
+    """DCT-domain downscaling (decode: reduced) is cheaper, and after preprocessing the pixels are nearly the
+    same; decode: full gives exactly what PIL's plain decode gives."""
     data = encode(textured((1280, 1280)), "JPEG", quality=92)
-    fast = load_and_preprocess(data, SPEC)
+    reduced = SPEC.model_copy(update={"decode": "reduced"})
+    fast = load_and_preprocess(data, reduced)
     full = preprocess(Image.open(io.BytesIO(data)).convert("RGB"), SPEC)
-    decoded = decode_image(data, SPEC)
-    assert decoded.size == (320, 320)  # 1/4 scale: the smallest that still covers resize=256
+    assert decode_image(data, reduced).size == (320, 320)  # 1/4 scale: the smallest that still covers 256
     assert np.abs(fast - full).mean() < 0.05  # in normalised units (a pixel step is ~0.017)
+    assert decode_image(data, SPEC).size == (1280, 1280)
+    assert np.array_equal(load_and_preprocess(data, SPEC), full)
+
+
+def test_resize_filter_is_the_specs():
+    image = textured((300, 200))
+    bicubic = tiny_spec(input_size=32, resize=32, crop="none", interpolation="bicubic")
+    expected = np.asarray(image.resize((32, 32), Image.Resampling.BICUBIC), np.float32) / 255
+    actual = preprocess(image, bicubic.model_copy(update={"mean": (0, 0, 0), "std": (1, 1, 1)}))
+    assert np.abs(actual.transpose(1, 2, 0) - expected).max() < 1e-6
+    bilinear = preprocess(image, bicubic.model_copy(update={"mean": (0, 0, 0), "std": (1, 1, 1),
+                                                            "interpolation": "bilinear"}))
+    assert np.abs(bilinear - actual).max() > 0.01
 
 
 def test_exif_orientation_is_applied():

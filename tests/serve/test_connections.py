@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 
-from servetune.config import ServerSettings
 from servetune.serve.app import create_app
 from servetune.serve.connections import TimedHttpProtocol, server_config
 from servetune.serve.drain import DrainingServer
+from servetune.serve.settings import ServerSettings
 
 
 class QuickLimits(TimedHttpProtocol):

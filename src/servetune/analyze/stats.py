@@ -34,7 +34,7 @@ from servetune.errors import ServetuneError
 from servetune.load.profile import LoadProfileError, parse_profile
 from servetune.load.request_log import RequestLogError, read_request_log
 from servetune.load.siege import SiegeLogError, read_siege_log
-from servetune.monitor.resource_csv import ResourceCsvError, parse_time, read_resource_csv
+from servetune.monitor.resource_csv import ResourceCsvError, on_wall_clock, parse_time, read_resource_csv
 from servetune.runfolder import (
     LOAD_FILE,
     RESOURCE_FILE,
@@ -73,6 +73,8 @@ class RunData:
             raise AnalysisError(f"{self.folder.resource_csv}: no samples (only a header)")
         if not self.load_rows:
             raise AnalysisError(f"{self.folder.load_log}: no load runs (only a header)")
+        if isinstance(first := self.run_info.get("monitor_first_sample_at"), int | float):
+            self.resources = on_wall_clock(self.resources, first)  # seconds since the first sample -> clock
 
     @staticmethod
     def _required(path: Path) -> Path:

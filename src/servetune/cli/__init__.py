@@ -20,6 +20,7 @@ app = typer.Typer(
     help="Build, serve, deploy, load-test and tune an image-classification web service "
     "(stages and data flow: docs/architecture.md).",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain Click help: Rich's table cuts long option names at 80 columns
     pretty_exceptions_enable=False,
     add_completion=False,
     cls=CommandGroup,

@@ -9,7 +9,7 @@ import typer
 
 from servetune.cli.errors import OptionError
 
-data_app = typer.Typer(help="Food-11 data.", no_args_is_help=True)
+data_app = typer.Typer(help="Food-11 data.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @data_app.command("download")

@@ -11,7 +11,44 @@ import typer
 from servetune.cli.errors import CommandFailed, OptionError
 from servetune.cli.options import Context, Kubeconfig, Spec, time_scale_option
 
-deploy_app = typer.Typer(help="Render, apply, inspect and delete deployments.", no_args_is_help=True)
+deploy_app = typer.Typer(help="Import, render, apply, inspect and delete deployments.", no_args_is_help=True,
+                         rich_markup_mode=None)
+
+
+def read_spec(path: str, model: str | None = None):
+    """The spec; for a Kubernetes manifest, what could not be carried over is printed as notes."""
+    from servetune.deploy.spec import read_deployment
+
+    spec, notes = read_deployment(path, model)
+    for note in notes:
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+    return spec
+
+
+@deploy_app.command("import")
+def deploy_import(
+    source: Annotated[Path, typer.Argument(help="Kubernetes manifest: Deployment [+ Service] [+ HPA]")],
+    out: Annotated[Path, typer.Option(help="the deployment spec to write (YAML)")],
+    model: Annotated[str | None, typer.Option(help="model artifact (.onnx) [default: the packaged model]")] = None,
+) -> None:
+    """Translate a Kubernetes manifest (e.g. the course's deployment.yaml) into a deployment spec, keeping
+    its numbers; prints what could not be carried over."""
+    from servetune.deploy.spec import spec_yaml
+
+    if not source.is_file():
+        raise OptionError(f"{source}: no such manifest file")
+    spec = read_spec(str(source), model)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(spec_yaml(spec), encoding="utf-8")
+    except OSError as err:
+        raise OptionError(f"{out}: cannot write: {err.strerror or err}") from None
+    hpa = spec.autoscaling
+    scaling = (f"autoscaled {hpa.min_replicas}-{hpa.max_replicas} at {hpa.target_cpu_utilization}% CPU"
+               if hpa else f"{spec.replicas} replicas")
+    limits = f", limits {spec.limits.cpu:g} CPU / {spec.limits.memory_mb} MiB" if spec.limits else ""
+    typer.echo(f"wrote {out}: {spec.name}, {scaling}, requests {spec.requests.cpu:g} CPU / "
+               f"{spec.requests.memory_mb} MiB{limits}, {spec.service_type} port {spec.node_port}")
 
 
 @deploy_app.command("render")
@@ -22,9 +59,8 @@ def deploy_render(
 ) -> None:
     """Write the Kubernetes objects of a deployment spec as YAML (for kubectl apply -f)."""
     from servetune.deploy.manifests import render_manifests, render_warmup, to_yaml, warmup_name
-    from servetune.deploy.spec import load_deployment_spec
 
-    spec = load_deployment_spec(spec_path)
+    spec = read_spec(spec_path)
     text = to_yaml(render_warmup(spec) if warmup else render_manifests(spec))
     if out is None:
         typer.echo(text, nl=False)
@@ -50,9 +86,8 @@ def deploy_apply(
 ) -> None:
     """Create or update the Deployment, Service and HPA on a cluster, then wait until ready."""
     from servetune.deploy.kubernetes import KubernetesCluster
-    from servetune.deploy.spec import load_deployment_spec
 
-    spec = load_deployment_spec(spec_path)
+    spec = read_spec(spec_path)
     cluster = KubernetesCluster(kubeconfig, context)
     if spec.autoscaling is not None and (warning := cluster.metrics_api_warning()):
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
@@ -69,9 +104,8 @@ def deploy_status(spec_path: Spec, kubeconfig: Kubeconfig = None, context: Conte
     from rich.console import Console
 
     from servetune.deploy.kubernetes import KubernetesCluster, status_report
-    from servetune.deploy.spec import load_deployment_spec
 
-    spec = load_deployment_spec(spec_path)
+    spec = read_spec(spec_path)
     report = status_report(KubernetesCluster(kubeconfig, context).status(spec))
     console = Console(width=160)
     for part in report:
@@ -87,9 +121,8 @@ def deploy_delete(
 ) -> None:
     """Delete the HPA, Service and Deployment of a spec and wait until their pods are gone."""
     from servetune.deploy.kubernetes import KubernetesCluster
-    from servetune.deploy.spec import load_deployment_spec
 
-    spec = load_deployment_spec(spec_path)
+    spec = read_spec(spec_path)
     actions = KubernetesCluster(kubeconfig, context).delete(spec, timeout)
     for action in actions or [f"nothing to delete for {spec.name} in namespace {spec.namespace}"]:
         typer.echo(action)
@@ -108,9 +141,9 @@ def deploy_local(
     import time
 
     from servetune.backend.local import LocalBackend
-    from servetune.deploy.spec import load_deployment_spec, spec_model_path
+    from servetune.deploy.spec import spec_model_path
 
-    spec = load_deployment_spec(spec_path)
+    spec = read_spec(spec_path)
     backend = LocalBackend(spec, model or spec_model_path(spec), workdir, port=port, time_scale=time_scale,
                            on_event=typer.echo)
     try:

@@ -8,14 +8,15 @@ from typing import Annotated
 import typer
 
 from servetune.cli.errors import OptionError
-from servetune.cli.options import comma_list
+from servetune.cli.options import choice, comma_list
 
-model_app = typer.Typer(help="Train, evaluate, export, quantize and profile models.", no_args_is_help=True)
+model_app = typer.Typer(help="Import, train, evaluate, export, quantize and profile models.", no_args_is_help=True,
+                        rich_markup_mode=None)
 
 
 @model_app.command("import")
 def model_import(
-    source: Annotated[Path, typer.Argument(help="the Keras model file (.keras, or legacy .h5)")],
+    source: Annotated[Path, typer.Argument(help="the model file: Keras (.keras, legacy .h5) or plain .onnx")],
     out: Annotated[Path | None, typer.Option(help="artifact path [default: SOURCE with .onnx]")] = None,
     name: Annotated[str | None, typer.Option(help="model name [default: the file's stem]")] = None,
     classes: Annotated[
@@ -27,24 +28,55 @@ def model_import(
         typer.Option(min=16, help="input side for models whose input size is not fixed [default: 224]"),
     ] = None,
     int8_data: Annotated[
-        Path | None, typer.Option(help="also write the INT8 twin (-int8.onnx), calibrated on DATA/training")
+        Path | None, typer.Option(help="also write the INT8 twin (-int8.onnx), calibrated on DATA/training and "
+                                  "checked on DATA/evaluation")
     ] = None,
+    int8_max_loss: Annotated[
+        float, typer.Option(min=0, max=100, help="refuse an INT8 twin losing more top-1 accuracy (percentage points)")
+    ] = 1.0,
+    mean: Annotated[str, typer.Option(help=".onnx: per-channel mean on the 0..1 scale, e.g. 0.485,0.456,0.406")] = "0,0,0",
+    std: Annotated[str, typer.Option(help=".onnx: per-channel std on the 0..1 scale, e.g. 0.229,0.224,0.225")] = "1,1,1",
+    layout: Annotated[str | None, typer.Option(help=".onnx: nchw or nhwc [default: from the input shape]")] = None,
+    resize_filter: Annotated[str, typer.Option(help=".onnx: bilinear or bicubic")] = "bilinear",
+    softmax: Annotated[bool, typer.Option("--softmax/--logits", help=".onnx: the output is probabilities "
+                                          "(softmax) or logits")] = False,
 ) -> None:
-    """Convert a Keras image classifier (input HxWx3, pixels x/255, softmax) into a servetune artifact."""
+    """Convert an image classifier into a servetune artifact: a Keras model (input HxWx3, pixels x/255,
+    softmax; Keras 2 files from TensorFlow 2.x too), or a plain ONNX model with its preprocessing given."""
     from servetune.model.artifact import parse_class_names
-    from servetune.model.keras_import import import_keras_model
+    from servetune.model.preprocess import describe
 
     class_names = parse_class_names(classes) if classes is not None else None
-    path, spec = import_keras_model(source, out, name, class_names, input_size)
+    agreement = None
+    if source.suffix.lower() == ".onnx":
+        from servetune.model.onnx_import import import_onnx_model, parse_channel_values
+
+        path, spec = import_onnx_model(
+            source, out if out is not None else source.with_name(f"{source.stem}-servetune.onnx"), name=name,
+            class_names=class_names, input_size=input_size, mean=parse_channel_values("--mean", mean),
+            std=parse_channel_values("--std", std, positive=True),
+            layout=choice(layout.upper(), ["NCHW", "NHWC"], "--layout") if layout else None,
+            interpolation=choice(resize_filter, ["bilinear", "bicubic"], "--resize-filter"),
+            output="probabilities" if softmax else "logits",
+        )
+    else:
+        from servetune.model.keras_import import import_keras_model
+
+        path, spec, agreement = import_keras_model(source, out, name, class_names, input_size)
     typer.echo(
         f"wrote {path}: {spec.layout} {spec.input_size}x{spec.input_size}, {len(spec.class_names)} classes, "
         f"output {spec.output}, backbone {spec.backbone}, {path.stat().st_size / 1e6:.1f} MB"
     )
+    typer.echo(f"classes: {', '.join(spec.class_names)}")
+    typer.echo(f"preprocessing: {describe(spec)}")
+    if agreement is not None:
+        typer.echo(agreement.describe("Keras"))
     if int8_data is not None:
         from servetune.model.export import int8_path
-        from servetune.model.quantize import calibration_images, quantize_int8
+        from servetune.model.quantize import quantize_checked
 
-        quantized = quantize_int8(path, int8_path(path), calibration_images(int8_data, spec))
+        quantized, check = quantize_checked(path, int8_path(path), int8_data, int8_max_loss / 100)
+        typer.echo(check.describe())
         typer.echo(f"wrote {quantized}: INT8, {quantized.stat().st_size / 1e6:.1f} MB")
 
 

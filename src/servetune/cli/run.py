@@ -63,6 +63,9 @@ def run(
 ) -> None:
     """The evaluation protocol: warm up, apply, load test + monitor together, tear down, analyse; everything
     lands in the run folder (run.json says what happened). Ctrl-C tears down and keeps what was measured."""
+    from servetune.cli.deploy import read_spec
+
+    read_spec(spec)  # a bad spec fails here, before anything starts; a Kubernetes manifest's notes are printed
     evaluate_and_report(RunOptions(
         spec=spec, out=out, backend=choice(backend, list(BackendName), "--backend"), profile=profile,
         time_scale=time_scale, driver=choice(driver, list(LoadDriver), "--driver"), copy_model=model_copy,

@@ -1,4 +1,4 @@
-"""Kubernetes objects for a `DeploymentSpec`: Deployment, NodePort Service, HorizontalPodAutoscaler.
+"""Kubernetes objects for a `DeploymentSpec`: Deployment, Service (NodePort or LoadBalancer), HPA.
 
 The objects are plain dicts in the API's own camelCase shape, so `to_yaml` output is what `kubectl apply`
 takes and the Kubernetes client sends them unchanged.
@@ -193,7 +193,7 @@ def service(spec: DeploymentSpec) -> dict:
         "kind": "Service",
         "metadata": metadata(spec, spec.name),
         "spec": {
-            "type": "NodePort",
+            "type": spec.service_type,  # a LoadBalancer also opens the node port
             "selector": {"app": spec.name},
             "ports": [
                 {

@@ -11,8 +11,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from servetune.config import DeploymentSpec
+from servetune.deploy.k8s_import import ManifestError, is_manifest, translate
 from servetune.errors import ServetuneError
-from servetune.yaml_unique import safe_load_unique_keys
+from servetune.yaml_unique import safe_load_all_unique_keys
 
 SPECS_DIR = Path(__file__).parent / "specs"
 DEFAULT_MODEL = "default"  # a spec's `model` that means the packaged model
@@ -23,10 +24,17 @@ class SpecError(ServetuneError, ValueError):
 
 
 def load_deployment_spec(path: str | Path) -> DeploymentSpec:
-    """The spec in a YAML file, or a bundled one by name (`default`, `fixed-1`).
+    """The spec in a YAML file, or a bundled one by name (`default`, `fixed-1`), or translated from a
+    Kubernetes manifest (see read_deployment).
 
     A relative `model` path is taken relative to the spec file, like paths in other YAML configs.
     """
+    return read_deployment(path)[0]
+
+
+def read_deployment(path: str | Path, model: str | None = None) -> tuple[DeploymentSpec, list[str]]:
+    """The spec and what could not be carried over: empty for a spec file, the translation's notes for a
+    Kubernetes manifest (Deployment + optional Service and HPA). `model` overrides the spec's model."""
     path = resolve_spec_path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -36,25 +44,44 @@ def load_deployment_spec(path: str | Path) -> DeploymentSpec:
     except OSError as error:
         raise SpecError(f"{path}: cannot read: {error.strerror or error}") from None
     try:
-        data = safe_load_unique_keys(text)
+        documents = [doc for doc in safe_load_all_unique_keys(text) if doc is not None]
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise SpecError(f"{path.name}: invalid YAML: {where}{error.problem or error}") from None
     except yaml.YAMLError as error:
         raise SpecError(f"{path.name}: invalid YAML: {error}") from None
-    if data is None:
+    notes: list[str] = []
+    if not documents:
         raise SpecError(f"{path.name}: the file is empty; expected a mapping of deployment fields")
+    if is_manifest(documents):
+        try:
+            translation = translate(documents)
+        except ManifestError as error:
+            raise SpecError(f"{path.name}: Kubernetes manifest: {error}") from None
+        data, notes = translation.fields, translation.notes
+    elif len(documents) > 1:
+        raise SpecError(f"{path.name}: {len(documents)} YAML documents and no Kubernetes objects; expected one spec")
+    else:
+        data = documents[0]
     if not isinstance(data, dict):
         raise SpecError(f"{path.name}: expected a mapping of deployment fields, got {type(data).__name__}")
+    if model is not None:
+        data = {**data, "model": model}
     try:
         spec = DeploymentSpec.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(describe_error(item) for item in error.errors())
         raise SpecError(f"{path.name}: {problems}") from None
     if spec.model != DEFAULT_MODEL and not Path(spec.model).is_absolute():
-        spec.model = str((path.parent / spec.model).resolve())
-    return spec
+        base = Path.cwd() if model is not None else path.parent
+        spec.model = str((base / spec.model).resolve())
+    return spec, notes
+
+
+def spec_yaml(spec: DeploymentSpec) -> str:
+    """The spec as YAML: the fields that were given, in the model's order."""
+    return yaml.safe_dump(spec.model_dump(mode="json", exclude_unset=True), sort_keys=False)
 
 
 def spec_model_path(spec: DeploymentSpec) -> Path:

@@ -43,6 +43,8 @@ def spec_from_metadata(metadata: dict[str, str], source: str = "<metadata>") -> 
             f"{source}: no servetune metadata in the ONNX file (metadata_props has no '{KEY_PREFIX}*' keys); "
             "export it with `servetune model export` or `servetune model import`"
         )
+    # Artifacts written before `decode` was recorded were all evaluated through the reduced JPEG decode.
+    fields.setdefault("decode", "reduced")
     try:
         return ModelSpec(**fields)
     except ValidationError as err:

@@ -21,6 +21,7 @@ from servetune.errors import ServetuneError
 from servetune.model.artifact import read_spec
 from servetune.model.data import Sample, read_split, subset
 from servetune.model.preprocess import ImageError, load_and_preprocess
+from servetune.model.ranking import ranked, top1
 
 ECE_BINS = 15
 
@@ -125,7 +126,7 @@ def predict_http(url: str, samples: list[Sample], class_names: list[str], advanc
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
+    correct = top1(probabilities) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     error = 0.0
     for low, high in itertools.pairwise(edges):
@@ -139,11 +140,11 @@ def metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str
             skipped: list[tuple[str, str]]) -> Evaluation:
     if len(labels) == 0:
         raise EvaluationError(f"{split}: no readable images to evaluate")
-    predicted = probabilities.argmax(axis=1)
+    predicted = top1(probabilities)
     classes = len(class_names)
     confusion = np.zeros((classes, classes), dtype=int)
     np.add.at(confusion, (labels, predicted), 1)
-    top3 = np.argsort(-probabilities, axis=1)[:, :3]
+    top3 = ranked(probabilities)[:, :3]
     per_class = {
         name: float(confusion[i, i] / confusion[i].sum()) for i, name in enumerate(class_names) if confusion[i].sum()
     }

@@ -1,7 +1,8 @@
 """Convert a user's Keras image classifier (model.keras) into a servetune artifact.
 
 Keras 3 runs on its torch backend here, so no TensorFlow is needed: the model is loaded with
-`keras.saving.load_model` and exported with Keras' own ONNX exporter (`model.export(format="onnx")`),
+`keras.saving.load_model` (a file written by TensorFlow's Keras 2 is first translated, see
+model/keras2_config.py) and exported with Keras' own ONNX exporter (`model.export(format="onnx")`),
 which on the torch backend traces the model through `torch.onnx.export` with a dynamic batch axis.
 The ONNX graph is then checked against `model.predict` on random inputs before the artifact is written.
 
@@ -10,8 +11,10 @@ Keras and torch are imported only inside `import_keras_model`: serving never imp
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -21,6 +24,7 @@ import numpy as np
 
 from servetune.config import FOOD11_CLASSES, ModelSpec
 from servetune.errors import ServetuneError
+from servetune.model.source_check import Agreement, compare, sample_photos
 
 # Largest disagreement allowed between Keras and ONNX Runtime on the same input, relative to the largest
 # score: a float32 re-ordering of the same arithmetic stays far below this; a wrong conversion does not.
@@ -38,12 +42,15 @@ def import_keras_model(
     name: str | None = None,
     class_names: list[str] | None = None,
     input_size: int | None = None,
-) -> tuple[Path, ModelSpec]:
-    """Convert `source` (.keras or legacy .h5) to a single-file ONNX artifact; return its path and spec.
+) -> tuple[Path, ModelSpec, Agreement]:
+    """Convert `source` (.keras or legacy .h5) to a single-file ONNX artifact.
 
-    The spec follows the reference GourmetGram notebook's preprocessing: the photo is resized straight to
-    the input size (no crop), pixels are scaled to 0..1 (x/255) and fed as NHWC. A model that starts with
-    its own `Rescaling` layer is fed raw 0..255 pixels instead.
+    Returns its path, its spec and how closely it answers like Keras on sample photos (Keras fed as the
+    reference app feeds it, the artifact through its own preprocessing).
+
+    The spec is the reference GourmetGram app's preprocessing: the photo is decoded in full, resized
+    straight to the input size with PIL's BICUBIC filter (no crop), scaled to 0..1 (x/255) and fed as NHWC.
+    A model that starts with its own `Rescaling` layer is fed raw 0..255 pixels instead.
     """
     source = Path(source)
     out = Path(out) if out is not None else source.with_suffix(".onnx")
@@ -66,7 +73,8 @@ def import_keras_model(
         input_size=size,
         resize=size,
         crop="none",
-        interpolation="bilinear",
+        interpolation="bicubic",
+        decode="full",
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
         scale=1.0 if starts_with_rescaling(model) else 1.0 / 255.0,
@@ -78,7 +86,21 @@ def import_keras_model(
     )
     from servetune.model.artifact import save_artifact
 
-    return save_artifact(onnx_model, spec, out), spec
+    path = save_artifact(onnx_model, spec, out)
+    return path, spec, agreement_with_keras(model, path, spec)
+
+
+def agreement_with_keras(model, path: Path, spec: ModelSpec) -> Agreement:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return compare(
+        lambda batch: model.predict(batch, verbose=0),
+        lambda batch: session.run(None, {name: batch})[0],
+        spec,
+        sample_photos(),
+    )
 
 
 def check_source(source: Path) -> None:
@@ -112,13 +134,61 @@ def load_keras(source: Path):
         ) from None
     if keras.backend.backend() != "torch":
         raise KerasImportError(f"{source}: Keras was already loaded with the {keras.backend.backend()} backend")
-    try:
-        model = keras.saving.load_model(source, compile=False)
-    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError, OSError) as err:
-        raise KerasImportError(f"{source}: cannot load the Keras model: {load_error_reason(err)}") from None
+    version = keras_version(source)
+    written_by = f" (a Keras {version} file)" if version else ""
+    if version.startswith("2."):
+        written_by = f" (a Keras {version} file, written by TensorFlow's tf.keras)"
+    with tempfile.TemporaryDirectory(prefix="servetune-keras2-") as work:
+        try:
+            readable = keras3_copy(source, Path(work)) if version.startswith("2.") else source
+            model = keras.saving.load_model(readable, compile=False)
+        except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError, OSError) as err:
+            raise KerasImportError(
+                f"{source}: cannot load the Keras model{written_by}: {load_error_reason(err)}"
+            ) from None
     if not isinstance(model, keras.Model):
         raise KerasImportError(f"{source}: the file holds a {type(model).__name__}, not a Keras model")
     return model
+
+
+def keras_version(source: Path) -> str:
+    """The Keras version that wrote the file ("" when it does not say)."""
+    try:
+        if source.suffix.lower() in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(source, "r") as handle:
+                value = handle.attrs.get("keras_version", "")
+            return value.decode() if isinstance(value, bytes) else str(value)
+        with zipfile.ZipFile(source) as archive:
+            if "metadata.json" not in archive.namelist():
+                return ""
+            return str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return ""
+
+
+def keras3_copy(source: Path, work: Path) -> Path:
+    """A copy of a Keras 2 file whose model config Keras 3 reads; the weights are copied unchanged."""
+    from servetune.model.keras2_config import upgrade_config
+
+    copy = work / source.name
+    if source.suffix.lower() in (".h5", ".hdf5"):
+        import h5py
+
+        shutil.copyfile(source, copy)
+        with h5py.File(copy, "r+") as handle:
+            if "model_config" not in handle.attrs:
+                raise ValueError("the HDF5 file holds weights only (no model_config): save the whole model")
+            handle.attrs["model_config"] = json.dumps(upgrade_config(json.loads(handle.attrs["model_config"])))
+        return copy
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(copy, "w") as upgraded:
+        for name in original.namelist():
+            data = original.read(name)
+            if name == "config.json":
+                data = json.dumps(upgrade_config(json.loads(data))).encode()
+            upgraded.writestr(name, data)
+    return copy
 
 
 def input_geometry(model, source: Path, input_size: int | None) -> tuple[Literal["NHWC", "NCHW"], int]:

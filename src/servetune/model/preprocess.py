@@ -38,7 +38,8 @@ ALLOWED_NAMES = "JPEG, PNG, WebP, GIF or BMP"
 
 
 def decode_image(data: bytes, spec: ModelSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Bytes -> RGB PIL image, EXIF orientation applied, already scaled down cheaply where possible.
+    """Bytes -> RGB PIL image, EXIF orientation applied; a JPEG scaled down while decoding when the spec
+    says `decode: reduced`.
 
     Only the header is parsed before the pixel count is checked, so a decompression bomb costs nothing.
     Animated images give their first frame.
@@ -52,7 +53,7 @@ def decode_image(data: bytes, spec: ModelSpec, max_pixels: int = DEFAULT_MAX_PIX
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLarge(f"image too large: {width}x{height} pixels (limit {max_pixels})")
-            if isinstance(image, JpegImageFile):
+            if spec.decode == "reduced" and isinstance(image, JpegImageFile):
                 # libjpeg-turbo scales in the DCT domain (1/2, 1/4, 1/8) while decoding: far cheaper
                 # than decoding full size and resizing, and still at least `resize` on the short side.
                 image.draft("RGB", draft_size(spec))
@@ -104,8 +105,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+RESIZE_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
 def resize_and_crop(image: Image.Image, spec: ModelSpec) -> Image.Image:
-    resample = Image.Resampling.BILINEAR if spec.interpolation == "bilinear" else Image.Resampling.BICUBIC
+    resample = RESIZE_FILTERS[spec.interpolation]
     if spec.crop == "none":
         return image.resize((spec.input_size, spec.input_size), resample)
     width, height = image.size
@@ -139,3 +143,15 @@ def preprocess(image: Image.Image, spec: ModelSpec) -> np.ndarray:
 
 def load_and_preprocess(data: bytes, spec: ModelSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     return preprocess(decode_image(data, spec, max_pixels), spec)
+
+
+def describe(spec: ModelSpec) -> str:
+    """The preprocessing in one line, e.g. `full decode, bicubic resize to 224, x*0.00392157, ..., NHWC`."""
+    if spec.crop == "none":
+        resize = f"{spec.interpolation} resize to {spec.input_size}"
+    else:
+        resize = f"{spec.interpolation} resize to {spec.resize}, centre crop {spec.input_size}"
+    return (
+        f"{spec.decode} decode, {resize}, x*{spec.scale:.6g}, mean {list(spec.mean)}, std {list(spec.std)}, "
+        f"{spec.layout}"
+    )

@@ -4,9 +4,10 @@ Columns: time,n_replica,cpu_req_core,mem_req_KB,cpu_lim_core,mem_lim_KB,cpu_use_
 Sums over the counted replicas: CPU in cores, memory in KiB (bytes / 1024, as the reference divides
 Kubernetes quantities by 1024).
 
-`time` is written as local wall-clock "%Y-%m-%d %H:%M:%S" (siege's --log clock), so samples line up with
-the load log's rows. The reference monitor writes seconds since it started (e.g. 5.01); the reader accepts
-both forms, so CSVs made by the reference tool analyse too.
+`time` is seconds since the monitor's first sample, `round(t, 2)`, as the reference monitor writes it
+(0.0, 5.01, ...), so scripts written for its CSV work on ours. The wall-clock time of the first sample is
+kept in the run's run.json (`monitor_first_sample_at`) to line samples up with the load log. The reader
+also accepts the local wall-clock form "%Y-%m-%d %H:%M:%S" that older servetune versions wrote.
 """
 
 from __future__ import annotations
@@ -43,6 +44,22 @@ def parse_time(text: str) -> float | datetime:
     if not math.isfinite(seconds):
         raise ValueError(f"time {text!r} is not a finite number")
     return seconds
+
+
+def elapsed_text(seconds: float) -> str:
+    """The `time` column as the reference monitor writes it: str(round(t, 2))."""
+    return str(round(seconds, 2))
+
+
+def on_wall_clock(samples: list[ResourceSample], first_sample_at: float) -> list[ResourceSample]:
+    """Samples timed in seconds since the first one, re-timed on the local wall clock (unix time given)."""
+    timed = []
+    for sample in samples:
+        when = parse_time(sample.time)
+        if isinstance(when, float):
+            sample = sample.model_copy(update={"time": wall_clock_text(first_sample_at + when)})
+        timed.append(sample)
+    return timed
 
 
 def _number_text(value: float) -> str:

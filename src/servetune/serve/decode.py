@@ -6,13 +6,15 @@ conversions make more full-size copies: RGBA and LA go through an RGBA copy, a w
 composite (4 x 4 bytes per pixel); 16-bit greyscale through three float32 arrays. A 92 KB PNG of 6320x6320
 in mode LA costs 160 MB decoded and about 800 MB converted. Here:
 
-- JPEG is decoded reduced in the DCT domain (draft, as decode_image does): a few MB at most.
+- JPEG is decoded reduced in the DCT domain (draft, as decode_image does) when the artifact says
+  `decode: reduced`: a few MB at most; with `decode: full`, at full size (its decoded size).
 - Other formats cannot be decoded reduced, so the full image is decoded once (1, 2 or 4 bytes per pixel
   by mode: at most 160 MB at the default 40 megapixels) and then converted to RGB strip by strip: each
   strip of at most STRIP_BYTES is cropped, converted (composited on white, 16-bit scaled by the image's
-  peak) and, when the RGB image would exceed LARGE_DECODE_BYTES (4 megapixels), box-averaged down by a
-  whole factor (to at least twice the model's resize side, like JPEG's draft) before the next strip. No
-  full-size copy is made.
+  peak) and, when the RGB image would exceed LARGE_DECODE_BYTES (4 megapixels) and the artifact says
+  `decode: reduced`, box-averaged down by a whole factor (to at least twice the model's resize side, like
+  JPEG's draft) before the next strip: no full-size copy is made. With `decode: full` the full-size RGB
+  image is kept (exactly the model's preprocessing), so such a request holds twice its decoded size.
 - WebP is decoded by libwebp into about four full-size RGBA copies, and Pillow cannot reduce it: WebP is
   refused (413) above a quarter of max_pixels (10 megapixels by default), which keeps it within the same
   bound.
@@ -129,10 +131,13 @@ def decode_bounded(data: bytes, spec: ModelSpec, max_pixels: int = DEFAULT_MAX_P
         if mode in ("RGB", "L"):
             return decode_image(data, spec, max_pixels)  # nothing to bound
         return decode_in_strips(data, spec, max_pixels, reduce=False)
-    cost = decoded_bytes(mode, size)
+    # `decode: full` (the model's own preprocessing, e.g. an imported Keras model): no averaging before the
+    # model's resize, so the full-size RGB copy is held too and counted against the budget.
+    exact = spec.decode == "full"
+    cost = decoded_bytes(mode, size) + (rgb_bytes if exact else 0)
     with large_decodes.taking(cost):
         try:
-            return decode_in_strips(data, spec, max_pixels, reduce=True)
+            return decode_in_strips(data, spec, max_pixels, reduce=not exact)
         finally:
             release_free_memory()
 

@@ -17,6 +17,7 @@ import onnxruntime as ort
 from servetune.config import ModelSpec
 from servetune.model.artifact import ArtifactError, file_sha256, spec_from_metadata
 from servetune.model.preprocess import DEFAULT_MAX_PIXELS, preprocess
+from servetune.model.ranking import ranked
 from servetune.serve.decode import decode_bounded
 
 
@@ -101,7 +102,7 @@ class Predictor:
         output = session.run(None, {self.input_name: batch})[0]
         done = time.perf_counter()
         probabilities = self.probabilities(np.asarray(output, dtype=np.float64).reshape(-1))
-        order = np.argsort(probabilities)[::-1][: self.top_k]
+        order = ranked(probabilities)[: self.top_k]
         names = self.spec.class_names
         top = [(names[i], float(probabilities[i])) for i in order]
         return Prediction(
