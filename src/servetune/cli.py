@@ -14,6 +14,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from servetune import __version__
+from servetune.cli_tune import tune_app
 
 app = typer.Typer(
     help="Build, serve, deploy, load-test and tune an image-classification web service.",
@@ -27,6 +28,7 @@ deploy_app = typer.Typer(help="Render, apply, inspect and delete deployments.", 
 app.add_typer(model_app, name="model")
 app.add_typer(data_app, name="data")
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(tune_app, name="tune")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -16,6 +16,8 @@ from servetune.tune.pareto import non_dominated
 from servetune.tune.search import Evaluation
 
 TIE_BAND = 0.02
+RULE = ("least memory requested among the candidates meeting every constraint; within 2 % of it, least CPU "
+        "requested; within 2 % of that, shortest response time")
 
 
 class EmptyFrontier(ValueError):
