@@ -9,12 +9,14 @@ from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from servetune.analyze.stats import sample_seconds
 from servetune.config import ResourceSample, RunSummary
 from servetune.tune.search import Evaluation
 
 DPI = 110
+PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 
 
 def pareto_plot(evaluations: Sequence[Evaluation], front: Sequence[Evaluation], recommended: Evaluation,
@@ -51,6 +53,9 @@ def pareto_plot(evaluations: Sequence[Evaluation], front: Sequence[Evaluation], 
                           xytext=(6, 6))
         axis.set_xscale("log")
         axis.set_yscale("log")
+        for ticks in (axis.xaxis, axis.yaxis):
+            ticks.set_major_formatter(PLAIN)
+            ticks.set_minor_formatter(PLAIN)
         axis.set_xlabel(x_label)
         axis.grid(True, which="both", alpha=0.3)
     left.set_ylabel("response time (ms, OKAY-weighted; simulated)")
