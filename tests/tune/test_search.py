@@ -97,3 +97,18 @@ def test_a_memory_request_below_the_calibrated_peak_is_never_simulated():
     assert calls == [] and evaluation.statistics is None
     assert [v.constraint for v in evaluation.violations] == ["--memory-margin"]
     assert "memory request 64 MiB < 81 MiB" in evaluation.violations[0].message
+
+
+def test_candidates_differing_only_in_memory_share_one_simulation_with_identical_results():
+    from servetune.tune.evaluate import MEMORY_SHARING
+
+    plain = problem()
+    evolve(plain, budget=150, population=20, seed=5)
+    shared = Problem(small_space(), FACTS, CONSTRAINTS, evaluate, sharing=MEMORY_SHARING)
+    evolve(shared, budget=150, population=20, seed=5)
+    assert [e.candidate for e in shared.evaluations] == [e.candidate for e in plain.evaluations]
+    for a, b in zip(shared.evaluations, plain.evaluations, strict=True):
+        if a.statistics is not None:
+            assert math.isclose(a.statistics.memory_requested_KB, b.statistics.memory_requested_KB)
+            assert a.statistics.response_time_s == b.statistics.response_time_s
+    assert plain.simulations == 150 and shared.simulations < 150

@@ -10,12 +10,13 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from servetune.config import DeploymentSpec, LoadProfile, RunSummary
 from servetune.tune.calibration import Calibration, CalibrationError, default_calibration, load_calibration
 from servetune.tune.capacity import Capacity
+from servetune.tune.search import Sharing
 from servetune.tune.simulator import MetricsTiming, Simulation, simulate
 from servetune.tune.space import Candidate, candidate_spec
 
@@ -42,6 +43,24 @@ class CandidateSimulator:
                         profile: LoadProfile | None = None, metrics: MetricsTiming | None = None) -> Simulation:
         return simulate(spec, profile or self.profile, self.calibrations[model], capacity=self.capacity,
                         seed=self.seed, record=record, metrics=metrics or self.metrics)
+
+
+def memory_free(candidate: Candidate) -> Candidate:
+    """The candidate without its memory settings: the simulation depends on them only through the memory
+    figures (requests and limits times replicas) when no capacity bounds the pods and the limit is above
+    the calibrated peak, which the constraints ensure before any simulation."""
+    return replace(candidate, memory_request_mb=0, memory_limit_mb=0)
+
+
+def with_memory(statistics: RunSummary, simulated: Candidate, other: Candidate) -> RunSummary:
+    """`simulated`'s statistics for `other`, which differs only in its memory request and limit."""
+    return statistics.model_copy(update={
+        "memory_requested_KB": statistics.memory_requested_KB * other.memory_request_mb / simulated.memory_request_mb,
+        "memory_limit_KB": statistics.memory_limit_KB * other.memory_limit_mb / simulated.memory_limit_mb,
+    })
+
+
+MEMORY_SHARING = Sharing(memory_free, with_memory)
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from servetune.load.profile import ProfileError, load_profile
 from servetune.model.artifact import ArtifactError
 from servetune.tune.calibration import CalibrationError
 from servetune.tune.constraints import Constraints, ModelFacts, model_facts, space_problems
-from servetune.tune.evaluate import CandidateSimulator, calibrations_for, process_pool
+from servetune.tune.evaluate import MEMORY_SHARING, CandidateSimulator, calibrations_for, process_pool
 from servetune.tune.frontier import EmptyFrontier, frontier, why_empty
 from servetune.tune.plots import pareto_plot, replicas_plot
 from servetune.tune.record import candidate_id, write_candidates, write_frontier, write_manifests, write_spec
@@ -118,7 +118,10 @@ def tune(options: TuneOptions, console: Console | None = None,
     jobs = options.jobs or os.cpu_count() or 1
 
     began = time.perf_counter()
-    problem = Problem(inputs.space, inputs.facts, options.constraints, inputs.simulator, on_batch=on_batch)
+    # Without a capacity, memory settings change only the memory figures: such twins share one simulation.
+    sharing = MEMORY_SHARING if options.constraints.capacity is None else None
+    problem = Problem(inputs.space, inputs.facts, options.constraints, inputs.simulator, on_batch=on_batch,
+                      sharing=sharing)
     with process_pool(jobs) as mapper:
         problem.mapper = mapper
         evolve(problem, options.budget, options.population, options.seed)
@@ -174,8 +177,8 @@ def tune(options: TuneOptions, console: Console | None = None,
         (replicas_plot({name: s.resources for name, s in simulated.items()}, out / "replicas.png"),
          "Replicas over the profile: recommended against the baselines (simulated)"),
     ]
-    facts = SearchFacts(STRATEGY, inputs.space.size(), len(evaluations), problem.simulated, seconds, jobs,
-                        options.profile, options.real.backend)
+    facts = SearchFacts(STRATEGY, inputs.space.size(), len(evaluations), problem.simulated, problem.simulations,
+                        seconds, jobs, options.profile, options.real.backend)
     report = write_tune_report(out, facts=facts, constraints=options.constraints, front=front, ids=ids,
                                recommended=recommended, recommended_note=note, baselines=baselines,
                                verifications=verifications, figures=figures)

@@ -24,6 +24,7 @@ class SearchFacts:
     space_size: int
     evaluated: int
     simulated: int
+    simulations: int
     seconds: float
     jobs: int
     profile: str
@@ -76,7 +77,8 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
         "<h1>Tune report</h1>",
         (f"<p class=note>Profile {html.escape(facts.profile)}, verification backend {html.escape(facts.backend)}; "
         f"search: {html.escape(facts.strategy)} over a space of {facts.space_size:,} candidates: "
-        f"{facts.evaluated:,} evaluated, {facts.simulated:,} simulated in {facts.seconds:.1f} s on {facts.jobs} "
+        f"{facts.evaluated:,} evaluated, {facts.simulated:,} simulated ({facts.simulations:,} simulator runs: "
+        f"candidates differing only in memory settings share one) in {facts.seconds:.1f} s on {facts.jobs} "
         f"process(es) ({rate:.1f} candidates/s).</p>"),
         "<h2>Constraints</h2>",
         html_table(["flag", "value"], [list(item) for item in constraints.describe()]),

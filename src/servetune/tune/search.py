@@ -11,14 +11,16 @@ the nearest allowed value, so no simulation is spent on them. A candidate is sim
 
 `random_search` and `grid_search` are the baselines the benchmark compares it with at equal budget.
 `evaluate(candidate) -> RunSummary` is any callable (the simulator in production); `mapper` maps it over a
-batch (`map`, or a process pool's `map`).
+batch (`map`, or a process pool's `map`). Candidates that behave alike (`Sharing.key`: the same key means
+the same simulation but for figures `Sharing.derive` computes exactly, such as memory requested) share one
+simulation.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +37,15 @@ from servetune.tune.pareto import crowding, fronts
 from servetune.tune.space import Candidate, SearchSpace, candidate_from_genes
 
 Evaluate = Callable[[Candidate], RunSummary]
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """Candidates with equal `key` run the same simulation; `derive(statistics, simulated, other)` turns
+    the simulated candidate's statistics into the other's."""
+
+    key: Callable[[Candidate], Hashable]
+    derive: Callable[[RunSummary, Candidate, Candidate], RunSummary]
 Mapper = Callable[[Callable, Iterable], Iterable]
 Genome = tuple[int, ...]
 
@@ -78,11 +89,15 @@ class Problem:
     evaluate: Evaluate
     mapper: Mapper = map
     on_batch: Callable[[list[Evaluation]], None] | None = None  # called with every evaluation so far
+    sharing: Sharing | None = None
     evaluations: list[Evaluation] = field(default_factory=list)
     seen: dict[Candidate, Evaluation] = field(default_factory=dict)
+    shared: dict[Hashable, tuple[Candidate, RunSummary]] = field(default_factory=dict)
+    simulations: int = 0  # simulator runs (fewer than candidates simulated when some share one)
 
     @property
     def simulated(self) -> int:
+        """Candidates with simulated statistics."""
         return sum(1 for e in self.evaluations if e.statistics is not None)
 
     def run(self, genomes: Sequence[Genome], generation: int) -> list[Evaluation]:
@@ -101,13 +116,35 @@ class Problem:
             self.evaluations.append(evaluation)
             if evaluation.feasible:
                 to_simulate.append(evaluation)
-        results = self.mapper(self.evaluate, [e.candidate for e in to_simulate])
-        for evaluation, statistics in zip(to_simulate, results, strict=True):
+        for evaluation, statistics in zip(to_simulate, self.statistics([e.candidate for e in to_simulate]),
+                                          strict=True):
             evaluation.statistics = statistics
             evaluation.violations = measured_violations(statistics, self.constraints)
         if self.on_batch is not None and fresh:
             self.on_batch(self.evaluations)
         return [self.seen[candidate_from_genes(self.space, genome)] for genome in genomes]
+
+
+    def statistics(self, candidates: list[Candidate]) -> list[RunSummary]:
+        """Each candidate's statistics: one simulation per sharing key, derived for the others."""
+        if self.sharing is None:
+            results = list(self.mapper(self.evaluate, candidates))
+            self.simulations += len(results)
+            return results
+        key, derive = self.sharing.key, self.sharing.derive
+        needed = {}
+        for candidate in candidates:
+            if key(candidate) not in self.shared:
+                needed.setdefault(key(candidate), candidate)
+        for (k, candidate), statistics in zip(needed.items(), self.mapper(self.evaluate, list(needed.values())),
+                                              strict=True):
+            self.shared[k] = (candidate, statistics)
+        self.simulations += len(needed)
+        results = []
+        for candidate in candidates:
+            simulated, statistics = self.shared[key(candidate)]
+            results.append(statistics if simulated == candidate else derive(statistics, simulated, candidate))
+        return results
 
 
 # --- genomes ----------------------------------------------------------------------------------------
