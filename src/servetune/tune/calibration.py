@@ -58,7 +58,9 @@ class Calibration(BaseModel):
     cpu_ms_quantiles: dict[str, list[float]] = Field(
         description="target -> CPU ms per request at percentiles 0, 5, ..., 100 (unthrottled)"
     )
-    parallelism: float = Field(default=1.0, ge=1.0, description="cores one request keeps busy at once")
+    parallelism: float = Field(default=1.0, ge=1.0, description="cores one request keeps busy with 2+ threads")
+    idle_cpu_cores: float = Field(default=0.0, ge=0, description="one idle worker's CPU (probes, timers)")
+    response_bytes: int = Field(default=400, ge=0, description="body bytes of one answer")
     overhead_ms: float = Field(ge=0, description="client latency beyond the replica's service time")
     rss_idle_bytes: int = Field(gt=0, description="one worker, loaded and warmed up")
     rss_loaded_bytes: int = Field(gt=0, description="one worker after serving a load")
