@@ -109,3 +109,26 @@ def test_bad_flags_are_refused_with_the_reason(tmp_path, args, expected):
 def test_out_is_required():
     result = in_process("tune")
     assert result.exit_code == 2 and "--out is required" in result.stderr
+
+
+@pytest.mark.slow
+def test_verification_runs_the_best_candidate_for_real_and_shows_both_side_by_side(tmp_path):
+    out = tmp_path / "tune"
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "12", "--population", "6", "--verify", "1", "--time-scale", "0.05",
+                       "--jobs", "1", timeout=600)
+    assert result.returncode == 0, result.stderr
+    front = json.loads((out / "frontier.json").read_text())["candidates"]
+    first = front[0]["id"]
+    run = json.loads((out / "verify" / first / "run.json").read_text())
+    assert run["status"] == "completed" and run["time_scale"] == 0.05
+    assert (out / "specs" / f"{first}.yaml").is_file()
+    assert load_deployment_spec(out / "specs" / f"{first}.yaml") == load_deployment_spec(out / "recommended.yaml")
+    measured = json.loads((out / "verify" / first / "summary.json").read_text())
+    report = (out / "report.html").read_text()
+    assert "simulated (at the run&#x27;s time scale) against measured" in report
+    assert f"{measured['memory_requested_KB'] / 1024:,.0f}" in report  # the measured figure is in the table
+    verdict = "verified" if measured["failure_rate"] == 0 else "failed verification"
+    assert f"verify {first}" in result.stdout and verdict in result.stdout
+    header = (out / "recommended.yaml").read_text().splitlines()[1]
+    assert header.startswith("# verified by a real run" if verdict == "verified" else "# the rule's first pick")

@@ -9,7 +9,7 @@ from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from servetune.analyze.stats import sample_seconds
 from servetune.config import ResourceSample, RunSummary
@@ -71,12 +71,15 @@ def replicas_plot(series: dict[str, list[ResourceSample]], path: Path) -> Path:
     """Replicas over the profile for each named simulation (the recommended spec and the baselines)."""
     figure = Figure(figsize=(12, 3.5), layout="constrained")
     axis = figure.subplots()
-    for name, samples in series.items():
+    styles = [("-", 3.5), ("--", 2.2), (":", 2.2), ("-.", 1.5)]  # lines that coincide stay visible
+    for index, (name, samples) in enumerate(series.items()):
         if not samples:
             continue
         seconds = sample_seconds(samples)
         minutes = [(t - seconds[0]) / 60 for t in seconds]
-        axis.step(minutes, [s.n_replica for s in samples], where="post", label=name, lw=1.6)
+        style, width = styles[index % len(styles)]
+        axis.step(minutes, [s.n_replica for s in samples], where="post", label=name, lw=width, ls=style)
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("minutes since the load started (simulated)")
     axis.set_ylabel("replicas")
     axis.set_ylim(bottom=0)
