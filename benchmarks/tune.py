@@ -1,6 +1,6 @@
 """The tuner's speed and search quality, on the calibrated simulator of the packaged model.
 
-    python benchmarks/tune.py [--budget 2000] [--compare-budget 400] [--seeds 3] [--jobs 2]
+    python benchmarks/tune.py [--budget 2000] [--compare-budget 400] [--seeds 3] [--jobs 2] [--calibration FILE]
 
 Search speed: the evolutionary search (what `servetune tune` runs) at `--budget` simulated candidates of the
 bundled space on the full reference profile, over `--jobs` processes: seconds and candidates per second.
@@ -19,15 +19,16 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from servetune.deploy.spec import load_deployment_spec
 from servetune.load.profile import load_profile
-from servetune.tune.calibration import default_calibration
+from servetune.tune.calibration import Calibration, default_calibration, load_calibration
 from servetune.tune.constraints import Constraints, model_facts
-from servetune.tune.evaluate import CandidateSimulator, process_pool
+from servetune.tune.evaluate import MEMORY_SHARING, CandidateSimulator, process_pool
 from servetune.tune.frontier import frontier
 from servetune.tune.pareto import hypervolume
 from servetune.tune.search import Problem, evolve, grid_search, random_search
@@ -41,30 +42,31 @@ STRATEGIES = {
 }
 
 
-def make_problem(constraints: Constraints, mapper) -> Problem:
+def make_problem(constraints: Constraints, mapper, calibration: Calibration) -> Problem:
     space = load_space()
-    calibration = default_calibration()
     simulator = CandidateSimulator(load_profile("reference"), {"default": calibration},
                                    load_deployment_spec(space.base), metrics=MetricsTiming(backend="local"))
     facts = {"default": model_facts("default", calibration)}
-    return Problem(space, facts, constraints, simulator, mapper)
+    return Problem(space, facts, constraints, simulator, mapper, sharing=MEMORY_SHARING)
 
 
-def search_speed(budget: int, jobs: int, constraints: Constraints) -> tuple[float, int]:
+def search_speed(budget: int, jobs: int, constraints: Constraints, calibration: Calibration) -> tuple[float, int, int]:
+    """Seconds, candidates simulated, simulator runs."""
     with process_pool(jobs) as mapper:
-        problem = make_problem(constraints, mapper)
+        problem = make_problem(constraints, mapper, calibration)
         began = time.perf_counter()
         evolve(problem, budget)
-        return time.perf_counter() - began, problem.simulated
+        return time.perf_counter() - began, problem.simulated, problem.simulations
 
 
-def search_quality(budget: int, seeds: int, jobs: int, constraints: Constraints) -> dict[str, list[tuple]]:
+def search_quality(budget: int, seeds: int, jobs: int, constraints: Constraints,
+                   calibration: Calibration) -> dict[str, list[tuple]]:
     """Per strategy and seed: (hypervolume, front size, least memory MiB) against a shared reference point."""
     fronts: dict[str, list[list[tuple]]] = {name: [] for name in STRATEGIES}
     with process_pool(jobs) as mapper:
         for name, strategy in STRATEGIES.items():
             for seed in range(seeds if name != "grid" else 1):
-                problem = make_problem(constraints, mapper)
+                problem = make_problem(constraints, mapper, calibration)
                 strategy(problem, budget, seed)
                 fronts[name].append([e.objectives()[1:] for e in frontier(problem.evaluations)])
     every = [point for runs in fronts.values() for front in runs for point in front]
@@ -88,23 +90,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--max-response-ms", type=float, default=15.0)
+    parser.add_argument("--calibration", type=Path, help="calibration.json [default: the packaged model's]")
     args = parser.parse_args()
+    calibration = load_calibration(args.calibration) if args.calibration else default_calibration()
     constraints = Constraints(max_response_ms=args.max_response_ms)
     load = os.getloadavg()[0]
     stamp = (f"{platform.node()}, {os.cpu_count()} CPUs, {datetime.datetime.now():%Y-%m-%d %H:%M}, "
              f"load {load:.1f} at start")
     console = Console()
 
-    seconds, simulated = search_speed(args.budget, args.jobs, constraints)
-    speed = Table(title=f"search speed ({args.jobs} processes; {stamp})")
-    for column in ("strategy", "candidates simulated", "seconds", "candidates/s"):
-        speed.add_column(column, justify="right")
-    speed.add_row("evolutionary (NSGA-II)", f"{simulated:,}", f"{seconds:.1f}", f"{simulated / seconds:.1f}")
-    console.print(speed)
-
-    quality = search_quality(args.compare_budget, args.seeds, args.jobs, constraints)
-    table = Table(title=f"search quality at {args.compare_budget} simulations each, response time <= "
-                        f"{args.max_response_ms:g} ms (median of {args.seeds} seeds; grid: 1)")
+    if args.budget > 0:
+        seconds, simulated, runs = search_speed(args.budget, args.jobs, constraints, calibration)
+        speed = Table(title=f"search speed, reference profile ({args.jobs} processes; {stamp})")
+        for column in ("strategy", "candidates simulated", "simulator runs", "seconds", "candidates/s"):
+            speed.add_column(column, justify="right")
+        speed.add_row("evolutionary (NSGA-II)", f"{simulated:,}", f"{runs:,}", f"{seconds:.1f}",
+                      f"{simulated / seconds:.1f}")
+        console.print(speed)
+    if args.compare_budget <= 0:
+        return
+    quality = search_quality(args.compare_budget, args.seeds, args.jobs, constraints, calibration)
+    table = Table(title=f"search quality at {args.compare_budget} candidates each, response time <= "
+                        f"{args.max_response_ms:g} ms (median of {args.seeds} seeds; grid: 1; {stamp})")
     for column in ("strategy", "hypervolume", "front size", "least memory requested MiB"):
         table.add_column(column, justify="right")
     for name, runs in quality.items():

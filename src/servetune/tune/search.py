@@ -299,18 +299,39 @@ def random_search(problem: Problem, budget: int, seed: int = 0, batch: int = 64)
 
 
 def grid_search(problem: Problem, budget: int, batch: int = 64) -> list[Evaluation]:
-    """An even grid: every setting thinned to evenly spaced values until the grid fits the budget."""
-    sizes = gene_sizes(problem.space)
-    levels = list(sizes)
+    """An even grid over the values allowed beforehand (as a user would lay one out): every setting thinned
+    to evenly spaced values until the grid fits the budget."""
+    axes = allowed_values(problem)
+    levels = [len(axis) for axis in axes]
     while math.prod(levels) > budget and max(levels) > 1:
         widest = max(range(len(levels)), key=lambda i: levels[i])
         levels[widest] -= 1
-    axes = [sorted({round(i * (size - 1) / max(1, count - 1)) for i in range(count)})
-            for size, count in zip(sizes, levels, strict=True)]
-    grid = itertools.product(*axes)
+    thinned = [[axis[round(i * (len(axis) - 1) / max(1, count - 1))] for i in range(count)]
+               for axis, count in zip(axes, levels, strict=True)]
+    grid = itertools.product(*thinned)
     while problem.simulated < budget:
         genomes = list(itertools.islice(grid, batch))
         if not genomes:
             break
         problem.run(genomes, 0)
     return problem.evaluations
+
+
+def allowed_values(problem: Problem) -> list[list[int]]:
+    """Per setting, the indexes of the values no constraint known beforehand rules out for every candidate."""
+    constraints = problem.constraints
+    allowed = []
+    genes = problem.space.genes()
+    least = min(facts.minimum_memory_mb(min(problem.space.workers), constraints.memory_margin)
+                for facts in problem.facts.values())
+    for name, choices in genes:
+        keep = list(range(len(choices)))
+        if name in ("cpu_limit_ratio", "memory_limit_ratio"):
+            keep = [i for i in keep if choices[i] <= constraints.max_limit_ratio + 1e-9]
+        elif name == "memory_request_mb":
+            keep = [i for i in keep if choices[i] >= least]
+        elif name == "model" and constraints.min_accuracy is not None:
+            keep = [i for i in keep if (a := problem.facts[choices[i]].accuracy) is not None
+                    and a >= constraints.min_accuracy]
+        allowed.append(keep or list(range(len(choices))))
+    return allowed
