@@ -124,7 +124,10 @@ def show_result(result) -> None:
             f": measured {measured.memory_requested_KB / 1024:,.0f} MiB, {measured.cpu_requested_core:.3f} CPU, "
             f"{(measured.response_time_s or 0) * 1000:.1f} ms, failures {measured.failure_rate:.2%}")
         typer.echo(f"verify {item.label}: {item.verdict()}{figures}")
-    typer.echo(f"recommended: {result.recommended.candidate.label()} -> {result.out / 'recommended.yaml'}")
+    accuracy = result.recommended.accuracy
+    accuracy_text = "not measured (cannot be ranked on accuracy)" if accuracy is None else f"{accuracy:.2%}"
+    typer.echo(f"recommended: {result.recommended.candidate.label()} (accuracy {accuracy_text}) -> "
+               f"{result.out / 'recommended.yaml'}")
     typer.echo(f"front: {len(result.front)} candidates of {len(result.evaluations):,} evaluated "
                f"in {result.seconds:.1f} s -> {result.out / 'frontier.csv'}")
     typer.echo(f"report: {result.report}")
