@@ -3,7 +3,8 @@
     python benchmarks/tune.py [--budget 2000] [--compare-budget 400] [--seeds 3] [--jobs 2] [--calibration FILE]
 
 Search speed: the evolutionary search (what `servetune tune` runs) at `--budget` simulated candidates of the
-bundled space on the full reference profile, over `--jobs` processes: seconds and candidates per second.
+bundled space on the full reference profile, over `--jobs` processes: wall seconds and candidates per second,
+and the CPU seconds it took (all processes), which divided by the cores is the wall time on idle cores.
 Search quality: the evolutionary search, random sampling (with the same repair of settings that break a
 constraint known beforehand) and an even grid, each at the same budget of `--compare-budget` simulations,
 under `--max-response-ms`: the hypervolume of each one's feasible front (memory requested, CPU requested,
@@ -17,6 +18,7 @@ import argparse
 import datetime
 import os
 import platform
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -50,13 +52,20 @@ def make_problem(constraints: Constraints, mapper, calibration: Calibration) -> 
     return Problem(space, facts, constraints, simulator, mapper, sharing=MEMORY_SHARING)
 
 
-def search_speed(budget: int, jobs: int, constraints: Constraints, calibration: Calibration) -> tuple[float, int, int]:
-    """Seconds, candidates simulated, simulator runs."""
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the pool's processes, once closed)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def search_speed(budget: int, jobs: int, constraints: Constraints,
+                 calibration: Calibration) -> tuple[float, float, int, int]:
+    """Wall seconds, CPU seconds, candidates simulated, simulator runs."""
+    began, cpu = time.perf_counter(), cpu_seconds()
     with process_pool(jobs) as mapper:
         problem = make_problem(constraints, mapper, calibration)
-        began = time.perf_counter()
         evolve(problem, budget)
-        return time.perf_counter() - began, problem.simulated, problem.simulations
+    return time.perf_counter() - began, cpu_seconds() - cpu, problem.simulated, problem.simulations
 
 
 def search_quality(budget: int, seeds: int, jobs: int, constraints: Constraints,
@@ -100,12 +109,14 @@ def main() -> None:
     console = Console()
 
     if args.budget > 0:
-        seconds, simulated, runs = search_speed(args.budget, args.jobs, constraints, calibration)
-        speed = Table(title=f"search speed, reference profile ({args.jobs} processes; {stamp})")
-        for column in ("strategy", "candidates simulated", "simulator runs", "seconds", "candidates/s"):
+        seconds, cpu, simulated, runs = search_speed(args.budget, args.jobs, constraints, calibration)
+        speed = Table(title=f"search speed, reference profile ({args.jobs} processes; {stamp}; load "
+                            f"{os.getloadavg()[0]:.1f} at the end)")
+        for column in ("strategy", "candidates simulated", "simulator runs", "wall s", "candidates/s", "CPU s",
+                       f"CPU s / {args.jobs} (idle cores)"):
             speed.add_column(column, justify="right")
         speed.add_row("evolutionary (NSGA-II)", f"{simulated:,}", f"{runs:,}", f"{seconds:.1f}",
-                      f"{simulated / seconds:.1f}")
+                      f"{simulated / seconds:.1f}", f"{cpu:.1f}", f"{cpu / args.jobs:.1f}")
         console.print(speed)
     if args.compare_budget <= 0:
         return
