@@ -44,6 +44,10 @@ def tune(
                                                            "model) [default: the packaged model's]")] = None,
     baseline: Annotated[list[str] | None, typer.Option(help="spec to compare against (repeatable) "
                                                        "[default: default]")] = None,
+    no_slower_than: Annotated[list[str] | None, typer.Option(help="a spec (repeatable) whose response time "
+                                                             "bounds the candidates': its simulated one in the "
+                                                             "search, its measured one (run for real first) in "
+                                                             "the verification")] = None,
     budget: Annotated[int, typer.Option(min=1, help="candidates to simulate")] = 2000,
     population: Annotated[int, typer.Option(min=4, help="candidates per generation")] = 64,
     seed: Annotated[int, typer.Option(help="seed of the search and the simulations")] = 0,
@@ -73,6 +77,7 @@ def tune(
                                 cluster),
         budget=budget, population=population, seed=seed, jobs=jobs, verify=verify,
         real=RealRun(backend, profile, time_scale, kubeconfig, context), baselines=baseline or ["default"],
+        no_slower_than=no_slower_than or [],
     )
     try:
         result = run_with_progress(options)
@@ -118,7 +123,7 @@ def show_result(result) -> None:
         table.add_row(name, f"{s.memory_requested_KB / 1024:,.0f}", f"{s.cpu_requested_core:.3f}", response,
                       f"{s.failure_rate:.2%}", f"{s.mean_replicas:.2f} / {s.max_replicas}")
     Console(width=120).print(table)
-    for item in result.verifications:
+    for item in [*result.baseline_runs, *result.verifications]:
         measured = item.measured
         figures = "" if measured is None else (
             f": measured {measured.memory_requested_KB / 1024:,.0f} MiB, {measured.cpu_requested_core:.3f} CPU, "
@@ -130,4 +135,5 @@ def show_result(result) -> None:
                f"{result.out / 'recommended.yaml'}")
     typer.echo(f"front: {len(result.front)} candidates of {len(result.evaluations):,} evaluated "
                f"in {result.seconds:.1f} s -> {result.out / 'frontier.csv'}")
+    typer.echo(f"response time bound: {dict(result.constraints.describe())['--max-response-ms']}")
     typer.echo(f"report: {result.report}")

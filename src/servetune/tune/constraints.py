@@ -32,6 +32,7 @@ class Constraints:
     max_limit_ratio: float = DEFAULT_MAX_LIMIT_RATIO
     memory_margin: float = DEFAULT_MEMORY_MARGIN
     capacity: Capacity | None = None
+    response_source: str = ""  # where max_response_ms came from, when not from the flag itself
 
     def describe(self) -> list[tuple[str, str]]:
         """(flag, value) for the report."""
@@ -39,7 +40,8 @@ class Constraints:
         if self.capacity is not None:
             capacity = f"{self.capacity.cpu_cores:g} CPU, {self.capacity.memory_bytes / MIB:,.0f} MiB"
         return [
-            ("--max-response-ms", "none" if self.max_response_ms is None else f"{self.max_response_ms:g} ms"),
+            ("--max-response-ms", "none" if self.max_response_ms is None
+             else f"{self.max_response_ms:g} ms" + (f" ({self.response_source})" if self.response_source else "")),
             ("--max-failure-rate", f"{self.max_failure_rate:.2%}"),
             ("--min-accuracy", "none" if self.min_accuracy is None else f"{self.min_accuracy:.2%}"),
             ("--max-limit-ratio", f"limits at most {self.max_limit_ratio:g} x requests (CPU and memory)"),
@@ -121,7 +123,7 @@ def measured_violations(statistics: RunSummary, constraints: Constraints) -> lis
         found.append(Violation("--max-response-ms", "no request was answered", 1.0))
     elif constraints.max_response_ms is not None and response * 1000 > constraints.max_response_ms:
         found.append(Violation("--max-response-ms", f"response time {response * 1000:.1f} ms > "
-                               f"{constraints.max_response_ms:g} ms",
+                               f"{constraints.max_response_ms:.4g} ms",
                                response * 1000 / constraints.max_response_ms - 1))
     if statistics.failure_rate > constraints.max_failure_rate:
         found.append(Violation("--max-failure-rate", f"failure rate {statistics.failure_rate:.2%} > "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -58,6 +58,7 @@ class TuneOptions:
     verify: int = 3
     real: RealRun = field(default_factory=RealRun)
     baselines: list[str] = field(default_factory=lambda: ["default"])
+    no_slower_than: list[str] = field(default_factory=list)  # specs whose response time bounds the search
 
 
 @dataclass
@@ -76,6 +77,8 @@ class TuneResult:
     recommended: Evaluation
     verifications: list[Verification]
     baselines: dict[str, RunSummary]
+    baseline_runs: list[Verification]
+    constraints: Constraints
     seconds: float
     report: Path
 
@@ -92,7 +95,8 @@ def read_inputs(options: TuneOptions) -> Inputs:
         calibrations = calibrations_for(space.models, options.calibrations)
         facts = {model: model_facts(model, calibrations[model]) for model in space.models}
         base = load_deployment_spec(space.base)
-        baselines = {name: load_deployment_spec(name) for name in options.baselines}
+        names = list(dict.fromkeys([*options.baselines, *options.no_slower_than]))
+        baselines = {name: load_deployment_spec(name) for name in names}
     except (SpaceError, ProfileError, CalibrationError, ArtifactError, SpecError) as error:
         raise TuneError(str(error)) from None
     problems = space_problems(space, facts, options.constraints)
@@ -117,10 +121,16 @@ def tune(options: TuneOptions, console: Console | None = None,
     out.mkdir(parents=True, exist_ok=True)
     jobs = options.jobs or os.cpu_count() or 1
 
+    simulated = {name: inputs.simulator.spec_simulation(spec, spec.model, record=True)
+                 for name, spec in inputs.baselines.items()}
+    baselines = {name: simulation.statistics for name, simulation in simulated.items()}
+    constraints = no_slower_than(options.constraints, {name: baselines[name] for name in options.no_slower_than},
+                                 "simulated")
+
     began = time.perf_counter()
     # Without a capacity, memory settings change only the memory figures: such twins share one simulation.
-    sharing = MEMORY_SHARING if options.constraints.capacity is None else None
-    problem = Problem(inputs.space, inputs.facts, options.constraints, inputs.simulator, on_batch=on_batch,
+    sharing = MEMORY_SHARING if constraints.capacity is None else None
+    problem = Problem(inputs.space, inputs.facts, constraints, inputs.simulator, on_batch=on_batch,
                       sharing=sharing)
     with process_pool(jobs) as mapper:
         problem.mapper = mapper
@@ -132,28 +142,36 @@ def tune(options: TuneOptions, console: Console | None = None,
     front = frontier(evaluations)
     write_candidates(evaluations, front, out / "candidates.csv")
     if not front:
-        raise EmptyFrontier(why_empty(evaluations, options.constraints))
+        raise EmptyFrontier(why_empty(evaluations, constraints))
     specs = [candidate_spec(e.candidate, inputs.simulator.base) for e in front]
-    write_frontier(front, ids, specs, options.constraints, out)
+    write_frontier(front, ids, specs, constraints, out)
 
-    simulated = {name: inputs.simulator.spec_simulation(spec, spec.model, record=True)
-                 for name, spec in inputs.baselines.items()}
-    baselines = {name: simulation.statistics for name, simulation in simulated.items()}
-
-    verifications = []
     short_profile = load_profile(options.real.profile, options.real.time_scale)
     metrics = MetricsTiming(backend=options.real.backend)
-    for evaluation, spec in list(zip(front, specs, strict=True))[: options.verify]:
-        name = ids[id(evaluation)]
-        spec_file = write_spec(spec, out / "specs" / f"{name}.yaml", evaluation.candidate.label())
-        console.print(f"[bold]verify {name}[/] {evaluation.candidate.label()} for real "
-                      f"({options.real.profile}, time scale {options.real.time_scale:g})", highlight=False)
-        same_scale = inputs.simulator.spec_simulation(spec, evaluation.candidate.model, profile=short_profile,
+
+    def verify_spec(name: str, label: str, spec: DeploymentSpec, bar: Constraints) -> Verification:
+        spec_file = write_spec(spec, out / "specs" / f"{name}.yaml", label)
+        console.print(f"[bold]verify {name}[/] {label} for real ({options.real.profile}, time scale "
+                      f"{options.real.time_scale:g})", highlight=False)
+        same_scale = inputs.simulator.spec_simulation(spec, spec.model, profile=short_profile,
                                                       metrics=metrics).statistics
-        item = verify(f"{name} {evaluation.candidate.label()}", spec_file, out / "verify" / name, same_scale,
-                      options.real, options.constraints, console)
+        item = verify(f"{name} {label}", spec_file, out / "verify" / name, same_scale, options.real, bar, console)
         console.print(f"    {item.verdict()}", highlight=False)
-        verifications.append(item)
+        return item
+
+    # The baselines the response time must not exceed run first, on the same machine: their measured
+    # response time is the bar for the candidates' measured one (a loaded machine slows every run alike).
+    baseline_runs, bar = [], options.constraints
+    if options.verify > 0 and options.no_slower_than:
+        for name in options.no_slower_than:
+            baseline_runs.append(verify_spec(f"baseline-{name}", name, inputs.baselines[name], options.constraints))
+        measured = {run.label.split(" ", 1)[1]: run.measured for run in baseline_runs if run.measured is not None}
+        bar = no_slower_than(options.constraints, measured, "measured")
+    verifications = []
+    for evaluation, spec in list(zip(front, specs, strict=True))[: options.verify]:
+        if any(run.status == "interrupted" for run in [*baseline_runs, *verifications]):
+            break  # Ctrl-C: keep what was measured and write the report
+        verifications.append(verify_spec(ids[id(evaluation)], evaluation.candidate.label(), spec, bar))
 
     recommended, note = front[0], "the rule's first pick, by simulation; not verified"
     if verifications:
@@ -179,7 +197,20 @@ def tune(options: TuneOptions, console: Console | None = None,
     ]
     facts = SearchFacts(STRATEGY, inputs.space.size(), len(evaluations), problem.simulated, problem.simulations,
                         seconds, jobs, options.profile, options.real.backend)
-    report = write_tune_report(out, facts=facts, constraints=options.constraints, front=front, ids=ids,
+    report = write_tune_report(out, facts=facts, constraints=constraints, front=front, ids=ids,
                                recommended=recommended, recommended_note=note, baselines=baselines,
-                               verifications=verifications, figures=figures)
-    return TuneResult(out, evaluations, front, recommended, verifications, baselines, seconds, report)
+                               verifications=[*baseline_runs, *verifications], figures=figures)
+    return TuneResult(out, evaluations, front, recommended, verifications, baselines, baseline_runs, constraints,
+                      seconds, report)
+
+
+def no_slower_than(constraints: Constraints, baselines: dict[str, RunSummary], how: str) -> Constraints:
+    """The constraints with the response time bounded by the fastest of the baselines as well."""
+    times = {name: s.response_time_s * 1000 for name, s in baselines.items() if s.response_time_s is not None}
+    if not times:
+        return constraints
+    name = min(times, key=times.get)
+    if constraints.max_response_ms is not None and constraints.max_response_ms <= times[name]:
+        return constraints
+    return replace(constraints, max_response_ms=round(times[name], 3),
+                   response_source=f"the {how} response time of {name}, --no-slower-than")
