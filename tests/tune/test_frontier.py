@@ -59,3 +59,23 @@ def test_infeasible_spaces_are_explained_before_any_simulation():
     [problem] = space_problems(space, FACTS, Constraints(capacity=Capacity(0.01, 8 * 1024 * MIB)))
     assert "fits --capacity" in problem
     assert space_problems(space, FACTS, Constraints()) == []
+
+
+def test_twins_with_the_same_prediction_appear_once_with_the_smallest_limits():
+    tight = evaluation(100, 0.3, 10)
+    loose = Evaluation(Candidate("default", 0.3, 0.6, 100, 200, 1, None, 1), (), 0.6, tight.statistics)
+    other = evaluation(90, 0.5, 12)
+    front = frontier([loose, tight, other])
+    assert front == [other, tight]
+
+
+def test_no_slower_than_bounds_the_response_time_by_the_fastest_baseline():
+    from servetune.tune.pipeline import no_slower_than
+
+    fast, slow = summary(1, 1, 0.020), summary(1, 1, 0.030)
+    bounded = no_slower_than(Constraints(), {"default": fast, "course-hpa": slow}, "simulated")
+    assert bounded.max_response_ms == 20.0
+    assert dict(bounded.describe())["--max-response-ms"] == (
+        "20 ms (the simulated response time of default, --no-slower-than)")
+    assert no_slower_than(Constraints(max_response_ms=15), {"default": fast}, "measured").max_response_ms == 15
+    assert no_slower_than(Constraints(max_response_ms=25), {"default": fast}, "measured").max_response_ms == 20

@@ -44,14 +44,17 @@ def test_a_small_tune_writes_the_front_the_recommended_spec_and_the_report(tmp_p
     out = tmp_path / "tune"
     result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
                        "--budget", "40", "--population", "12", "--verify", "0", "--jobs", "2",
-                       "--baseline", "default", "--baseline", "course-hpa")
+                       "--baseline", "course-hpa", "--no-slower-than", "default")
     assert result.returncode == 0, result.stderr
     assert "recommended:" in result.stdout and "report:" in result.stdout
+    bound = float(result.stdout.split("response time bound: ")[1].split(" ms")[0])
     rows = list(csv.DictReader((out / "candidates.csv").open()))
     assert 40 <= len(rows) and sum(r["simulated"] == "True" for r in rows) == 40
     assert all(int(r["memory_request_mb"]) >= 128 for r in rows if r["simulated"] == "True")  # 64 MiB < peak RSS
     front = json.loads((out / "frontier.json").read_text())
     assert front["candidates"] and all(c["statistics"]["failure_rate"] == 0 for c in front["candidates"])
+    assert all(c["statistics"]["response_time_s"] * 1000 <= bound for c in front["candidates"])
+    assert "simulated response time of default" in front["constraints"]["--max-response-ms"]
     assert "least memory requested" in front["rule"]
     recommended = load_deployment_spec(out / "recommended.yaml")
     first = front["candidates"][0]
