@@ -760,5 +760,9 @@ def demo(
     evaluate_or_fail(demo_options(out, time_scale or DEMO_TIME_SCALE))
 
 
+from servetune.cli_tune import simulate, tune_app
+
+app.command()(simulate), app.add_typer(tune_app, name="tune")
+
 if __name__ == "__main__":
     app()
