@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from servetune.analyze.stats import AnalysisError, RunData, accuracy, is_okay, sample_seconds
+from servetune.config import RunSummary
 from servetune.deploy.spec import SpecError, load_deployment_spec
 from servetune.tune.calibration import Calibration, CalibrationError, ServiceTimes
 from servetune.tune.measure import quantiles
@@ -42,12 +43,14 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
     steps = [b - a for a, b in itertools.pairwise(times)]
     interval = statistics.median(steps) if steps else 5.0
     running = [s for s in data.resources if s.mem_use_KB > 0 and s.n_replica > 0]
-    idle = base.idle_cpu_cores * spec.workers
+    # the one-machine cluster runs one worker per replica whatever the spec says
+    workers = 1 if data.run_info.get("backend") == "local" else spec.workers
+    idle = base.idle_cpu_cores * workers
     cpu_seconds = sum(max(0.0, s.cpu_use_core - idle * s.n_replica) * interval for s in data.resources)
     cpu_ms = 1000 * cpu_seconds / len(data.requests)
     if cpu_ms <= 0:
         raise CalibrationError(f"{run_dir / 'resource_usage.csv'}: no CPU used: cannot calibrate from it")
-    per_replica = [s.mem_use_KB * 1024 / s.n_replica / spec.workers for s in running]
+    per_replica = [s.mem_use_KB * 1024 / s.n_replica / workers for s in running]
     if not per_replica:
         raise CalibrationError(f"{run_dir / 'resource_usage.csv'}: no memory used: cannot calibrate from it")
     targets = {phase.target for phase in data.profile.phases} if data.profile else {"GET /test"}
@@ -56,7 +59,7 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
         factor = cpu_ms / (sum(values) / len(values))
         scaled[target] = [round(x * factor, 4) for x in values] if target in targets else values
     service = ServiceTimes(
-        target=min(targets), cpu_limit=spec.limits.cpu if spec.limits else None, workers=spec.workers,
+        target=min(targets), cpu_limit=spec.limits.cpu if spec.limits else None, workers=workers,
         threads=spec.threads or 1, requests=len(okay),
         latency_ms_quantiles=quantiles([r.latency_s * 1000 for r in okay]), cpu_ms_per_request=round(cpu_ms, 3),
     )
@@ -73,3 +76,12 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": f"run folder {run_dir}",
     })
+
+
+def busiest_cores(summary: RunSummary, calibration: Calibration) -> float:
+    """The CPU a run's machine gave it when it was busiest: the pods' mean use in that phase plus the load
+    driver's CPU at that phase's rate. On a machine shared with other work this is what `node_cpu` of a
+    simulation of that run should be (what the servers really got, not the machine's cores)."""
+    phase = max(summary.phases, key=lambda p: p.cpu_used_core or 0.0)
+    driver_ms = calibration.load_generator_cpu_ms_per_request or 0.0
+    return (phase.cpu_used_core or 0.0) + driver_ms / 1000 * phase.transaction_rate

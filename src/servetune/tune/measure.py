@@ -73,15 +73,15 @@ class _Setting:
     """What one (limit, target) measured."""
 
     def __init__(self, target: Target, limit: float, latencies_ms: list[float], cpu_ms: float,
-                 driver_ms: float, saturated_per_s: float) -> None:
+                 driver_ms: float, saturated_per_s: float, saturated_cpu_ms: float) -> None:
         self.target, self.limit = target, limit
         self.latencies_ms, self.cpu_ms, self.driver_ms = latencies_ms, cpu_ms, driver_ms
-        self.saturated_per_s = saturated_per_s
+        self.saturated_per_s, self.saturated_cpu_ms = saturated_per_s, saturated_cpu_ms
 
 
 def measure_target(url: str, pid: int, target: Target, seconds: float, images: Path, work: Path) -> tuple:
     """(latencies ms at concurrency 1, replica CPU ms per request, driver CPU ms per request, answers/s
-    with SATURATING_USERS users)."""
+    with SATURATING_USERS users, replica CPU ms per request with them)."""
     worker = psutil.Process(pid)
     results = []
     for users, length in ((1, seconds), (SATURATING_USERS, seconds / 2)):
@@ -97,10 +97,10 @@ def measure_target(url: str, pid: int, target: Target, seconds: float, images: P
         if not records:
             raise RuntimeError(f"{target} answered no request with 200 (see {out})")
         results.append((records, cpu, own))
-    (single, cpu1, own1), (busy, _, _) = results
+    (single, cpu1, own1), (busy, cpu_busy, _) = results
     count = len(single)
     return ([r.latency_s * 1000 for r in single], 1000 * cpu1 / count, 1000 * own1 / count,
-            len(busy) / (seconds / 2))
+            len(busy) / (seconds / 2), 1000 * cpu_busy / len(busy))
 
 
 def calibrate_model(
@@ -140,9 +140,8 @@ def calibrate_model(
                 url = f"http://127.0.0.1:{cluster.port}"
                 for target in TARGETS:
                     progress(f"{model.name}: {target} at {limit:g} CPU")
-                    latencies, cpu_ms, driver_ms, saturated = measure_target(
-                        url, pid, target, seconds, images, work / f"load-{limit:g}")
-                    settings.append(_Setting(target, limit, latencies, cpu_ms, driver_ms, saturated))
+                    measured = measure_target(url, pid, target, seconds, images, work / f"load-{limit:g}")
+                    settings.append(_Setting(target, limit, *measured))
                     rss_peak = max(rss_peak, resident(pid))
                 rss_loaded.append(resident(pid))
                 if (limit == 1.0 or len(limits) == 1) and cluster.capacity >= 2:
@@ -169,16 +168,18 @@ def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], s
                       idle_cores: list[float]) -> Calibration:
     """The simulator's figures from the measured settings.
 
-    CPU per request and its spread come from the 1-CPU setting (one thread, one request never throttled):
+    CPU per request comes from the 1-CPU setting with several users, its spread from one user at a time
+    (one thread, one request never throttled):
     the client's latency there is the request's CPU time plus the load driver's own work on each request
     (connect, send, read, parse: its CPU per request, in series with the server's), plus any wait for a
     busy machine's cores. The overhead is the driver's CPU per request; the CPU quantiles are the latency
-    quantiles less it, scaled to the measured mean CPU per request.
+    quantiles less it, scaled to the CPU per request measured with several users.
     """
     service = [
         ServiceTimes(target=s.target, cpu_limit=s.limit, workers=1, threads=max(1, int(s.limit)),
                      requests=len(s.latencies_ms), latency_ms_quantiles=quantiles(s.latencies_ms),
-                     cpu_ms_per_request=round(s.cpu_ms, 3), saturated_per_s=round(s.saturated_per_s, 2))
+                     cpu_ms_per_request=round(s.cpu_ms, 3), saturated_per_s=round(s.saturated_per_s, 2),
+                     saturated_cpu_ms_per_request=round(s.saturated_cpu_ms, 3))
         for s in settings
     ]
     reference = {s.target: s for s in settings if s.limit == 1.0} or {s.target: s for s in settings}
@@ -188,8 +189,9 @@ def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], s
         overhead = min(driver_ms, statistics.fmean(setting.latencies_ms))
         floor = 0.2 * setting.cpu_ms
         spread = [max(floor, x - overhead) for x in setting.latencies_ms]
-        # keep the measured mean CPU: scale the spread's mean to it
-        factor = setting.cpu_ms / statistics.fmean(spread)
+        # The mean is the CPU per request with several requests at once (more connections, context
+        # switches and cache misses than one at a time), as the pods serve a load; the spread is kept.
+        factor = max(setting.cpu_ms, setting.saturated_cpu_ms) / statistics.fmean(spread)
         cpu_quantiles[target] = quantiles([x * factor for x in spread])
     parallelism = 1.0
     two = [s for s in settings if s.limit >= 2 and s.target == "GET /test"]
