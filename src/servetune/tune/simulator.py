@@ -114,7 +114,7 @@ class _Setup:
 
 
 def _setup(spec: DeploymentSpec, calibration: Calibration, capacity: Capacity | None, local: bool,
-           target: str) -> _Setup:
+           target: str, node_cpu: float | None) -> _Setup:
     workers = 1 if local else spec.workers  # the one-machine cluster runs one worker per replica
     limit = spec.limits.cpu if spec.limits else None
     threads = spec.threads or (max(1, math.floor(limit)) if limit else 2)
@@ -123,7 +123,8 @@ def _setup(spec: DeploymentSpec, calibration: Calibration, capacity: Capacity | 
     return _Setup(
         workers=workers,
         quota=None if limit is None else limit * CFS_PERIOD_S,
-        rate=1.0 if threads == 1 else min(float(threads), calibration.parallelism),
+        # a request never runs faster than the node gives its cores (a shared machine: a fair share)
+        rate=min(1.0 if threads == 1 else min(float(threads), calibration.parallelism), node_cpu or math.inf),
         cpu_quantiles=tuple(q / 1000 for q in quantiles),
         overhead_s=calibration.overhead_ms / 1000,
         start_to_ready_s=max(calibration.start_to_ready_s, calibration.start_cpu_s / (limit or math.inf)),
@@ -146,7 +147,7 @@ class _Engine:
         self.metrics = metrics
         self.local = metrics.backend == "local"
         targets = {phase.target for phase in profile.phases}
-        self.setups = {t: _setup(spec, calibration, capacity, self.local, t) for t in targets}
+        self.setups = {t: _setup(spec, calibration, capacity, self.local, t, node_cpu) for t in targets}
         self.setup = next(iter(self.setups.values()))
         self.rng = random.Random(seed)
         self.node_quota = None if node_cpu is None else node_cpu * CFS_PERIOD_S
