@@ -24,11 +24,13 @@ def simulate(
                                               "`servetune run --time-scale`")] = 1.0,
     calibration: Annotated[Path | None, CALIBRATION_OPTION] = None,
     capacity: Annotated[str | None, typer.Option(help="the cluster's allocatable resources, e.g. "
-                                                 "'cpu=2,memory=8Gi' [default: every pod fits]")] = None,
+                                                 "'cpu=2,memory=8Gi' [default: every pod fits; local: this "
+                                                 "machine's]")] = None,
     backend: Annotated[str, typer.Option(help="kubernetes (metrics-server, HPA at Kubernetes' pace) or local "
                                          "(the one-machine cluster, as `servetune run --backend local`)")] = "kubernetes",
     node_cpu: Annotated[float | None, typer.Option(min=0.01, help="cores the pods really get on their node "
-                                                   "(a shared machine) [default: no limit beyond quotas]")] = None,
+                                                   "(a shared machine) [default: no limit beyond quotas; local: "
+                                                   "the capacity's]")] = None,
     mode: Annotated[str, typer.Option(help="closed (siege's users) or open (Poisson arrivals)")] = "closed",
     seed: Annotated[int, typer.Option(help="random seed (think times, request sizes, pod choice)")] = 0,
     out: Annotated[Path | None, typer.Option(help="write a run folder (resource_usage.csv, load_output.csv, "
@@ -57,6 +59,13 @@ def simulate(
         cluster = parse_capacity(capacity) if capacity else None
     except (SpecError, ProfileError, CalibrationError, CapacityError) as error:
         fail(str(error))
+    if backend == "local":
+        from servetune.deploy.cgroups import allocatable
+        from servetune.tune.simulator import Capacity
+
+        # the one-machine cluster: this machine's cores hold the pods and the load driver
+        cluster = cluster or Capacity(*allocatable())
+        node_cpu = node_cpu or cluster.cpu_cores
     if mode == "open":
         for index, phase in enumerate(load.phases):
             if phase.delay <= 0 and phase.rate is None:
