@@ -43,8 +43,8 @@ class ServiceTimes(BaseModel):
     requests: int = Field(ge=1, description="requests measured")
     latency_ms_quantiles: list[float] = Field(description="client latency at percentiles 0, 5, ..., 100")
     cpu_ms_per_request: float = Field(ge=0, description="the replica's CPU time per request (cgroup/psutil)")
-    saturated_per_s: float | None = Field(default=None, description="answers per second with 4 clients")
-    saturated_cpu_ms_per_request: float | None = Field(default=None, description="CPU per request with 4 clients")
+    saturated_per_s: float | None = Field(default=None, description="answers per second with 20 clients")
+    saturated_cpu_ms_per_request: float | None = Field(default=None, description="CPU per request with 20 clients")
 
 
 class Calibration(BaseModel):

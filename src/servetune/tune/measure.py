@@ -3,7 +3,7 @@
 For each CPU limit (0.25, 0.5, 1, 2 cores, cgroup-enforced as `deploy local` does) one replica is started
 (its CPU time until ready is the start-up's cost); the built-in load driver (siege semantics, one connection per request) sends
 `GET /test` and `POST /predict` (the server's sample image) first from one user without think time, then
-from 4 users at once. The replica's CPU time comes from its process (psutil), the driver's own CPU from
+from 20 users at once (as each run of a profile starts). The replica's CPU time comes from its process (psutil), the driver's own CPU from
 this process's CPU time, memory from the replica's working set as the monitor reads it (idle, after
 each endpoint's load). At 1 CPU a second replica is asked for and timed until ready (an HPA scale-up).
 
@@ -37,19 +37,23 @@ from servetune.tune.calibration import QUANTILES, Calibration, ServiceTimes, Tar
 
 CPU_LIMITS = (0.25, 0.5, 1.0, 2.0)
 TARGETS: tuple[Target, ...] = ("GET /test", "POST /predict")
-SATURATING_USERS = 4
+SATURATING_USERS = 20  # like a profile's run starting all its users at once
 MEMORY_MB = 1024  # generous: the calibration measures memory, it must not be limited by it
 
 
-def machine_text() -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform says."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine_text() -> str:
+    cpu = cpu_model()
     memory_gib = psutil.virtual_memory().total / 2**30
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"{cpu}, {os.cpu_count()} CPUs, {memory_gib:.0f} GiB, load average {load} at the start"

@@ -315,9 +315,17 @@ class _Engine:
 
     def load_driver_cpu(self, time: float) -> None:
         """The load driver's own CPU for one request, taken from the node's cores (local backend)."""
-        if self.node_quota is not None and self.driver_cpu_s:
-            period = int(time / CFS_PERIOD_S)
-            self.node_used[period] = self.node_used.get(period, 0.0) + self.driver_cpu_s
+        if self.node_quota is None or not self.driver_cpu_s:
+            return
+        period = int(time / CFS_PERIOD_S)
+        cost = self.driver_cpu_s
+        while cost > EPSILON:  # what the period has no room for runs in the next ones
+            used = self.node_used.get(period, 0.0)
+            taken = min(cost, max(0.0, self.node_quota - used)) if used < self.node_quota else 0.0
+            if taken:
+                self.node_used[period] = used + taken
+                cost -= taken
+            period += 1
 
     def work(self, setup: _Setup) -> float:
         quantiles = setup.cpu_quantiles
