@@ -29,6 +29,7 @@ def open_profile(rate: float, seconds: float) -> LoadProfile:
 def test_one_replica_poisson_arrivals_wait_like_md1() -> None:
     # M/D/1: service s = 10 ms, arrivals 50/s, load 0.5: mean wait rho*s / (2 (1 - rho)) = 5 ms, response 15 ms.
     simulation = simulate(fixed(1, 1.0, None), open_profile(50, 2000), constant_calibration(10.0), seed=1,
+                          open_loop=True,
                           record=True)
     statistics = simulation.statistics
     assert statistics.failure_rate == 0
@@ -65,7 +66,8 @@ def test_the_hpa_scales_up_at_the_first_sync_that_sees_a_sample() -> None:
     spec = DeploymentSpec(requests=ResourceAmounts(cpu=0.2, memory_mb=128), limits=None,
                           autoscaling=AutoscalingSpec(min_replicas=1, max_replicas=4, target_cpu_utilization=50))
     timing = MetricsTiming(offset_s=5.0, delay_s=2.0)
-    simulation = simulate(spec, open_profile(15, 60), constant_calibration(10.0), metrics=timing, seed=3)
+    simulation = simulate(spec, open_profile(15, 60), constant_calibration(10.0), metrics=timing, seed=3,
+                          open_loop=True)
     scale_ups = [line for line in simulation.events if "scale to" in line]
     assert scale_ups, simulation.events
     assert scale_ups[0].split()[0] == "35.0"
@@ -80,7 +82,7 @@ def test_the_local_cluster_scales_at_its_time_compressed_syncs() -> None:
     spec = DeploymentSpec(requests=ResourceAmounts(cpu=0.2, memory_mb=128), limits=None,
                           autoscaling=AutoscalingSpec(min_replicas=1, max_replicas=4, target_cpu_utilization=50))
     profile = open_profile(15, 60).model_copy(update={"time_scale": 0.5})
-    simulation = simulate(spec, profile, constant_calibration(10.0), seed=3,
+    simulation = simulate(spec, profile, constant_calibration(10.0), seed=3, open_loop=True,
                           metrics=MetricsTiming(backend="local", offset_s=2.0))
     times = [float(line.split()[0]) for line in simulation.events if "scale to" in line]
     assert times and all((t - 2.0) % 7.5 == pytest.approx(0) for t in times)
@@ -89,7 +91,7 @@ def test_the_local_cluster_scales_at_its_time_compressed_syncs() -> None:
 def test_pods_beyond_the_capacity_stay_pending_and_count_as_replicas() -> None:
     # 3 replicas of 1 CPU on 2 cores: 2 run, 1 stays Pending; the monitor counts 3 and sums 3 requests.
     spec = fixed(3, 1.0, 1.0, memory_mb=512)
-    simulation = simulate(spec, open_profile(20, 30), constant_calibration(10.0), record=True,
+    simulation = simulate(spec, open_profile(20, 30), constant_calibration(10.0), record=True, open_loop=True,
                           capacity=Capacity(cpu_cores=2.0, memory_bytes=8 * 2**30))
     assert {s.n_replica for s in simulation.resources} == {3}
     assert simulation.statistics.cpu_requested_core == pytest.approx(3.0)
@@ -102,7 +104,7 @@ def test_pods_beyond_the_capacity_stay_pending_and_count_as_replicas() -> None:
 def test_a_memory_limit_under_the_peak_fails_every_request() -> None:
     spec = DeploymentSpec(replicas=1, requests=ResourceAmounts(cpu=0.5, memory_mb=32),
                           limits=ResourceAmounts(cpu=0.5, memory_mb=64))
-    simulation = simulate(spec, open_profile(5, 20), constant_calibration(10.0, rss_mib=80))
+    simulation = simulate(spec, open_profile(5, 20), constant_calibration(10.0, rss_mib=80), open_loop=True)
     assert simulation.statistics.okay == 0
     assert simulation.statistics.failure_rate == 1.0
     assert any("OOMKilled" in line for line in simulation.events)

@@ -141,8 +141,9 @@ class _Engine:
 
     def __init__(self, spec: DeploymentSpec, profile: LoadProfile, calibration: Calibration,
                  capacity: Capacity | None, seed: int, record: bool, metrics: MetricsTiming,
-                 node_cpu: float | None) -> None:
+                 node_cpu: float | None, open_loop: bool) -> None:
         self.spec = spec
+        self.open_loop = open_loop
         self.profile = profile
         self.metrics = metrics
         self.local = metrics.backend == "local"
@@ -230,13 +231,11 @@ class _Engine:
     def start_load(self) -> None:
         for run, start in enumerate(self.run_starts):
             phase = self.profile.phases[self.run_phase[run]]
-            if phase.rate is not None or self.open_loop:
+            if self.open_loop:
                 self.push(start + self.rng.expovariate(phase.open_loop_rate()), _SEND, run, -1)
             else:
                 for user in range(phase.users):
                     self.push(start, _SEND, run, user)
-
-    open_loop = False
 
     def send(self, time: float, run: int, user: int) -> None:
         end = self.run_ends[run]
@@ -645,12 +644,12 @@ def simulate(
     (from the calibration) comes out of the node's cores. `node_cpu`: the cores the pods (one node) really
     get, all quotas together, e.g. a shared machine's cores minus what other processes use; None: no limit
     beyond each pod's quota (one-worker pods only; more workers per pod are limited by their quota alone).
-    `open_loop`: every phase as
-    Poisson arrivals (`servetune loadtest --mode open`); phases with a `rate` are open-loop anyway.
+    `open_loop`: every phase as Poisson arrivals at its rate (`servetune loadtest --mode open`), else
+    siege's closed loop (a phase's `rate` is then unused, as in the load driver).
     Statistics are those `servetune analyze` computes from the run folder `Simulation.write` writes.
     """
-    engine = _Engine(spec, profile, calibration, capacity, seed, record, metrics or MetricsTiming(), node_cpu)
-    engine.open_loop = open_loop
+    engine = _Engine(spec, profile, calibration, capacity, seed, record, metrics or MetricsTiming(), node_cpu,
+                     open_loop)
     engine.run()
     return summarize_simulation(
         spec, profile, calibration, engine.raw, engine.samples, engine.monitor_interval,
