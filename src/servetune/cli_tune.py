@@ -160,5 +160,7 @@ def calibrate(
 
 
 def _cpu_text(calibration) -> str:
-    parts = [f"{target} {sum(q) / len(q):.1f} ms CPU" for target, q in calibration.cpu_ms_quantiles.items()]
+    from servetune.tune.measure import quantile_mean
+
+    parts = [f"{target} {quantile_mean(q):.1f} ms CPU" for target, q in calibration.cpu_ms_quantiles.items()]
     return ", ".join(parts)

@@ -13,6 +13,7 @@ the simulator takes it out of the node's cores when it simulates the one-machine
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import statistics
@@ -61,6 +62,11 @@ def machine_text() -> str:
 
 def quantiles(values: list[float]) -> list[float]:
     return [round(float(x), 4) for x in np.percentile(values, QUANTILES)]
+
+
+def quantile_mean(values: list[float]) -> float:
+    """The mean of the distribution the simulator draws from these quantiles (linear between them)."""
+    return sum((a + b) / 2 for a, b in itertools.pairwise(values)) / (len(values) - 1)
 
 
 def resident(pid: int) -> int:
@@ -198,8 +204,9 @@ def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], s
         # Its mean over every limit's 20-user measurement: one 20-user load of a few seconds on a shared
         # machine varies by 10-20 %.
         loaded = statistics.fmean(s.saturated_cpu_ms for s in settings if s.target == target)
-        factor = max(setting.cpu_ms, loaded) / statistics.fmean(spread)
-        cpu_quantiles[target] = quantiles([x * factor for x in spread])
+        shape = quantiles(spread)
+        factor = max(setting.cpu_ms, loaded) / quantile_mean(shape)
+        cpu_quantiles[target] = [round(x * factor, 4) for x in shape]
     parallelism = 1.0
     two = [s for s in settings if s.limit >= 2 and s.target == "GET /test"]
     if two and "GET /test" in reference:
