@@ -15,6 +15,7 @@ from servetune.deploy.spec import load_deployment_spec
 from servetune.load.profile import parse_profile
 from servetune.tune.calibration import CalibrationError, default_calibration
 from servetune.tune.from_run import busiest_cores, calibration_from_run
+from servetune.tune.measure import quantile_mean
 from servetune.tune.simulator import Capacity, MetricsTiming, simulate
 
 RUN = Path(__file__).parents[1] / "data" / "recorded-hpa50"
@@ -48,7 +49,7 @@ def test_recalibrating_from_the_run_takes_its_cpu_and_memory(tmp_path) -> None:
     real = summarize(RUN)
     # CPU per request: the monitor's CPU over the run (5 s x 0.5 samples) over the requests answered
     expected_ms = 1000 * real.cpu_used_core * real.replica_seconds / real.mean_replicas / real.requests
-    mean_ms = statistics.fmean(recalibrated.cpu_ms_quantiles["GET /test"])
+    mean_ms = quantile_mean(recalibrated.cpu_ms_quantiles["GET /test"])
     assert mean_ms == pytest.approx(expected_ms, rel=0.15)
     assert recalibrated.cpu_ms_quantiles["POST /predict"] == base.cpu_ms_quantiles["POST /predict"]
     assert 40 * 2**20 < recalibrated.rss_loaded_bytes < 200 * 2**20

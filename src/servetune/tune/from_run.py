@@ -19,7 +19,7 @@ from servetune.analyze.stats import AnalysisError, RunData, accuracy, is_okay, s
 from servetune.config import RunSummary
 from servetune.deploy.spec import SpecError, load_deployment_spec
 from servetune.tune.calibration import Calibration, CalibrationError, ServiceTimes
-from servetune.tune.measure import quantiles
+from servetune.tune.measure import quantile_mean, quantiles
 
 
 def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
@@ -56,7 +56,7 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
     targets = {phase.target for phase in data.profile.phases} if data.profile else {"GET /test"}
     scaled = {}
     for target, values in base.cpu_ms_quantiles.items():
-        factor = cpu_ms / (sum(values) / len(values))
+        factor = cpu_ms / quantile_mean(values)
         scaled[target] = [round(x * factor, 4) for x in values] if target in targets else values
     service = ServiceTimes(
         target=min(targets), cpu_limit=spec.limits.cpu if spec.limits else None, workers=workers,
