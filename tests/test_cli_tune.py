@@ -70,3 +70,11 @@ def test_calibrate_bad_input_is_a_clear_error(tmp_path):
     assert missing.returncode == 2 and "none.onnx: no such model file" in missing.stderr
     not_a_run = servetune("tune", "calibrate", "--from-run", str(tmp_path / "norun"), "--out", str(tmp_path))
     assert not_a_run.returncode == 2 and "norun: no such run folder" in not_a_run.stderr
+
+
+def test_simulate_warns_when_no_pod_fits_the_capacity():
+    result = servetune("simulate", "-c", "fixed-1", "--profile", "quick", "--time-scale", "0.1",
+                       "--capacity", "cpu=0.5,memory=8Gi", "--json")
+    assert result.returncode == 0
+    assert "every pod stays Pending" in result.stderr
+    assert json.loads(result.stdout)["failure_rate"] == 1.0

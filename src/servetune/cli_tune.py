@@ -70,6 +70,10 @@ def simulate(
         for index, phase in enumerate(load.phases):
             if phase.delay <= 0 and phase.rate is None:
                 fail(f"{profile}: phase {index + 1}: open-loop mode needs `rate` when delay is 0")
+    if cluster is not None and cluster.pods_that_fit(deployment) < 1:
+        typer.secho(f"warning: one pod requests {deployment.requests.cpu:g} CPU and {deployment.requests.memory_mb} "
+                    f"MiB, more than the capacity ({cluster.cpu_cores:g} CPU, {cluster.memory_bytes // 2**20} MiB): "
+                    "every pod stays Pending and every request fails", err=True)
     simulation = run_simulation(
         deployment, load, figures, capacity=cluster, seed=seed, record=record and out is not None,
         metrics=MetricsTiming(backend=backend), node_cpu=node_cpu, open_loop=mode == "open",  # type: ignore[arg-type]
