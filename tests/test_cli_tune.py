@@ -78,3 +78,17 @@ def test_simulate_warns_when_no_pod_fits_the_capacity():
     assert result.returncode == 0
     assert "every pod stays Pending" in result.stderr
     assert json.loads(result.stdout)["failure_rate"] == 1.0
+
+
+def test_calibrate_from_a_run_writes_a_calibration_simulate_reads(tmp_path):
+    from pathlib import Path
+
+    run = Path(__file__).parent / "data" / "recorded-hpa50"
+    result = servetune("tune", "calibrate", "--from-run", str(run), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "food11-lite0-112-int8-recorded-hpa50" / "calibration.json"
+    assert written.is_file() and str(written) in result.stdout
+    simulated = servetune("simulate", "-c", str(run / "spec.yaml"), "--profile", "quick", "--time-scale", "0.5",
+                          "--calibration", str(written.parent), "--json")
+    assert simulated.returncode == 0, simulated.stderr
+    assert json.loads(simulated.stdout)["okay"] > 100

@@ -103,7 +103,8 @@ def simulate(
 @tune_app.command()
 def calibrate(
     model: Annotated[list[Path] | None, typer.Option(help="model artifact(s) [default: the packaged model]")] = None,
-    out: Annotated[Path, typer.Option(help="folder: <model name>/calibration.json per model")] = Path("calibrations"),
+    out: Annotated[Path, typer.Option(help="folder: <model name>/calibration.json per model (--from-run: "
+                                      "<model name>-<run name>/)")] = Path("calibrations"),
     from_run: Annotated[Path | None, typer.Option(help="recalibrate from a completed run folder instead of "
                                                   "measuring")] = None,
     calibration: Annotated[Path | None, typer.Option(help="with --from-run: the calibration to update "
@@ -130,7 +131,7 @@ def calibrate(
             result = calibration_from_run(from_run, base)
         except CalibrationError as error:
             fail(str(error))
-        path = save_calibration(result, out / result.model)
+        path = save_calibration(result, out / f"{result.model}-{from_run.resolve().name}")
         typer.echo(f"{path}: {result.model}, {result.cpu_ms_quantiles and _cpu_text(result)}, "
                    f"memory {result.rss_loaded_bytes / 2**20:.0f} MiB per worker (from {from_run})")
         return
