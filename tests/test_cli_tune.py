@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,8 +82,6 @@ def test_simulate_warns_when_no_pod_fits_the_capacity():
 
 
 def test_calibrate_from_a_run_writes_a_calibration_simulate_reads(tmp_path):
-    from pathlib import Path
-
     run = Path(__file__).parent / "data" / "recorded-hpa50"
     result = servetune("tune", "calibrate", "--from-run", str(run), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
