@@ -14,7 +14,6 @@ from typing import Annotated, NoReturn
 import typer
 
 from servetune import __version__
-from servetune.cli_tune import tune_app
 
 app = typer.Typer(
     help="Build, serve, deploy, load-test and tune an image-classification web service.",
@@ -28,7 +27,6 @@ deploy_app = typer.Typer(help="Render, apply, inspect and delete deployments.", 
 app.add_typer(model_app, name="model")
 app.add_typer(data_app, name="data")
 app.add_typer(deploy_app, name="deploy")
-app.add_typer(tune_app, name="tune")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -761,6 +759,10 @@ def demo(
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     evaluate_or_fail(demo_options(out, time_scale or DEMO_TIME_SCALE))
 
+
+from servetune.cli_tune import simulate, tune_app
+
+app.command()(simulate), app.add_typer(tune_app, name="tune")
 
 if __name__ == "__main__":
     app()

@@ -9,7 +9,8 @@ What the simulator assumes from these figures:
   `parallelism` cores at once, and is slowed only by its pod's CFS quota (limit x 100 ms per 100 ms period);
 - the client sees `overhead_ms` more than the pod's service time (connection, HTTP, the load driver's own
   scheduling on the same cores);
-- each worker holds `rss_*` bytes of memory; a pod is ready `start_to_ready_s` after it is created.
+- each worker holds `rss_*` bytes of memory; a pod is ready `start_to_ready_s` after it is created, or
+  later under a CPU limit too small for its start-up: `start_cpu_s` / limit.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class ServiceTimes(BaseModel):
     requests: int = Field(ge=1, description="requests measured")
     latency_ms_quantiles: list[float] = Field(description="client latency at percentiles 0, 5, ..., 100")
     cpu_ms_per_request: float = Field(ge=0, description="the replica's CPU time per request (cgroup/psutil)")
-    saturated_per_s: float | None = Field(default=None, description="answers per second with 4 clients")
+    saturated_per_s: float | None = Field(default=None, description="answers per second with 20 clients")
+    saturated_cpu_ms_per_request: float | None = Field(default=None, description="CPU per request with 20 clients")
 
 
 class Calibration(BaseModel):
@@ -65,7 +67,8 @@ class Calibration(BaseModel):
     rss_idle_bytes: int = Field(gt=0, description="one worker, loaded and warmed up")
     rss_loaded_bytes: int = Field(gt=0, description="one worker after serving a load")
     rss_peak_bytes: int = Field(gt=0, description="the highest resident set seen")
-    start_to_ready_s: float = Field(ge=0, description="process start until /readyz answers 200")
+    start_to_ready_s: float = Field(ge=0, description="an added replica: asked for until ready, at 1 CPU")
+    start_cpu_s: float = Field(default=0.0, ge=0, description="CPU seconds a worker spends until ready")
     load_generator_cpu_ms_per_request: float | None = Field(
         default=None, description="the load driver's own CPU per request on the same machine"
     )

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from servetune.config import DeploymentSpec, LoadProfile, RunSummary
 from servetune.tune.calibration import Calibration, CalibrationError, default_calibration, load_calibration
-from servetune.tune.capacity import Capacity
+from servetune.tune.capacity import MIB, Capacity
 from servetune.tune.search import Sharing
 from servetune.tune.simulator import MetricsTiming, Simulation, simulate
-from servetune.tune.space import Candidate, candidate_spec
+from servetune.tune.space import Candidate, SearchSpace, candidate_spec
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class CandidateSimulator:
     capacity: Capacity | None = None
     metrics: MetricsTiming | None = None
     seed: int = 0
+    node_cpu: float | None = None  # cores pods (and a local load driver) get together; None: only quotas
 
     def __call__(self, candidate: Candidate) -> RunSummary:
         return self.simulation(candidate).statistics
@@ -42,13 +43,14 @@ class CandidateSimulator:
     def spec_simulation(self, spec: DeploymentSpec, model: str, record: bool = False,
                         profile: LoadProfile | None = None, metrics: MetricsTiming | None = None) -> Simulation:
         return simulate(spec, profile or self.profile, self.calibrations[model], capacity=self.capacity,
-                        seed=self.seed, record=record, metrics=metrics or self.metrics)
+                        seed=self.seed, record=record, metrics=metrics or self.metrics, node_cpu=self.node_cpu)
 
 
 def memory_free(candidate: Candidate) -> Candidate:
     """The candidate without its memory settings: the simulation depends on them only through the memory
-    figures (requests and limits times replicas) when no capacity bounds the pods and the limit is above
-    the calibrated peak, which the constraints ensure before any simulation."""
+    figures (requests and limits times replicas) when the capacity's memory never limits the pods (see
+    `memory_never_binds`) and the limit is above the calibrated peak, which the constraints ensure before
+    any simulation."""
     return replace(candidate, memory_request_mb=0, memory_limit_mb=0)
 
 
@@ -61,6 +63,14 @@ def with_memory(statistics: RunSummary, simulated: Candidate, other: Candidate) 
 
 
 MEMORY_SHARING = Sharing(memory_free, with_memory)
+
+
+def memory_never_binds(space: SearchSpace, capacity: Capacity | None) -> bool:
+    """True when the capacity's memory holds the most pods of the largest memory request the space allows."""
+    if capacity is None:
+        return True
+    pods = max([*space.replicas, *(space.autoscaling.max_replicas if space.autoscaling else [])])
+    return capacity.memory_bytes >= pods * max(space.memory_request_mb) * MIB
 
 
 @contextmanager

@@ -22,12 +22,20 @@ from pathlib import Path
 from rich.console import Console
 
 from servetune.config import DeploymentSpec, RunSummary
+from servetune.deploy.cgroups import allocatable
 from servetune.deploy.spec import SpecError, load_deployment_spec
 from servetune.load.profile import ProfileError, load_profile
 from servetune.model.artifact import ArtifactError
 from servetune.tune.calibration import CalibrationError
+from servetune.tune.capacity import Capacity
 from servetune.tune.constraints import Constraints, ModelFacts, model_facts, space_problems
-from servetune.tune.evaluate import MEMORY_SHARING, CandidateSimulator, calibrations_for, process_pool
+from servetune.tune.evaluate import (
+    MEMORY_SHARING,
+    CandidateSimulator,
+    calibrations_for,
+    memory_never_binds,
+    process_pool,
+)
 from servetune.tune.frontier import EmptyFrontier, frontier, why_empty
 from servetune.tune.plots import pareto_plot, replicas_plot
 from servetune.tune.record import candidate_id, write_candidates, write_frontier, write_manifests, write_spec
@@ -63,6 +71,7 @@ class TuneOptions:
 
 @dataclass
 class Inputs:
+    constraints: Constraints  # with the capacity of this machine for --backend local
     space: SearchSpace
     facts: dict[str, ModelFacts]
     simulator: CandidateSimulator
@@ -99,16 +108,22 @@ def read_inputs(options: TuneOptions) -> Inputs:
         baselines = {name: load_deployment_spec(name) for name in names}
     except (SpaceError, ProfileError, CalibrationError, ArtifactError, SpecError) as error:
         raise TuneError(str(error)) from None
-    problems = space_problems(space, facts, options.constraints)
+    constraints, node_cpu = options.constraints, None
+    if options.real.backend == "local":
+        # The one-machine cluster: this machine's cores and memory hold the pods, and its cores the load
+        # driver too, as `servetune simulate --backend local` assumes.
+        capacity = constraints.capacity or Capacity(*allocatable())
+        constraints, node_cpu = replace(constraints, capacity=capacity), capacity.cpu_cores
+    problems = space_problems(space, facts, constraints)
     if problems:
         where = options.space or "the bundled space"
         raise TuneError(f"{where}: infeasible search space: " + "; ".join(problems))
-    simulator = CandidateSimulator(profile, calibrations, base, options.constraints.capacity,
-                                   MetricsTiming(backend=options.real.backend), options.seed)
+    simulator = CandidateSimulator(profile, calibrations, base, constraints.capacity,
+                                   MetricsTiming(backend=options.real.backend), options.seed, node_cpu)
     for name, spec in baselines.items():
         if spec.model not in calibrations:
             raise TuneError(f"baseline {name}: its model {spec.model} is not in the search space's models")
-    return Inputs(space, facts, simulator, baselines)
+    return Inputs(constraints, space, facts, simulator, baselines)
 
 
 def tune(options: TuneOptions, console: Console | None = None,
@@ -124,12 +139,13 @@ def tune(options: TuneOptions, console: Console | None = None,
     simulated = {name: inputs.simulator.spec_simulation(spec, spec.model, record=True)
                  for name, spec in inputs.baselines.items()}
     baselines = {name: simulation.statistics for name, simulation in simulated.items()}
-    constraints = no_slower_than(options.constraints, {name: baselines[name] for name in options.no_slower_than},
+    constraints = no_slower_than(inputs.constraints, {name: baselines[name] for name in options.no_slower_than},
                                  "simulated")
 
     began = time.perf_counter()
-    # Without a capacity, memory settings change only the memory figures: such twins share one simulation.
-    sharing = MEMORY_SHARING if constraints.capacity is None else None
+    # When memory never limits the pods, memory settings change only the memory figures: such twins share
+    # one simulation.
+    sharing = MEMORY_SHARING if memory_never_binds(inputs.space, constraints.capacity) else None
     problem = Problem(inputs.space, inputs.facts, constraints, inputs.simulator, on_batch=on_batch,
                       sharing=sharing)
     with process_pool(jobs) as mapper:
@@ -161,12 +177,12 @@ def tune(options: TuneOptions, console: Console | None = None,
 
     # The baselines the response time must not exceed run first, on the same machine: their measured
     # response time is the bar for the candidates' measured one (a loaded machine slows every run alike).
-    baseline_runs, bar = [], options.constraints
+    baseline_runs, bar = [], inputs.constraints
     if options.verify > 0 and options.no_slower_than:
         for name in options.no_slower_than:
-            baseline_runs.append(verify_spec(f"baseline-{name}", name, inputs.baselines[name], options.constraints))
+            baseline_runs.append(verify_spec(f"baseline-{name}", name, inputs.baselines[name], inputs.constraints))
         measured = {run.label.split(" ", 1)[1]: run.measured for run in baseline_runs if run.measured is not None}
-        bar = no_slower_than(options.constraints, measured, "measured")
+        bar = no_slower_than(inputs.constraints, measured, "measured")
     verifications = []
     for evaluation, spec in list(zip(front, specs, strict=True))[: options.verify]:
         if any(run.status == "interrupted" for run in [*baseline_runs, *verifications]):

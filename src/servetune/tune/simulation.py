@@ -53,6 +53,7 @@ class MetricsTiming:
     backend: Literal["kubernetes", "local"] = "kubernetes"
     resolution_s: float = 15.0
     delay_s: float = 2.0
+    offset_s: float | None = None  # first scrape and HPA sync after the load starts; None: at random
 
 
 class RawRun:
@@ -132,6 +133,10 @@ class Simulation:
         return folder
 
 
+def round_like_siege(seconds: float) -> float:
+    return seconds if math.isnan(seconds) or math.isinf(seconds) else float(f"{seconds:.2f}")
+
+
 def _accuracy(calibration: Calibration) -> tuple[float | None, str | None]:
     for split in [*ACCURACY_SPLITS, *calibration.accuracy]:
         if split in calibration.accuracy:
@@ -172,7 +177,8 @@ def summarize_simulation(
         megabytes = int(raw.okay[run] * calibration.response_bytes / MIB)
         load_rows.append(LoadRunRow(
             date_time=wall_clock_text(EPOCH + end), trans=raw.trans[run], elap_time=elapsed,
-            data_trans=megabytes, resp_time=c_divide(raw.total_time[run], raw.trans[run]),
+            # siege's log keeps Resp Time to 10 ms (%.2f s); analyze weights that column, so round as it does
+            data_trans=megabytes, resp_time=round_like_siege(c_divide(raw.total_time[run], raw.trans[run])),
             trans_rate=c_divide(raw.trans[run], elapsed), throughput=c_divide(megabytes, elapsed),
             concurrent=c_divide(raw.total_time[run], elapsed), okay=raw.okay[run], failed=raw.failed[run],
         ))

@@ -58,6 +58,7 @@ class _Pod:
         "monitor_prev",
         "name",
         "outstanding",
+        "period",
         "period_end",
         "queue",
         "ready_at",
@@ -83,6 +84,7 @@ class _Pod:
         self.last = created  # the time its CPU accounting is up to date
         self.period_end = created + period_offset  # end of the current CFS period
         self.used = 0.0  # CPU seconds used in the current period
+        self.period = -1  # one worker: the index of the CFS period `used` is for
         self.cpu = 0.0  # CPU seconds used since it started (requests only)
         self.served = 0
         self.outstanding = 0  # requests sent to it and not answered yet
@@ -112,7 +114,7 @@ class _Setup:
 
 
 def _setup(spec: DeploymentSpec, calibration: Calibration, capacity: Capacity | None, local: bool,
-           target: str) -> _Setup:
+           target: str, node_cpu: float | None) -> _Setup:
     workers = 1 if local else spec.workers  # the one-machine cluster runs one worker per replica
     limit = spec.limits.cpu if spec.limits else None
     threads = spec.threads or (max(1, math.floor(limit)) if limit else 2)
@@ -121,10 +123,11 @@ def _setup(spec: DeploymentSpec, calibration: Calibration, capacity: Capacity | 
     return _Setup(
         workers=workers,
         quota=None if limit is None else limit * CFS_PERIOD_S,
-        rate=1.0 if threads == 1 else min(float(threads), calibration.parallelism),
+        # a request never runs faster than the node gives its cores (a shared machine: a fair share)
+        rate=min(1.0 if threads == 1 else min(float(threads), calibration.parallelism), node_cpu or math.inf),
         cpu_quantiles=tuple(q / 1000 for q in quantiles),
         overhead_s=calibration.overhead_ms / 1000,
-        start_to_ready_s=calibration.start_to_ready_s,
+        start_to_ready_s=max(calibration.start_to_ready_s, calibration.start_cpu_s / (limit or math.inf)),
         rss_idle=float(calibration.rss_idle_bytes),
         rss_loaded=float(calibration.rss_loaded_bytes),
         oom=spec.limits is not None and spec.limits.memory_mb * MIB < peak,
@@ -137,15 +140,21 @@ class _Engine:
     """The event loop and the state it changes. One instance per simulation."""
 
     def __init__(self, spec: DeploymentSpec, profile: LoadProfile, calibration: Calibration,
-                 capacity: Capacity | None, seed: int, record: bool, metrics: MetricsTiming) -> None:
+                 capacity: Capacity | None, seed: int, record: bool, metrics: MetricsTiming,
+                 node_cpu: float | None, open_loop: bool) -> None:
         self.spec = spec
+        self.open_loop = open_loop
         self.profile = profile
         self.metrics = metrics
         self.local = metrics.backend == "local"
         targets = {phase.target for phase in profile.phases}
-        self.setups = {t: _setup(spec, calibration, capacity, self.local, t) for t in targets}
+        self.setups = {t: _setup(spec, calibration, capacity, self.local, t, node_cpu) for t in targets}
         self.setup = next(iter(self.setups.values()))
         self.rng = random.Random(seed)
+        self.node_quota = None if node_cpu is None else node_cpu * CFS_PERIOD_S
+        self.node_used: dict[int, float] = {}
+        driver_ms = calibration.load_generator_cpu_ms_per_request or 0.0
+        self.driver_cpu_s = driver_ms / 1000 if self.local else 0.0  # the driver shares the node's cores
         self.record = record
         self.heap: list = []
         self.seq = 0
@@ -184,10 +193,11 @@ class _Engine:
         self.start_pods()
         self.start_load()
         spec = self.spec
+        offset = self.metrics.offset_s
         if spec.autoscaling is not None:
-            self.push(self.rng.random() * self.timings.sync_period, _SYNC)
+            self.push(self.rng.random() * self.timings.sync_period if offset is None else offset, _SYNC)
         if not self.local:
-            self.push(self.rng.random() * self.metrics.resolution_s, _SCRAPE)
+            self.push(self.rng.random() * self.metrics.resolution_s if offset is None else offset, _SCRAPE)
         self.push(0.0, _SAMPLE)
         heap = self.heap
         pop = heapq.heappop
@@ -221,13 +231,11 @@ class _Engine:
     def start_load(self) -> None:
         for run, start in enumerate(self.run_starts):
             phase = self.profile.phases[self.run_phase[run]]
-            if phase.rate is not None or self.open_loop:
+            if self.open_loop:
                 self.push(start + self.rng.expovariate(phase.open_loop_rate()), _SEND, run, -1)
             else:
                 for user in range(phase.users):
                     self.push(start, _SEND, run, user)
-
-    open_loop = False
 
     def send(self, time: float, run: int, user: int) -> None:
         end = self.run_ends[run]
@@ -239,6 +247,7 @@ class _Engine:
             if following < end:
                 self.push(following, _SEND, run, -1)
         request = (time, run, user, phase.target)
+        self.load_driver_cpu(time)
         endpoints = self.endpoints
         if not endpoints:
             self.respond(time + REFUSED_S, request, 0, None)
@@ -266,33 +275,56 @@ class _Engine:
             pod.queue.append(request)
 
     def finish_alone(self, pod: _Pod, start: float, work: float) -> float:
-        """When a request needing `work` CPU seconds, started at `start` on a one-worker pod, is done."""
+        """When a request needing `work` CPU seconds, started at `start` on a one-worker pod, is done.
+
+        Each 100 ms period the pod may use its quota and the node what it has left (`node_cpu`), first come
+        first served: the node's cores are shared by the pods (and the load driver) in arrival order.
+        """
         quota = self.setup.quota
         rate = self.setup.rate
-        if quota is None or quota >= CFS_PERIOD_S * rate:
-            return start + work / rate  # the quota never binds one request
-        period_end = pod.period_end
-        used = pod.used
-        if start >= period_end:
-            period_end += math.floor((start - period_end) / CFS_PERIOD_S + 1) * CFS_PERIOD_S
-            used = 0.0
+        node = self.node_quota
+        if node is None and (quota is None or quota >= CFS_PERIOD_S * rate):
+            return start + work / rate  # nothing binds one request
+        node_used = self.node_used
+        period = int(start / CFS_PERIOD_S)
         now = start
         while True:
-            left = quota - used
+            period_end = (period + 1) * CFS_PERIOD_S
+            left = math.inf
+            if quota is not None:
+                left = quota - (pod.used if pod.period == period else 0.0)
+            if node is not None:
+                left = min(left, node - node_used.get(period, 0.0))
             if left <= EPSILON or now >= period_end - EPSILON:
+                period += 1
                 now = max(now, period_end)
-                period_end += CFS_PERIOD_S
-                used = 0.0
                 continue
             step = min(period_end - now, left / rate)
-            need = work / rate
-            if need <= step:
-                pod.period_end = period_end
-                pod.used = used + work
-                return now + need
-            work -= step * rate
-            used += step * rate
+            done = work / rate <= step
+            spent = work if done else step * rate
+            if pod.period != period:
+                pod.period, pod.used = period, 0.0
+            pod.used += spent
+            if node is not None:
+                node_used[period] = node_used.get(period, 0.0) + spent
+            if done:
+                return now + work / rate
+            work -= spent
             now += step
+
+    def load_driver_cpu(self, time: float) -> None:
+        """The load driver's own CPU for one request, taken from the node's cores (local backend)."""
+        if self.node_quota is None or not self.driver_cpu_s:
+            return
+        period = int(time / CFS_PERIOD_S)
+        cost = self.driver_cpu_s
+        while cost > EPSILON:  # what the period has no room for runs in the next ones
+            used = self.node_used.get(period, 0.0)
+            taken = min(cost, max(0.0, self.node_quota - used)) if used < self.node_quota else 0.0
+            if taken:
+                self.node_used[period] = used + taken
+                cost -= taken
+            period += 1
 
     def work(self, setup: _Setup) -> float:
         quantiles = setup.cpu_quantiles
@@ -600,6 +632,7 @@ def simulate(
     seed: int = 0,
     record: bool = False,
     metrics: MetricsTiming | None = None,
+    node_cpu: float | None = None,
     open_loop: bool = False,
 ) -> Simulation:
     """Simulate `spec` under `profile` (as compressed: profile.time_scale) with `calibration`'s figures.
@@ -607,12 +640,16 @@ def simulate(
     `capacity`: the cluster's allocatable resources (None: every pod fits). `record`: keep every request
     (requests.csv). `metrics`: how usage reaches the HPA (default: Kubernetes' metrics-server); with
     MetricsTiming(backend="local") the autoscaler's time constants are scaled by profile.time_scale as
-    `servetune run --backend local` does, and each replica is one worker. `open_loop`: every phase as
-    Poisson arrivals (`servetune loadtest --mode open`); phases with a `rate` are open-loop anyway.
+    `servetune run --backend local` does, each replica is one worker and the load driver's CPU per request
+    (from the calibration) comes out of the node's cores. `node_cpu`: the cores the pods (one node) really
+    get, all quotas together, e.g. a shared machine's cores minus what other processes use; None: no limit
+    beyond each pod's quota (one-worker pods only; more workers per pod are limited by their quota alone).
+    `open_loop`: every phase as Poisson arrivals at its rate (`servetune loadtest --mode open`), else
+    siege's closed loop (a phase's `rate` is then unused, as in the load driver).
     Statistics are those `servetune analyze` computes from the run folder `Simulation.write` writes.
     """
-    engine = _Engine(spec, profile, calibration, capacity, seed, record, metrics or MetricsTiming())
-    engine.open_loop = open_loop
+    engine = _Engine(spec, profile, calibration, capacity, seed, record, metrics or MetricsTiming(), node_cpu,
+                     open_loop)
     engine.run()
     return summarize_simulation(
         spec, profile, calibration, engine.raw, engine.samples, engine.monitor_interval,
