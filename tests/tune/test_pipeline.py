@@ -129,7 +129,7 @@ def test_verification_runs_the_best_candidate_for_real_and_shows_both_side_by_si
     assert load_deployment_spec(out / "specs" / f"{first}.yaml") == load_deployment_spec(out / "recommended.yaml")
     measured = json.loads((out / "verify" / first / "summary.json").read_text())
     report = (out / "report.html").read_text()
-    assert "simulated (at the run&#x27;s time scale) against measured" in report
+    assert "simulated (at the run's time scale) against measured" in report
     assert f"{measured['memory_requested_KB'] / 1024:,.0f}" in report  # the measured figure is in the table
     verdict = "verified" if measured["failure_rate"] == 0 else "failed verification"
     assert f"verify {first}" in result.stdout and verdict in result.stdout
