@@ -61,12 +61,12 @@ def test_infeasible_spaces_are_explained_before_any_simulation():
     assert space_problems(space, FACTS, Constraints()) == []
 
 
-def test_twins_with_the_same_prediction_appear_once_with_the_smallest_limits():
+def test_twins_with_the_same_prediction_appear_once_with_the_most_memory_headroom():
     tight = evaluation(100, 0.3, 10)
-    loose = Evaluation(Candidate("default", 0.3, 0.6, 100, 200, 1, None, 1), (), 0.6, tight.statistics)
+    roomy = Evaluation(Candidate("default", 0.3, 0.3, 100, 200, 1, None, 1), (), 0.6, tight.statistics)
     other = evaluation(90, 0.5, 12)
-    front = frontier([loose, tight, other])
-    assert front == [other, tight]
+    front = frontier([tight, roomy, other])
+    assert front == [other, roomy]
 
 
 def test_no_slower_than_bounds_the_response_time_by_the_fastest_baseline():

@@ -26,20 +26,22 @@ class EmptyFrontier(ValueError):
 
 def frontier(evaluations: Sequence[Evaluation]) -> list[Evaluation]:
     """The feasible candidates no other feasible candidate dominates, in the recommendation rule's order;
-    of twins with the same predicted objectives, only the one with the smallest limits (see `twins`)."""
+    of twins with the same predicted objectives, only the one with the most memory headroom (see `twins`)."""
     feasible = [e for e in evaluations if e.feasible and e.statistics is not None]
     front = [feasible[i] for i in non_dominated([e.objectives() for e in feasible])]
     return by_rule([group[0] for group in twins(front).values()])
 
 
 def twins(evaluations: Sequence[Evaluation]) -> dict[tuple, list[Evaluation]]:
-    """Candidates grouped by their objectives, the one with the smallest limits (closest to the requests,
-    as the course advises), then the fewest workers and threads, first in each group."""
+    """Candidates grouped by their objectives; first in each group the one with the largest memory limit
+    (the most room above the calibrated peak: a real process and its page cache can exceed the resident set
+    the calibration saw, and a pod over its limit is killed), then the smallest CPU limit, the fewest
+    workers and threads."""
     groups: dict[tuple, list[Evaluation]] = {}
     for e in evaluations:
         groups.setdefault(e.objectives(), []).append(e)
     for group in groups.values():
-        group.sort(key=lambda e: (e.candidate.memory_limit_mb, e.candidate.cpu_limit, e.candidate.workers,
+        group.sort(key=lambda e: (-e.candidate.memory_limit_mb, e.candidate.cpu_limit, e.candidate.workers,
                                   e.candidate.threads or 0))
     return groups
 
