@@ -17,6 +17,7 @@ from servetune.tune.search import Evaluation
 
 DPI = 110
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
+SPARSE = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else "")  # 2s and 5s only
 
 
 def pareto_plot(evaluations: Sequence[Evaluation], front: Sequence[Evaluation], recommended: Evaluation,
@@ -55,7 +56,7 @@ def pareto_plot(evaluations: Sequence[Evaluation], front: Sequence[Evaluation], 
         axis.set_yscale("log")
         for ticks in (axis.xaxis, axis.yaxis):
             ticks.set_major_formatter(PLAIN)
-            ticks.set_minor_formatter(PLAIN)
+            ticks.set_minor_formatter(SPARSE)
         axis.set_xlabel(x_label)
         axis.grid(True, which="both", alpha=0.3)
     left.set_ylabel("response time (ms, OKAY-weighted; simulated)")
