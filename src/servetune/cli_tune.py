@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
-from servetune.cli import fail
 
+def fail(message: str, code: int = 2) -> NoReturn:
+    """servetune.cli's `fail`, imported when needed: cli.py imports this module at its end, and under
+    `python -m servetune.cli` a module-level import back would find cli half-initialised."""
+    from servetune.cli import fail as cli_fail
+
+    cli_fail(message, code)
 tune_app = typer.Typer(
     help="Find the best model + deployment for a load profile: simulate thousands of candidates, verify the best "
     "for real (`servetune tune --out tunes/NAME`); `servetune tune calibrate` measures what the simulator needs.",
