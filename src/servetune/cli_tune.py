@@ -75,6 +75,8 @@ def tune(
 
     if out is None:
         fail("--out is required (the tune folder to create, e.g. tunes/NAME)")
+    if backend not in ("local", "kubernetes"):
+        fail(f"--backend must be local or kubernetes, not {backend!r}")
     try:
         cluster = parse_capacity(capacity) if capacity else None
     except CapacityError as error:
