@@ -16,6 +16,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
     from servetune.cli import fail as cli_fail
 
     cli_fail(message, code)
+
+
 tune_app = typer.Typer(
     help="Find the best model + deployment for a load profile: simulate thousands of candidates, verify the best "
     "for real (`servetune tune --out tunes/NAME`); `servetune tune calibrate` measures what the simulator needs.",
@@ -173,6 +175,7 @@ def simulate(
 ) -> None:
     """Predict a deployment's statistics under a load profile in well under a second: a discrete-event
     simulation of the load, the Service, the pods under their CPU quota, the HPA and the monitor."""
+    from servetune.cli import fail  # here, not at the top: cli.py imports this module
     from servetune.deploy.spec import SpecError, load_deployment_spec
     from servetune.load.profile import ProfileError, load_profile
     from servetune.tune.calibration import CalibrationError, default_calibration, load_calibration
@@ -248,6 +251,7 @@ def calibrate(
     """Measure what a replica of each model costs on this machine's one-machine cluster (service time per
     request at CPU limits 0.25, 0.5, 1, 2 cores, CPU per request, memory, start-up) into calibration.json;
     or recalibrate from a completed run folder."""
+    from servetune.cli import fail  # here, not at the top: cli.py imports this module
     from servetune.model.artifact import ArtifactError, default_model_path, read_spec
     from servetune.tune.calibration import (
         CalibrationError,

@@ -44,7 +44,7 @@ REFUSED_S = 0.001  # a connection to a Service without ready endpoints fails abo
 EPSILON = 1e-9
 
 # Event kinds; at equal times the lower kind goes first (a pod is ready before a request picks one).
-_READY, _GONE, _DONE, _REPLY, _SEND, _SCRAPE, _SYNC, _SAMPLE = range(8)
+_READY, _GONE, _DONE, _SEND, _SCRAPE, _SYNC, _SAMPLE = range(7)
 
 
 class _Pod:
@@ -52,6 +52,7 @@ class _Pod:
         "cpu",
         "created",
         "deleted_at",
+        "finishes",
         "free_at",
         "gone",
         "last",
@@ -87,7 +88,8 @@ class _Pod:
         self.period = -1  # one worker: the index of the CFS period `used` is for
         self.cpu = 0.0  # CPU seconds used since it started (requests only)
         self.served = 0
-        self.outstanding = 0  # requests sent to it and not answered yet
+        self.outstanding = 0  # more than one worker: requests sent to it and not answered yet
+        self.finishes: deque = deque()  # one worker: when each request it holds is answered, in order
         self.free_at = created  # one worker: when it has served every request it holds
         self.version = 0  # bumps when the next completion changes (older _DONE events are stale)
         self.scrapes: list[tuple[float, float]] = []  # metrics-server samples (scrape time, cores)
@@ -205,8 +207,6 @@ class _Engine:
             time, kind, _, a, b = pop(heap)
             if kind == _SEND:
                 self.send(time, a, b)
-            elif kind == _REPLY:
-                self.reply(time, a, b)
             elif kind == _DONE:
                 if a.version == b:
                     self.complete(time, a)
@@ -254,20 +254,23 @@ class _Engine:
             return
         pod = endpoints[int(self.rng.random() * len(endpoints))]
         setup = self.setups[phase.target]
-        if pod.outstanding > (BACKLOG_PER_WORKER + 1) * setup.workers:
+        if self.holding(pod, time) > (BACKLOG_PER_WORKER + 1) * setup.workers:
             self.respond(time + setup.overhead_s, request, 503, pod)
             return
-        pod.outstanding += 1
         if self.single:
-            # One worker: requests run one after the other, so each one's end is known when it arrives.
+            # One worker: requests run one after the other, so each one's end is known when it arrives,
+            # and so is the answer's (no event needed for it).
             start = max(pod.free_at, time)
             work = self.work(setup)
             finish = self.finish_alone(pod, start, work)
             pod.free_at = finish
             pod.cpu += work
             pod.served += 1
-            self.push(finish + setup.overhead_s, _REPLY, request, pod)
-        elif len(pod.running) < setup.workers:
+            pod.finishes.append(finish + setup.overhead_s)
+            self.respond(finish + setup.overhead_s, request, 200, pod)
+            return
+        pod.outstanding += 1
+        if len(pod.running) < setup.workers:
             self.advance(pod, time)
             pod.running.append([self.work(setup), request])
             self.reschedule(pod, time)
@@ -333,12 +336,14 @@ class _Engine:
         low = quantiles[index]
         return low + (quantiles[index + 1] - low) * (position - index)
 
-    def reply(self, time: float, request: tuple, pod: _Pod) -> None:
-        """A one-worker pod's answer reaches the client."""
-        pod.outstanding -= 1
-        self.respond(time, request, 200, pod)
-        if pod.deleted_at is not None and not pod.outstanding:
-            self.push(max(time, pod.deleted_at + self.drain_s()), _GONE, pod)
+    def holding(self, pod: _Pod, time: float) -> int:
+        """Requests the pod holds at `time` (in service or waiting)."""
+        if not self.single:
+            return pod.outstanding
+        finishes = pod.finishes
+        while finishes and finishes[0] <= time:
+            finishes.popleft()
+        return len(finishes)
 
     def respond(self, time: float, request: tuple, status: int, pod: _Pod | None) -> None:
         """The client has the answer at `time`: count it (unless its run is over) and think."""
@@ -511,13 +516,15 @@ class _Engine:
         if pod.started is None:
             self.gone(time, pod)
             return
-        if not pod.outstanding:
+        if not self.holding(pod, time):
             self.push(time + self.drain_s(), _GONE, pod)
+        elif self.single:
+            self.push(max(time + self.drain_s(), pod.finishes[-1]), _GONE, pod)
 
     def gone(self, time: float, pod: _Pod) -> None:
         if pod.gone:
             return
-        if pod.outstanding:
+        if self.holding(pod, time):
             return  # still draining: the last answer pushes _GONE again
         pod.gone = True
         self.pods.remove(pod)
