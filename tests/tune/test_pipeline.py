@@ -44,7 +44,7 @@ def test_a_small_tune_writes_the_front_the_recommended_spec_and_the_report(tmp_p
     out = tmp_path / "tune"
     result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
                        "--budget", "40", "--population", "12", "--verify", "0", "--jobs", "2",
-                       "--baseline", "course-hpa", "--no-slower-than", "default")
+                       "--baseline", "course-hpa", "--no-slower-than", "fixed-1")
     assert result.returncode == 0, result.stderr
     assert "recommended:" in result.stdout and "report:" in result.stdout
     bound = float(result.stdout.split("response time bound: ")[1].split(" ms")[0])
@@ -54,7 +54,7 @@ def test_a_small_tune_writes_the_front_the_recommended_spec_and_the_report(tmp_p
     front = json.loads((out / "frontier.json").read_text())
     assert front["candidates"] and all(c["statistics"]["failure_rate"] == 0 for c in front["candidates"])
     assert all(c["statistics"]["response_time_s"] * 1000 <= bound for c in front["candidates"])
-    assert "simulated response time of default" in front["constraints"]["--max-response-ms"]
+    assert "simulated response time of fixed-1" in front["constraints"]["--max-response-ms"]
     assert "least memory requested" in front["rule"]
     recommended = load_deployment_spec(out / "recommended.yaml")
     first = front["candidates"][0]
@@ -64,8 +64,8 @@ def test_a_small_tune_writes_the_front_the_recommended_spec_and_the_report(tmp_p
     assert memory[0] == min(memory)  # the rule: least memory requested first
     assert "kind: Deployment" in (out / "recommended-manifests.yaml").read_text()
     report = (out / "report.html").read_text()
-    assert "Pareto" in report and "course-hpa" in report and "data:image/png;base64" in report
-    for name in ("recommended", "default", "course-hpa"):
+    assert "Pareto" in report and "course-hpa" in report and "fixed-1" in report and "data:image/png;base64" in report
+    for name in ("recommended", "fixed-1", "course-hpa"):
         assert (out / "simulated" / name / "resource_usage.csv").is_file()
     again = servetune("tune", "--out", str(out), "--budget", "5", "--verify", "0")
     assert again.returncode == 2 and "already holds a tune" in again.stderr
