@@ -33,6 +33,7 @@ from rich.table import Table
 from servetune.config import LoadPhase, LoadProfile
 from servetune.load.driver import LoadOptions, run_load_test
 from servetune.load.siege import read_siege_log, siege_command, write_siegerc
+from servetune.tune.measure import cpu_model
 
 BODY = b'{"prediction": "Bread", "probability": 0.9}'
 
@@ -98,16 +99,6 @@ def siege_run(url: str, users: int, seconds: float, keep_alive: bool, out: Path)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return read_siege_log(log)[0].trans, cpu
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

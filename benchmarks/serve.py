@@ -315,15 +315,11 @@ def serving_processes(pid: int) -> list[psutil.Process]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import onnxruntime
+
+    from servetune.tune.measure import cpu_model
+
+    cpu = cpu_model()
 
     return (
         f"{cpu}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), "

@@ -10,11 +10,12 @@ from __future__ import annotations
 import typer
 
 from servetune import __version__
-from servetune.cli import analyze, measure, run, serve
+from servetune.cli import analyze, measure, run, serve, simulate
 from servetune.cli.data import data_app
 from servetune.cli.deploy import deploy_app
 from servetune.cli.errors import CommandGroup
 from servetune.cli.model import model_app
+from servetune.cli.tune import tune_app
 
 app = typer.Typer(
     help="Build, serve, deploy, load-test and tune an image-classification web service "
@@ -52,3 +53,5 @@ app.command()(analyze.compare)
 app.add_typer(deploy_app, name="deploy")
 app.command()(run.run)
 app.command()(run.demo)
+app.command()(simulate.simulate)
+app.add_typer(tune_app, name="tune")

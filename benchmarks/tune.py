@@ -1,0 +1,223 @@
+"""Speed and fidelity of `servetune simulate`, and speed and quality of `servetune tune`'s search.
+
+    python benchmarks/tune.py [--repeats N] [--runs DIR] [--seeds N] [--calibration FILE]
+        [--search-budget 2000] [--compare-budget 400] [--search-seeds 3] [--jobs 2] [--max-response-ms 25]
+
+Speed: the full 30-minute reference profile simulated for the bundled specs, on one core; the median of
+`--repeats` simulations (CPU time of this process, and wall time), and the candidates per second it allows.
+
+Fidelity (with --runs DIR): every real run folder in DIR (made by `servetune run --backend local`, with its
+spec.yaml, load_profile.yaml and run.json) is simulated at the same compression with the local backend's
+semantics, and the four reference statistics plus CPU requested and max replicas are compared, simulated
+(mean of --seeds seeds) against measured. On a machine shared with other work the cores the servers get
+are not the machine's: the simulation is given the CPU the run's pods used in its busiest phase plus the
+load driver's CPU at that phase's rate (`--node-cpu`), the one figure it takes from the real run; with
+--no-node-cpu it assumes the whole machine. A run folder may hold `node.json` (`others_cores`: the CPU
+other processes took during the run, from /proc/stat less the run's own), printed for context.
+Tolerances: memory and CPU requested, transaction rate within 10 %, response time within 30 % or 5 ms,
+max replicas equal.
+
+Search speed: the evolutionary search (what `servetune tune` runs) at `--search-budget` candidates of the
+bundled space on the full reference profile, over `--jobs` processes: wall seconds, candidates per second, and
+the CPU seconds of all its processes (on a shared machine, CPU seconds / cores is the wall time on idle cores).
+Search quality: the evolutionary search, random sampling (with the same repair of settings that break a
+constraint known beforehand) and an even grid over the allowed values, each at `--compare-budget` candidates,
+response time at most `--max-response-ms`: the hypervolume of each one's feasible front (memory requested, CPU
+requested, response time, normalised by a point 10 % beyond the worst feasible value any of them found;
+larger is better), its size and the least memory requested found; the median over `--search-seeds` seeds.
+A budget of 0 skips that part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from servetune.analyze.stats import summarize
+from servetune.config import RunSummary
+from servetune.deploy.spec import load_deployment_spec
+from servetune.host.cgroups import allocatable
+from servetune.load.profile import load_profile, parse_profile
+from servetune.runfolder import SPEC_FILE
+from servetune.tune.calibration import Calibration, default_calibration, load_calibration
+from servetune.tune.constraints import Constraints, model_facts
+from servetune.tune.evaluate import MEMORY_SHARING, CandidateSimulator, memory_never_binds, process_pool
+from servetune.tune.from_run import busiest_cores
+from servetune.tune.frontier import frontier
+from servetune.tune.pareto import hypervolume
+from servetune.tune.search import Problem, evolve, grid_search, random_search
+from servetune.tune.simulator import Capacity, MetricsTiming, simulate
+from servetune.tune.space import load_space
+
+SPECS = ("default", "demo", "fixed-1")
+
+
+def main() -> None:
+    args = parse_args()
+    calibration = load_calibration(args.calibration) if args.calibration else default_calibration()
+    print(f"machine: {platform.node()}, {os.cpu_count()} CPUs; date {datetime.date.today()}; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"calibration: {calibration.model}, measured {calibration.date} ({calibration.machine})\n")
+    speed(calibration, args.repeats)
+    if args.runs:
+        fidelity(calibration, Path(args.runs), args.seeds, not args.no_node_cpu)
+    constraints = Constraints(max_response_ms=args.max_response_ms)
+    if args.search_budget > 0:
+        search_speed(args.search_budget, args.jobs, constraints, calibration)
+    if args.compare_budget > 0:
+        search_quality(args.compare_budget, args.search_seeds, args.jobs, constraints, calibration)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="simulations per spec for the speed (median)")
+    parser.add_argument("--runs", help="a folder of real run folders to compare with their simulation")
+    parser.add_argument("--seeds", type=int, default=5, help="simulations per real run (their mean)")
+    parser.add_argument("--calibration", help="calibration.json [default: the packaged one]")
+    parser.add_argument("--no-node-cpu", action="store_true", help="simulate with the whole machine's cores")
+    parser.add_argument("--search-budget", type=int, default=2000, help="candidates for the search speed")
+    parser.add_argument("--compare-budget", type=int, default=400, help="candidates per strategy for the quality")
+    parser.add_argument("--search-seeds", type=int, default=3, help="seeds per strategy for the quality")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="search processes")
+    parser.add_argument("--max-response-ms", type=float, default=25.0, help="the quality's constraint")
+    return parser.parse_args()
+
+
+def speed(calibration, repeats: int) -> None:
+    profile = load_profile("reference")
+    print("| spec (reference profile, 30 min) | requests | CPU s (median) | wall s (median) | candidates/s |")
+    print("|---|---|---|---|---|")
+    for name in SPECS:
+        spec = load_deployment_spec(name)
+        cpu, wall, requests = [], [], 0
+        for seed in range(repeats):
+            began_cpu, began = time.process_time(), time.perf_counter()
+            result = simulate(spec, profile, calibration, seed=seed)
+            cpu.append(time.process_time() - began_cpu)
+            wall.append(time.perf_counter() - began)
+            requests = result.statistics.requests or 0
+        median_cpu = statistics.median(cpu)
+        print(f"| {name} | {requests:,} | {median_cpu:.3f} | {statistics.median(wall):.3f} | "
+              f"{1 / median_cpu:.1f} |")
+    print()
+
+
+def within(real: float, simulated: float, relative: float, absolute: float = 0.0) -> bool:
+    return abs(simulated - real) <= max(relative * abs(real), absolute)
+
+
+def mean_summary(summaries: list[RunSummary], field: str) -> float:
+    return statistics.fmean(getattr(s, field) or 0.0 for s in summaries)
+
+
+def fidelity(calibration, runs: Path, seeds: int, node_from_run: bool) -> None:
+    folders = sorted(p for p in runs.iterdir() if (p / "run.json").is_file() and (p / "spec.yaml").is_file())
+    if not folders:
+        sys.exit(f"error: {runs}: no run folders (with run.json and spec.yaml)")
+    cores, memory = allocatable()
+    print("| run | others' cores | node cores | mem req MiB real/sim | CPU req real/sim | OKAY/s real/sim | resp. ms real/sim "
+          "| max replicas real/sim | within |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    passed = 0
+    for folder in folders:
+        real = summarize(folder)
+        spec = load_deployment_spec(folder / SPEC_FILE)
+        profile = parse_profile(folder / "load_profile.yaml")
+        node = json.loads((folder / "node.json").read_text()) if (folder / "node.json").is_file() else {}
+        others = node.get("others_cores")
+        node_cpu = min(cores, busiest_cores(real, calibration)) if node_from_run else cores
+        simulated = [
+            simulate(spec, profile, calibration, seed=seed, capacity=Capacity(cores, memory),
+                     metrics=MetricsTiming(backend="local"), node_cpu=node_cpu).statistics
+            for seed in range(seeds)
+        ]
+        mem = (real.memory_requested_KB / 1024, mean_summary(simulated, "memory_requested_KB") / 1024)
+        cpu = (real.cpu_requested_core, mean_summary(simulated, "cpu_requested_core"))
+        rate = (real.transaction_rate, mean_summary(simulated, "transaction_rate"))
+        resp = ((real.response_time_s or 0) * 1000, mean_summary(simulated, "response_time_s") * 1000)
+        replicas = (real.max_replicas, round(statistics.median(s.max_replicas for s in simulated)))
+        checks = {
+            "mem": within(*mem, 0.10), "cpu": within(*cpu, 0.10), "rate": within(*rate, 0.10),
+            "resp": within(*resp, 0.30, 5.0), "max": replicas[0] == replicas[1],
+        }
+        misses = [name for name, ok in checks.items() if not ok]
+        passed += not misses
+        others_text = "" if others is None else f"{others:.2f}"
+        print(f"| {folder.name} | {others_text} | {node_cpu:.2f} | {mem[0]:.0f} / {mem[1]:.0f} | {cpu[0]:.3f} / {cpu[1]:.3f} | "
+              f"{rate[0]:.2f} / {rate[1]:.2f} | {resp[0]:.1f} / {resp[1]:.1f} | {replicas[0]} / {replicas[1]} | "
+              f"{'yes' if not misses else 'no: ' + ', '.join(misses)} |")
+    print(f"\n{passed} of {len(folders)} runs within every tolerance")
+
+
+STRATEGIES = {
+    "evolutionary (NSGA-II)": lambda problem, budget, seed: evolve(problem, budget, seed=seed),
+    "random": lambda problem, budget, seed: random_search(problem, budget, seed=seed),
+    "grid": lambda problem, budget, seed: grid_search(problem, budget),
+}
+
+
+def make_problem(constraints: Constraints, mapper, calibration: Calibration) -> Problem:
+    """As `servetune tune --backend local` sets it up: this machine's capacity and cores."""
+    space = load_space()
+    capacity = Capacity(*allocatable())
+    simulator = CandidateSimulator(load_profile("reference"), {"default": calibration},
+                                   load_deployment_spec(space.base), capacity, MetricsTiming(backend="local"),
+                                   node_cpu=capacity.cpu_cores)
+    facts = {"default": model_facts("default", calibration)}
+    sharing = MEMORY_SHARING if memory_never_binds(space, capacity) else None
+    return Problem(space, facts, replace(constraints, capacity=capacity), simulator, mapper, sharing=sharing)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the pool's processes, once closed)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def search_speed(budget: int, jobs: int, constraints: Constraints, calibration: Calibration) -> None:
+    began, cpu = time.perf_counter(), cpu_seconds()
+    with process_pool(jobs) as mapper:
+        problem = make_problem(constraints, mapper, calibration)
+        evolve(problem, budget)
+    wall, cpu = time.perf_counter() - began, cpu_seconds() - cpu
+    print(f"| search (bundled space, reference profile, {jobs} processes) | candidates | simulator runs | wall s "
+          f"| candidates/s | CPU s | CPU s / {jobs} |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| evolutionary (NSGA-II) | {problem.simulated:,} | {problem.simulations:,} | {wall:.1f} | "
+          f"{problem.simulated / wall:.1f} | {cpu:.1f} | {cpu / jobs:.1f} |")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}\n")
+
+
+def search_quality(budget: int, seeds: int, jobs: int, constraints: Constraints, calibration: Calibration) -> None:
+    fronts: dict[str, list[list[tuple]]] = {name: [] for name in STRATEGIES}
+    with process_pool(jobs) as mapper:
+        for name, strategy in STRATEGIES.items():
+            for seed in range(seeds if name != "grid" else 1):  # the grid has no randomness
+                problem = make_problem(constraints, mapper, calibration)
+                strategy(problem, budget, seed)
+                fronts[name].append([e.objectives()[1:] for e in frontier(problem.evaluations)])
+    every = [point for runs in fronts.values() for front in runs for point in front]
+    worst = [max((p[axis] for p in every), default=1.0) * 1.1 for axis in range(3)]
+    print(f"| strategy ({budget} candidates each, response time <= {constraints.max_response_ms:g} ms; median of "
+          f"{seeds} seeds) | hypervolume | front size | least memory requested MiB |")
+    print("|---|---|---|---|")
+    for name, runs in fronts.items():
+        volumes = [hypervolume([tuple(p[a] / worst[a] for a in range(3)) for p in front], (1.0, 1.0, 1.0))
+                   for front in runs]
+        least = [min(p[0] for p in front) / 1024 for front in runs if front]
+        print(f"| {name} | {statistics.median(volumes):.4f} | {statistics.median(len(f) for f in runs):.0f} | "
+              f"{f'{statistics.median(least):.0f}' if least else 'none feasible'} |")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""What a candidate must satisfy, and the facts about each model that the constraints need.
+
+Two kinds of check:
+- before simulating (`static_violations`): memory request at least the calibrated peak resident memory of
+  the pod's workers plus a margin (below it the pod would be OOM-killed), limit/request ratios at most
+  `max_limit_ratio` (limits far above requests overcommit the node), the model's measured accuracy, and one
+  pod fitting the cluster's capacity;
+- after simulating (`measured_violations`): response time and failure rate.
+Each violation carries an amount (how far off, relative), so the search can prefer the nearly feasible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from servetune.config import RunSummary
+from servetune.tune.calibration import Calibration
+from servetune.tune.capacity import MIB, Capacity
+from servetune.tune.space import Candidate, SearchSpace
+
+DEFAULT_MAX_LIMIT_RATIO = 2.0
+DEFAULT_MEMORY_MARGIN = 0.15  # like the VPA recommender's 15 % safety margin over observed usage
+
+
+@dataclass(frozen=True)
+class Constraints:
+    max_response_ms: float | None = None
+    max_failure_rate: float = 0.0
+    min_accuracy: float | None = None  # 0..1
+    max_limit_ratio: float = DEFAULT_MAX_LIMIT_RATIO
+    memory_margin: float = DEFAULT_MEMORY_MARGIN
+    capacity: Capacity | None = None
+    response_source: str = ""  # where max_response_ms came from, when not from the flag itself
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(flag, value) for the report."""
+        capacity = "unbounded"
+        if self.capacity is not None:
+            capacity = f"{self.capacity.cpu_cores:g} CPU, {self.capacity.memory_bytes / MIB:,.0f} MiB"
+        return [
+            ("--max-response-ms", "none" if self.max_response_ms is None
+             else f"{self.max_response_ms:g} ms" + (f" ({self.response_source})" if self.response_source else "")),
+            ("--max-failure-rate", f"{self.max_failure_rate:.2%}"),
+            ("--min-accuracy", "none" if self.min_accuracy is None else f"{self.min_accuracy:.2%}"),
+            ("--max-limit-ratio", f"limits at most {self.max_limit_ratio:g} x requests (CPU and memory)"),
+            ("--memory-margin", f"memory request >= workers x calibrated peak RSS x {1 + self.memory_margin:g}"),
+            ("--capacity", capacity),
+        ]
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """One model variant: its measured accuracy (None: not measured) and its calibrated memory."""
+
+    path: str  # 'default' or the artifact's path, as the space names it
+    name: str
+    accuracy: float | None
+    accuracy_split: str | None
+    rss_peak_bytes: int  # per worker process
+
+    def minimum_memory_mb(self, workers: int, margin: float) -> int:
+        return math.ceil(workers * self.rss_peak_bytes * (1 + margin) / MIB)
+
+    def accuracy_text(self) -> str:
+        if self.accuracy is None:
+            return "not measured (cannot be ranked on accuracy)"
+        return f"{self.accuracy:.2%} ({self.accuracy_split})"
+
+
+def model_facts(path: str, calibration: Calibration) -> ModelFacts:
+    """Accuracy from the artifact's metadata (the split analyze reports first), memory from the calibration."""
+    from servetune.model.artifact import default_model_path, read_spec
+    from servetune.runfolder import ACCURACY_SPLITS
+
+    artifact = read_spec(default_model_path() if path == "default" else Path(path))
+    for split in [*ACCURACY_SPLITS, *artifact.accuracy]:
+        if split in artifact.accuracy:
+            return ModelFacts(path, artifact.name, artifact.accuracy[split], split, calibration.rss_peak_bytes)
+    return ModelFacts(path, artifact.name, None, None, calibration.rss_peak_bytes)
+
+
+@dataclass(frozen=True)
+class Violation:
+    constraint: str  # the flag that excludes the candidate, e.g. "--max-response-ms"
+    message: str
+    amount: float  # > 0: how far off, relative to the bound
+
+
+def static_violations(candidate: Candidate, facts: ModelFacts, constraints: Constraints) -> list[Violation]:
+    found = []
+    least = facts.minimum_memory_mb(candidate.workers, constraints.memory_margin)
+    if candidate.memory_request_mb < least:
+        found.append(Violation(
+            "--memory-margin",
+            f"memory request {candidate.memory_request_mb} MiB < {least} MiB ({candidate.workers} worker(s) x "
+            f"peak RSS {facts.rss_peak_bytes / MIB:.0f} MiB + {constraints.memory_margin:.0%})",
+            1 - candidate.memory_request_mb / least))
+    for what, request, limit in (("CPU", candidate.cpu_request, candidate.cpu_limit),
+                                 ("memory", candidate.memory_request_mb, candidate.memory_limit_mb)):
+        ratio = limit / request
+        if ratio > constraints.max_limit_ratio + 1e-9:
+            found.append(Violation("--max-limit-ratio", f"{what} limit/request {ratio:.2f} > "
+                                   f"{constraints.max_limit_ratio:g}", ratio / constraints.max_limit_ratio - 1))
+    if constraints.min_accuracy is not None:
+        if facts.accuracy is None:
+            found.append(Violation("--min-accuracy", f"{facts.name}: accuracy not measured", 1.0))
+        elif facts.accuracy < constraints.min_accuracy:
+            found.append(Violation("--min-accuracy", f"accuracy {facts.accuracy:.2%} < "
+                                   f"{constraints.min_accuracy:.2%}", constraints.min_accuracy - facts.accuracy))
+    capacity = constraints.capacity
+    if capacity is not None and (candidate.cpu_request > capacity.cpu_cores
+                                 or candidate.memory_request_mb * MIB > capacity.memory_bytes):
+        found.append(Violation("--capacity", "one pod's requests do not fit the cluster's capacity", 1.0))
+    return found
+
+
+def measured_violations(statistics: RunSummary, constraints: Constraints) -> list[Violation]:
+    found = []
+    response = statistics.response_time_s
+    if response is None:
+        found.append(Violation("--max-response-ms", "no request was answered", 1.0))
+    elif constraints.max_response_ms is not None and response * 1000 > constraints.max_response_ms:
+        found.append(Violation("--max-response-ms", f"response time {response * 1000:.1f} ms > "
+                               f"{constraints.max_response_ms:.4g} ms",
+                               response * 1000 / constraints.max_response_ms - 1))
+    if statistics.failure_rate > constraints.max_failure_rate:
+        found.append(Violation("--max-failure-rate", f"failure rate {statistics.failure_rate:.2%} > "
+                               f"{constraints.max_failure_rate:.2%}",
+                               statistics.failure_rate - constraints.max_failure_rate + 1e-3))
+    return found
+
+
+def space_problems(space: SearchSpace, facts: dict[str, ModelFacts], constraints: Constraints) -> list[str]:
+    """Why no candidate of the space can be feasible, before anything is simulated (empty: some can)."""
+    problems = []
+    for what, ratios in (("cpu_limit_ratio", space.cpu_limit_ratio), ("memory_limit_ratio", space.memory_limit_ratio)):
+        if min(ratios) > constraints.max_limit_ratio + 1e-9:
+            problems.append(f"every {what} ({', '.join(map(str, ratios))}) is above --max-limit-ratio "
+                            f"{constraints.max_limit_ratio:g}")
+    model_problems, least_memory = [], []
+    for model in space.models:
+        known = facts[model]
+        least = known.minimum_memory_mb(min(space.workers), constraints.memory_margin)
+        if max(space.memory_request_mb) < least:
+            model_problems.append(
+                f"{known.name}: every memory_request_mb is below {least} MiB (the calibrated peak RSS "
+                f"{known.rss_peak_bytes / MIB:.0f} MiB per worker + {constraints.memory_margin:.0%}: such a pod "
+                "would be OOM-killed)")
+        elif constraints.min_accuracy is not None and (known.accuracy is None
+                                                       or known.accuracy < constraints.min_accuracy):
+            model_problems.append(f"{known.name}: accuracy {known.accuracy_text()} is below --min-accuracy "
+                                  f"{constraints.min_accuracy:.2%}")
+        else:
+            least_memory.append(least)
+    if not least_memory:
+        problems += model_problems
+    capacity = constraints.capacity
+    if not problems and capacity is not None and (min(space.cpu_request) > capacity.cpu_cores
+                                                  or min(least_memory) * MIB > capacity.memory_bytes):
+        problems.append(f"not even one pod of the smallest candidate fits --capacity ({capacity.cpu_cores:g} "
+                        f"CPU, {capacity.memory_bytes / MIB:,.0f} MiB)")
+    return problems

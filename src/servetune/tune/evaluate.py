@@ -1,0 +1,111 @@
+"""Candidates to predicted statistics: the simulator, called once per candidate, over every core.
+
+`CandidateSimulator` is a plain picklable callable, so a process pool can map it over a batch; the search
+sees only `evaluate(candidate) -> statistics`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from servetune.config import DeploymentSpec, LoadProfile, RunSummary
+from servetune.tune.calibration import Calibration, CalibrationError, default_calibration, load_calibration
+from servetune.tune.capacity import MIB, Capacity
+from servetune.tune.search import Sharing
+from servetune.tune.simulator import MetricsTiming, Simulation, simulate
+from servetune.tune.space import Candidate, SearchSpace, candidate_spec
+
+
+@dataclass(frozen=True)
+class CandidateSimulator:
+    """Simulates a candidate's spec under the profile with its model's calibration."""
+
+    profile: LoadProfile
+    calibrations: dict[str, Calibration]  # by the space's model entry
+    base: DeploymentSpec
+    capacity: Capacity | None = None
+    metrics: MetricsTiming | None = None
+    seed: int = 0
+    node_cpu: float | None = None  # cores pods (and a local load driver) get together; None: only quotas
+
+    def __call__(self, candidate: Candidate) -> RunSummary:
+        return self.simulation(candidate).statistics
+
+    def simulation(self, candidate: Candidate, record: bool = False,
+                   profile: LoadProfile | None = None) -> Simulation:
+        return self.spec_simulation(candidate_spec(candidate, self.base), candidate.model, record, profile)
+
+    def spec_simulation(self, spec: DeploymentSpec, model: str, record: bool = False,
+                        profile: LoadProfile | None = None, metrics: MetricsTiming | None = None) -> Simulation:
+        return simulate(spec, profile or self.profile, self.calibrations[model], capacity=self.capacity,
+                        seed=self.seed, record=record, metrics=metrics or self.metrics, node_cpu=self.node_cpu)
+
+
+def memory_free(candidate: Candidate) -> Candidate:
+    """The candidate without its memory settings: the simulation depends on them only through the memory
+    figures (requests and limits times replicas) when the capacity's memory never limits the pods (see
+    `memory_never_binds`) and the limit is above the calibrated peak, which the constraints ensure before
+    any simulation."""
+    return replace(candidate, memory_request_mb=0, memory_limit_mb=0)
+
+
+def with_memory(statistics: RunSummary, simulated: Candidate, other: Candidate) -> RunSummary:
+    """`simulated`'s statistics for `other`, which differs only in its memory request and limit."""
+    return statistics.model_copy(update={
+        "memory_requested_KB": statistics.memory_requested_KB * other.memory_request_mb / simulated.memory_request_mb,
+        "memory_limit_KB": statistics.memory_limit_KB * other.memory_limit_mb / simulated.memory_limit_mb,
+    })
+
+
+MEMORY_SHARING = Sharing(memory_free, with_memory)
+
+
+def memory_never_binds(space: SearchSpace, capacity: Capacity | None) -> bool:
+    """True when the capacity's memory holds the most pods of the largest memory request the space allows."""
+    if capacity is None:
+        return True
+    pods = max([*space.replicas, *(space.autoscaling.max_replicas if space.autoscaling else [])])
+    return capacity.memory_bytes >= pods * max(space.memory_request_mb) * MIB
+
+
+@contextmanager
+def process_pool(jobs: int | None = None) -> Iterator[Callable[[Callable, Iterable], list]]:
+    """A `map` over `jobs` processes (default: every core); plain `map` for one."""
+    jobs = jobs or os.cpu_count() or 1
+    if jobs == 1:
+        yield lambda function, items: list(map(function, items))
+        return
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        def parallel_map(function: Callable, items: Iterable) -> list:
+            items = list(items)
+            return pool.map(function, items, chunksize=max(1, len(items) // (4 * jobs)))
+
+        yield parallel_map
+
+
+def calibrations_for(models: list[str], files: list[Path]) -> dict[str, Calibration]:
+    """Each model's calibration: the file whose artifact hash or file name matches it; the packaged
+    default model falls back to the packaged calibration. CalibrationError names a model without one."""
+    from servetune.model.artifact import default_model_path, file_sha256
+
+    loaded = [load_calibration(path) for path in files]
+    found = {}
+    for model in models:
+        path = default_model_path() if model == "default" else Path(model)
+        if not path.is_file():
+            raise CalibrationError(f"{path}: no such model file (named in the search space)")
+        digest = file_sha256(path)
+        match = next((c for c in loaded if c.model_sha256 == digest), None) or next(
+            (c for c in loaded if not c.model_sha256 and c.model_file == path.name), None)
+        if match is None and model == "default":
+            match = default_calibration()
+        if match is None:
+            raise CalibrationError(f"{path}: no calibration for this model; measure one with `servetune tune "
+                                   f"calibrate --model {path}` and pass it with --calibration FILE")
+        found[model] = match
+    return found

@@ -1,0 +1,236 @@
+"""Measure a model's calibration on the one-machine cluster (`servetune tune calibrate`).
+
+For each CPU limit (0.25, 0.5, 1, 2 cores, cgroup-enforced as `deploy local` does) one replica is started
+(its CPU time until ready is the start-up's cost); the built-in load driver (siege semantics, one connection per request) sends
+`GET /test` and `POST /predict` (the server's sample image) first from one user without think time, then
+from 20 users at once (as each run of a profile starts). The replica's CPU time comes from its process (psutil), the driver's own CPU from
+this process's CPU time, memory from the replica's working set as the monitor reads it (idle, after
+each endpoint's load). At 1 CPU a second replica is asked for and timed until ready (an HPA scale-up).
+
+The load driver runs on the same cores as the replica: its CPU per request is kept in the calibration, and
+the simulator takes it out of the node's cores when it simulates the one-machine cluster.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from servetune import __version__
+from servetune.config import DeploymentSpec, LoadPhase, LoadProfile, ResourceAmounts
+from servetune.deploy.local import LocalCluster
+from servetune.host.usage import working_set_bytes
+from servetune.load.driver import LoadOptions, run_load_test
+from servetune.load.request_log import read_request_log
+from servetune.model.artifact import file_sha256, read_spec
+from servetune.serve.sample_image import sample_image_bytes
+from servetune.tune.calibration import QUANTILES, Calibration, ServiceTimes, Target
+
+CPU_LIMITS = (0.25, 0.5, 1.0, 2.0)
+TARGETS: tuple[Target, ...] = ("GET /test", "POST /predict")
+SATURATING_USERS = 20  # like a profile's run starting all its users at once
+MEMORY_MB = 1024  # generous: the calibration measures memory, it must not be limited by it
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_text() -> str:
+    cpu = cpu_model()
+    memory_gib = psutil.virtual_memory().total / 2**30
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{cpu}, {os.cpu_count()} CPUs, {memory_gib:.0f} GiB, load average {load} at the start"
+
+
+def quantiles(values: list[float]) -> list[float]:
+    return [round(float(x), 4) for x in np.percentile(values, QUANTILES)]
+
+
+def quantile_mean(values: list[float]) -> float:
+    """The mean of the distribution the simulator draws from these quantiles (linear between them)."""
+    return sum((a + b) / 2 for a, b in itertools.pairwise(values)) / (len(values) - 1)
+
+
+def resident(pid: int) -> int:
+    """The replica's memory as the monitor counts it (working set of its cgroup, else its RSS)."""
+    return working_set_bytes(pid) or psutil.Process(pid).memory_info().rss
+
+
+def one_replica(limit: float) -> DeploymentSpec:
+    amounts = ResourceAmounts(cpu=limit, memory_mb=MEMORY_MB)
+    return DeploymentSpec(name="calibrate", replicas=1, requests=amounts, limits=amounts)
+
+
+class _Setting:
+    """What one (limit, target) measured."""
+
+    def __init__(self, target: Target, limit: float, latencies_ms: list[float], cpu_ms: float,
+                 driver_ms: float, saturated_per_s: float, saturated_cpu_ms: float) -> None:
+        self.target, self.limit = target, limit
+        self.latencies_ms, self.cpu_ms, self.driver_ms = latencies_ms, cpu_ms, driver_ms
+        self.saturated_per_s, self.saturated_cpu_ms = saturated_per_s, saturated_cpu_ms
+
+
+def measure_target(url: str, pid: int, target: Target, seconds: float, images: Path, work: Path) -> tuple:
+    """(latencies ms at concurrency 1, replica CPU ms per request, driver CPU ms per request, answers/s
+    with SATURATING_USERS users, replica CPU ms per request with them)."""
+    worker = psutil.Process(pid)
+    results = []
+    for users, length in ((1, seconds), (SATURATING_USERS, seconds / 2)):
+        out = work / f"{target.split()[1].strip('/')}-{users}"
+        profile = LoadProfile(name="calibrate", phases=[
+            LoadPhase(users=users, delay=0, duration_s=length, target=target)])
+        cpu_before = sum(worker.cpu_times()[:2])
+        own_before = time.process_time()
+        run_load_test(profile, url, out, LoadOptions(images=images, progress=False, seed=1))
+        own = time.process_time() - own_before
+        cpu = sum(worker.cpu_times()[:2]) - cpu_before
+        records = [r for r in read_request_log(out / "requests.csv") if r.status == 200]
+        if not records:
+            raise RuntimeError(f"{target} answered no request with 200 (see {out})")
+        results.append((records, cpu, own))
+    (single, cpu1, own1), (busy, cpu_busy, _) = results
+    count = len(single)
+    return ([r.latency_s * 1000 for r in single], 1000 * cpu1 / count, 1000 * own1 / count,
+            len(busy) / (seconds / 2), 1000 * cpu_busy / len(busy))
+
+
+def calibrate_model(
+    model_path: Path,
+    *,
+    seconds: float = 6.0,
+    limits: tuple[float, ...] = CPU_LIMITS,
+    progress: Callable[[str], None] = lambda text: None,
+) -> Calibration:
+    """Measure `model_path` on this machine; `progress` hears one line per step."""
+    model = read_spec(model_path)
+    settings: list[_Setting] = []
+    ready_times: list[float] = []
+    start_cpu: list[float] = []
+    rss_idle: list[int] = []
+    rss_loaded: list[int] = []
+    rss_peak = 0
+    idle_cores: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="servetune-calibrate-") as folder:
+        work = Path(folder)
+        images = work / "images"
+        images.mkdir()
+        (images / "sample.jpg").write_bytes(sample_image_bytes())
+        for limit in limits:
+            progress(f"{model.name}: one replica at {limit:g} CPU: start")
+            cluster = LocalCluster(one_replica(limit), model_path, workdir=work / f"cluster-{limit:g}")
+            with cluster:
+                cluster.wait_ready(120)
+                pid = cluster.state().replicas[0].pid
+                assert pid is not None
+                worker = psutil.Process(pid)
+                start_cpu.append(sum(worker.cpu_times()[:2]))  # importing, loading and warming the model
+                rss_idle.append(resident(pid))
+                cpu_before = sum(worker.cpu_times()[:2])
+                time.sleep(1.0)
+                idle_cores.append(sum(worker.cpu_times()[:2]) - cpu_before)
+                url = f"http://127.0.0.1:{cluster.port}"
+                for target in TARGETS:
+                    progress(f"{model.name}: {target} at {limit:g} CPU")
+                    measured = measure_target(url, pid, target, seconds, images, work / f"load-{limit:g}")
+                    settings.append(_Setting(target, limit, *measured))
+                    rss_peak = max(rss_peak, resident(pid))
+                rss_loaded.append(resident(pid))
+                if (limit == 1.0 or len(limits) == 1) and cluster.capacity >= 2:
+                    progress(f"{model.name}: a second replica at {limit:g} CPU: until ready")
+                    ready_times.append(added_replica_ready_s(cluster))
+    return build_calibration(model_path, model.name, model.accuracy, settings, ready_times, start_cpu,
+                             rss_idle, rss_loaded, rss_peak, idle_cores)
+
+
+def added_replica_ready_s(cluster: LocalCluster, timeout_s: float = 120.0) -> float:
+    """Seconds from asking for one more replica until it is ready (what an HPA scale-up waits)."""
+    began = time.perf_counter()
+    cluster.scale_to(2)
+    while time.perf_counter() - began < timeout_s:
+        if sum(1 for replica in cluster.state().replicas if replica.ready) >= 2:
+            return time.perf_counter() - began
+        time.sleep(0.1)
+    raise RuntimeError(f"a second replica was not ready within {timeout_s:.0f} s")
+
+
+def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], settings: list[_Setting],
+                      ready_times: list[float], start_cpu: list[float], rss_idle: list[int],
+                      rss_loaded: list[int], rss_peak: int,
+                      idle_cores: list[float]) -> Calibration:
+    """The simulator's figures from the measured settings.
+
+    CPU per request is the mean over the limits of the CPU per request with 20 users; its spread comes
+    from one user at a time at 1 CPU (one thread, one request never throttled):
+    the client's latency there is the request's CPU time plus the load driver's own work on each request
+    (connect, send, read, parse: its CPU per request, in series with the server's), plus any wait for a
+    busy machine's cores. The overhead is the driver's CPU per request; the CPU quantiles are the latency
+    quantiles less it, scaled to the CPU per request measured with several users.
+    """
+    service = [
+        ServiceTimes(target=s.target, cpu_limit=s.limit, workers=1, threads=max(1, int(s.limit)),
+                     requests=len(s.latencies_ms), latency_ms_quantiles=quantiles(s.latencies_ms),
+                     cpu_ms_per_request=round(s.cpu_ms, 3), saturated_per_s=round(s.saturated_per_s, 2),
+                     saturated_cpu_ms_per_request=round(s.saturated_cpu_ms, 3))
+        for s in settings
+    ]
+    reference = {s.target: s for s in settings if s.limit == 1.0} or {s.target: s for s in settings}
+    driver_ms = statistics.fmean(s.driver_ms for s in settings)
+    cpu_quantiles: dict[str, list[float]] = {}
+    for target, setting in reference.items():
+        overhead = min(driver_ms, statistics.fmean(setting.latencies_ms))
+        floor = 0.2 * setting.cpu_ms
+        spread = [max(floor, x - overhead) for x in setting.latencies_ms]
+        # The mean is the CPU per request with several requests at once (more connections, context
+        # switches and cache misses than one at a time), as the pods serve a load; the spread is kept.
+        # Its mean over every limit's 20-user measurement: one 20-user load of a few seconds on a shared
+        # machine varies by 10-20 %.
+        loaded = statistics.fmean(s.saturated_cpu_ms for s in settings if s.target == target)
+        shape = quantiles(spread)
+        factor = max(setting.cpu_ms, loaded) / quantile_mean(shape)
+        cpu_quantiles[target] = [round(x * factor, 4) for x in shape]
+    parallelism = 1.0
+    two = [s for s in settings if s.limit >= 2 and s.target == "GET /test"]
+    if two and "GET /test" in reference:
+        service_ms = statistics.median(two[0].latencies_ms) - driver_ms
+        if service_ms > 0:
+            parallelism = max(1.0, min(2.0, two[0].cpu_ms / service_ms))
+    return Calibration(
+        model=name,
+        model_file=model_path.name,
+        model_sha256=file_sha256(model_path),
+        accuracy=accuracy,
+        service=service,
+        cpu_ms_quantiles=cpu_quantiles,
+        parallelism=round(parallelism, 3),
+        idle_cpu_cores=round(statistics.fmean(idle_cores), 4) if idle_cores else 0.0,
+        overhead_ms=round(driver_ms, 3),
+        rss_idle_bytes=int(statistics.median(rss_idle)),
+        rss_loaded_bytes=int(statistics.median(rss_loaded)),
+        rss_peak_bytes=int(rss_peak),
+        start_to_ready_s=round(statistics.median(ready_times or start_cpu), 3),
+        start_cpu_s=round(statistics.median(start_cpu), 3),
+        load_generator_cpu_ms_per_request=round(driver_ms, 3),
+        machine=machine_text(),
+        date=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        version=__version__,
+        source="measured",
+    )

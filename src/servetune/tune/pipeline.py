@@ -1,0 +1,233 @@
+"""`servetune tune`: read the inputs, search by simulation, keep the front, verify the best for real, report.
+
+Stages in order, each writing into the tune folder:
+1. inputs: the space, each model's calibration and measured accuracy, the profile, the constraints; a space
+   in which no candidate can be feasible is refused before anything runs;
+2. search: the evolutionary search over every core, at a budget of simulated candidates;
+3. record: candidates.csv, frontier.csv/json (the feasible Pareto front), the baselines simulated;
+4. verify: the first `verify` candidates of the front (in the recommendation rule's order) run for real
+   with `servetune run` into verify/<id>, next to their simulation at the same time scale;
+5. recommend and report: recommended.yaml (the first candidate that passed verification, or the rule's
+   first pick when none was verified), its manifests, report.html.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rich.console import Console
+
+from servetune.config import DeploymentSpec, RunSummary
+from servetune.deploy.spec import SpecError, load_deployment_spec
+from servetune.errors import ServetuneError
+from servetune.host.cgroups import allocatable
+from servetune.load.profile import LoadProfileError, load_profile
+from servetune.model.artifact import ArtifactError
+from servetune.tune.calibration import CalibrationError
+from servetune.tune.capacity import Capacity
+from servetune.tune.constraints import Constraints, ModelFacts, model_facts, space_problems
+from servetune.tune.evaluate import (
+    MEMORY_SHARING,
+    CandidateSimulator,
+    calibrations_for,
+    memory_never_binds,
+    process_pool,
+)
+from servetune.tune.frontier import EmptyFrontier, frontier, why_empty
+from servetune.tune.plots import pareto_plot, replicas_plot
+from servetune.tune.record import candidate_id, write_candidates, write_frontier, write_manifests, write_spec
+from servetune.tune.report import SearchFacts, write_tune_report
+from servetune.tune.search import Evaluation, Problem, evolve
+from servetune.tune.simulator import MetricsTiming
+from servetune.tune.space import SearchSpace, SpaceError, candidate_spec, load_space
+from servetune.tune.verify import RealRun, Verification, verify
+
+STRATEGY = "NSGA-II evolutionary multi-objective search"
+
+
+class TuneError(ServetuneError, ValueError):
+    """Input that cannot start a tune; the message names the file or flag and the problem."""
+
+
+@dataclass
+class TuneOptions:
+    out: Path
+    profile: str = "reference"
+    space: Path | None = None
+    calibrations: list[Path] = field(default_factory=list)
+    constraints: Constraints = field(default_factory=Constraints)
+    budget: int = 2000
+    population: int = 64
+    seed: int = 0
+    jobs: int | None = None
+    verify: int = 3
+    real: RealRun = field(default_factory=RealRun)
+    baselines: list[str] = field(default_factory=lambda: ["default"])
+    no_slower_than: list[str] = field(default_factory=list)  # specs whose response time bounds the search
+
+
+@dataclass
+class Inputs:
+    constraints: Constraints  # with the capacity of this machine for --backend local
+    space: SearchSpace
+    facts: dict[str, ModelFacts]
+    simulator: CandidateSimulator
+    baselines: dict[str, DeploymentSpec]
+
+
+@dataclass
+class TuneResult:
+    out: Path
+    evaluations: list[Evaluation]
+    front: list[Evaluation]
+    recommended: Evaluation
+    verifications: list[Verification]
+    baselines: dict[str, RunSummary]
+    baseline_runs: list[Verification]
+    constraints: Constraints
+    seconds: float
+    report: Path
+
+
+def read_inputs(options: TuneOptions) -> Inputs:
+    """Everything a tune needs, checked before it starts; TuneError otherwise."""
+    if options.real.backend not in ("local", "kubernetes"):
+        raise TuneError(f"--backend must be local or kubernetes, not {options.real.backend!r}")
+    if (options.out / "frontier.json").exists():
+        raise TuneError(f"{options.out}: already holds a tune (frontier.json); choose another --out")
+    try:
+        space = load_space(options.space)
+        profile = load_profile(options.profile)
+        calibrations = calibrations_for(space.models, options.calibrations)
+        facts = {model: model_facts(model, calibrations[model]) for model in space.models}
+        base = load_deployment_spec(space.base)
+        names = list(dict.fromkeys([*options.baselines, *options.no_slower_than]))
+        baselines = {name: load_deployment_spec(name) for name in names}
+    except (SpaceError, LoadProfileError, CalibrationError, ArtifactError, SpecError) as error:
+        raise TuneError(str(error)) from None
+    constraints, node_cpu = options.constraints, None
+    if options.real.backend == "local":
+        # The one-machine cluster: this machine's cores and memory hold the pods, and its cores the load
+        # driver too, as `servetune simulate --backend local` assumes.
+        capacity = constraints.capacity or Capacity(*allocatable())
+        constraints, node_cpu = replace(constraints, capacity=capacity), capacity.cpu_cores
+    problems = space_problems(space, facts, constraints)
+    if problems:
+        where = options.space or "the bundled space"
+        raise TuneError(f"{where}: infeasible search space: " + "; ".join(problems))
+    simulator = CandidateSimulator(profile, calibrations, base, constraints.capacity,
+                                   MetricsTiming(backend=options.real.backend), options.seed, node_cpu)
+    for name, spec in baselines.items():
+        if spec.model not in calibrations:
+            raise TuneError(f"baseline {name}: its model {spec.model} is not in the search space's models")
+    return Inputs(constraints, space, facts, simulator, baselines)
+
+
+def tune(options: TuneOptions, console: Console | None = None,
+         on_batch: Callable[[list[Evaluation]], None] | None = None) -> TuneResult:
+    """The whole tune into options.out. TuneError before anything runs; EmptyFrontier (after writing
+    candidates.csv) when no candidate met the constraints."""
+    console = console or Console(stderr=True)
+    inputs = read_inputs(options)
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = options.jobs or os.cpu_count() or 1
+
+    simulated = {name: inputs.simulator.spec_simulation(spec, spec.model, record=True)
+                 for name, spec in inputs.baselines.items()}
+    baselines = {name: simulation.statistics for name, simulation in simulated.items()}
+    constraints = no_slower_than(inputs.constraints, {name: baselines[name] for name in options.no_slower_than},
+                                 "simulated")
+
+    began = time.perf_counter()
+    # When memory never limits the pods, memory settings change only the memory figures: such twins share
+    # one simulation.
+    sharing = MEMORY_SHARING if memory_never_binds(inputs.space, constraints.capacity) else None
+    problem = Problem(inputs.space, inputs.facts, constraints, inputs.simulator, on_batch=on_batch,
+                      sharing=sharing)
+    with process_pool(jobs) as mapper:
+        problem.mapper = mapper
+        evolve(problem, options.budget, options.population, options.seed)
+    seconds = time.perf_counter() - began
+    evaluations = problem.evaluations
+    ids = {id(e): candidate_id(index) for index, e in enumerate(evaluations)}
+
+    front = frontier(evaluations)
+    write_candidates(evaluations, front, out / "candidates.csv")
+    if not front:
+        raise EmptyFrontier(why_empty(evaluations, constraints))
+    specs = [candidate_spec(e.candidate, inputs.simulator.base) for e in front]
+    write_frontier(front, ids, specs, constraints, out)
+
+    short_profile = load_profile(options.real.profile, options.real.time_scale)
+    metrics = MetricsTiming(backend=options.real.backend)
+
+    def verify_spec(name: str, label: str, spec: DeploymentSpec, bar: Constraints) -> Verification:
+        spec_file = write_spec(spec, out / "specs" / f"{name}.yaml", label)
+        console.print(f"[bold]verify {name}[/] {label} for real ({options.real.profile}, time scale "
+                      f"{options.real.time_scale:g})", highlight=False)
+        same_scale = inputs.simulator.spec_simulation(spec, spec.model, profile=short_profile,
+                                                      metrics=metrics).statistics
+        item = verify(f"{name} {label}", spec_file, out / "verify" / name, same_scale, options.real, bar, console)
+        console.print(f"    {item.verdict()}", highlight=False)
+        return item
+
+    # The baselines the response time must not exceed run first, on the same machine: their measured
+    # response time is the bar for the candidates' measured one (a loaded machine slows every run alike).
+    baseline_runs, bar = [], inputs.constraints
+    if options.verify > 0 and options.no_slower_than:
+        for name in options.no_slower_than:
+            baseline_runs.append(verify_spec(f"baseline-{name}", name, inputs.baselines[name], inputs.constraints))
+        measured = {run.label.split(" ", 1)[1]: run.measured for run in baseline_runs if run.measured is not None}
+        bar = no_slower_than(inputs.constraints, measured, "measured")
+    verifications = []
+    for evaluation, spec in list(zip(front, specs, strict=True))[: options.verify]:
+        if any(run.status == "interrupted" for run in [*baseline_runs, *verifications]):
+            break  # Ctrl-C: keep what was measured and write the report
+        verifications.append(verify_spec(ids[id(evaluation)], evaluation.candidate.label(), spec, bar))
+
+    recommended, note = front[0], "the rule's first pick, by simulation; not verified"
+    if verifications:
+        passed = [v for v in verifications if v.passed]
+        if passed:
+            index = verifications.index(passed[0])
+            recommended = front[index]
+            note = "verified by a real run" + (" (the candidates before it failed verification)" if index else "")
+        else:
+            note = "the rule's first pick by simulation; every verified candidate failed verification"
+    spec = specs[front.index(recommended)]
+    write_spec(spec, out / "recommended.yaml", f"{recommended.candidate.label()}\n{note}")
+    write_manifests(spec, out / "recommended-manifests.yaml")
+    simulated = {"recommended": inputs.simulator.simulation(recommended.candidate, record=True), **simulated}
+    for name, simulation in simulated.items():
+        simulation.write(out / "simulated" / name)
+
+    figures = [
+        (pareto_plot(evaluations, front, recommended, baselines, out / "pareto.png"),
+         "Pareto plots: memory and CPU requested against response time, coloured by accuracy"),
+        (replicas_plot({name: s.resources for name, s in simulated.items()}, out / "replicas.png"),
+         "Replicas over the profile: recommended against the baselines (simulated)"),
+    ]
+    facts = SearchFacts(STRATEGY, inputs.space.size(), len(evaluations), problem.simulated, problem.simulations,
+                        seconds, jobs, options.profile, options.real.backend)
+    report = write_tune_report(out, facts=facts, constraints=constraints, front=front, ids=ids,
+                               recommended=recommended, recommended_note=note, baselines=baselines,
+                               verifications=[*baseline_runs, *verifications], figures=figures)
+    return TuneResult(out, evaluations, front, recommended, verifications, baselines, baseline_runs, constraints,
+                      seconds, report)
+
+
+def no_slower_than(constraints: Constraints, baselines: dict[str, RunSummary], how: str) -> Constraints:
+    """The constraints with the response time bounded by the fastest of the baselines as well."""
+    times = {name: s.response_time_s * 1000 for name, s in baselines.items() if s.response_time_s is not None}
+    if not times:
+        return constraints
+    name = min(times, key=times.get)
+    if constraints.max_response_ms is not None and constraints.max_response_ms <= times[name]:
+        return constraints
+    return replace(constraints, max_response_ms=round(times[name], 3),
+                   response_source=f"the {how} response time of {name}, --no-slower-than")

@@ -1,0 +1,104 @@
+"""The tune folder's data files: candidates.csv (every candidate), frontier.csv/json, recommended.yaml."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from servetune.config import DeploymentSpec, RunSummary
+from servetune.deploy.manifests import render_manifests, to_yaml
+from servetune.tune.constraints import Constraints
+from servetune.tune.frontier import RULE
+from servetune.tune.search import Evaluation
+from servetune.tune.space import Candidate, spec_yaml
+
+CANDIDATE_FIELDS = ["model", "cpu_request", "cpu_limit", "memory_request_mb", "memory_limit_mb", "workers",
+                    "threads", "replicas", "min_replicas", "max_replicas", "target_cpu_utilization",
+                    "scale_down_stabilization_s", "scale_up"]
+STATISTIC_COLUMNS = ["memory_requested_MiB", "cpu_requested_core", "response_time_ms", "p95_ms",
+                     "failure_rate", "transaction_rate", "mean_replicas", "max_replicas_seen", "memory_used_MiB",
+                     "cpu_used_core"]
+COLUMNS = ["id", "generation", "label", *CANDIDATE_FIELDS, "accuracy", "simulated", "feasible", "pareto",
+           "violations", *STATISTIC_COLUMNS]
+
+
+def candidate_id(index: int) -> str:
+    return f"c{index + 1:04d}"
+
+
+def statistic_values(statistics: RunSummary | None) -> dict[str, object]:
+    if statistics is None:
+        return dict.fromkeys(STATISTIC_COLUMNS, "")
+    s = statistics
+
+    def ms(value: float | None) -> object:
+        return "" if value is None else round(value * 1000, 2)
+
+    return {
+        "memory_requested_MiB": round(s.memory_requested_KB / 1024, 1), "cpu_requested_core": round(
+            s.cpu_requested_core, 4), "response_time_ms": ms(s.response_time_s), "p95_ms": ms(s.latency_p95_s),
+        "failure_rate": round(s.failure_rate, 6), "transaction_rate": round(s.transaction_rate, 3),
+        "mean_replicas": round(s.mean_replicas, 3), "max_replicas_seen": s.max_replicas,
+        "memory_used_MiB": round(s.memory_used_KB / 1024, 1), "cpu_used_core": round(s.cpu_used_core, 4),
+    }
+
+
+def candidate_values(candidate: Candidate) -> dict[str, object]:
+    return {name: "" if getattr(candidate, name) is None else getattr(candidate, name) for name in CANDIDATE_FIELDS}
+
+
+def write_candidates(evaluations: Sequence[Evaluation], front: Sequence[Evaluation], path: Path) -> Path:
+    """Every evaluated candidate, in the order evaluated, with its prediction and what it breaks."""
+    on_front = {id(e) for e in front}
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, COLUMNS)
+        writer.writeheader()
+        for index, e in enumerate(evaluations):
+            writer.writerow({
+                "id": candidate_id(index), "generation": e.generation, "label": e.candidate.label(),
+                **candidate_values(e.candidate), "accuracy": "" if e.accuracy is None else e.accuracy,
+                "simulated": e.statistics is not None, "feasible": e.feasible, "pareto": id(e) in on_front,
+                "violations": "; ".join(v.message for v in e.violations), **statistic_values(e.statistics),
+            })
+    return path
+
+
+def write_frontier(front: Sequence[Evaluation], ids: dict[int, str], specs: Sequence[DeploymentSpec],
+                   constraints: Constraints, out: Path) -> tuple[Path, Path]:
+    """frontier.csv (one row per Pareto candidate, in the rule's order) and frontier.json (with specs)."""
+    rows = [{"rank": rank + 1, "id": ids[id(e)], "label": e.candidate.label(), **candidate_values(e.candidate),
+             "accuracy": "" if e.accuracy is None else e.accuracy, **statistic_values(e.statistics)}
+            for rank, e in enumerate(front)]
+    csv_path = out / "frontier.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, ["rank", "id", "label", *CANDIDATE_FIELDS, "accuracy", *STATISTIC_COLUMNS])
+        writer.writeheader()
+        writer.writerows(rows)
+    document = {
+        "rule": RULE,
+        "constraints": dict(constraints.describe()),
+        "candidates": [
+            {**row, "accuracy": e.accuracy, "accuracy_measured": e.accuracy is not None,
+             "spec": spec.model_dump(mode="json"),
+             "statistics": e.statistics.model_dump(mode="json", exclude={"phases"}) if e.statistics else None}
+            for row, e, spec in zip(rows, front, specs, strict=True)
+        ],
+    }
+    json_path = out / "frontier.json"
+    json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return csv_path, json_path
+
+
+def write_spec(spec: DeploymentSpec, path: Path, comment: str = "") -> Path:
+    """A spec ready for `servetune deploy apply|render` and `servetune run -c`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "".join(f"# {line}\n" for line in comment.splitlines())
+    path.write_text(header + spec_yaml(spec), encoding="utf-8")
+    return path
+
+
+def write_manifests(spec: DeploymentSpec, path: Path) -> Path:
+    path.write_text(to_yaml(render_manifests(spec)), encoding="utf-8")
+    return path

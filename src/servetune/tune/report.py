@@ -1,0 +1,117 @@
+"""report.html of a tune folder: constraints, search, Pareto plots, front, baselines, verification."""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from servetune.analyze.report import embedded_png, html_page, html_table
+from servetune.config import RunSummary
+from servetune.tune.constraints import Constraints
+from servetune.tune.frontier import RULE
+from servetune.tune.search import Evaluation
+from servetune.tune.verify import Verification
+
+SIDE_BY_SIDE = ["statistic", "simulated", "measured", "difference"]
+
+
+@dataclass
+class SearchFacts:
+    strategy: str
+    space_size: int
+    evaluated: int
+    simulated: int
+    simulations: int
+    seconds: float
+    jobs: int
+    profile: str
+    backend: str
+
+
+def ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def statistic_cells(s: RunSummary | None) -> list[str]:
+    if s is None:
+        return ["n/a"] * 7
+    return [f"{s.memory_requested_KB / 1024:,.0f}", f"{s.cpu_requested_core:.3f}", ms(s.response_time_s),
+            ms(s.latency_p95_s), f"{s.failure_rate:.2%}", f"{s.transaction_rate:.2f}",
+            f"{s.mean_replicas:.2f} / {s.max_replicas}"]
+
+
+STAT_HEADER = ["mem req MiB", "CPU req", "resp. ms", "p95 ms", "failures", "OKAY/s", "replicas mean / max"]
+
+
+def side_by_side(simulated: RunSummary, measured: RunSummary | None) -> list[list[str]]:
+    """Each headline statistic simulated and measured, with the relative difference."""
+    rows = []
+    for name, get, fmt in [
+        ("memory requested (MiB)", lambda s: s.memory_requested_KB / 1024, ",.0f"),
+        ("CPU requested (cores)", lambda s: s.cpu_requested_core, ".3f"),
+        ("response time (ms)", lambda s: None if s.response_time_s is None else s.response_time_s * 1000, ".1f"),
+        ("transaction rate (/s)", lambda s: s.transaction_rate, ".2f"),
+        ("failure rate", lambda s: s.failure_rate, ".2%"),
+        ("replicas max", lambda s: s.max_replicas, "d"),
+        ("replicas mean", lambda s: s.mean_replicas, ".2f"),
+    ]:
+        a = get(simulated)
+        b = get(measured) if measured is not None else None
+        difference = ""
+        if a is not None and b is not None and a != 0 and fmt != ".2%":
+            difference = f"{(b - a) / a:+.0%}"
+        rows.append([name, "n/a" if a is None else format(a, fmt), "n/a" if b is None else format(b, fmt),
+                     difference])
+    return rows
+
+
+def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints, front: Sequence[Evaluation],
+                      ids: dict[int, str], recommended: Evaluation, recommended_note: str,
+                      baselines: dict[str, RunSummary], verifications: Sequence[Verification],
+                      figures: Sequence[tuple[Path, str]]) -> Path:
+    rate = facts.simulated / facts.seconds if facts.seconds > 0 else 0.0
+    body = [
+        "<h1>Tune report</h1>",
+        (f"<p class=note>Profile {html.escape(facts.profile)}, verification backend {html.escape(facts.backend)}; "
+        f"search: {html.escape(facts.strategy)} over a space of {facts.space_size:,} candidates: "
+        f"{facts.evaluated:,} evaluated, {facts.simulated:,} simulated ({facts.simulations:,} simulator runs: "
+        f"candidates differing only in memory settings share one) in {facts.seconds:.1f} s on {facts.jobs} "
+        f"process(es) ({rate:.1f} candidates/s).</p>"),
+        "<h2>Constraints</h2>",
+        html_table(["flag", "value"], [list(item) for item in constraints.describe()]),
+        f"<p>Recommendation rule: {html.escape(RULE)}.</p>",
+        "<h2>Recommended</h2>",
+        (f"<p><b>{html.escape(recommended.candidate.label())}</b> ({html.escape(recommended_note)}); "
+        "<code>recommended.yaml</code> is ready for <code>servetune deploy apply</code> and "
+        "<code>servetune deploy render</code>; <code>recommended-manifests.yaml</code> holds the rendered "
+        "objects.</p>"),
+        "<h2>Recommended against the baselines (simulated, full profile)</h2>",
+        html_table(["spec", *STAT_HEADER],
+                   [["recommended", *statistic_cells(recommended.statistics)]]
+                   + [[name, *statistic_cells(summary)] for name, summary in baselines.items()], {0}),
+    ]
+    for path, caption in figures:
+        body += [f"<h2>{html.escape(caption)}</h2>", embedded_png(path, caption)]
+    body += [
+        f"<h2>Pareto front ({len(front)} candidates, in the rule's order)</h2>",
+        html_table(["rank", "id", "candidate", "accuracy", *STAT_HEADER],
+                   [[str(rank + 1), ids[id(e)], e.candidate.label(),
+                     "not measured" if e.accuracy is None else f"{e.accuracy:.2%}", *statistic_cells(e.statistics)]
+                    for rank, e in enumerate(front)], {0}),
+    ]
+    if verifications:
+        body.append("<h2>Verification: simulated (at the run's time scale) against measured</h2>")
+        for item in verifications:
+            link = os.path.relpath(item.run_dir / "report.html", out)
+            body += [f"<h3>{html.escape(item.label)}: {html.escape(item.verdict())}</h3>",
+                     (f"<p class=note>run folder <a href='{html.escape(link)}'>{html.escape(str(item.run_dir))}"
+                     f"</a>, spec {html.escape(str(item.spec_file))}</p>"),
+                     html_table(SIDE_BY_SIDE, side_by_side(item.simulated, item.measured))]
+    else:
+        body.append("<p class=note>No candidate was verified for real (--verify 0).</p>")
+    report = out / "report.html"
+    report.write_text(html_page("Tune report", "\n".join(body)), encoding="utf-8")
+    return report

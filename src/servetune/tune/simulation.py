@@ -1,0 +1,293 @@
+"""A simulated evaluation: the statistics `servetune analyze` computes, and the run folder it would have left.
+
+The statistics follow analyze/stats.py exactly (same RunSummary, same formulas), computed from the
+simulator's counters rather than from files, so a simulation costs no file I/O; `Simulation.write` writes
+the run folder whose `servetune analyze` gives the same figures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+
+from servetune import __version__
+from servetune.config import (
+    DeploymentSpec,
+    LoadProfile,
+    LoadRunRow,
+    PhaseSummary,
+    RequestRecord,
+    ResourceSample,
+    RunSummary,
+)
+from servetune.load.request_log import write_request_log
+from servetune.load.siege import write_siege_log
+from servetune.load.tally import SIEGE_FAILED_STATUSES, c_divide
+from servetune.monitor.resource_csv import ResourceCsvWriter, elapsed_text, parse_time, wall_clock_text
+from servetune.runfolder import (
+    ACCURACY_SPLITS,
+    EVENTS_FILE,
+    LOAD_FILE,
+    PROFILE_FILES,
+    REQUESTS_FILE,
+    RESOURCE_FILE,
+    RUN_FILE,
+    SPEC_FILE,
+)
+from servetune.tune.calibration import Calibration
+
+# Simulated time 0 (the load's start) on the wall clock of the files: 2026-01-01 00:00:00 UTC.
+EPOCH = 1_767_225_600
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MetricsTiming:
+    """How CPU usage reaches the autoscaler and the monitor.
+
+    kubernetes: metrics-server scrapes every `resolution_s` (15 s, --metric-resolution); a sample is the
+    CPU rate between two scrapes and is usable `delay_s` later; pods are seen from their second scrape.
+    local (the one-machine cluster): at each HPA sync the CPU of each replica since the previous sync
+    (none for a replica it has not seen before); the monitor's usage is the CPU since its last sample.
+    """
+
+    backend: Literal["kubernetes", "local"] = "kubernetes"
+    resolution_s: float = 15.0
+    delay_s: float = 2.0
+    offset_s: float | None = None  # first scrape and HPA sync after the load starts; None: at random
+
+
+class RawRun:
+    """The simulator's counters per load run (siege's accounting) and per phase (requests.csv's)."""
+
+    def __init__(self, runs: int, phases: int) -> None:
+        self.trans = [0] * runs
+        self.okay = [0] * runs
+        self.failed = [0] * runs
+        self.total_time = [0.0] * runs
+        self.latencies: list[list[float]] = [[] for _ in range(phases)]  # OKAY requests' latencies
+        self.requests = [0] * phases
+        self.not_okay = [0] * phases
+
+    def add(self, run: int, phase: int, status: int, latency: float) -> None:
+        """One answered request, as load/tally.py counts it (status 0: no HTTP answer)."""
+        self.requests[phase] += 1
+        if status == 0:
+            self.failed[run] += 1
+            self.not_okay[phase] += 1
+            return
+        self.total_time[run] += latency
+        if status in SIEGE_FAILED_STATUSES:
+            self.failed[run] += 1
+            self.not_okay[phase] += 1
+            return
+        self.trans[run] += 1
+        if status < 400:
+            self.okay[run] += 1
+            self.latencies[phase].append(latency)
+        else:
+            self.not_okay[phase] += 1
+
+
+@dataclass
+class Simulation:
+    """One simulated evaluation: its statistics and what a run folder would hold."""
+
+    spec: DeploymentSpec
+    profile: LoadProfile
+    calibration: Calibration
+    statistics: RunSummary
+    resources: list[ResourceSample]
+    load_rows: list[LoadRunRow]
+    requests: list[RequestRecord] | None = None
+    events: list[str] = field(default_factory=list)
+    seed: int = 0
+
+    def write(self, run_folder: str | Path) -> Path:
+        """resource_usage.csv, load_output.csv, load_profile.yaml, spec.yaml, events.log, requests.csv
+        (only when recorded) and run.json with `simulated: true`, so `servetune report`/`compare` read it."""
+        folder = Path(run_folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        # `time` as the reference monitor writes it (seconds since its first sample); run.json keeps when
+        # that was, so the analysis lines the samples up with the load log, as for a real run.
+        first = parse_time(self.resources[0].time).timestamp() if self.resources else None
+        with ResourceCsvWriter(folder / RESOURCE_FILE) as writer:
+            for sample in self.resources:
+                since = parse_time(sample.time).timestamp() - first
+                writer.write(sample.model_copy(update={"time": elapsed_text(since)}))
+        write_siege_log(folder / LOAD_FILE, self.load_rows)
+        if self.requests is not None:
+            write_request_log(folder / REQUESTS_FILE, self.requests)
+        (folder / PROFILE_FILES[0]).write_text(yaml.safe_dump(self.profile.model_dump(), sort_keys=False))
+        (folder / SPEC_FILE).write_text(yaml.safe_dump(self.spec.model_dump(mode="json"), sort_keys=False))
+        (folder / EVENTS_FILE).write_text("".join(line + "\n" for line in self.events))
+        calibration = self.calibration
+        info = {
+            "name": self.statistics.name,
+            "status": "completed",
+            "simulated": True,
+            "monitor_first_sample_at": first,
+            "model": calibration.model,
+            "accuracy": self.statistics.accuracy,
+            "profile": self.profile.name,
+            "time_scale": self.profile.time_scale,
+            "seed": self.seed,
+            "calibration": {key: getattr(calibration, key) for key in ("machine", "date", "version", "source")},
+            "servetune_version": __version__,
+        }
+        (folder / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        return folder
+
+
+def round_like_siege(seconds: float) -> float:
+    return seconds if math.isnan(seconds) or math.isinf(seconds) else float(f"{seconds:.2f}")
+
+
+def _accuracy(calibration: Calibration) -> tuple[float | None, str | None]:
+    for split in [*ACCURACY_SPLITS, *calibration.accuracy]:
+        if split in calibration.accuracy:
+            return calibration.accuracy[split], f"calibration ({split})"
+    return None, None
+
+
+def _percentiles(latencies: list[float]) -> tuple[float | None, float | None, float | None]:
+    if not latencies:
+        return None, None, None
+    p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+    return float(p50), float(p95), float(p99)
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else 0.0
+
+
+def summarize_simulation(
+    spec: DeploymentSpec,
+    profile: LoadProfile,
+    calibration: Calibration,
+    raw: RawRun,
+    samples: list[tuple[float, int, float, float]],
+    monitor_interval: float,
+    run_starts: list[float],
+    run_ends: list[float],
+    requests: list[tuple] | None,
+    events: list[str],
+    seed: int,
+    workers: int,
+) -> Simulation:
+    """The files' contents and analyze's statistics from the simulator's counters."""
+    runs = profile.runs()
+    load_rows = []
+    for run, (start, end) in enumerate(zip(run_starts, run_ends, strict=True)):
+        elapsed = end - start
+        megabytes = int(raw.okay[run] * calibration.response_bytes / MIB)
+        load_rows.append(LoadRunRow(
+            date_time=wall_clock_text(EPOCH + end), trans=raw.trans[run], elap_time=elapsed,
+            # siege's log keeps Resp Time to 10 ms (%.2f s); analyze weights that column, so round as it does
+            data_trans=megabytes, resp_time=round_like_siege(c_divide(raw.total_time[run], raw.trans[run])),
+            trans_rate=c_divide(raw.trans[run], elapsed), throughput=c_divide(megabytes, elapsed),
+            concurrent=c_divide(raw.total_time[run], elapsed), okay=raw.okay[run], failed=raw.failed[run],
+        ))
+    cpu_request = spec.requests.cpu
+    memory_request_kb = spec.requests.memory_mb * 1024
+    cpu_limit = spec.limits.cpu if spec.limits else 0.0
+    memory_limit_kb = spec.limits.memory_mb * 1024 if spec.limits else 0
+    resources = [
+        ResourceSample(
+            time=wall_clock_text(EPOCH + t), n_replica=count, cpu_req_core=round(count * cpu_request, 6),
+            mem_req_KB=count * memory_request_kb, cpu_lim_core=round(count * cpu_limit, 6),
+            mem_lim_KB=count * memory_limit_kb, cpu_use_core=round(cpu, 6), mem_use_KB=round(memory / 1024, 3),
+        )
+        for t, count, cpu, memory in samples
+    ]
+    record_list = None
+    if requests is not None:
+        record_list = [
+            RequestRecord(start=EPOCH + sent, latency_s=latency, status=status,
+                          bytes=calibration.response_bytes if status == 200 else 0,
+                          phase=runs[run][0], replica=replica)
+            for sent, latency, status, run, replica in requests
+        ]
+
+    okay = sum(raw.okay)
+    failed = sum(raw.failed)
+    seconds = sum(row.elap_time for row in load_rows)
+    all_latencies = [x for phase in raw.latencies for x in phase]
+    p50, p95, p99 = _percentiles(all_latencies)
+    request_count = sum(raw.requests)
+    # analyze reads the monitor's wall-clock text (whole seconds): integrate replicas on that grid.
+    whole = [math.floor(t) for t, *_ in samples]
+    steps = [b - a for a, b in itertools.pairwise(whole)]
+    last_step = float(np.median(steps)) if steps else monitor_interval
+    replica_seconds = sum(s[1] * dt for s, dt in zip(samples, [*steps, last_step], strict=True))
+    value, source = _accuracy(calibration)
+    statistics = RunSummary(
+        run_dir="",
+        name=spec.name,
+        memory_requested_KB=_mean([s.mem_req_KB for s in resources]),
+        memory_used_KB=_mean([s.mem_use_KB for s in resources]),
+        transaction_rate=okay / seconds if seconds > 0 else 0.0,
+        response_time_s=(sum(r.okay * r.resp_time for r in load_rows if r.okay) / okay) if okay else None,
+        cpu_requested_core=_mean([s.cpu_req_core for s in resources]),
+        cpu_used_core=_mean([s.cpu_use_core for s in resources]),
+        cpu_limit_core=_mean([s.cpu_lim_core for s in resources]),
+        memory_limit_KB=_mean([s.mem_lim_KB for s in resources]),
+        replica_seconds=replica_seconds,
+        mean_replicas=_mean([s.n_replica for s in resources]),
+        max_replicas=max(s.n_replica for s in resources),
+        evaluation_s=seconds,
+        runs=len(load_rows),
+        transactions=sum(raw.trans),
+        okay=okay,
+        failed=failed,
+        failure_rate=sum(raw.not_okay) / request_count if request_count else 0.0,
+        requests=request_count,
+        latency_p50_s=p50,
+        latency_p95_s=p95,
+        latency_p99_s=p99,
+        accuracy=value,
+        accuracy_source=source,
+        model=calibration.model,
+        phases=_phases(profile, raw, load_rows, resources, samples, run_starts, run_ends),
+    )
+    return Simulation(spec, profile, calibration, statistics, resources, load_rows, record_list, events, seed)
+
+
+def _phases(profile: LoadProfile, raw: RawRun, load_rows: list[LoadRunRow], resources: list[ResourceSample],
+            samples: list[tuple], run_starts: list[float], run_ends: list[float]) -> list[PhaseSummary]:
+    runs = profile.runs()
+    summaries = []
+    for index, phase in enumerate(profile.phases):
+        members = [run for run, (phase_index, _) in enumerate(runs) if phase_index == index]
+        rows = [load_rows[run] for run in members]
+        # analyze: the samples whose whole-second time lies in a run's [end - Elap Time, end] (whole seconds)
+        windows = [(math.floor(run_ends[run]) - load_rows[run].elap_time, math.floor(run_ends[run]))
+                   for run in members]
+        inside = [r for r, s in zip(resources, samples, strict=True)
+                  if any(a <= math.floor(s[0]) <= b for a, b in windows)]
+        okay = sum(row.okay for row in rows)
+        seconds = sum(row.elap_time for row in rows)
+        p50, p95, p99 = _percentiles(raw.latencies[index])
+        try:
+            offered = phase.open_loop_rate()
+        except ValueError:
+            offered = None
+        summaries.append(PhaseSummary(
+            phase=index, label=f"{phase.users} users, d{phase.delay:g}", users=phase.users, delay=phase.delay,
+            offered_rate=offered, runs=len(rows), seconds=seconds, okay=okay,
+            failed=sum(row.failed for row in rows),
+            transaction_rate=okay / seconds if seconds > 0 else 0.0,
+            response_time_s=(sum(r.okay * r.resp_time for r in rows if r.okay) / okay) if okay else None,
+            latency_p50_s=p50, latency_p95_s=p95, latency_p99_s=p99,
+            failure_rate=raw.not_okay[index] / raw.requests[index] if raw.requests[index] else None,
+            mean_replicas=_mean([r.n_replica for r in inside]) if inside else None,
+            cpu_used_core=_mean([r.cpu_use_core for r in inside]) if inside else None,
+        ))
+    return summaries

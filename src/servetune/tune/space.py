@@ -1,0 +1,268 @@
+"""The search space: which values each deployment setting may take, read from YAML.
+
+A candidate picks one value per setting. Limits are given as ratios of the requests (a limit of 2 x the
+request), so every candidate satisfies `limits >= requests` and the limit/request constraint reads directly.
+A candidate is either fixed (`replicas`) or autoscaled (`autoscaling`: min, max, target, scale-down
+stabilisation, scale-up policy); the space may hold both kinds. The bundled default space is
+`tune/spaces/default.yaml`; `servetune tune --space FILE` reads another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from servetune.config import (
+    AutoscalingSpec,
+    DeploymentSpec,
+    ResourceAmounts,
+    ScalingBehavior,
+    ScalingPolicy,
+    ScalingRules,
+)
+from servetune.deploy.spec import SpecError, load_deployment_spec
+from servetune.errors import ServetuneError
+
+DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
+
+
+class SpaceError(ServetuneError, ValueError):
+    """A search space that cannot be used; the message names the file and the problem."""
+
+
+class ScaleUpStep(BaseModel):
+    """A scale-up policy: add at most `pods` replicas per `period_seconds`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pods: int = Field(ge=1, le=100)
+    period_seconds: int = Field(ge=1, le=1800)
+
+
+ScaleUp = Literal["kubernetes"] | ScaleUpStep  # "kubernetes": the API server's default (4 pods or 100 %/15 s)
+
+
+class AutoscalingChoices(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: list[int] = Field(default=[1], min_length=1)
+    max_replicas: list[int] = Field(default=[2, 3, 4], min_length=1)
+    target_cpu_utilization: list[int] = Field(default=[50, 70, 90], min_length=1)
+    scale_down_stabilization_s: list[int] = Field(default=[300], min_length=1)
+    scale_up: list[ScaleUp] = Field(default=["kubernetes"], min_length=1)
+
+    @model_validator(mode="after")
+    def _in_range(self) -> AutoscalingChoices:
+        check_range("autoscaling.min_replicas", self.min_replicas, 1, 100)
+        check_range("autoscaling.max_replicas", self.max_replicas, 1, 100)
+        check_range("autoscaling.target_cpu_utilization", self.target_cpu_utilization, 1, 1000)
+        check_range("autoscaling.scale_down_stabilization_s", self.scale_down_stabilization_s, 0, 3600)
+        if max(self.max_replicas) < min(self.min_replicas):
+            raise ValueError("autoscaling: every max_replicas is below every min_replicas")
+        return self
+
+
+class SearchSpace(BaseModel):
+    """Each field lists the values a candidate may take."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str = Field(default="default", description="spec whose other fields (image, probes…) candidates keep")
+    models: list[str] = Field(default=["default"], min_length=1, description="artifact paths, or 'default'")
+    cpu_request: list[float] = Field(min_length=1, description="cores")
+    cpu_limit_ratio: list[float] = Field(default=[1.0, 1.5, 2.0], min_length=1, description="limit / request")
+    memory_request_mb: list[int] = Field(min_length=1, description="MiB")
+    memory_limit_ratio: list[float] = Field(default=[1.0, 1.5, 2.0], min_length=1, description="limit / request")
+    workers: list[int] = Field(default=[1], min_length=1)
+    threads: list[int | None] = Field(default=[None], min_length=1, description="null: from the CPU quota")
+    replicas: list[int] = Field(default=[], description="fixed replica counts; empty: autoscaled only")
+    autoscaling: AutoscalingChoices | None = Field(default_factory=AutoscalingChoices)
+
+    @model_validator(mode="after")
+    def _in_range(self) -> SearchSpace:
+        check_range("cpu_request", self.cpu_request, 0.001, 256)
+        check_range("cpu_limit_ratio", self.cpu_limit_ratio, 1.0, 100)
+        check_range("memory_request_mb", self.memory_request_mb, 1, 1_048_576)
+        check_range("memory_limit_ratio", self.memory_limit_ratio, 1.0, 100)
+        check_range("workers", self.workers, 1, 64)
+        check_range("threads", [t for t in self.threads if t is not None], 1, 256)
+        check_range("replicas", self.replicas, 1, 100)
+        if not self.replicas and self.autoscaling is None:
+            raise ValueError("no scaling choice: give `replicas` (fixed) or `autoscaling`, or both")
+        return self
+
+    def genes(self) -> list[tuple[str, list]]:
+        """Every setting and its choices, in a fixed order: a candidate is one index per gene."""
+        hpa = self.autoscaling
+        scaling = (["fixed"] if self.replicas else []) + (["autoscaled"] if hpa else [])
+        return [
+            ("model", self.models),
+            ("cpu_request", sorted(self.cpu_request)),
+            ("cpu_limit_ratio", sorted(self.cpu_limit_ratio)),
+            ("memory_request_mb", sorted(self.memory_request_mb)),
+            ("memory_limit_ratio", sorted(self.memory_limit_ratio)),
+            ("workers", sorted(self.workers)),
+            ("threads", self.threads),
+            ("scaling", scaling),
+            ("replicas", sorted(self.replicas) or [1]),
+            ("min_replicas", sorted(hpa.min_replicas) if hpa else [1]),
+            ("max_replicas", sorted(hpa.max_replicas) if hpa else [1]),
+            ("target_cpu_utilization", sorted(hpa.target_cpu_utilization) if hpa else [70]),
+            ("scale_down_stabilization_s", sorted(hpa.scale_down_stabilization_s) if hpa else [300]),
+            ("scale_up", hpa.scale_up if hpa else ["kubernetes"]),
+        ]
+
+    def size(self) -> int:
+        """Distinct candidates (fixed and autoscaled counted apart)."""
+        shared = 1
+        for name in ("model", "cpu_request", "cpu_limit_ratio", "memory_request_mb", "memory_limit_ratio",
+                     "workers", "threads"):
+            shared *= len(dict(self.genes())[name])
+        hpa = self.autoscaling
+        autoscaled = 0
+        if hpa is not None:
+            pairs = sum(1 for low in hpa.min_replicas for high in hpa.max_replicas if high >= low)
+            autoscaled = (pairs * len(hpa.target_cpu_utilization) * len(hpa.scale_down_stabilization_s)
+                          * len(hpa.scale_up))
+        return shared * (len(self.replicas) + autoscaled)
+
+
+def check_range(name: str, values: list, low: float, high: float) -> None:
+    bad = [value for value in values if not low <= value <= high]
+    if bad:
+        raise ValueError(f"{name}: {', '.join(map(str, bad))} outside the allowed range {low:g}..{high:g}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the space, with the settings that do not apply to its kind of scaling left out."""
+
+    model: str
+    cpu_request: float
+    cpu_limit: float
+    memory_request_mb: int
+    memory_limit_mb: int
+    workers: int
+    threads: int | None
+    replicas: int | None  # fixed replicas; None when autoscaled
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    target_cpu_utilization: int | None = None
+    scale_down_stabilization_s: int | None = None
+    scale_up: str = "kubernetes"  # "kubernetes" or "PODS/PERIODs", e.g. "1/60s"
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.replicas is None
+
+    def label(self) -> str:
+        """A short readable name, e.g. `0.2cpu/0.4 128Mi/256Mi w1 hpa1-3@60% down120s up1/60s`."""
+        threads = "" if self.threads is None else f"t{self.threads}"
+        head = (f"{self.cpu_request:g}cpu/{self.cpu_limit:g} {self.memory_request_mb}Mi/{self.memory_limit_mb}Mi "
+                f"w{self.workers}{threads}")
+        if self.model != "default":
+            head = f"{Path(self.model).stem} {head}"
+        if not self.autoscaled:
+            return f"{head} fixed{self.replicas}"
+        return (f"{head} hpa{self.min_replicas}-{self.max_replicas}@{self.target_cpu_utilization}% "
+                f"down{self.scale_down_stabilization_s}s up{self.scale_up}")
+
+
+def candidate_from_genes(space: SearchSpace, genome: tuple[int, ...]) -> Candidate:
+    values = {name: choices[index] for (name, choices), index in zip(space.genes(), genome, strict=True)}
+    cpu = values["cpu_request"]
+    memory = values["memory_request_mb"]
+    common = {
+        "model": values["model"], "cpu_request": cpu, "cpu_limit": round(cpu * values["cpu_limit_ratio"], 3),
+        "memory_request_mb": memory, "memory_limit_mb": round(memory * values["memory_limit_ratio"]),
+        "workers": values["workers"], "threads": values["threads"],
+    }
+    if values["scaling"] == "fixed":
+        return Candidate(**common, replicas=values["replicas"])
+    scale_up = values["scale_up"]
+    return Candidate(
+        **common, replicas=None, min_replicas=values["min_replicas"],
+        max_replicas=max(values["min_replicas"], values["max_replicas"]),
+        target_cpu_utilization=values["target_cpu_utilization"],
+        scale_down_stabilization_s=values["scale_down_stabilization_s"],
+        scale_up=scale_up if isinstance(scale_up, str) else f"{scale_up.pods}/{scale_up.period_seconds}s",
+    )
+
+
+def candidate_spec(candidate: Candidate, base: DeploymentSpec) -> DeploymentSpec:
+    """The deployment spec of a candidate; fields the space does not set come from `base`."""
+    autoscaling = None
+    replicas = candidate.replicas
+    if candidate.autoscaled:
+        up = None
+        if candidate.scale_up != "kubernetes":
+            pods, period = candidate.scale_up.removesuffix("s").split("/")
+            up = ScalingRules(policies=[ScalingPolicy(type="Pods", value=int(pods), period_seconds=int(period))])
+        down = ScalingRules(stabilization_window_seconds=candidate.scale_down_stabilization_s)
+        autoscaling = AutoscalingSpec(
+            min_replicas=candidate.min_replicas, max_replicas=candidate.max_replicas,
+            target_cpu_utilization=candidate.target_cpu_utilization,
+            behavior=ScalingBehavior(scale_up=up, scale_down=down),
+        )
+        replicas = candidate.min_replicas
+    fields = base.model_dump(exclude={"autoscaling", "requests", "limits", "replicas"})
+    fields.update(
+        model=candidate.model, workers=candidate.workers, threads=candidate.threads, replicas=replicas,
+        requests=ResourceAmounts(cpu=candidate.cpu_request, memory_mb=candidate.memory_request_mb),
+        limits=ResourceAmounts(cpu=candidate.cpu_limit, memory_mb=candidate.memory_limit_mb),
+        autoscaling=autoscaling,
+    )
+    return DeploymentSpec.model_validate(fields)
+
+
+def spec_yaml(spec: DeploymentSpec) -> str:
+    """A spec as YAML that `servetune deploy apply|render` and `servetune run -c` read back."""
+    data = spec.model_dump(mode="json", exclude_none=True)
+    if spec.limits is None:
+        data["limits"] = None
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def load_space(path: str | Path | None = None) -> SearchSpace:
+    """The space in a YAML file (the bundled default when None); SpaceError names the file and problem."""
+    path = Path(path) if path is not None else DEFAULT_SPACE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpaceError(f"{path}: no such search space file") from None
+    except OSError as error:
+        raise SpaceError(f"{path}: cannot read: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise SpaceError(f"{path}: invalid YAML: {where}{getattr(error, 'problem', None) or error}") from None
+    if not isinstance(data, dict):
+        raise SpaceError(f"{path}: expected a mapping of settings to lists of values")
+    try:
+        space = SearchSpace.model_validate(data)
+    except ValidationError as error:
+        raise SpaceError(f"{path}: {'; '.join(describe(item) for item in error.errors())}") from None
+    models = [m if m == "default" or Path(m).is_absolute() else str((path.parent / m).resolve())
+              for m in space.models]
+    try:
+        load_deployment_spec(space.base)
+    except SpecError as error:
+        raise SpaceError(f"{path}: base: {error}") from None
+    return space.model_copy(update={"models": models})
+
+
+def describe(error: dict) -> str:
+    """One validation error as `field: reason`, naming the allowed fields for an unknown one."""
+    loc = [str(part) for part in error["loc"] if not str(part).startswith(("function-after", "literal"))]
+    where = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        owner = AutoscalingChoices if loc[:1] == ["autoscaling"] else SearchSpace
+        if len(loc) > 1 and loc[-2].isdigit() or "scale_up" in loc:
+            owner = ScaleUpStep
+        return f"{where}: unknown field (allowed: {', '.join(owner.model_fields)})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -1,0 +1,82 @@
+"""Verification: the best candidates run for real through the evaluation protocol (`servetune run`).
+
+Each verified candidate is also simulated again at the verification's own time scale and on its backend's
+metrics path, so the side-by-side compares like with like (a compressed run weighs each run's opening burst
+more; see OPTIMIZER.md). A candidate fails verification when the run does not complete or its measured
+statistics break a constraint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from servetune.config import RunSummary
+from servetune.tune.constraints import Constraints, Violation, measured_violations
+
+
+@dataclass(frozen=True)
+class RealRun:
+    """How to run a spec for real."""
+
+    backend: str = "local"
+    profile: str = "reference"
+    time_scale: float = 1.0
+    kubeconfig: Path | None = None
+    context: str | None = None
+    url: str | None = None
+
+
+@dataclass
+class Verification:
+    label: str
+    spec_file: Path
+    run_dir: Path
+    status: str  # the run's status: completed, failed, interrupted
+    simulated: RunSummary  # at the verification's time scale
+    measured: RunSummary | None
+    violations: list[Violation] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "completed" and self.measured is not None and not self.violations
+
+    def verdict(self) -> str:
+        if self.passed:
+            return "verified"
+        if self.status != "completed":
+            return f"failed verification: run {self.status}" + (f" ({self.error})" if self.error else "")
+        reasons = "; ".join(v.message for v in self.violations) or "nothing was measured"
+        return f"failed verification: {reasons}"
+
+
+def run_spec(spec_file: Path, out: Path, real: RealRun, console: Console | None = None) -> tuple[str, str | None]:
+    """The one place the tuner calls the evaluation protocol; returns (status, error)."""
+    from servetune.backend.protocol import BackendName
+    from servetune.run import RunError, RunOptions, evaluate
+
+    try:
+        result = evaluate(RunOptions(
+            spec=str(spec_file), out=out, backend=BackendName(real.backend), profile=real.profile,
+            time_scale=real.time_scale, kubeconfig=real.kubeconfig, context=real.context, url=real.url,
+        ), console)
+    except RunError as error:
+        return "failed", str(error)
+    return result.status, result.record.get("error")
+
+
+def verify(label: str, spec_file: Path, out: Path, simulated: RunSummary, real: RealRun,
+           constraints: Constraints, console: Console | None = None) -> Verification:
+    """Run one candidate for real and judge the measurement against the constraints."""
+    from servetune.analyze.stats import AnalysisError, summarize
+
+    status, error = run_spec(spec_file, out, real, console)
+    try:
+        measured = summarize(out)
+    except (AnalysisError, OSError):
+        measured = None
+    violations = measured_violations(measured, constraints) if measured is not None else []
+    return Verification(label, spec_file, out, status, simulated, measured, violations, error)

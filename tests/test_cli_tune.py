@@ -1,0 +1,93 @@
+"""`servetune simulate` and `servetune tune calibrate` as a user runs them: a real process, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from servetune.analyze.stats import summarize
+
+
+def servetune(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "from servetune.cli import app; app()", *args]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
+
+
+def test_simulate_prints_the_statistics_and_writes_a_run_folder_report_reads(tmp_path):
+    result = servetune("simulate", "-c", "demo", "--profile", "quick", "--time-scale", "0.5",
+                       "--out", str(tmp_path / "sim"), "--record")
+    assert result.returncode == 0, result.stderr
+    assert "memory requested" in result.stdout and "simulated" in result.stdout
+    assert (tmp_path / "sim" / "requests.csv").is_file()
+    summary = summarize(tmp_path / "sim")
+    assert summary.okay > 100 and summary.max_replicas >= 1
+    report = servetune("report", str(tmp_path / "sim"))
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "sim" / "report.html").is_file()
+    again = servetune("simulate", "-c", "demo", "--out", str(tmp_path / "sim"))
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def test_simulate_json_matches_the_table_and_is_reproducible():
+    first = servetune("simulate", "-c", "default", "--profile", "quick", "--json", "--seed", "3",
+                      "--capacity", "cpu=2,memory=8Gi", "--backend", "local", "--node-cpu", "1.5")
+    again = servetune("simulate", "-c", "default", "--profile", "quick", "--json", "--seed", "3",
+                      "--capacity", "cpu=2,memory=8Gi", "--backend", "local", "--node-cpu", "1.5")
+    assert first.returncode == 0, first.stderr
+    statistics = json.loads(first.stdout)
+    assert statistics == json.loads(again.stdout)
+    assert {"memory_requested_KB", "transaction_rate", "response_time_s", "cpu_requested_core",
+            "replica_seconds", "latency_p95_s", "failure_rate", "phases"} <= set(statistics)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-c", "nosuchspec"], "no such spec file"),
+    (["-c", "demo", "--profile", "nosuch"], "no such profile file"),
+    (["-c", "demo", "--capacity", "cpu=lots"], "capacity 'cpu=lots'"),
+    (["-c", "demo", "--backend", "mesos"], "--backend must be kubernetes or local"),
+    (["-c", "demo", "--calibration", "/nonexistent/calibration.json"], "no such calibration file"),
+])
+def test_simulate_bad_input_is_a_clear_error(args, message):
+    result = servetune("simulate", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_simulate_names_an_unknown_spec_field(tmp_path):
+    spec = tmp_path / "typo.yaml"
+    spec.write_text("replicas: 2\nrequests: {cpu: 0.5, memory_mb: 256}\nreplicaz: 3\n")
+    result = servetune("simulate", "-c", str(spec))
+    assert result.returncode == 2
+    assert "typo.yaml" in result.stderr and "replicaz" in result.stderr
+
+
+def test_calibrate_bad_input_is_a_clear_error(tmp_path):
+    missing = servetune("tune", "calibrate", "--model", str(tmp_path / "none.onnx"), "--out", str(tmp_path))
+    assert missing.returncode == 2 and "none.onnx: no such model file" in missing.stderr
+    not_a_run = servetune("tune", "calibrate", "--from-run", str(tmp_path / "norun"), "--out", str(tmp_path))
+    assert not_a_run.returncode == 2 and "norun: no such run folder" in not_a_run.stderr
+
+
+def test_simulate_warns_when_no_pod_fits_the_capacity():
+    result = servetune("simulate", "-c", "fixed-1", "--profile", "quick", "--time-scale", "0.1",
+                       "--capacity", "cpu=0.5,memory=8Gi", "--json")
+    assert result.returncode == 0
+    assert "every pod stays Pending" in result.stderr
+    assert json.loads(result.stdout)["failure_rate"] == 1.0
+
+
+def test_calibrate_from_a_run_writes_a_calibration_simulate_reads(tmp_path):
+    run = Path(__file__).parent / "data" / "recorded-hpa50"
+    result = servetune("tune", "calibrate", "--from-run", str(run), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "food11-lite0-112-int8-recorded-hpa50" / "calibration.json"
+    assert written.is_file() and str(written) in result.stdout
+    simulated = servetune("simulate", "-c", str(run / "spec.yaml"), "--profile", "quick", "--time-scale", "0.5",
+                          "--calibration", str(written.parent), "--json")
+    assert simulated.returncode == 0, simulated.stderr
+    assert json.loads(simulated.stdout)["okay"] > 100

@@ -1,0 +1,137 @@
+"""`servetune tune` as a user runs it: a real process on the real simulator, exit codes and messages."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from servetune.cli import app
+from servetune.deploy.spec import load_deployment_spec
+
+SMALL_SPACE = {
+    "cpu_request": [0.1, 0.25, 0.5],
+    "cpu_limit_ratio": [1.0, 2.0],
+    "memory_request_mb": [64, 128, 256],
+    "memory_limit_ratio": [1.0, 2.0],
+    "replicas": [1, 2],
+    "autoscaling": {"min_replicas": [1], "max_replicas": [2, 3], "target_cpu_utilization": [50, 80]},
+}
+
+
+def servetune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "from servetune.cli import app; app()", *args]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout)
+
+
+def in_process(*args: str):
+    """Bad input is refused before anything runs: in-process is enough (and quick)."""
+    return CliRunner().invoke(app, list(args))
+
+
+def space_file(tmp_path, data) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_a_small_tune_writes_the_front_the_recommended_spec_and_the_report(tmp_path):
+    out = tmp_path / "tune"
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "40", "--population", "12", "--verify", "0", "--jobs", "2",
+                       "--baseline", "course-hpa", "--no-slower-than", "fixed-1")
+    assert result.returncode == 0, result.stderr
+    assert "recommended:" in result.stdout and "report:" in result.stdout
+    bound = float(result.stdout.split("response time bound: ")[1].split(" ms")[0])
+    rows = list(csv.DictReader((out / "candidates.csv").open()))
+    assert 40 <= len(rows) and sum(r["simulated"] == "True" for r in rows) == 40
+    assert all(int(r["memory_request_mb"]) >= 128 for r in rows if r["simulated"] == "True")  # 64 MiB < peak RSS
+    front = json.loads((out / "frontier.json").read_text())
+    assert front["candidates"] and all(c["statistics"]["failure_rate"] == 0 for c in front["candidates"])
+    assert all(c["statistics"]["response_time_s"] * 1000 <= bound for c in front["candidates"])
+    assert "simulated response time of fixed-1" in front["constraints"]["--max-response-ms"]
+    assert "least memory requested" in front["rule"]
+    recommended = load_deployment_spec(out / "recommended.yaml")
+    first = front["candidates"][0]
+    assert recommended.requests.memory_mb == first["memory_request_mb"]
+    assert recommended.requests.cpu == first["cpu_request"]
+    memory = [c["statistics"]["memory_requested_KB"] for c in front["candidates"]]
+    assert memory[0] == min(memory)  # the rule: least memory requested first
+    assert "kind: Deployment" in (out / "recommended-manifests.yaml").read_text()
+    report = (out / "report.html").read_text()
+    assert "Pareto" in report and "course-hpa" in report and "fixed-1" in report and "data:image/png;base64" in report
+    for name in ("recommended", "fixed-1", "course-hpa"):
+        assert (out / "simulated" / name / "resource_usage.csv").is_file()
+    again = servetune("tune", "--out", str(out), "--budget", "5", "--verify", "0")
+    assert again.returncode == 2 and "already holds a tune" in again.stderr
+
+
+def test_an_unknown_space_field_is_named(tmp_path):
+    space = space_file(tmp_path, {**SMALL_SPACE, "gpu": [1]})
+    result = in_process("tune", "--out", str(tmp_path / "t"), "--space", space)
+    assert result.exit_code == 2
+    assert "space.yaml: gpu: unknown field (allowed: base, models, cpu_request" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_infeasible_space_says_why_before_simulating(tmp_path):
+    space = space_file(tmp_path, {**SMALL_SPACE, "memory_request_mb": [16, 32]})
+    result = in_process("tune", "--out", str(tmp_path / "t"), "--space", space)
+    assert result.exit_code == 2
+    assert "infeasible search space" in result.stderr and "every memory_request_mb is below" in result.stderr
+    assert not (tmp_path / "t").exists()
+
+
+def test_an_empty_frontier_names_the_constraint_that_excluded_everything(tmp_path):
+    out = tmp_path / "t"
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "12", "--population", "6", "--verify", "0", "--jobs", "1",
+                       "--max-response-ms", "0.01")
+    assert result.returncode == 1
+    assert "no candidate met the constraints: --max-response-ms (0.01 ms) excluded all" in result.stderr
+    assert (out / "candidates.csv").is_file()  # what was simulated is kept
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--capacity", "cpu=two"], "--capacity: capacity 'cpu=two'"),
+    (["--backend", "docker"], "--backend must be local or kubernetes"),
+    (["--profile", "nope"], "no such profile file"),
+    (["--calibration", "missing.json"], "missing.json: no such calibration file"),
+])
+def test_bad_flags_are_refused_with_the_reason(tmp_path, args, expected):
+    result = in_process("tune", "--out", str(tmp_path / "t"), *args)
+    assert result.exit_code == 2 and expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_out_is_required():
+    result = in_process("tune")
+    assert result.exit_code == 2 and "--out is required" in result.stderr
+
+
+@pytest.mark.slow
+def test_verification_runs_the_best_candidate_for_real_and_shows_both_side_by_side(tmp_path):
+    out = tmp_path / "tune"
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "12", "--population", "6", "--verify", "1", "--time-scale", "0.05",
+                       "--jobs", "1", timeout=600)
+    assert result.returncode == 0, result.stderr
+    front = json.loads((out / "frontier.json").read_text())["candidates"]
+    first = front[0]["id"]
+    run = json.loads((out / "verify" / first / "run.json").read_text())
+    assert run["status"] == "completed" and run["time_scale"] == 0.05
+    assert (out / "specs" / f"{first}.yaml").is_file()
+    assert load_deployment_spec(out / "specs" / f"{first}.yaml") == load_deployment_spec(out / "recommended.yaml")
+    measured = json.loads((out / "verify" / first / "summary.json").read_text())
+    report = (out / "report.html").read_text()
+    assert "simulated (at the run's time scale) against measured" in report
+    assert f"{measured['memory_requested_KB'] / 1024:,.0f}" in report  # the measured figure is in the table
+    verdict = "verified" if measured["failure_rate"] == 0 else "failed verification"
+    assert f"verify {first}" in result.stdout and verdict in result.stdout
+    header = (out / "recommended.yaml").read_text().splitlines()[1]
+    assert header.startswith("# verified by a real run" if verdict == "verified" else "# the rule's first pick")
