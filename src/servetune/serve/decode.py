@@ -118,9 +118,18 @@ def header(data: bytes) -> tuple[str, str, tuple[int, int]] | None:
 def decode_bounded(data: bytes, spec: ModelSpec, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Bytes -> RGB PIL image like decode_image (same errors), in bounded memory (see the module)."""
     found = header(data)
-    if found is None or found[0] in ("JPEG", "MPO") or found[2][0] * found[2][1] > max_pixels:
-        return decode_image(data, spec, max_pixels)  # its errors, or JPEG's reduced decoding
+    if found is None or found[2][0] * found[2][1] > max_pixels:
+        return decode_image(data, spec, max_pixels)  # its errors
     image_format, mode, size = found
+    if image_format in ("JPEG", "MPO"):
+        rgb_bytes = decoded_bytes("RGB", size)
+        if spec.decode == "reduced" or rgb_bytes <= LARGE_DECODE_BYTES:
+            return decode_image(data, spec, max_pixels)  # reduced in the DCT domain, or small
+        with large_decodes.taking(2 * rgb_bytes):  # full size: the decoded image and its RGB copy
+            try:
+                return decode_image(data, spec, max_pixels)
+            finally:
+                release_free_memory()
     if image_format == "WEBP" and size[0] * size[1] > max_pixels // WEBP_COPIES:
         raise ImageTooLarge(
             f"WebP image too large: {size[0]}x{size[1]} pixels (limit {max_pixels // WEBP_COPIES} for WebP, "
