@@ -52,6 +52,11 @@ def model_import(
 def model_train(
     data: Annotated[Path, typer.Option(help="Food-11 folder with training/ and validation/ (any layout)")],
     out: Annotated[Path, typer.Option(help="folder for checkpoint.pt, model.pt and train_summary.json")],
+    extra: Annotated[
+        list[Path] | None,
+        typer.Option(help="another folder of training images, any layout, may lack classes (repeatable)"),
+    ] = None,
+    balance: Annotated[bool, typer.Option(help="weight the loss so that every class counts the same")] = False,
     backbone: Annotated[str, typer.Option(help="lite0, lite1 or lite2")] = "lite0",
     input_size: Annotated[int, typer.Option(min=32, max=512, help="network input side in pixels")] = 160,
     views: Annotated[int, typer.Option(min=1, help="augmented copies of each training image")] = 3,
@@ -65,7 +70,9 @@ def model_train(
     head_lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="stage 1 learning rate (AdamW, cosine)")] = 2e-3,
     finetune_lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="stage 2 learning rate (AdamW, cosine)")] = 3e-4,
     mixup: Annotated[float, typer.Option(min=0.0, max=10.0, help="stage 2 mixup alpha (0: off; 0.2-0.4 typical)")] = 0.0,
-    per_class: Annotated[int | None, typer.Option(min=1, help="use only N images per class")] = None,
+    per_class: Annotated[
+        int | None, typer.Option(min=1, help="use only the first N training images per class (DATA's own first)")
+    ] = None,
     seed: int = 0,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores]")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
@@ -75,7 +82,7 @@ def model_train(
     from servetune.model.train import TrainConfig, train
 
     config = TrainConfig(
-        data=data, out=out, backbone=backbone, input_size=input_size, views=views, augment_every_epoch=augment_every_epoch,
+        data=data, out=out, extra=list(extra or []), balance=balance, backbone=backbone, input_size=input_size, views=views, augment_every_epoch=augment_every_epoch,
         finetune_blocks=finetune_blocks,
         head_epochs=head_epochs, finetune_epochs=finetune_epochs, patience=patience, head_lr=head_lr,
         finetune_lr=finetune_lr, mixup=mixup, per_class=per_class,
