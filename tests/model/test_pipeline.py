@@ -63,9 +63,13 @@ def test_resume_continues_from_the_checkpoint(run, tiny_food11, tmp_path):
               "--views", "1", "--finetune-blocks", "1", "--head-epochs", "6", "--finetune-epochs", "3",
               "--patience", "10", "--threads", "2", "--resume")
     summary = json.loads((copy / "train_summary.json").read_text())
-    # stage 1 was finished: only stage 2 runs, from epoch 3 (its first two epochs are in the checkpoint)
-    assert len(summary["stages"]) == 1
-    assert [h["epoch"] for h in summary["stages"][0]["history"]] == [1, 2, 3]
+    # stage 1 was finished: only stage 2 runs, from epoch 3 (its first two epochs are in the checkpoint);
+    # the summary still shows both stages
+    original = json.loads((run / "train_summary.json").read_text())
+    assert [stage["stage"] for stage in summary["stages"]] == [1, 2]
+    assert summary["stages"][0] == original["stages"][0]
+    assert [h["epoch"] for h in summary["stages"][1]["history"]] == [1, 2, 3]
+    assert summary["stages"][1]["history"][:2] == original["stages"][1]["history"]
 
 
 def test_onnx_export_matches_torch_and_carries_the_spec(run, tiny_food11):

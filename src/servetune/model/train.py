@@ -269,11 +269,12 @@ def restore_generators(states: dict, generators: dict) -> None:
             generator.bit_generator.state = states[name]
 
 
-def save_checkpoint(path: Path, model, optimizer, state: StageState, best_state: dict, generators: dict,
+def save_checkpoint(path: Path, model, optimizer, scheduler, state: StageState, best_state: dict, generators: dict,
                     finished: list[StageState]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": asdict(state), "best": best_state,
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+         "state": asdict(state), "best": best_state,
          "generators": generator_states(generators), "finished": [asdict(s) for s in finished]},
         tmp,
     )
@@ -295,8 +296,13 @@ def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, pr
         best_state = resume_from["best"]
         if "generators" in resume_from:  # checkpoints of earlier versions have none
             restore_generators(resume_from["generators"], generators)
-        for _ in range(state.epoch):
-            scheduler.step()
+        if "scheduler" in resume_from:
+            scheduler.load_state_dict(resume_from["scheduler"])
+        else:  # earlier checkpoints: replay the schedule from the initial rate (the cosine steps are relative)
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"]
+            for _ in range(state.epoch):
+                scheduler.step()
     task = progress.add_task(f"stage {stage}", total=epochs, completed=state.epoch, info="")
     while state.epoch < epochs and state.bad_epochs < config.patience:
         train_loss, train_acc = train_step(optimizer)
@@ -312,7 +318,7 @@ def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, pr
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             state.bad_epochs += 1
-        save_checkpoint(config.out / CHECKPOINT, model, optimizer, state, best_state, generators, finished)
+        save_checkpoint(config.out / CHECKPOINT, model, optimizer, scheduler, state, best_state, generators, finished)
         info = (f"loss {train_loss:.3f} acc {train_acc:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f} "
                 f"(best {state.best_accuracy:.3f})")
         progress.update(task, advance=1, info=info)
