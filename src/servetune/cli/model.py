@@ -125,20 +125,30 @@ def model_eval(
     via_http: Annotated[str | None, typer.Option(help="evaluate through a running server's POST /predict")] = None,
     threads: Annotated[int | None, typer.Option(min=1)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="print a machine-readable summary")] = False,
+    record: Annotated[
+        str | None,
+        typer.Option(help="store the accuracy in the artifact's metadata under this name (e.g. food101-fullres)"),
+    ] = None,
 ) -> None:
     """Accuracy, top-3, per-class accuracy, confusion matrix and calibration error on one split."""
     import json
 
     from rich.progress import Progress
 
-    from servetune.model.artifact import existing_model_path
+    from servetune.model.artifact import existing_model_path, read_spec
     from servetune.model.evaluate import evaluate, write_outputs
 
+    if record is not None and (via_http or model is None):
+        raise OptionError("--record stores the accuracy in an artifact file: give MODEL (not --via-http)")
     model_path = None if via_http else existing_model_path(model)
     with Progress(transient=True, disable=json_output) as progress:
         result = evaluate(model_path, data, split, per_class, via_http, threads, progress)
     if out is not None:
         write_outputs(result, out)
+    if record is not None:
+        from servetune.model.export import record_accuracy
+
+        record_accuracy(model_path, {**read_spec(model_path).accuracy, record: round(result.accuracy, 4)})
     if json_output:
         summary = result.summary()
         summary.pop("skipped")
