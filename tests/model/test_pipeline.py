@@ -87,6 +87,23 @@ def test_onnx_export_matches_torch_and_carries_the_spec(run, tiny_food11):
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
 
 
+def test_export_at_another_input_size_serves_the_same_weights(run, tmp_path):
+    servetune("model", "export", str(run / "model.pt"), "--out", str(tmp_path / "tiny-48-fp32.onnx"),
+              "--no-int8", "--input-size", "48")
+    model, trained = load_trained(run / "model.pt")
+    spec = read_spec(tmp_path / "tiny-48-fp32.onnx")
+    assert (spec.input_size, spec.resize) == (48, round(trained.resize * 48 / 64))
+    assert spec.name == trained.name.removesuffix("-64") + "-48-fp32"
+    assert spec.accuracy == {}  # the trained side's validation accuracy does not hold at another side
+    image = np.random.default_rng(0).uniform(-1, 1, (2, 3, 48, 48)).astype(np.float32)
+    from servetune.model.evaluate import onnx_session
+
+    logits = onnx_session(tmp_path / "tiny-48-fp32.onnx").run(None, {"input": image})[0]
+    with torch.no_grad():
+        expected = model(torch.from_numpy(image)).numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
 def test_int8_artifact_is_smaller_and_close_to_fp32(run, tiny_food11):
     import onnx
 

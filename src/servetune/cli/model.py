@@ -100,13 +100,17 @@ def model_export(
     int8: Annotated[bool, typer.Option(help="also write the INT8 (QDQ, per-channel) artifact")] = True,
     calibration_images: Annotated[int, typer.Option(min=1)] = 256,
     per_class: Annotated[int | None, typer.Option(min=1, help="evaluate on N images per class only")] = None,
+    input_size: Annotated[
+        int | None,
+        typer.Option(min=32, max=512, help="serve the weights at this input side [default: the trained one]"),
+    ] = None,
 ) -> None:
     """Export to ONNX (fp32, opset 17) and INT8; with --data, measure both on the evaluation split."""
     from servetune.model.export import export_and_quantize
 
     if int8 and data is None:
         raise OptionError("INT8 calibration needs training images: pass --data FOLDER (or --no-int8)")
-    results = export_and_quantize(trained, out, data, int8, calibration_images, per_class)
+    results = export_and_quantize(trained, out, data, int8, calibration_images, per_class, input_size=input_size)
     for path, accuracy in results.items():
         measured = f", evaluation accuracy {accuracy:.2%}" if accuracy is not None else ""
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{measured})")
