@@ -442,6 +442,8 @@ def train(config: TrainConfig) -> Path:
     with progress_bar() as progress:
         caches = build_caches(config, model, spec, cut, device, progress)
         timings["cache_s"] = time.perf_counter() - started
+        progress.console.print(f"cached the lower blocks' output for {caches.train_maps.shape[1]} training and "
+                               f"{len(caches.val_maps)} validation images in {timings['cache_s']:.0f} s")
         stages = [StageState(**s) for s in resume.get("finished", [])] if resume is not None else []
         if resume is None or resume["state"]["stage"] == 1:
             stages.append(train_head(config, model, caches, cut, device, progress, resume))
