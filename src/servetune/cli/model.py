@@ -54,7 +54,8 @@ def model_train(
     out: Annotated[Path, typer.Option(help="folder for checkpoint.pt, model.pt and train_summary.json")],
     extra: Annotated[
         list[Path] | None,
-        typer.Option(help="another folder of training images, any layout, may lack classes (repeatable)"),
+        typer.Option(metavar="FOLDER",
+                     help="another folder of training images, any layout, may lack classes (repeatable)"),
     ] = None,
     balance: Annotated[bool, typer.Option(help="weight the loss so that every class counts the same")] = False,
     backbone: Annotated[str, typer.Option(help="lite0, lite1 or lite2")] = "lite0",
