@@ -8,7 +8,14 @@ from typer.testing import CliRunner
 from environment import shared_data
 from servetune.cli import app
 from servetune.config import FOOD11_CLASSES
-from servetune.model.data import DataError, load_images, normalise_class_name, read_split, subset
+from servetune.model.data import (
+    DataError,
+    load_images,
+    normalise_class_name,
+    read_split,
+    read_training,
+    subset,
+)
 
 
 @pytest.mark.parametrize("layout", ["flat", "class_id", "class_name"])
@@ -99,6 +106,37 @@ def test_subset_takes_the_first_images_of_each_class(make_food11):
     assert subset(split.samples, None) == split.samples
 
 
+def test_extra_training_folders_follow_the_training_split_and_may_lack_classes(make_food11):
+    data = make_food11("flat", per_class=2, splits=("training",))
+    extra = make_food11("class_name", per_class=3, splits=("training",), name="more") / "training"
+    for photo in (extra / "Dairy product").iterdir():  # like the proxy's training-extra: no Dairy product
+        photo.unlink()
+    (extra / "Dairy product").rmdir()
+    union = read_training(data, [extra])
+    assert union.counts() == [5, 2, *[5] * 9]
+    assert union.samples[:22] == read_split(data, "training").samples  # the split's own photos first
+    first = subset(union.samples, 2)
+    assert all(sample.path.parent == data / "training" for sample in first)
+    assert read_training(data).samples == read_split(data, "training").samples
+
+
+def test_bad_extra_training_folders_are_errors_naming_the_folder(make_food11, tmp_path):
+    data = make_food11("flat", per_class=1, splits=("training",))
+    with pytest.raises(DataError, match=r"nowhere: no such image folder"):
+        read_training(data, [tmp_path / "nowhere"])
+    partial = make_food11("class_id", per_class=1, splits=("training",), name="partial")
+    (data / "training" / "1_0.jpg").unlink()  # Dairy product now only in... no folder at all
+    for photo in (partial / "training" / "class_01").iterdir():
+        photo.unlink()
+    (partial / "training" / "class_01").rmdir()
+    with pytest.raises(DataError, match=r"training: no images for class 'Dairy product'"):
+        read_training(data, [partial / "training"])
+    result = CliRunner().invoke(app, ["model", "train", "--data", str(make_food11("flat", per_class=1, name="ok")),
+                                      "--extra", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert "nowhere: no such image folder" in result.output and "Traceback" not in result.output
+
+
 def test_load_images_bounds_the_image_size(make_food11):
     split = read_split(make_food11("flat", per_class=1, splits=("training",), side=96), "training")
     loaded = load_images(split.samples[:2], max_side=40)
@@ -118,6 +156,9 @@ def test_proxy_data_reads_in_the_original_layout():
     root = shared_data("food11-proxy")
     split = read_split(root, "validation")
     assert split.layout == "flat" and split.counts() == [100] * 11
+    training = read_training(root, [root / "training-extra"])
+    counts = training.counts()  # about 3,000 a class (Dessert 2,999), Dairy product only its 748
+    assert counts[1] == 748 and all(2990 <= n <= 3000 for i, n in enumerate(counts) if i != 1)
     fullres = read_split(shared_data("food101-fullres"), "evaluation", require_all_classes=False)
     assert {FOOD11_CLASSES[i] for i, n in enumerate(fullres.counts()) if n} == {
         "Dessert", "Meat", "Rice", "Vegetable/Fruit"}

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from onnx_models import tiny_artifact
+from servetune.cli import app
+from servetune.model.artifact import read_spec
 from servetune.model.evaluate import (
     EvaluationError,
     evaluate,
@@ -58,3 +61,18 @@ def test_evaluate_artifact_skips_corrupt_images_and_writes_outputs(make_food11, 
     paths = write_outputs(result, tmp_path / "out")
     assert all(path.stat().st_size > 0 for path in paths.values())
     assert len(paths["csv"].read_text().splitlines()) == 12
+
+
+def test_cli_eval_records_the_accuracy_in_the_artifact_under_a_name(make_food11, tmp_path):
+    data = make_food11("flat", per_class=2, splits=("evaluation",))
+    model = tiny_artifact(tmp_path / "tiny.onnx")
+    before = read_spec(model).accuracy
+    result = CliRunner().invoke(app, ["model", "eval", str(model), "--data", str(data), "--record", "fullres"])
+    assert result.exit_code == 0, result.output
+    accuracy = evaluate(model, data, "evaluation").accuracy
+    assert read_spec(model).accuracy == {**before, "fullres": round(accuracy, 4)}
+    assert "fullres" not in before
+    refused = CliRunner().invoke(app, ["model", "eval", "--data", str(data), "--via-http", "http://127.0.0.1:9",
+                                       "--record", "fullres"])
+    assert refused.exit_code != 0
+    assert "--record stores the accuracy in an artifact file" in refused.output and "Traceback" not in refused.output

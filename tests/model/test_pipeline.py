@@ -63,9 +63,13 @@ def test_resume_continues_from_the_checkpoint(run, tiny_food11, tmp_path):
               "--views", "1", "--finetune-blocks", "1", "--head-epochs", "6", "--finetune-epochs", "3",
               "--patience", "10", "--threads", "2", "--resume")
     summary = json.loads((copy / "train_summary.json").read_text())
-    # stage 1 was finished: only stage 2 runs, from epoch 3 (its first two epochs are in the checkpoint)
-    assert len(summary["stages"]) == 1
-    assert [h["epoch"] for h in summary["stages"][0]["history"]] == [1, 2, 3]
+    # stage 1 was finished: only stage 2 runs, from epoch 3 (its first two epochs are in the checkpoint);
+    # the summary still shows both stages
+    original = json.loads((run / "train_summary.json").read_text())
+    assert [stage["stage"] for stage in summary["stages"]] == [1, 2]
+    assert summary["stages"][0] == original["stages"][0]
+    assert [h["epoch"] for h in summary["stages"][1]["history"]] == [1, 2, 3]
+    assert summary["stages"][1]["history"][:2] == original["stages"][1]["history"]
 
 
 def test_onnx_export_matches_torch_and_carries_the_spec(run, tiny_food11):
@@ -81,6 +85,23 @@ def test_onnx_export_matches_torch_and_carries_the_spec(run, tiny_food11):
     probabilities, kept, skipped, _ = predict_offline(fp32, [sample])
     assert kept == [0] and not skipped
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+
+
+def test_export_at_another_input_size_serves_the_same_weights(run, tmp_path):
+    servetune("model", "export", str(run / "model.pt"), "--out", str(tmp_path / "tiny-48-fp32.onnx"),
+              "--no-int8", "--input-size", "48")
+    model, trained = load_trained(run / "model.pt")
+    spec = read_spec(tmp_path / "tiny-48-fp32.onnx")
+    assert (spec.input_size, spec.resize) == (48, round(trained.resize * 48 / 64))
+    assert spec.name == trained.name.removesuffix("-64") + "-48-fp32"
+    assert spec.accuracy == {}  # the trained side's validation accuracy does not hold at another side
+    image = np.random.default_rng(0).uniform(-1, 1, (2, 3, 48, 48)).astype(np.float32)
+    from servetune.model.evaluate import onnx_session
+
+    logits = onnx_session(tmp_path / "tiny-48-fp32.onnx").run(None, {"input": image})[0]
+    with torch.no_grad():
+        expected = model(torch.from_numpy(image)).numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
 
 
 def test_int8_artifact_is_smaller_and_close_to_fp32(run, tiny_food11):

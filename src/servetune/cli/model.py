@@ -84,6 +84,12 @@ def model_import(
 def model_train(
     data: Annotated[Path, typer.Option(help="Food-11 folder with training/ and validation/ (any layout)")],
     out: Annotated[Path, typer.Option(help="folder for checkpoint.pt, model.pt and train_summary.json")],
+    extra: Annotated[
+        list[Path] | None,
+        typer.Option(metavar="FOLDER",
+                     help="another folder of training images, any layout, may lack classes (repeatable)"),
+    ] = None,
+    balance: Annotated[bool, typer.Option(help="weight the loss so that every class counts the same")] = False,
     backbone: Annotated[str, typer.Option(help="lite0, lite1 or lite2")] = "lite0",
     input_size: Annotated[int, typer.Option(min=32, max=512, help="network input side in pixels")] = 160,
     views: Annotated[int, typer.Option(min=1, help="augmented copies of each training image")] = 3,
@@ -97,7 +103,9 @@ def model_train(
     head_lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="stage 1 learning rate (AdamW, cosine)")] = 2e-3,
     finetune_lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="stage 2 learning rate (AdamW, cosine)")] = 3e-4,
     mixup: Annotated[float, typer.Option(min=0.0, max=10.0, help="stage 2 mixup alpha (0: off; 0.2-0.4 typical)")] = 0.0,
-    per_class: Annotated[int | None, typer.Option(min=1, help="use only N images per class")] = None,
+    per_class: Annotated[
+        int | None, typer.Option(min=1, help="use only the first N training images per class (DATA's own first)")
+    ] = None,
     seed: int = 0,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores]")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
@@ -107,7 +115,7 @@ def model_train(
     from servetune.model.train import TrainConfig, train
 
     config = TrainConfig(
-        data=data, out=out, backbone=backbone, input_size=input_size, views=views, augment_every_epoch=augment_every_epoch,
+        data=data, out=out, extra=list(extra or []), balance=balance, backbone=backbone, input_size=input_size, views=views, augment_every_epoch=augment_every_epoch,
         finetune_blocks=finetune_blocks,
         head_epochs=head_epochs, finetune_epochs=finetune_epochs, patience=patience, head_lr=head_lr,
         finetune_lr=finetune_lr, mixup=mixup, per_class=per_class,
@@ -125,13 +133,17 @@ def model_export(
     int8: Annotated[bool, typer.Option(help="also write the INT8 (QDQ, per-channel) artifact")] = True,
     calibration_images: Annotated[int, typer.Option(min=1)] = 256,
     per_class: Annotated[int | None, typer.Option(min=1, help="evaluate on N images per class only")] = None,
+    input_size: Annotated[
+        int | None,
+        typer.Option(min=32, max=512, help="serve the weights at this input side [default: the trained one]"),
+    ] = None,
 ) -> None:
     """Export to ONNX (fp32, opset 17) and INT8; with --data, measure both on the evaluation split."""
     from servetune.model.export import export_and_quantize
 
     if int8 and data is None:
         raise OptionError("INT8 calibration needs training images: pass --data FOLDER (or --no-int8)")
-    results = export_and_quantize(trained, out, data, int8, calibration_images, per_class)
+    results = export_and_quantize(trained, out, data, int8, calibration_images, per_class, input_size=input_size)
     for path, accuracy in results.items():
         measured = f", evaluation accuracy {accuracy:.2%}" if accuracy is not None else ""
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{measured})")
@@ -150,20 +162,30 @@ def model_eval(
     via_http: Annotated[str | None, typer.Option(help="evaluate through a running server's POST /predict")] = None,
     threads: Annotated[int | None, typer.Option(min=1)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="print a machine-readable summary")] = False,
+    record: Annotated[
+        str | None,
+        typer.Option(help="store the accuracy in the artifact's metadata under this name (e.g. food101-fullres)"),
+    ] = None,
 ) -> None:
     """Accuracy, top-3, per-class accuracy, confusion matrix and calibration error on one split."""
     import json
 
     from rich.progress import Progress
 
-    from servetune.model.artifact import existing_model_path
+    from servetune.model.artifact import existing_model_path, read_spec
     from servetune.model.evaluate import evaluate, write_outputs
 
+    if record is not None and (via_http or model is None):
+        raise OptionError("--record stores the accuracy in an artifact file: give MODEL (not --via-http)")
     model_path = None if via_http else existing_model_path(model)
     with Progress(transient=True, disable=json_output) as progress:
         result = evaluate(model_path, data, split, per_class, via_http, threads, progress)
     if out is not None:
         write_outputs(result, out)
+    if record is not None:
+        from servetune.model.export import record_accuracy
+
+        record_accuracy(model_path, {**read_spec(model_path).accuracy, record: round(result.accuracy, 4)})
     if json_output:
         summary = result.summary()
         summary.pop("skipped")

@@ -104,7 +104,16 @@ def read_split(
     Training needs every class; an evaluation set may cover only some (require_all_classes=False), but a
     class folder that exists and holds no image is always an error.
     """
-    folder = split_dir(root, split)
+    return read_folder(split_dir(root, split), split, class_names, require_all_classes)
+
+
+def read_folder(
+    folder: str | Path, name: str, class_names: list[str] = FOOD11_CLASSES, require_all_classes: bool = True
+) -> Split:
+    """List the images of one folder laid out like a split (flat, class_id or class_name)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such image folder")
     layout = detect_layout(folder)
     if layout == "flat":
         samples = flat_samples(folder, len(class_names))
@@ -112,13 +121,32 @@ def read_split(
         samples = class_id_samples(folder, len(class_names))
     else:
         samples = class_name_samples(folder, class_names)
-    result = Split(split, folder, layout, list(class_names), samples)
+    result = Split(name, folder, layout, list(class_names), samples)
     if not samples:
         raise DataError(f"{folder}: no images ({layout} layout)")
-    empty = [class_names[i] for i, n in enumerate(result.counts()) if n == 0]
-    if require_all_classes and empty:
-        raise DataError(f"{folder}: no images for class {', '.join(repr(c) for c in empty)} ({layout} layout)")
+    check_all_classes(result, require_all_classes)
     return result
+
+
+def check_all_classes(split: Split, require_all_classes: bool = True) -> None:
+    empty = [split.class_names[i] for i, n in enumerate(split.counts()) if n == 0]
+    if require_all_classes and empty:
+        raise DataError(
+            f"{split.root}: no images for class {', '.join(repr(c) for c in empty)} ({split.layout} layout)"
+        )
+
+
+def read_training(root: str | Path, extra: list[Path] = (), class_names: list[str] = FOOD11_CLASSES) -> Split:
+    """The training split of `root` followed by the images of each `extra` folder (any layout; an extra
+    folder may lack classes, the union must have them all). Order is stable: `subset` then takes the
+    split's own images of a class first."""
+    training = read_split(root, "training", class_names, require_all_classes=not extra)
+    samples = list(training.samples)
+    for folder in extra:
+        samples.extend(read_folder(folder, "training", class_names, require_all_classes=False).samples)
+    union = Split("training", training.root, training.layout, list(class_names), samples)
+    check_all_classes(union)
+    return union
 
 
 def check_class_id(class_id: int, num_classes: int, path: Path) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 from servetune.config import FOOD11_CLASSES
 from servetune.errors import ServetuneError
 from servetune.model.artifact import read_spec
+from servetune.model.balance import per_class_accuracy
 from servetune.model.data import Sample, read_split, subset
 from servetune.model.preprocess import ImageError, load_and_preprocess
 from servetune.model.ranking import ranked, top1
@@ -145,9 +146,7 @@ def metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str
     confusion = np.zeros((classes, classes), dtype=int)
     np.add.at(confusion, (labels, predicted), 1)
     top3 = ranked(probabilities)[:, :3]
-    per_class = {
-        name: float(confusion[i, i] / confusion[i].sum()) for i, name in enumerate(class_names) if confusion[i].sum()
-    }
+    per_class = per_class_accuracy(labels, predicted, class_names)
     return Evaluation(
         model=model, split=split, count=len(labels),
         accuracy=float((predicted == labels).mean()),

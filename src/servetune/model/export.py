@@ -62,11 +62,24 @@ def int8_path(fp32_path: Path) -> Path:
     return fp32_path.with_name(f"{stem}-int8{fp32_path.suffix}")
 
 
+def at_input_size(spec: ModelSpec, input_size: int) -> ModelSpec:
+    """The spec for serving the same weights at another input side. EfficientNet-Lite is convolutional up
+    to a global pooling, so any side works; the resize keeps the crop ratio and the name says the side."""
+    suffix = f"-{spec.input_size}"
+    stem = spec.name.removesuffix(suffix) if spec.name.endswith(suffix) else spec.name
+    return spec.model_copy(update={
+        "name": f"{stem}-{input_size}", "input_size": input_size,
+        "resize": round(spec.resize * input_size / spec.input_size), "accuracy": {},
+    })
+
+
 def export_and_quantize(
     trained: str | Path, out: str | Path, data: str | Path | None = None, int8: bool = True,
     calibration_count: int = 256, per_class: int | None = None, split: str = "evaluation",
+    input_size: int | None = None,
 ) -> dict[Path, float | None]:
-    """model.pt -> fp32 artifact (+ INT8 twin calibrated on `data`'s training split).
+    """model.pt -> fp32 artifact (+ INT8 twin calibrated on `data`'s training split), at the trained input
+    side or at `input_size`.
 
     With `data`, each artifact is evaluated on `split` and the accuracy is stored in its metadata
     (ModelSpec.accuracy); returns {artifact path: accuracy or None}.
@@ -77,6 +90,8 @@ def export_and_quantize(
     from servetune.model.train import load_trained
 
     model, spec = load_trained(trained)
+    if input_size is not None and input_size != spec.input_size:
+        spec = at_input_size(spec, input_size)
     paths = [export_onnx(model, spec, out)]
     if int8:
         if data is None:

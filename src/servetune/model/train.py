@@ -10,7 +10,11 @@ maps with a lower learning rate; each epoch draws a random cached view of each i
 frozen lower blocks on it again: slower per epoch, but the top blocks never see the same view twice, which
 is what keeps a small training set from being memorised.
 Both stages stop early on validation accuracy and keep the best weights. A checkpoint is written after
-every epoch; `resume=True` continues from it (the caches are rebuilt identically from the seed).
+every epoch, with the random generators' states; `resume=True` continues from it (the caches are rebuilt
+identically from the seed), so a killed run ends where an uninterrupted one would.
+
+Training images come from the data folder's training split plus any `extra` folders; with `balance`, both
+stages weight the loss so that every class counts the same however many photos it has.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from servetune.config import FOOD11_CLASSES, ModelSpec
 from servetune.errors import ServetuneError
 from servetune.model.augment import Augmentation, augment
 from servetune.model.backbones import BACKBONES, build_backbone
-from servetune.model.data import LoadedImages, load_images, read_split, subset
+from servetune.model.balance import class_weights, per_class_accuracy
+from servetune.model.data import LoadedImages, load_images, read_split, read_training, subset
 from servetune.model.preprocess import preprocess
 
 CHECKPOINT = "checkpoint.pt"
@@ -56,6 +61,8 @@ class TrainError(ServetuneError):
 class TrainConfig:
     data: Path
     out: Path
+    extra: list[Path] = field(default_factory=list)  # more training folders (any layout), added to data/training
+    balance: bool = False  # weight the loss by inverse class frequency
     backbone: str = "lite0"
     input_size: int = 160
     resize: int | None = None  # default: input_size / 0.875 (the usual centre-crop ratio)
@@ -72,7 +79,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     mixup: float = 0.0  # stage 2: Beta(alpha, alpha) mixup of the lower blocks' maps; 0 = off
     seed: int = 0
-    per_class: int | None = None  # use only the first N images of each class (quick runs and tests)
+    per_class: int | None = None  # use only the first N training images of each class (data/training first)
     resume: bool = False
     threads: int | None = None
     data_description: str = ""
@@ -107,7 +114,8 @@ def progress_bar() -> Progress:
 
 
 def load_split(config: TrainConfig, split: str, progress: Progress) -> LoadedImages:
-    samples = subset(read_split(config.data, split).samples, config.per_class)
+    listed = read_training(config.data, config.extra) if split == "training" else read_split(config.data, split)
+    samples = subset(listed.samples, config.per_class)
     task = progress.add_task(f"read {split}", total=len(samples), info="")
     # Keep a little more than the network needs: random crops zoom in, and memory stays bounded.
     loaded = load_images(samples, max_side=2 * config.input_size, progress=lambda: progress.advance(task))
@@ -245,17 +253,39 @@ class StageState:
     history: list[dict] = field(default_factory=list)
 
 
-def save_checkpoint(path: Path, model, optimizer, state: StageState, best_state: dict) -> None:
+def generator_states(generators: dict) -> dict:
+    """The states of torch's global generator (dropout, mixup weights) and of a stage's own generators."""
+    states = {"torch_global": torch.get_rng_state()}
+    for name, generator in generators.items():
+        states[name] = generator.get_state() if isinstance(generator, torch.Generator) else generator.bit_generator.state
+    return states
+
+
+def restore_generators(states: dict, generators: dict) -> None:
+    torch.set_rng_state(states["torch_global"])
+    for name, generator in generators.items():
+        if isinstance(generator, torch.Generator):
+            generator.set_state(states[name])
+        else:
+            generator.bit_generator.state = states[name]
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, state: StageState, best_state: dict, generators: dict,
+                    finished: list[StageState]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": asdict(state), "best": best_state},
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+         "state": asdict(state), "best": best_state,
+         "generators": generator_states(generators), "finished": [asdict(s) for s in finished]},
         tmp,
     )
     tmp.replace(path)
 
 
-def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, progress, resume_from, device):
-    """Epoch loop shared by both stages: train, validate, early-stop, checkpoint."""
+def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, progress, resume_from, generators,
+              finished):
+    """Epoch loop shared by both stages: train, validate, early-stop, checkpoint (with `generators`' states
+    and the `finished` stages, so a resumed run repeats neither)."""
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
     state = StageState(stage)
@@ -265,8 +295,15 @@ def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, pr
         optimizer.load_state_dict(resume_from["optimizer"])
         state = StageState(**resume_from["state"])
         best_state = resume_from["best"]
-        for _ in range(state.epoch):
-            scheduler.step()
+        if "generators" in resume_from:  # checkpoints of earlier versions have none
+            restore_generators(resume_from["generators"], generators)
+        if "scheduler" in resume_from:
+            scheduler.load_state_dict(resume_from["scheduler"])
+        else:  # earlier checkpoints: replay the schedule from the initial rate (the cosine steps are relative)
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"]
+            for _ in range(state.epoch):
+                scheduler.step()
     task = progress.add_task(f"stage {stage}", total=epochs, completed=state.epoch, info="")
     while state.epoch < epochs and state.bad_epochs < config.patience:
         train_loss, train_acc = train_step(optimizer)
@@ -282,7 +319,7 @@ def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, pr
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             state.bad_epochs += 1
-        save_checkpoint(config.out / CHECKPOINT, model, optimizer, state, best_state)
+        save_checkpoint(config.out / CHECKPOINT, model, optimizer, scheduler, state, best_state, generators, finished)
         info = (f"loss {train_loss:.3f} acc {train_acc:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f} "
                 f"(best {state.best_accuracy:.3f})")
         progress.update(task, advance=1, info=info)
@@ -292,6 +329,13 @@ def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, pr
     return state
 
 
+def loss_weights(config, caches: Caches, device) -> torch.Tensor | None:
+    if not config.balance:
+        return None
+    counts = torch.bincount(caches.train_labels, minlength=len(FOOD11_CLASSES)).tolist()
+    return torch.tensor(class_weights(counts), dtype=torch.float32, device=device)
+
+
 def train_head(config, model, caches: Caches, cut, device, progress, resume):
     views = min(config.head_views, caches.train_maps.shape[0])
     features = pooled(model, caches.train_maps[:views].flatten(0, 1), cut, device, 256)
@@ -299,7 +343,7 @@ def train_head(config, model, caches: Caches, cut, device, progress, resume):
     val_features = pooled(model, caches.val_maps, cut, device, 256)
     val_labels = caches.val_labels
     generator = torch.Generator().manual_seed(config.seed + 1)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    criterion = nn.CrossEntropyLoss(weight=loss_weights(config, caches, device), label_smoothing=config.label_smoothing)
 
     def train_step(optimizer):
         model._dropout.train()
@@ -313,7 +357,7 @@ def train_head(config, model, caches: Caches, cut, device, progress, resume):
 
     return run_stage(
         config, 1, model, model._fc.parameters(), config.head_lr, config.head_epochs, train_step, evaluate,
-        progress, resume, device,
+        progress, resume, {"order": generator}, [],
     )
 
 
@@ -330,13 +374,13 @@ def fresh_batches(config, model, spec, caches: Caches, order, cut, device, rng, 
     progress.remove_task(task)
 
 
-def finetune_top(config, model, spec, caches: Caches, cut, device, progress, resume):
+def finetune_top(config, model, spec, caches: Caches, cut, device, progress, resume, finished):
     top = top_modules(model, cut)
     params = [p for module in top for p in module.parameters()]
     views, count = caches.train_maps.shape[:2]
     generator = torch.Generator().manual_seed(config.seed + 2)
     rng = np.random.default_rng(config.seed + 3)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    criterion = nn.CrossEntropyLoss(weight=loss_weights(config, caches, device), label_smoothing=config.label_smoothing)
 
     def train_step(optimizer):
         model.eval()
@@ -359,8 +403,16 @@ def finetune_top(config, model, spec, caches: Caches, cut, device, progress, res
 
     return run_stage(
         config, 2, model, params, config.finetune_lr, config.finetune_epochs, train_step, evaluate,
-        progress, resume, device,
+        progress, resume, {"order": generator, "augment": rng}, finished,
     )
+
+
+@torch.no_grad()
+def validation_per_class(model, caches: Caches, cut, device) -> dict[str, float]:
+    model.eval()
+    predicted = torch.cat([top_forward(model, caches.val_maps[i : i + 256].to(device), cut).argmax(1).cpu()
+                           for i in range(0, len(caches.val_maps), 256)])
+    return per_class_accuracy(caches.val_labels.numpy(), predicted.numpy(), FOOD11_CLASSES)
 
 
 def train(config: TrainConfig) -> Path:
@@ -391,22 +443,30 @@ def train(config: TrainConfig) -> Path:
     with progress_bar() as progress:
         caches = build_caches(config, model, spec, cut, device, progress)
         timings["cache_s"] = time.perf_counter() - started
-        stages = []
+        progress.console.print(f"cached the lower blocks' output for {caches.train_maps.shape[1]} training and "
+                               f"{len(caches.val_maps)} validation images in {timings['cache_s']:.0f} s")
+        stages = [StageState(**s) for s in resume.get("finished", [])] if resume is not None else []
         if resume is None or resume["state"]["stage"] == 1:
             stages.append(train_head(config, model, caches, cut, device, progress, resume))
             resume = None
         timings["head_s"] = time.perf_counter() - started - timings["cache_s"]
         if config.finetune_epochs > 0:
-            stages.append(finetune_top(config, model, spec, caches, cut, device, progress, resume))
+            stages.append(finetune_top(config, model, spec, caches, cut, device, progress, resume, list(stages)))
+        val_per_class = validation_per_class(model, caches, cut, device)
+        progress.console.print("validation accuracy per class: " + ", ".join(
+            f"{name} {accuracy:.1%}" for name, accuracy in val_per_class.items()))
     timings["total_s"] = time.perf_counter() - started
-    val_accuracy = max(stage.best_accuracy for stage in stages)
+    val_accuracy = stages[-1].best_accuracy  # the weights kept are the last stage's best
     spec = spec.model_copy(update={"accuracy": {"validation": round(val_accuracy, 4)}})
     path = config.out / TRAINED
     torch.save({"backbone": config.backbone, "state_dict": model.cpu().state_dict(), "spec": spec.model_dump()}, path)
     summary = {
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "config": json.loads(json.dumps(asdict(config), default=str)),
         "device": str(device), "threads": torch.get_num_threads(), "timings": timings,
-        "validation_accuracy": val_accuracy, "stages": [asdict(s) for s in stages],
+        "validation_accuracy": val_accuracy, "validation_per_class": val_per_class,
+        "training_per_class": dict(zip(FOOD11_CLASSES, torch.bincount(
+            caches.train_labels, minlength=len(FOOD11_CLASSES)).tolist(), strict=True)),
+        "stages": [asdict(s) for s in stages],
     }
     (config.out / SUMMARY).write_text(json.dumps(summary, indent=2))
     return path
