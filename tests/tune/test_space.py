@@ -77,6 +77,7 @@ def test_an_unknown_field_names_the_file_the_field_and_the_allowed_ones(tmp_path
     ({"cpu_request": [0.1], "memory_request_mb": [128],
       "autoscaling": {"min_replicas": [3], "max_replicas": [2]}}, "every max_replicas is below"),
     ("cpu_request: [0.1\n", "invalid YAML"),
+    ("cpu_request: [0.1]\nmemory_request_mb: [128]\ncpu_request: [0.5]\n", "line 3: duplicate key 'cpu_request'"),
     ("- 1\n- 2\n", "expected a mapping"),
     ({"cpu_request": [0.1], "memory_request_mb": [128], "base": "no-such-spec"}, "base: no-such-spec"),
 ])

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from servetune.backend.protocol import BackendName
 from servetune.config import DeploymentSpec, RunSummary
 from servetune.deploy.spec import SpecError, load_deployment_spec
 from servetune.errors import ServetuneError
@@ -95,8 +96,8 @@ class TuneResult:
 
 def read_inputs(options: TuneOptions) -> Inputs:
     """Everything a tune needs, checked before it starts; TuneError otherwise."""
-    if options.real.backend not in ("local", "kubernetes"):
-        raise TuneError(f"--backend must be local or kubernetes, not {options.real.backend!r}")
+    if options.real.backend not in set(BackendName):
+        raise TuneError(f"--backend must be {' or '.join(BackendName)}, not {options.real.backend!r}")
     if (options.out / "frontier.json").exists():
         raise TuneError(f"{options.out}: already holds a tune (frontier.json); choose another --out")
     try:

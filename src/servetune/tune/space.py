@@ -26,6 +26,7 @@ from servetune.config import (
 )
 from servetune.deploy.spec import SpecError, load_deployment_spec
 from servetune.errors import ServetuneError
+from servetune.yaml_unique import safe_load_unique_keys
 
 DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
 
@@ -231,7 +232,7 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
     """The space in a YAML file (the bundled default when None); SpaceError names the file and problem."""
     path = Path(path) if path is not None else DEFAULT_SPACE
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_unique_keys(path.read_text(encoding="utf-8"))  # a key given twice is refused
     except FileNotFoundError:
         raise SpaceError(f"{path}: no such search space file") from None
     except OSError as error:

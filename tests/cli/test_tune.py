@@ -82,7 +82,7 @@ def test_simulate_warns_when_no_pod_fits_the_capacity():
 
 
 def test_calibrate_from_a_run_writes_a_calibration_simulate_reads(tmp_path):
-    run = Path(__file__).parent / "data" / "recorded-hpa50"
+    run = Path(__file__).parents[1] / "data" / "recorded-hpa50"
     result = servetune("tune", "calibrate", "--from-run", str(run), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     written = tmp_path / "food11-lite0-112-int8-recorded-hpa50" / "calibration.json"
