@@ -303,6 +303,9 @@ def test_deploy_local_stops_on_sigterm_or_ctrl_c_while_waiting_for_readiness(tmp
         [sys.executable, "-c", "from servetune.cli import app; app()", "deploy", "local", str(spec_file),
          "--model", str(model), "--port", "0", "--workdir", str(workdir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        # A user's Ctrl-C reaches a foreground command; under a background job (nohup ... &) the suite itself
+        # starts with SIGINT ignored, and a Python started so never turns SIGINT into KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not (workdir / "state.json").is_file():
