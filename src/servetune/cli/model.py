@@ -172,7 +172,7 @@ def model_eval(
 
     from rich.progress import Progress
 
-    from servetune.model.artifact import existing_model_path, read_spec
+    from servetune.model.artifact import existing_model_path, record_accuracy
     from servetune.model.evaluate import evaluate, write_outputs
 
     if record is not None and (via_http or model is None):
@@ -183,9 +183,7 @@ def model_eval(
     if out is not None:
         write_outputs(result, out)
     if record is not None:
-        from servetune.model.export import record_accuracy
-
-        record_accuracy(model_path, {**read_spec(model_path).accuracy, record: round(result.accuracy, 4)})
+        record_accuracy(model_path, record, round(result.accuracy, 4))
     if json_output:
         summary = result.summary()
         summary.pop("skipped")

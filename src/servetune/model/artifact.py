@@ -72,6 +72,16 @@ def save_artifact(model: onnx.ModelProto, spec: ModelSpec, path: str | Path) -> 
     return path
 
 
+def record_accuracy(path: str | Path, name: str, accuracy: float) -> None:
+    """Store a measured accuracy under `name` in the artifact's metadata (ModelSpec.accuracy), keeping the
+    others; the file is rewritten in place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    spec = spec_from_metadata({prop.key: prop.value for prop in model.metadata_props}, str(path))
+    save_artifact(model, spec.model_copy(update={"accuracy": {**spec.accuracy, name: accuracy}}), path)
+
+
 def read_spec(path: str | Path) -> ModelSpec:
     """Read the ModelSpec of an artifact without building a full inference session."""
     import onnxruntime as ort

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from servetune.config import ModelSpec
 from servetune.errors import ServetuneError
-from servetune.model.artifact import save_artifact
+from servetune.model.artifact import record_accuracy, save_artifact
 
 OPSET = 17
 
@@ -84,7 +84,6 @@ def export_and_quantize(
     With `data`, each artifact is evaluated on `split` and the accuracy is stored in its metadata
     (ModelSpec.accuracy); returns {artifact path: accuracy or None}.
     """
-    from servetune.model.artifact import read_spec
     from servetune.model.evaluate import evaluate
     from servetune.model.quantize import calibration_images, quantize_int8
     from servetune.model.train import load_trained
@@ -102,16 +101,7 @@ def export_and_quantize(
         accuracy = None
         if data is not None:
             accuracy = evaluate(path, data, split, per_class).accuracy
-            record_accuracy(path, {**read_spec(path).accuracy, split: round(accuracy, 4)})
+            record_accuracy(path, split, round(accuracy, 4))
         results[path] = accuracy
     return results
 
-
-def record_accuracy(path: Path, accuracy: dict[str, float]) -> None:
-    """Store measured accuracy in the artifact's metadata (ModelSpec.accuracy)."""
-    import onnx
-
-    from servetune.model.artifact import read_spec
-
-    spec = read_spec(path).model_copy(update={"accuracy": accuracy})
-    save_artifact(onnx.load(str(path)), spec, path)

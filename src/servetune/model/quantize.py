@@ -9,6 +9,7 @@ while it runs the instrumented model), and each batch is folded into the ranges 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import numpy as np
 
 from servetune.config import ModelSpec
 from servetune.errors import FailedError
-from servetune.model.artifact import attach_spec, read_spec, save_artifact
+from servetune.model.artifact import read_spec, record_accuracy, save_artifact
 from servetune.model.data import read_split
 from servetune.model.preprocess import ImageError, load_and_preprocess
 from servetune.model.ranking import top1
@@ -96,6 +97,9 @@ class Calibration:
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.arrays
 
+    def __len__(self) -> int:
+        return self.count
+
 
 def calibration_images(data: str | Path, spec: ModelSpec, count: int = 256, seed: int = 0) -> Calibration:
     """`count` training images drawn evenly at random, preprocessed exactly as serving does, one at a time.
@@ -133,8 +137,7 @@ def quantize_int8(
         input_name = onnx.load(str(prepared)).graph.input[0].name
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(
-            str(prepared), str(quantized), CalibrationImages(input_name, calibration, len(calibration) if isinstance(calibration, list)
-                                                 else calibration.count, batch_size),
+            str(prepared), str(quantized), CalibrationImages(input_name, calibration, len(calibration), batch_size),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
@@ -168,8 +171,6 @@ def quantize_checked(
 ) -> tuple[Path, Int8Check]:
     """The INT8 twin, written only when it loses at most `max_loss` top-1 accuracy on DATA's evaluation
     split; its metadata records the accuracy measured there. Raises Int8LossError otherwise."""
-    import onnx
-
     out_path = Path(out_path)
     spec = read_spec(fp32_path)
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,9 +181,7 @@ def quantize_checked(
                 f"{out_path}: not written: {check.describe()}; the loss exceeds {max_loss * 100:g} pp "
                 "(allow more with --int8-max-loss, or calibrate on more representative images)"
             )
-        model = onnx.load(str(candidate))
-        int8_spec = read_spec(candidate)
-    int8_spec = int8_spec.model_copy(update={"accuracy": {check.split: check.int8_accuracy}})
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(attach_spec(model, int8_spec), str(out_path))
+        record_accuracy(candidate, check.split, check.int8_accuracy)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(candidate, out_path)
     return out_path, check
