@@ -22,7 +22,7 @@ from servetune.model.artifact import read_spec
 from servetune.model.balance import per_class_accuracy
 from servetune.model.data import Sample, read_split, subset
 from servetune.model.preprocess import ImageError, load_and_preprocess
-from servetune.model.ranking import ranked, top1
+from servetune.model.ranking import class_probabilities, ranked, top1
 
 ECE_BINS = 15
 
@@ -60,11 +60,6 @@ def onnx_session(model_path: str | Path, threads: int | None = None):
     return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 def predict_offline(model_path, samples: list[Sample], threads=None, batch_size=32, advance=None):
     """-> (probabilities (N,C) for the readable samples, their indices, skipped [(path, reason)])."""
     spec = read_spec(model_path)
@@ -75,7 +70,7 @@ def predict_offline(model_path, samples: list[Sample], threads=None, batch_size=
     def flush():
         if batch:
             out = session.run(None, {input_name: np.stack(batch)})[0]
-            probabilities.append(softmax(out) if spec.output == "logits" else out)
+            probabilities.append(class_probabilities(out, spec.output))
             kept.extend(batch_index)
             batch.clear()
             batch_index.clear()

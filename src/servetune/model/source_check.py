@@ -17,7 +17,7 @@ from PIL import Image
 
 from servetune.config import ModelSpec
 from servetune.model.preprocess import RESIZE_FILTERS, load_and_preprocess
-from servetune.model.ranking import top1
+from servetune.model.ranking import class_probabilities, top1
 
 SAMPLE_SIZES = [(1280, 960), (640, 480), (480, 640), (1024, 1024), (300, 200), (96, 64), (2000, 1500), (224, 224)]
 
@@ -62,14 +62,6 @@ def reference_input(data: bytes, spec: ModelSpec) -> np.ndarray:
     return pixels.transpose(2, 0, 1) if spec.layout == "NCHW" else pixels
 
 
-def probabilities(scores: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    scores = np.asarray(scores, dtype=np.float64)
-    if spec.output == "probabilities":
-        return scores
-    exp = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def compare(
     source_predict: Callable[[np.ndarray], np.ndarray],
     artifact_predict: Callable[[np.ndarray], np.ndarray],
@@ -77,8 +69,10 @@ def compare(
     photos: list[bytes],
 ) -> Agreement:
     """Run the source on reference inputs and the artifact on its own preprocessing of the same photos."""
-    expected = probabilities(source_predict(np.stack([reference_input(p, spec) for p in photos])), spec)
-    actual = probabilities(artifact_predict(np.stack([load_and_preprocess(p, spec) for p in photos])), spec)
+    source = source_predict(np.stack([reference_input(p, spec) for p in photos]))
+    artifact = artifact_predict(np.stack([load_and_preprocess(p, spec) for p in photos]))
+    expected = class_probabilities(np.asarray(source, dtype=np.float64), spec.output)
+    actual = class_probabilities(np.asarray(artifact, dtype=np.float64), spec.output)
     return Agreement(
         photos=len(photos),
         top1_agree=int((top1(expected) == top1(actual)).sum()),
