@@ -16,13 +16,6 @@ KERAS2_MODULES = ("keras.src.engine.functional", "keras.engine.functional", "ker
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 
 
-def is_keras2(config: dict, keras_version: str | None) -> bool:
-    """True for a file written by Keras 2 (the version field, or a Keras 2 module path inside)."""
-    if keras_version:
-        return keras_version.split(".")[0] == "2"
-    return any(module in str(config) for module in KERAS2_MODULES)
-
-
 def upgrade_config(config: dict) -> dict:
     """The Keras 3 form of a Keras 2 model (or layer) config; the argument is left unchanged."""
     config = copy.deepcopy(config)
@@ -68,12 +61,9 @@ def shift_nested_model_nodes(config: dict) -> None:
               if layer.get("class_name") in MODEL_CLASSES and "name" in layer.get("config", {})}
     if not nested:
         return
-    for layer in config["layers"]:
-        for node in layer.get("inbound_nodes", []):
-            for reference in node if isinstance(node, list) else []:
-                if isinstance(reference, list) and reference and reference[0] in nested and reference[1] > 0:
-                    reference[1] -= 1
-    for key in ("input_layers", "output_layers"):
-        for reference in config.get(key, []):
-            if isinstance(reference, list) and reference and reference[0] in nested and reference[1] > 0:
-                reference[1] -= 1
+    references = [reference for layer in config["layers"] for node in layer.get("inbound_nodes", [])
+                  if isinstance(node, list) for reference in node]
+    references += [*config.get("input_layers", []), *config.get("output_layers", [])]
+    for reference in references:
+        if isinstance(reference, list) and reference and reference[0] in nested and reference[1] > 0:
+            reference[1] -= 1
