@@ -168,7 +168,6 @@ def summarize_simulation(
     requests: list[tuple] | None,
     events: list[str],
     seed: int,
-    workers: int,
 ) -> Simulation:
     """The files' contents and analyze's statistics from the simulator's counters."""
     runs = profile.runs()
@@ -243,13 +242,13 @@ def summarize_simulation(
         accuracy=value,
         accuracy_source=source,
         model=calibration.model,
-        phases=_phases(profile, raw, load_rows, resources, samples, run_starts, run_ends),
+        phases=_phases(profile, raw, load_rows, resources, samples, run_ends),
     )
     return Simulation(spec, profile, calibration, statistics, resources, load_rows, record_list, events, seed)
 
 
 def _phases(profile: LoadProfile, raw: RawRun, load_rows: list[LoadRunRow], resources: list[ResourceSample],
-            samples: list[tuple], run_starts: list[float], run_ends: list[float]) -> list[PhaseSummary]:
+            samples: list[tuple], run_ends: list[float]) -> list[PhaseSummary]:
     runs = profile.runs()
     summaries = []
     for index, phase in enumerate(profile.phases):

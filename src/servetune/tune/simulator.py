@@ -660,5 +660,5 @@ def simulate(
     engine.run()
     return summarize_simulation(
         spec, profile, calibration, engine.raw, engine.samples, engine.monitor_interval,
-        engine.run_starts, engine.run_ends, engine.requests, engine.events, seed, engine.setup.workers,
+        engine.run_starts, engine.run_ends, engine.requests, engine.events, seed,
     )
