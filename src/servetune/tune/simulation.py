@@ -19,7 +19,15 @@ import numpy as np
 import yaml
 
 from servetune import __version__
-from servetune.analyze.stats import mean, offered_rate, phase_label, transaction_rate, weighted_response_time
+from servetune.analyze.stats import (
+    load_statistics,
+    mean,
+    offered_rate,
+    phase_label,
+    sample_statistics,
+    transaction_rate,
+    weighted_response_time,
+)
 from servetune.config import (
     DeploymentSpec,
     LoadProfile,
@@ -203,9 +211,6 @@ def summarize_simulation(
             for sent, latency, status, run, replica in requests
         ]
 
-    okay = sum(raw.okay)
-    failed = sum(raw.failed)
-    seconds = sum(row.elap_time for row in load_rows)
     all_latencies = [x for phase in raw.latencies for x in phase]
     p50, p95, p99 = _percentiles(all_latencies)
     request_count = sum(raw.requests)
@@ -218,22 +223,9 @@ def summarize_simulation(
     statistics = RunSummary(
         run_dir="",
         name=spec.name,
-        memory_requested_KB=mean([s.mem_req_KB for s in resources]),
-        memory_used_KB=mean([s.mem_use_KB for s in resources]),
-        transaction_rate=transaction_rate(load_rows),
-        response_time_s=weighted_response_time(load_rows),
-        cpu_requested_core=mean([s.cpu_req_core for s in resources]),
-        cpu_used_core=mean([s.cpu_use_core for s in resources]),
-        cpu_limit_core=mean([s.cpu_lim_core for s in resources]),
-        memory_limit_KB=mean([s.mem_lim_KB for s in resources]),
+        **sample_statistics(resources),
+        **load_statistics(load_rows),
         replica_seconds=replica_seconds,
-        mean_replicas=mean([s.n_replica for s in resources]),
-        max_replicas=max(s.n_replica for s in resources),
-        evaluation_s=seconds,
-        runs=len(load_rows),
-        transactions=sum(raw.trans),
-        okay=okay,
-        failed=failed,
         failure_rate=sum(raw.not_okay) / request_count if request_count else 0.0,
         requests=request_count,
         latency_p50_s=p50,
