@@ -47,7 +47,7 @@ from servetune.config import RunSummary
 from servetune.deploy.spec import load_deployment_spec
 from servetune.host.cgroups import allocatable
 from servetune.load.profile import load_profile, parse_profile
-from servetune.runfolder import SPEC_FILE
+from servetune.runfolder import SPEC_FILE, RunFolder
 from servetune.tune.calibration import Calibration, default_calibration, load_calibration
 from servetune.tune.constraints import Constraints, model_facts
 from servetune.tune.evaluate import MEMORY_SHARING, CandidateSimulator, memory_never_binds, process_pool
@@ -120,7 +120,7 @@ def mean_summary(summaries: list[RunSummary], field: str) -> float:
 
 
 def fidelity(calibration, runs: Path, seeds: int, node_from_run: bool) -> None:
-    folders = sorted(p for p in runs.iterdir() if (p / "run.json").is_file() and (p / "spec.yaml").is_file())
+    folders = sorted(p for p in runs.iterdir() if RunFolder(p).holds_a_run() and (p / SPEC_FILE).is_file())
     if not folders:
         sys.exit(f"error: {runs}: no run folders (with run.json and spec.yaml)")
     cores, memory = allocatable()
@@ -131,7 +131,7 @@ def fidelity(calibration, runs: Path, seeds: int, node_from_run: bool) -> None:
     for folder in folders:
         real = summarize(folder)
         spec = load_deployment_spec(folder / SPEC_FILE)
-        profile = parse_profile(folder / "load_profile.yaml")
+        profile = parse_profile(RunFolder(folder).profile_copy)
         node = json.loads((folder / "node.json").read_text()) if (folder / "node.json").is_file() else {}
         others = node.get("others_cores")
         node_cpu = min(cores, busiest_cores(real, calibration)) if node_from_run else cores

@@ -256,11 +256,36 @@ def summarize(run_dir: str | Path) -> RunSummary:
     return summarize_data(RunData(run_dir))
 
 
+def sample_statistics(samples: Sequence[ResourceSample]) -> dict[str, float]:
+    """The RunSummary fields taken from the monitor's samples alone (plain means, the most replicas)."""
+    return {
+        "memory_requested_KB": mean([s.mem_req_KB for s in samples]),
+        "memory_used_KB": mean([s.mem_use_KB for s in samples]),
+        "cpu_requested_core": mean([s.cpu_req_core for s in samples]),
+        "cpu_used_core": mean([s.cpu_use_core for s in samples]),
+        "cpu_limit_core": mean([s.cpu_lim_core for s in samples]),
+        "memory_limit_KB": mean([s.mem_lim_KB for s in samples]),
+        "mean_replicas": mean([s.n_replica for s in samples]),
+        "max_replicas": max(s.n_replica for s in samples),
+    }
+
+
+def load_statistics(rows: Sequence[LoadRunRow]) -> dict[str, float | int | None]:
+    """The RunSummary fields taken from the siege log alone."""
+    return {
+        "transaction_rate": transaction_rate(rows),
+        "response_time_s": weighted_response_time(rows),
+        "evaluation_s": sum(row.elap_time for row in rows),
+        "runs": len(rows),
+        "transactions": sum(row.trans for row in rows),
+        "okay": sum(row.okay for row in rows),
+        "failed": sum(row.failed for row in rows),
+    }
+
+
 def summarize_data(data: RunData) -> RunSummary:
     samples, rows = data.resources, data.load_rows
     p50, p95, p99 = percentiles(data.requests or [])
-    okay = sum(row.okay for row in rows)
-    failed = sum(row.failed for row in rows)
     if data.requests:
         failures = failure_rate(data.requests)
     else:
@@ -269,22 +294,9 @@ def summarize_data(data: RunData) -> RunSummary:
     return RunSummary(
         run_dir=str(data.run_dir),
         name=str(data.run_info.get("name") or data.run_dir.resolve().name),
-        memory_requested_KB=mean([s.mem_req_KB for s in samples]),
-        memory_used_KB=mean([s.mem_use_KB for s in samples]),
-        transaction_rate=transaction_rate(rows),
-        response_time_s=weighted_response_time(rows),
-        cpu_requested_core=mean([s.cpu_req_core for s in samples]),
-        cpu_used_core=mean([s.cpu_use_core for s in samples]),
-        cpu_limit_core=mean([s.cpu_lim_core for s in samples]),
-        memory_limit_KB=mean([s.mem_lim_KB for s in samples]),
+        **sample_statistics(samples),
+        **load_statistics(rows),
         replica_seconds=replica_seconds(samples),
-        mean_replicas=mean([s.n_replica for s in samples]),
-        max_replicas=max(s.n_replica for s in samples),
-        evaluation_s=sum(row.elap_time for row in rows),
-        runs=len(rows),
-        transactions=sum(row.trans for row in rows),
-        okay=okay,
-        failed=failed,
         failure_rate=failures if failures is not None else 0.0,
         requests=len(data.requests) if data.requests is not None else None,
         latency_p50_s=p50,

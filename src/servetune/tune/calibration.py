@@ -20,13 +20,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from servetune.errors import ServetuneError
+
 CALIBRATION_FILE = "calibration.json"
 DEFAULT_CALIBRATION = Path(__file__).parent / "default_calibration.json"
 QUANTILES = tuple(range(0, 101, 5))  # percentiles kept of every distribution
 
 Target = Literal["GET /test", "POST /predict"]
-
-from servetune.errors import ServetuneError
 
 
 class CalibrationError(ServetuneError, ValueError):

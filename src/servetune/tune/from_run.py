@@ -18,6 +18,7 @@ from pathlib import Path
 from servetune.analyze.stats import AnalysisError, RunData, accuracy, is_okay, sample_seconds
 from servetune.config import RunSummary
 from servetune.deploy.spec import SpecError, load_deployment_spec
+from servetune.runfolder import SPEC_FILE
 from servetune.tune.calibration import Calibration, CalibrationError, ServiceTimes
 from servetune.tune.measure import quantile_mean, quantiles
 
@@ -29,16 +30,17 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
         data = RunData(run_dir)
     except AnalysisError as error:
         raise CalibrationError(str(error)) from None
+    folder = data.folder
     if not data.requests:
-        raise CalibrationError(f"{run_dir / 'requests.csv'}: missing or empty; recalibrating needs every request")
-    spec_path = run_dir / "spec.yaml"
+        raise CalibrationError(f"{folder.request_log}: missing or empty; recalibrating needs every request")
+    spec_path = folder / SPEC_FILE
     try:
         spec = load_deployment_spec(spec_path)
     except SpecError as error:
         raise CalibrationError(f"{spec_path}: {error}") from None
     okay = [r for r in data.requests if is_okay(r)]
     if not okay:
-        raise CalibrationError(f"{run_dir / 'requests.csv'}: no answered request to calibrate from")
+        raise CalibrationError(f"{folder.request_log}: no answered request to calibrate from")
     times = sample_seconds(data.resources)
     steps = [b - a for a, b in itertools.pairwise(times)]
     interval = statistics.median(steps) if steps else 5.0
@@ -49,10 +51,10 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
     cpu_seconds = sum(max(0.0, s.cpu_use_core - idle * s.n_replica) * interval for s in data.resources)
     cpu_ms = 1000 * cpu_seconds / len(data.requests)
     if cpu_ms <= 0:
-        raise CalibrationError(f"{run_dir / 'resource_usage.csv'}: no CPU used: cannot calibrate from it")
+        raise CalibrationError(f"{folder.resource_csv}: no CPU used: cannot calibrate from it")
     per_replica = [s.mem_use_KB * 1024 / s.n_replica / workers for s in running]
     if not per_replica:
-        raise CalibrationError(f"{run_dir / 'resource_usage.csv'}: no memory used: cannot calibrate from it")
+        raise CalibrationError(f"{folder.resource_csv}: no memory used: cannot calibrate from it")
     targets = {phase.target for phase in data.profile.phases} if data.profile else {"GET /test"}
     scaled = {}
     for target, values in base.cpu_ms_quantiles.items():

@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from servetune.host.usage import working_set_bytes
 from servetune.load.driver import LoadOptions, run_load_test
 from servetune.load.request_log import read_request_log
 from servetune.model.artifact import file_sha256, read_spec
+from servetune.runfolder import RunFolder
 from servetune.serve.sample_image import sample_image_bytes
 from servetune.tune.calibration import QUANTILES, Calibration, ServiceTimes, Target
 
@@ -79,14 +81,17 @@ def one_replica(limit: float) -> DeploymentSpec:
     return DeploymentSpec(name="calibrate", replicas=1, requests=amounts, limits=amounts)
 
 
+@dataclass(frozen=True)
 class _Setting:
     """What one (limit, target) measured."""
 
-    def __init__(self, target: Target, limit: float, latencies_ms: list[float], cpu_ms: float,
-                 driver_ms: float, saturated_per_s: float, saturated_cpu_ms: float) -> None:
-        self.target, self.limit = target, limit
-        self.latencies_ms, self.cpu_ms, self.driver_ms = latencies_ms, cpu_ms, driver_ms
-        self.saturated_per_s, self.saturated_cpu_ms = saturated_per_s, saturated_cpu_ms
+    target: Target
+    limit: float
+    latencies_ms: list[float]
+    cpu_ms: float
+    driver_ms: float
+    saturated_per_s: float
+    saturated_cpu_ms: float
 
 
 def measure_target(url: str, pid: int, target: Target, seconds: float, images: Path, work: Path) -> tuple:
@@ -103,7 +108,7 @@ def measure_target(url: str, pid: int, target: Target, seconds: float, images: P
         run_load_test(profile, url, out, LoadOptions(images=images, progress=False, seed=1))
         own = time.process_time() - own_before
         cpu = sum(worker.cpu_times()[:2]) - cpu_before
-        records = [r for r in read_request_log(out / "requests.csv") if r.status == 200]
+        records = [r for r in read_request_log(RunFolder(out).request_log) if r.status == 200]
         if not records:
             raise RuntimeError(f"{target} answered no request with 200 (see {out})")
         results.append((records, cpu, own))

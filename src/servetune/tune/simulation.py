@@ -1,14 +1,15 @@
 """A simulated evaluation: the statistics `servetune analyze` computes, and the run folder it would have left.
 
-The statistics follow analyze/stats.py exactly (same RunSummary, same formulas), computed from the
-simulator's counters rather than from files, so a simulation costs no file I/O; `Simulation.write` writes
-the run folder whose `servetune analyze` gives the same figures.
+The statistics are analyze/stats.py's (its RunSummary and its functions over load rows and samples),
+applied to rows built in memory rather than read from files, so a simulation costs no file I/O;
+percentiles and failure rates come from the simulator's per-phase counters, which hold the same figures
+as requests.csv without a record per request. `Simulation.write` writes the run folder whose
+`servetune analyze` gives the same figures.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,15 @@ import numpy as np
 import yaml
 
 from servetune import __version__
+from servetune.analyze.stats import (
+    load_statistics,
+    mean,
+    offered_rate,
+    phase_label,
+    sample_statistics,
+    transaction_rate,
+    weighted_response_time,
+)
 from servetune.config import (
     DeploymentSpec,
     LoadProfile,
@@ -31,16 +41,7 @@ from servetune.load.request_log import write_request_log
 from servetune.load.siege import write_siege_log
 from servetune.load.tally import SIEGE_FAILED_STATUSES, c_divide
 from servetune.monitor.resource_csv import ResourceCsvWriter, elapsed_text, parse_time, wall_clock_text
-from servetune.runfolder import (
-    ACCURACY_SPLITS,
-    EVENTS_FILE,
-    LOAD_FILE,
-    PROFILE_FILES,
-    REQUESTS_FILE,
-    RESOURCE_FILE,
-    RUN_FILE,
-    SPEC_FILE,
-)
+from servetune.runfolder import SPEC_FILE, RunFolder, headline_accuracy
 from servetune.tune.calibration import Calibration
 
 # Simulated time 0 (the load's start) on the wall clock of the files: 2026-01-01 00:00:00 UTC.
@@ -113,23 +114,23 @@ class Simulation:
     def write(self, run_folder: str | Path) -> Path:
         """resource_usage.csv, load_output.csv, load_profile.yaml, spec.yaml, events.log, requests.csv
         (only when recorded) and run.json with `simulated: true`, so `servetune report`/`compare` read it."""
-        folder = Path(run_folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = RunFolder(run_folder)
+        folder.path.mkdir(parents=True, exist_ok=True)
         # `time` as the reference monitor writes it (seconds since its first sample); run.json keeps when
         # that was, so the analysis lines the samples up with the load log, as for a real run.
         first = parse_time(self.resources[0].time).timestamp() if self.resources else None
-        with ResourceCsvWriter(folder / RESOURCE_FILE) as writer:
+        with ResourceCsvWriter(folder.resource_csv) as writer:
             for sample in self.resources:
                 since = parse_time(sample.time).timestamp() - first
                 writer.write(sample.model_copy(update={"time": elapsed_text(since)}))
-        write_siege_log(folder / LOAD_FILE, self.load_rows)
+        write_siege_log(folder.load_log, self.load_rows)
         if self.requests is not None:
-            write_request_log(folder / REQUESTS_FILE, self.requests)
-        (folder / PROFILE_FILES[0]).write_text(yaml.safe_dump(self.profile.model_dump(), sort_keys=False))
+            write_request_log(folder.request_log, self.requests)
+        folder.keep_profile(self.profile)
         (folder / SPEC_FILE).write_text(yaml.safe_dump(self.spec.model_dump(mode="json"), sort_keys=False))
-        (folder / EVENTS_FILE).write_text("".join(line + "\n" for line in self.events))
+        folder.events_log.write_text("".join(line + "\n" for line in self.events))
         calibration = self.calibration
-        info = {
+        folder.write_record({
             "name": self.statistics.name,
             "status": "completed",
             "simulated": True,
@@ -141,9 +142,8 @@ class Simulation:
             "seed": self.seed,
             "calibration": {key: getattr(calibration, key) for key in ("machine", "date", "version", "source")},
             "servetune_version": __version__,
-        }
-        (folder / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        return folder
+        })
+        return folder.path
 
 
 def round_like_siege(seconds: float) -> float:
@@ -151,10 +151,10 @@ def round_like_siege(seconds: float) -> float:
 
 
 def _accuracy(calibration: Calibration) -> tuple[float | None, str | None]:
-    for split in [*ACCURACY_SPLITS, *calibration.accuracy]:
-        if split in calibration.accuracy:
-            return calibration.accuracy[split], f"calibration ({split})"
-    return None, None
+    if (chosen := headline_accuracy(calibration.accuracy)) is None:
+        return None, None
+    split, value = chosen
+    return value, f"calibration ({split})"
 
 
 def _percentiles(latencies: list[float]) -> tuple[float | None, float | None, float | None]:
@@ -162,10 +162,6 @@ def _percentiles(latencies: list[float]) -> tuple[float | None, float | None, fl
         return None, None, None
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
     return float(p50), float(p95), float(p99)
-
-
-def _mean(values: list[float]) -> float:
-    return float(sum(values) / len(values)) if values else 0.0
 
 
 def summarize_simulation(
@@ -180,7 +176,6 @@ def summarize_simulation(
     requests: list[tuple] | None,
     events: list[str],
     seed: int,
-    workers: int,
 ) -> Simulation:
     """The files' contents and analyze's statistics from the simulator's counters."""
     runs = profile.runs()
@@ -216,9 +211,6 @@ def summarize_simulation(
             for sent, latency, status, run, replica in requests
         ]
 
-    okay = sum(raw.okay)
-    failed = sum(raw.failed)
-    seconds = sum(row.elap_time for row in load_rows)
     all_latencies = [x for phase in raw.latencies for x in phase]
     p50, p95, p99 = _percentiles(all_latencies)
     request_count = sum(raw.requests)
@@ -231,22 +223,9 @@ def summarize_simulation(
     statistics = RunSummary(
         run_dir="",
         name=spec.name,
-        memory_requested_KB=_mean([s.mem_req_KB for s in resources]),
-        memory_used_KB=_mean([s.mem_use_KB for s in resources]),
-        transaction_rate=okay / seconds if seconds > 0 else 0.0,
-        response_time_s=(sum(r.okay * r.resp_time for r in load_rows if r.okay) / okay) if okay else None,
-        cpu_requested_core=_mean([s.cpu_req_core for s in resources]),
-        cpu_used_core=_mean([s.cpu_use_core for s in resources]),
-        cpu_limit_core=_mean([s.cpu_lim_core for s in resources]),
-        memory_limit_KB=_mean([s.mem_lim_KB for s in resources]),
+        **sample_statistics(resources),
+        **load_statistics(load_rows),
         replica_seconds=replica_seconds,
-        mean_replicas=_mean([s.n_replica for s in resources]),
-        max_replicas=max(s.n_replica for s in resources),
-        evaluation_s=seconds,
-        runs=len(load_rows),
-        transactions=sum(raw.trans),
-        okay=okay,
-        failed=failed,
         failure_rate=sum(raw.not_okay) / request_count if request_count else 0.0,
         requests=request_count,
         latency_p50_s=p50,
@@ -255,13 +234,13 @@ def summarize_simulation(
         accuracy=value,
         accuracy_source=source,
         model=calibration.model,
-        phases=_phases(profile, raw, load_rows, resources, samples, run_starts, run_ends),
+        phases=_phases(profile, raw, load_rows, resources, samples, run_ends),
     )
     return Simulation(spec, profile, calibration, statistics, resources, load_rows, record_list, events, seed)
 
 
 def _phases(profile: LoadProfile, raw: RawRun, load_rows: list[LoadRunRow], resources: list[ResourceSample],
-            samples: list[tuple], run_starts: list[float], run_ends: list[float]) -> list[PhaseSummary]:
+            samples: list[tuple], run_ends: list[float]) -> list[PhaseSummary]:
     runs = profile.runs()
     summaries = []
     for index, phase in enumerate(profile.phases):
@@ -272,22 +251,16 @@ def _phases(profile: LoadProfile, raw: RawRun, load_rows: list[LoadRunRow], reso
                    for run in members]
         inside = [r for r, s in zip(resources, samples, strict=True)
                   if any(a <= math.floor(s[0]) <= b for a, b in windows)]
-        okay = sum(row.okay for row in rows)
-        seconds = sum(row.elap_time for row in rows)
         p50, p95, p99 = _percentiles(raw.latencies[index])
-        try:
-            offered = phase.open_loop_rate()
-        except ValueError:
-            offered = None
         summaries.append(PhaseSummary(
-            phase=index, label=f"{phase.users} users, d{phase.delay:g}", users=phase.users, delay=phase.delay,
-            offered_rate=offered, runs=len(rows), seconds=seconds, okay=okay,
-            failed=sum(row.failed for row in rows),
-            transaction_rate=okay / seconds if seconds > 0 else 0.0,
-            response_time_s=(sum(r.okay * r.resp_time for r in rows if r.okay) / okay) if okay else None,
+            phase=index, label=phase_label(index, phase), users=phase.users, delay=phase.delay,
+            offered_rate=offered_rate(phase), runs=len(rows), seconds=sum(row.elap_time for row in rows),
+            okay=sum(row.okay for row in rows), failed=sum(row.failed for row in rows),
+            transaction_rate=transaction_rate(rows),
+            response_time_s=weighted_response_time(rows),
             latency_p50_s=p50, latency_p95_s=p95, latency_p99_s=p99,
             failure_rate=raw.not_okay[index] / raw.requests[index] if raw.requests[index] else None,
-            mean_replicas=_mean([r.n_replica for r in inside]) if inside else None,
-            cpu_used_core=_mean([r.cpu_use_core for r in inside]) if inside else None,
+            mean_replicas=mean([r.n_replica for r in inside]) if inside else None,
+            cpu_used_core=mean([r.cpu_use_core for r in inside]) if inside else None,
         ))
     return summaries

@@ -100,12 +100,12 @@ class _Pod:
 
 @dataclass(frozen=True)
 class _Setup:
-    """What the simulation needs of the spec and the calibration, resolved once."""
+    """What the simulation needs of the spec and the calibration, resolved once (CPU per request aside:
+    it depends on the phase's target)."""
 
     workers: int
     quota: float | None  # CPU seconds per CFS period, None without a limit
     rate: float  # cores one running request uses
-    cpu_quantiles: tuple[float, ...]  # seconds, at percentiles 0, 5, ..., 100
     overhead_s: float
     start_to_ready_s: float
     rss_idle: float
@@ -116,18 +116,16 @@ class _Setup:
 
 
 def _setup(spec: DeploymentSpec, calibration: Calibration, capacity: Capacity | None, local: bool,
-           target: str, node_cpu: float | None) -> _Setup:
+           node_cpu: float | None) -> _Setup:
     workers = 1 if local else spec.workers  # the one-machine cluster runs one worker per replica
     limit = spec.limits.cpu if spec.limits else None
     threads = spec.threads or (max(1, math.floor(limit)) if limit else 2)
-    quantiles = calibration.cpu_ms_quantiles.get(target) or next(iter(calibration.cpu_ms_quantiles.values()))
     peak = calibration.rss_peak_bytes * workers
     return _Setup(
         workers=workers,
         quota=None if limit is None else limit * CFS_PERIOD_S,
         # a request never runs faster than the node gives its cores (a shared machine: a fair share)
         rate=min(1.0 if threads == 1 else min(float(threads), calibration.parallelism), node_cpu or math.inf),
-        cpu_quantiles=tuple(q / 1000 for q in quantiles),
         overhead_s=calibration.overhead_ms / 1000,
         start_to_ready_s=max(calibration.start_to_ready_s, calibration.start_cpu_s / (limit or math.inf)),
         rss_idle=float(calibration.rss_idle_bytes),
@@ -136,6 +134,12 @@ def _setup(spec: DeploymentSpec, calibration: Calibration, capacity: Capacity | 
         fits=None if capacity is None else capacity.pods_that_fit(spec),
         idle_cores=calibration.idle_cpu_cores,
     )
+
+
+def _cpu_quantiles(calibration: Calibration, target: str) -> tuple[float, ...]:
+    """CPU seconds per request of `target` at percentiles 0, 5, ..., 100 (else the first target's)."""
+    quantiles = calibration.cpu_ms_quantiles.get(target) or next(iter(calibration.cpu_ms_quantiles.values()))
+    return tuple(q / 1000 for q in quantiles)
 
 
 class _Engine:
@@ -150,8 +154,9 @@ class _Engine:
         self.metrics = metrics
         self.local = metrics.backend == "local"
         targets = {phase.target for phase in profile.phases}
-        self.setups = {t: _setup(spec, calibration, capacity, self.local, t, node_cpu) for t in targets}
-        self.setup = next(iter(self.setups.values()))
+        self.setup = _setup(spec, calibration, capacity, self.local, node_cpu)
+        self.cpu_quantiles = {t: _cpu_quantiles(calibration, t) for t in targets}
+        self.idle_cores = self.setup.idle_cores * self.setup.workers  # a running pod's CPU without requests
         self.rng = random.Random(seed)
         self.node_quota = None if node_cpu is None else node_cpu * CFS_PERIOD_S
         self.node_used: dict[int, float] = {}
@@ -253,7 +258,7 @@ class _Engine:
             self.respond(time + REFUSED_S, request, 0, None)
             return
         pod = endpoints[int(self.rng.random() * len(endpoints))]
-        setup = self.setups[phase.target]
+        setup = self.setup
         if self.holding(pod, time) > (BACKLOG_PER_WORKER + 1) * setup.workers:
             self.respond(time + setup.overhead_s, request, 503, pod)
             return
@@ -261,7 +266,7 @@ class _Engine:
             # One worker: requests run one after the other, so each one's end is known when it arrives,
             # and so is the answer's (no event needed for it).
             start = max(pod.free_at, time)
-            work = self.work(setup)
+            work = self.work(phase.target)
             finish = self.finish_alone(pod, start, work)
             pod.free_at = finish
             pod.cpu += work
@@ -272,7 +277,7 @@ class _Engine:
         pod.outstanding += 1
         if len(pod.running) < setup.workers:
             self.advance(pod, time)
-            pod.running.append([self.work(setup), request])
+            pod.running.append([self.work(phase.target), request])
             self.reschedule(pod, time)
         else:
             pod.queue.append(request)
@@ -329,8 +334,8 @@ class _Engine:
                 cost -= taken
             period += 1
 
-    def work(self, setup: _Setup) -> float:
-        quantiles = setup.cpu_quantiles
+    def work(self, target: str) -> float:
+        quantiles = self.cpu_quantiles[target]
         position = self.rng.random() * (len(quantiles) - 1)
         index = int(position)
         low = quantiles[index]
@@ -440,10 +445,10 @@ class _Engine:
         pod.outstanding -= len(finished)
         for item in finished:
             request = item[1]
-            self.respond(time + self.setups[request[3]].overhead_s, request, 200, pod)
+            self.respond(time + self.setup.overhead_s, request, 200, pod)
         while pod.queue and len(pod.running) < self.setup.workers:
             request = pod.queue.popleft()
-            pod.running.append([self.work(self.setups[request[3]]), request])
+            pod.running.append([self.work(request[3]), request])
         self.reschedule(pod, time)
         if pod.deleted_at is not None and not pod.running:
             self.push(max(time, pod.deleted_at + self.drain_s()), _GONE, pod)
@@ -534,9 +539,6 @@ class _Engine:
 
     # --- metrics, autoscaler, monitor ----------------------------------------------------------------
 
-    def idle(self, pod: _Pod) -> float:
-        return self.setup.idle_cores * self.setup.workers
-
     def scrape(self, time: float) -> None:
         """metrics-server: each running pod's CPU rate since the previous scrape."""
         for pod in self.pods:
@@ -545,7 +547,7 @@ class _Engine:
             self.advance(pod, time)
             if pod.scrape_prev is not None:
                 then, cpu = pod.scrape_prev
-                cores = (pod.cpu - cpu) / (time - then) + self.idle(pod)
+                cores = (pod.cpu - cpu) / (time - then) + self.idle_cores
                 pod.scrapes.append((time, cores))
                 del pod.scrapes[:-4]
             pod.scrape_prev = (time, pod.cpu)
@@ -567,7 +569,7 @@ class _Engine:
                 cores = None  # the local cluster's CPU meter has no earlier reading of a new replica
             else:
                 then, cpu = pod.sync_prev
-                cores = (pod.cpu - cpu) / max(time - then, EPSILON) + self.idle(pod)
+                cores = (pod.cpu - cpu) / max(time - then, EPSILON) + self.idle_cores
             pod.sync_prev = (time, pod.cpu)
         else:
             sample = self.visible_sample(pod, time)
@@ -611,7 +613,7 @@ class _Engine:
                 self.advance(pod, time)
                 then, cpu = pod.monitor_prev or (pod.started, 0.0)
                 if time > then:
-                    cpu_used += (pod.cpu - cpu) / (time - then) + self.idle(pod)
+                    cpu_used += (pod.cpu - cpu) / (time - then) + self.idle_cores
                 pod.monitor_prev = (time, pod.cpu)
             else:
                 sample = self.visible_sample(pod, time)
@@ -660,5 +662,5 @@ def simulate(
     engine.run()
     return summarize_simulation(
         spec, profile, calibration, engine.raw, engine.samples, engine.monitor_interval,
-        engine.run_starts, engine.run_ends, engine.requests, engine.events, seed, engine.setup.workers,
+        engine.run_starts, engine.run_ends, engine.requests, engine.events, seed,
     )
