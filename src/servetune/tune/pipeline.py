@@ -96,8 +96,6 @@ class TuneResult:
 
 def read_inputs(options: TuneOptions) -> Inputs:
     """Everything a tune needs, checked before it starts; TuneError otherwise."""
-    if options.real.backend not in set(BackendName):
-        raise TuneError(f"--backend must be {' or '.join(BackendName)}, not {options.real.backend!r}")
     if (options.out / "frontier.json").exists():
         raise TuneError(f"{options.out}: already holds a tune (frontier.json); choose another --out")
     try:
@@ -111,7 +109,7 @@ def read_inputs(options: TuneOptions) -> Inputs:
     except (SpaceError, LoadProfileError, CalibrationError, ArtifactError, SpecError) as error:
         raise TuneError(str(error)) from None
     constraints, node_cpu = options.constraints, None
-    if options.real.backend == "local":
+    if options.real.backend == BackendName.LOCAL:
         # The one-machine cluster: this machine's cores and memory hold the pods, and its cores the load
         # driver too, as `servetune simulate --backend local` assumes.
         capacity = constraints.capacity or Capacity(*allocatable())
