@@ -163,14 +163,12 @@ def tune(options: TuneOptions, console: Console | None = None,
     write_frontier(front, ids, specs, constraints, out)
 
     short_profile = load_profile(options.real.profile, options.real.time_scale)
-    metrics = MetricsTiming(backend=options.real.backend)
 
     def verify_spec(name: str, label: str, spec: DeploymentSpec, bar: Constraints) -> Verification:
         spec_file = write_spec(spec, out / "specs" / f"{name}.yaml", label)
         console.print(f"[bold]verify {name}[/] {label} for real ({options.real.profile}, time scale "
                       f"{options.real.time_scale:g})", highlight=False)
-        same_scale = inputs.simulator.spec_simulation(spec, spec.model, profile=short_profile,
-                                                      metrics=metrics).statistics
+        same_scale = inputs.simulator.spec_simulation(spec, spec.model, profile=short_profile).statistics
         item = verify(f"{name} {label}", spec_file, out / "verify" / name, same_scale, options.real, bar, console)
         console.print(f"    {item.verdict()}", highlight=False)
         return item
