@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from command import servetune
 from servetune.analyze.stats import summarize
-
-
-def servetune(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", "from servetune.cli import app; app()", *args]
-    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
 
 
 def test_simulate_prints_the_statistics_and_writes_a_run_folder_report_reads(tmp_path):

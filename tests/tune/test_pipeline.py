@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from command import servetune
 from servetune.cli import app
 from servetune.deploy.spec import load_deployment_spec
 
@@ -22,11 +21,6 @@ SMALL_SPACE = {
     "replicas": [1, 2],
     "autoscaling": {"min_replicas": [1], "max_replicas": [2, 3], "target_cpu_utilization": [50, 80]},
 }
-
-
-def servetune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", "from servetune.cli import app; app()", *args]
-    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout)
 
 
 def in_process(*args: str):

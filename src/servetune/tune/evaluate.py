@@ -41,9 +41,9 @@ class CandidateSimulator:
         return self.spec_simulation(candidate_spec(candidate, self.base), candidate.model, record, profile)
 
     def spec_simulation(self, spec: DeploymentSpec, model: str, record: bool = False,
-                        profile: LoadProfile | None = None, metrics: MetricsTiming | None = None) -> Simulation:
+                        profile: LoadProfile | None = None) -> Simulation:
         return simulate(spec, profile or self.profile, self.calibrations[model], capacity=self.capacity,
-                        seed=self.seed, record=record, metrics=metrics or self.metrics, node_cpu=self.node_cpu)
+                        seed=self.seed, record=record, metrics=self.metrics, node_cpu=self.node_cpu)
 
 
 def memory_free(candidate: Candidate) -> Candidate:

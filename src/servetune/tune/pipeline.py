@@ -96,8 +96,6 @@ class TuneResult:
 
 def read_inputs(options: TuneOptions) -> Inputs:
     """Everything a tune needs, checked before it starts; TuneError otherwise."""
-    if options.real.backend not in set(BackendName):
-        raise TuneError(f"--backend must be {' or '.join(BackendName)}, not {options.real.backend!r}")
     if (options.out / "frontier.json").exists():
         raise TuneError(f"{options.out}: already holds a tune (frontier.json); choose another --out")
     try:
@@ -111,7 +109,7 @@ def read_inputs(options: TuneOptions) -> Inputs:
     except (SpaceError, LoadProfileError, CalibrationError, ArtifactError, SpecError) as error:
         raise TuneError(str(error)) from None
     constraints, node_cpu = options.constraints, None
-    if options.real.backend == "local":
+    if options.real.backend == BackendName.LOCAL:
         # The one-machine cluster: this machine's cores and memory hold the pods, and its cores the load
         # driver too, as `servetune simulate --backend local` assumes.
         capacity = constraints.capacity or Capacity(*allocatable())
@@ -165,14 +163,12 @@ def tune(options: TuneOptions, console: Console | None = None,
     write_frontier(front, ids, specs, constraints, out)
 
     short_profile = load_profile(options.real.profile, options.real.time_scale)
-    metrics = MetricsTiming(backend=options.real.backend)
 
     def verify_spec(name: str, label: str, spec: DeploymentSpec, bar: Constraints) -> Verification:
         spec_file = write_spec(spec, out / "specs" / f"{name}.yaml", label)
         console.print(f"[bold]verify {name}[/] {label} for real ({options.real.profile}, time scale "
                       f"{options.real.time_scale:g})", highlight=False)
-        same_scale = inputs.simulator.spec_simulation(spec, spec.model, profile=short_profile,
-                                                      metrics=metrics).statistics
+        same_scale = inputs.simulator.spec_simulation(spec, spec.model, profile=short_profile).statistics
         item = verify(f"{name} {label}", spec_file, out / "verify" / name, same_scale, options.real, bar, console)
         console.print(f"    {item.verdict()}", highlight=False)
         return item

@@ -46,6 +46,8 @@ class Sharing:
 
     key: Callable[[Candidate], Hashable]
     derive: Callable[[RunSummary, Candidate, Candidate], RunSummary]
+
+
 Mapper = Callable[[Callable, Iterable], Iterable]
 Genome = tuple[int, ...]
 
@@ -102,9 +104,9 @@ class Problem:
 
     def run(self, genomes: Sequence[Genome], generation: int) -> list[Evaluation]:
         """Evaluate new candidates (each at most once); returns the evaluations of `genomes`, in order."""
+        candidates = [candidate_from_genes(self.space, genome) for genome in genomes]
         fresh: dict[Candidate, Genome] = {}
-        for genome in genomes:
-            candidate = candidate_from_genes(self.space, genome)
+        for candidate, genome in zip(candidates, genomes, strict=True):
             if candidate not in self.seen and candidate not in fresh:
                 fresh[candidate] = genome
         to_simulate = []
@@ -122,8 +124,7 @@ class Problem:
             evaluation.violations = measured_violations(statistics, self.constraints)
         if self.on_batch is not None and fresh:
             self.on_batch(self.evaluations)
-        return [self.seen[candidate_from_genes(self.space, genome)] for genome in genomes]
-
+        return [self.seen[candidate] for candidate in candidates]
 
     def statistics(self, candidates: list[Candidate]) -> list[RunSummary]:
         """Each candidate's statistics: one simulation per sharing key, derived for the others."""

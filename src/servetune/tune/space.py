@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from servetune.config import (
     AutoscalingSpec,
@@ -44,26 +44,34 @@ class ScaleUpStep(BaseModel):
     period_seconds: int = Field(ge=1, le=1800)
 
 
+def in_range(low: float, high: float) -> AfterValidator:
+    """Every value of a list within low..high; None (a default chosen elsewhere) passes."""
+
+    def check(values: list) -> list:
+        bad = [value for value in values if value is not None and not low <= value <= high]
+        if bad:
+            raise ValueError(f"{', '.join(map(str, bad))} outside the allowed range {low:g}..{high:g}")
+        return values
+
+    return AfterValidator(check)
+
+
 ScaleUp = Literal["kubernetes"] | ScaleUpStep  # "kubernetes": the API server's default (4 pods or 100 %/15 s)
 
 
 class AutoscalingChoices(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_replicas: list[int] = Field(default=[1], min_length=1)
-    max_replicas: list[int] = Field(default=[2, 3, 4], min_length=1)
-    target_cpu_utilization: list[int] = Field(default=[50, 70, 90], min_length=1)
-    scale_down_stabilization_s: list[int] = Field(default=[300], min_length=1)
+    min_replicas: Annotated[list[int], in_range(1, 100)] = Field(default=[1], min_length=1)
+    max_replicas: Annotated[list[int], in_range(1, 100)] = Field(default=[2, 3, 4], min_length=1)
+    target_cpu_utilization: Annotated[list[int], in_range(1, 1000)] = Field(default=[50, 70, 90], min_length=1)
+    scale_down_stabilization_s: Annotated[list[int], in_range(0, 3600)] = Field(default=[300], min_length=1)
     scale_up: list[ScaleUp] = Field(default=["kubernetes"], min_length=1)
 
     @model_validator(mode="after")
-    def _in_range(self) -> AutoscalingChoices:
-        check_range("autoscaling.min_replicas", self.min_replicas, 1, 100)
-        check_range("autoscaling.max_replicas", self.max_replicas, 1, 100)
-        check_range("autoscaling.target_cpu_utilization", self.target_cpu_utilization, 1, 1000)
-        check_range("autoscaling.scale_down_stabilization_s", self.scale_down_stabilization_s, 0, 3600)
+    def _some_pair_fits(self) -> AutoscalingChoices:
         if max(self.max_replicas) < min(self.min_replicas):
-            raise ValueError("autoscaling: every max_replicas is below every min_replicas")
+            raise ValueError("every max_replicas is below every min_replicas")
         return self
 
 
@@ -74,24 +82,21 @@ class SearchSpace(BaseModel):
 
     base: str = Field(default="default", description="spec whose other fields (image, probes…) candidates keep")
     models: list[str] = Field(default=["default"], min_length=1, description="artifact paths, or 'default'")
-    cpu_request: list[float] = Field(min_length=1, description="cores")
-    cpu_limit_ratio: list[float] = Field(default=[1.0, 1.5, 2.0], min_length=1, description="limit / request")
-    memory_request_mb: list[int] = Field(min_length=1, description="MiB")
-    memory_limit_ratio: list[float] = Field(default=[1.0, 1.5, 2.0], min_length=1, description="limit / request")
-    workers: list[int] = Field(default=[1], min_length=1)
-    threads: list[int | None] = Field(default=[None], min_length=1, description="null: from the CPU quota")
-    replicas: list[int] = Field(default=[], description="fixed replica counts; empty: autoscaled only")
+    cpu_request: Annotated[list[float], in_range(0.001, 256)] = Field(min_length=1, description="cores")
+    cpu_limit_ratio: Annotated[list[float], in_range(1.0, 100)] = Field(
+        default=[1.0, 1.5, 2.0], min_length=1, description="limit / request")
+    memory_request_mb: Annotated[list[int], in_range(1, 1_048_576)] = Field(min_length=1, description="MiB")
+    memory_limit_ratio: Annotated[list[float], in_range(1.0, 100)] = Field(
+        default=[1.0, 1.5, 2.0], min_length=1, description="limit / request")
+    workers: Annotated[list[int], in_range(1, 64)] = Field(default=[1], min_length=1)
+    threads: Annotated[list[int | None], in_range(1, 256)] = Field(
+        default=[None], min_length=1, description="null: from the CPU quota")
+    replicas: Annotated[list[int], in_range(1, 100)] = Field(
+        default=[], description="fixed replica counts; empty: autoscaled only")
     autoscaling: AutoscalingChoices | None = Field(default_factory=AutoscalingChoices)
 
     @model_validator(mode="after")
-    def _in_range(self) -> SearchSpace:
-        check_range("cpu_request", self.cpu_request, 0.001, 256)
-        check_range("cpu_limit_ratio", self.cpu_limit_ratio, 1.0, 100)
-        check_range("memory_request_mb", self.memory_request_mb, 1, 1_048_576)
-        check_range("memory_limit_ratio", self.memory_limit_ratio, 1.0, 100)
-        check_range("workers", self.workers, 1, 64)
-        check_range("threads", [t for t in self.threads if t is not None], 1, 256)
-        check_range("replicas", self.replicas, 1, 100)
+    def _some_scaling(self) -> SearchSpace:
         if not self.replicas and self.autoscaling is None:
             raise ValueError("no scaling choice: give `replicas` (fixed) or `autoscaling`, or both")
         return self
@@ -130,12 +135,6 @@ class SearchSpace(BaseModel):
             autoscaled = (pairs * len(hpa.target_cpu_utilization) * len(hpa.scale_down_stabilization_s)
                           * len(hpa.scale_up))
         return shared * (len(self.replicas) + autoscaled)
-
-
-def check_range(name: str, values: list, low: float, high: float) -> None:
-    bad = [value for value in values if not low <= value <= high]
-    if bad:
-        raise ValueError(f"{name}: {', '.join(map(str, bad))} outside the allowed range {low:g}..{high:g}")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from servetune.backend.protocol import BackendName
 from servetune.config import RunSummary
 from servetune.tune.constraints import Constraints, Violation, measured_violations
 
@@ -21,7 +22,7 @@ from servetune.tune.constraints import Constraints, Violation, measured_violatio
 class RealRun:
     """How to run a spec for real."""
 
-    backend: str = "local"
+    backend: BackendName = BackendName.LOCAL
     profile: str = "reference"
     time_scale: float = 1.0
     kubeconfig: Path | None = None
@@ -55,12 +56,11 @@ class Verification:
 
 def run_spec(spec_file: Path, out: Path, real: RealRun, console: Console | None = None) -> tuple[str, str | None]:
     """The one place the tuner calls the evaluation protocol; returns (status, error)."""
-    from servetune.backend.protocol import BackendName
     from servetune.run import RunError, RunOptions, evaluate
 
     try:
         result = evaluate(RunOptions(
-            spec=str(spec_file), out=out, backend=BackendName(real.backend), profile=real.profile,
+            spec=str(spec_file), out=out, backend=real.backend, profile=real.profile,
             time_scale=real.time_scale, kubeconfig=real.kubeconfig, context=real.context, url=real.url,
         ), console)
     except RunError as error:
