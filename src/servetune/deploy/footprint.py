@@ -13,9 +13,9 @@ from pathlib import Path
 import servetune.serve.app  # noqa: F401 the server's own imports count too
 from servetune.serve.predictor import Predictor
 from servetune.serve.sample_image import generated_sample_jpeg
+from servetune.serve.variant_profile import peak_rss_mb
 Predictor(Path(sys.argv[1]), threads=1).warm_up(generated_sample_jpeg(), runs=1)
-status = Path("/proc/self/status").read_text().splitlines()
-print(next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")))
+print(round(peak_rss_mb() * 2**20))
 """
 
 

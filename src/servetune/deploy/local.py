@@ -169,8 +169,7 @@ class LocalCluster:
         self.node = (node_cpu, node_memory)
 
         self.desired = spec.replicas
-        self.restarts = 0
-        self.restart_reasons: dict[str, int] = {}
+        self.restart_reasons: dict[str, int] = {}  # reason -> exits unasked
         self.footprint_bytes = footprint_bytes
         self._backoff = Backoff()
         self._backoff_timings = BackoffTimings(time_scale=time_scale)
@@ -289,6 +288,12 @@ class LocalCluster:
         if self.restarts:
             crashes = f": {self.restarts} restarts ({self.reasons_text()}), replicas in CrashLoopBackOff"
         raise LocalClusterError(f"replicas not ready after {timeout:g} s{crashes}\n{self.log_tail()}")
+
+    @property
+    def restarts(self) -> int:
+        """Exits unasked so far (every one has its reason counted)."""
+        with self._lock:
+            return sum(self.restart_reasons.values())
 
     def reasons_text(self) -> str:
         with self._lock:
@@ -414,7 +419,6 @@ class LocalCluster:
                 return
         del self._workers[pid]
         reason = exit_reason(pid, read_exit_record(self.restarts_dir, pid), self.log_tail(200))
-        self.restarts += 1
         self.restart_reasons[reason] = self.restart_reasons.get(reason, 0) + 1
         self._backoff = after_exit(self._backoff, now, self._backoff_timings)
         self._replacements_due += 1

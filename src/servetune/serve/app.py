@@ -1,7 +1,7 @@
 """The inference server: an ASGI app (FastAPI) with the HTTP API of docs/architecture.md.
 
 `create_app(settings)` builds one app; `app_from_env()` builds it from SERVETUNE_* variables for gunicorn
-(serve/settings.py; `gunicorn -k uvicorn_worker.UvicornWorker 'servetune.serve.app:app_from_env()'`).
+(serve/settings.py; `gunicorn -k servetune.serve.worker.TimedUvicornWorker 'servetune.serve.app:app_from_env()'`).
 The model is loaded and warmed up during the lifespan startup, so a worker takes no connection before it
 can answer; on SIGTERM uvicorn stops accepting, lets in-flight requests finish, then runs the shutdown.
 """

@@ -61,7 +61,6 @@ LARGE_DECODES_BUDGET = 4 * DEFAULT_MAX_PIXELS  # one 40-megapixel decode, or sev
 WEBP_COPIES = 4
 
 
-
 class DecodeBudget:
     """Bytes of large decodes in progress in this process: a decode waits until its bytes fit (one that
     alone exceeds the budget runs when nothing else does)."""
@@ -121,31 +120,26 @@ def decode_bounded(data: bytes, spec: ModelSpec, max_pixels: int = DEFAULT_MAX_P
     if found is None or found[2][0] * found[2][1] > max_pixels:
         return decode_image(data, spec, max_pixels)  # its errors
     image_format, mode, size = found
-    if image_format in ("JPEG", "MPO"):
-        rgb_bytes = decoded_bytes("RGB", size)
-        if spec.decode == "reduced" or rgb_bytes <= LARGE_DECODE_BYTES:
-            return decode_image(data, spec, max_pixels)  # reduced in the DCT domain, or small
-        with large_decodes.taking(2 * rgb_bytes):  # full size: the decoded image and its RGB copy
-            try:
-                return decode_image(data, spec, max_pixels)
-            finally:
-                release_free_memory()
     if image_format == "WEBP" and size[0] * size[1] > max_pixels // WEBP_COPIES:
         raise ImageTooLarge(
             f"WebP image too large: {size[0]}x{size[1]} pixels (limit {max_pixels // WEBP_COPIES} for WebP, "
             f"which cannot be decoded in bounded memory; {max_pixels} for JPEG or PNG)"
         )
+    jpeg = image_format in ("JPEG", "MPO")
     rgb_bytes = decoded_bytes("RGB", size)
-    if rgb_bytes <= LARGE_DECODE_BYTES:
-        if mode in ("RGB", "L"):
-            return decode_image(data, spec, max_pixels)  # nothing to bound
+    if rgb_bytes <= LARGE_DECODE_BYTES or (jpeg and spec.decode == "reduced"):
+        if jpeg or mode in ("RGB", "L"):
+            return decode_image(data, spec, max_pixels)  # small, reduced in the DCT domain, or nothing to bound
         return decode_in_strips(data, spec, max_pixels, reduce=False)
-    # `decode: full` (the model's own preprocessing, e.g. an imported Keras model): no averaging before the
-    # model's resize, so the full-size RGB copy is held too and counted against the budget.
+    # Large at full size. A JPEG holds its decoded image and its RGB copy. Other formats are box-averaged
+    # strip by strip, except with `decode: full` (the model's own preprocessing, e.g. an imported Keras
+    # model): no averaging before the model's resize, so the full-size RGB copy is held too.
     exact = spec.decode == "full"
-    cost = decoded_bytes(mode, size) + (rgb_bytes if exact else 0)
+    cost = 2 * rgb_bytes if jpeg else decoded_bytes(mode, size) + (rgb_bytes if exact else 0)
     with large_decodes.taking(cost):
         try:
+            if jpeg:
+                return decode_image(data, spec, max_pixels)
             return decode_in_strips(data, spec, max_pixels, reduce=not exact)
         finally:
             release_free_memory()

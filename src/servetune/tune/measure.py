@@ -29,7 +29,7 @@ import psutil
 
 from servetune import __version__
 from servetune.config import DeploymentSpec, LoadPhase, LoadProfile, ResourceAmounts
-from servetune.deploy.local import LocalCluster
+from servetune.deploy.local import LocalCluster, model_footprint
 from servetune.host.usage import working_set_bytes
 from servetune.load.driver import LoadOptions, run_load_test
 from servetune.load.request_log import read_request_log
@@ -139,9 +139,11 @@ def calibrate_model(
         images = work / "images"
         images.mkdir()
         (images / "sample.jpg").write_bytes(sample_image_bytes())
+        footprint = model_footprint(model_path)  # the same at every limit: load the model for it once
         for limit in limits:
             progress(f"{model.name}: one replica at {limit:g} CPU: start")
-            cluster = LocalCluster(one_replica(limit), model_path, workdir=work / f"cluster-{limit:g}")
+            cluster = LocalCluster(one_replica(limit), model_path, workdir=work / f"cluster-{limit:g}",
+                                   footprint_bytes=footprint)
             with cluster:
                 cluster.wait_ready(120)
                 pid = cluster.state().replicas[0].pid
