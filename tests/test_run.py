@@ -25,6 +25,7 @@ from deploy import test_kubernetes as kubernetes_contract
 from environment import require_tool
 from onnx_models import tiny_artifact
 from servetune.analyze.stats import summarize
+from servetune.backend.protocol import BackendName
 from servetune.cli import app
 from servetune.config import RESOURCE_COLUMNS
 from servetune.deploy import kubernetes as cluster_module
@@ -33,7 +34,7 @@ from servetune.load.request_log import read_request_log
 from servetune.load.siege import SIEGE_LOG_HEADER, read_siege_log
 from servetune.model.artifact import file_sha256
 from servetune.monitor.resource_csv import read_resource_csv
-from servetune.run import RunOptions, evaluate
+from servetune.run import RunOptions, evaluate, read_inputs
 
 api_server = kubernetes_contract.api_server  # the loopback API server fixture
 PROTOCOL = ["prepare", "warm-up", "apply", "load", "tear-down"]
@@ -239,6 +240,15 @@ def test_a_spec_whose_model_is_missing_is_refused(tmp_path, spec_file):
     (tmp_path / "tiny.onnx").unlink()
     result = run_cli("-c", str(spec_file), "--profile", "quick", "--out", str(tmp_path / "never"))
     assert result.exit_code == 2 and "tiny.onnx: no such model file" in result.output.replace("\n", "")
+
+
+def test_a_kubernetes_manifest_as_spec_is_read_once_with_its_notes(tmp_path):
+    manifest = Path(__file__).parent / "data" / "course_manifests" / "deployment_hpa.yaml"
+    inputs = read_inputs(RunOptions(spec=str(manifest), out=tmp_path / "never", backend=BackendName.KUBERNETES,
+                                    profile="quick"))
+    assert inputs.spec.autoscaling is not None and inputs.spec.autoscaling.max_replicas == 5
+    assert any("image node-0:5000/ml-app:0.0.1: not carried over" in note for note in inputs.notes)
+    assert not (tmp_path / "never").exists()
 
 
 def test_a_folder_that_holds_a_run_is_not_overwritten(tmp_path, spec_file):

@@ -33,7 +33,7 @@ from servetune import __version__
 from servetune.backend.protocol import Backend, BackendName, Measurement
 from servetune.config import DeploymentSpec, LoadProfile
 from servetune.deploy.manifests import render_manifests, to_yaml
-from servetune.deploy.spec import DEFAULT_MODEL, load_deployment_spec, spec_model_path
+from servetune.deploy.spec import DEFAULT_MODEL, read_deployment, spec_model_path
 from servetune.errors import ServetuneError
 from servetune.load.profile import load_profile
 from servetune.load.runner import LoadDriver
@@ -104,11 +104,12 @@ class Inputs:
     spec: DeploymentSpec
     profile: LoadProfile
     model_path: Path | None  # None: on Kubernetes, a model that only the image holds
+    notes: list[str]  # what a Kubernetes manifest given as the spec could not carry over
 
 
 def read_inputs(options: RunOptions) -> Inputs:
     """The spec, the profile and the model file; RunError (or the stage's own error) when one is unusable."""
-    spec = load_deployment_spec(options.spec)
+    spec, notes = read_deployment(options.spec)
     profile = load_profile(options.profile, options.time_scale)
     model_path: Path | None = spec_model_path(spec)
     if not model_path.is_file():
@@ -121,7 +122,7 @@ def read_inputs(options: RunOptions) -> Inputs:
         raise RunError(f"{folder.path}: exists and is not a folder")
     if folder.path.is_dir() and folder.holds_a_run():
         raise RunError(f"{folder.path}: already holds a run (run.json); choose another --out")
-    return Inputs(spec, profile, model_path)
+    return Inputs(spec, profile, model_path, notes)
 
 
 def keep_inputs(folder: RunFolder, inputs: Inputs, options: RunOptions) -> dict:
@@ -177,6 +178,8 @@ def evaluate(options: RunOptions, console: Console | None = None, backend: Backe
     caller (a simulator, say) instead of the one options.backend names."""
     console = console or Console(stderr=True)
     inputs = read_inputs(options)
+    for note in inputs.notes:
+        console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     folder = RunFolder(options.out)
     try:
         folder.path.mkdir(parents=True, exist_ok=True)

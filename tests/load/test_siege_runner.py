@@ -11,6 +11,7 @@ import pytest
 
 from environment import require_tool
 from servetune.config import LoadPhase, LoadProfile
+from servetune.load.profile import parse_profile
 from servetune.load.siege import SiegeRunError, run_siege
 
 
@@ -33,6 +34,7 @@ def test_runs_every_phase_with_siege_and_reads_its_log(tmp_path, recording_serve
     assert all(a.path == "/test" and a.headers["connection"] == "close" for a in siege_requests)
     commands = (tmp_path / "siege_output.txt").read_text()
     assert "-c 3 -d 1 -t 1S" in commands and "-c 2 -d 0 -t 1S" in commands
+    assert parse_profile(tmp_path / "load_profile.yaml") == profile  # kept like the built-in driver keeps it
     assert "connection = close" in (tmp_path / "siegerc").read_text()
 
 

@@ -23,7 +23,7 @@ class KubernetesBackend:
                  url: str | None = None, ready_timeout_s: float = 300.0, progress: bool = True,
                  on_event: Callable[[str], None] = print) -> None:
         """`url`: where the load goes [default: the first node's address and the spec's NodePort]."""
-        self.spec, self.kubeconfig, self.context = spec, kubeconfig, context
+        self.spec = spec
         self.ready_timeout_s, self.progress, self.on_event = ready_timeout_s, progress, on_event
         self.cluster = KubernetesCluster(kubeconfig, context)
         self.applied = False
@@ -66,12 +66,11 @@ class KubernetesBackend:
 
     def monitor(self, out: Path, interval_s: float, stop: threading.Event,
                 on_sample: Callable[[ResourceSample], None]) -> int:
-        from servetune.monitor.kubernetes import monitor_kubernetes
+        from servetune.monitor.kubernetes import monitor_namespace
 
-        return monitor_kubernetes(
-            out, namespace=self.spec.namespace, selector=f"app={self.spec.name}", interval_s=interval_s,
-            kubeconfig=self.kubeconfig, context=self.context, stop_event=stop, on_sample=on_sample,
-        )
+        # The deployment's own connection: the kubeconfig is read once and its namespace exists.
+        return monitor_namespace(self.cluster.api_client, out, self.spec.namespace, selector=f"app={self.spec.name}",
+                                 interval_s=interval_s, stop_event=stop, on_sample=on_sample)
 
     def measure(self, measurement: Measurement, record: RunRecord) -> str:
         return load_and_monitor(self, measurement, record)

@@ -67,7 +67,7 @@ class LocalBackend:
                 on_sample: Callable[[ResourceSample], None]) -> int:
         from servetune.monitor.local import monitor_local
 
-        return monitor_local(self.started().state_path, out, interval_s=interval_s, stop_event=stop,
+        return monitor_local(self.state_path, out, interval_s=interval_s, stop_event=stop,
                              on_sample=on_sample)
 
     def measure(self, measurement: Measurement, record: RunRecord) -> str:

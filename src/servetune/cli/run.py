@@ -20,15 +20,16 @@ def evaluate_and_report(options: RunOptions) -> None:
     from rich.table import Table
 
     from servetune.analyze.report import headline_rows
-    from servetune.analyze.stats import AnalysisError, summarize
+    from servetune.config import RunSummary
     from servetune.run import evaluate
+    from servetune.runfolder import RunFolder
 
     result = evaluate(options)
     record = result.record
     if result.report is not None:
-        try:
-            summary = summarize(result.run_dir)
-        except AnalysisError:
+        try:  # the analysis wrote it with the report: the run's files are not parsed again
+            summary = RunSummary.model_validate_json(RunFolder(result.run_dir).summary_file.read_text("utf-8"))
+        except (OSError, ValueError):
             summary = None
         if summary is not None:
             table = Table("statistic", "value", title=f"run {summary.name} ({record['status']})")
@@ -63,9 +64,6 @@ def run(
 ) -> None:
     """The evaluation protocol: warm up, apply, load test + monitor together, tear down, analyse; everything
     lands in the run folder (run.json says what happened). Ctrl-C tears down and keeps what was measured."""
-    from servetune.cli.deploy import read_spec
-
-    read_spec(spec)  # a bad spec fails here, before anything starts; a Kubernetes manifest's notes are printed
     evaluate_and_report(RunOptions(
         spec=spec, out=out, backend=choice(backend, list(BackendName), "--backend"), profile=profile,
         time_scale=time_scale, driver=choice(driver, list(LoadDriver), "--driver"), copy_model=model_copy,

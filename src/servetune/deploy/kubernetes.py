@@ -84,21 +84,18 @@ class KubernetesCluster:
         self.custom = client.CustomObjectsApi(self.api_client)
         self.versions = client.VersionApi(self.api_client)
         self._version: tuple[int, int] | None = None
-        # kind -> (patch with the HTTP status, read, delete), each taking (name, namespace, ...)
+        # kind -> (patch with the HTTP status, delete), each taking (name, namespace, ...)
         self.verbs = {
             "Deployment": (
                 self.apps.patch_namespaced_deployment_with_http_info,
-                self.apps.read_namespaced_deployment,
                 self.apps.delete_namespaced_deployment,
             ),
             "Service": (
                 self.core.patch_namespaced_service_with_http_info,
-                self.core.read_namespaced_service,
                 self.core.delete_namespaced_service,
             ),
             "HorizontalPodAutoscaler": (
                 self.autoscaling.patch_namespaced_horizontal_pod_autoscaler_with_http_info,
-                self.autoscaling.read_namespaced_horizontal_pod_autoscaler,
                 self.autoscaling.delete_namespaced_horizontal_pod_autoscaler,
             ),
         }
@@ -186,9 +183,9 @@ class KubernetesCluster:
     def keeping_replicas(self, body: dict) -> dict:
         if body["kind"] != "Deployment":
             return body
-        kind, namespace, name = body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
-            existing = self.request(f"read deployment/{name}", self.verbs[kind][1], name, namespace)
+            existing = self.request(f"read deployment/{name}", self.apps.read_namespaced_deployment, name, namespace)
         except NotFound:
             return body
         if existing.spec.replicas is None:
@@ -336,7 +333,7 @@ class KubernetesCluster:
 
     def delete_object(self, kind: str, namespace: str, name: str) -> bool:
         """Delete one object (its pods in the background); False when there was none."""
-        remove = self.verbs[kind][2]
+        remove = self.verbs[kind][1]
         try:
             # The answer (a Status, or the deleted object for some kinds) is not needed: left unparsed.
             self.request(

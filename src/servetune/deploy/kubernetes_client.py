@@ -30,15 +30,7 @@ class KubernetesError(FailedError):
 
 
 class NotFound(KubernetesError):
-    pass
-
-
-class Conflict(KubernetesError):
-    """HTTP 409: the name exists already, or the object changed since it was read."""
-
-
-class Invalid(KubernetesError):
-    """HTTP 422: the API server refused the object (a field's value, or a port already allocated)."""
+    """HTTP 404: callers that expect an object may be absent catch this one."""
 
 
 class AccessRefused(KubernetesError):
@@ -145,8 +137,8 @@ def api_error(what: str, status: int, reason: str | None, body: str | bytes | No
         return AccessRefused(f"{what}: forbidden: {message}")
     if status == 404:
         return NotFound(f"{what}: not found: {message}")
-    if status == 409:
-        return Conflict(f"{what}: conflict: {message}")
-    if status == 422:
-        return Invalid(f"{what}: invalid: {message}")
+    if status == 409:  # the name exists already, or the object changed since it was read
+        return KubernetesError(f"{what}: conflict: {message}")
+    if status == 422:  # a field's value refused, or a port already allocated
+        return KubernetesError(f"{what}: invalid: {message}")
     return KubernetesError(f"{what}: HTTP {status}: {message}")

@@ -14,7 +14,6 @@ from servetune.config import LoadProfile, LoadRunRow
 from servetune.load.driver import LoadOptions, run_load_test
 from servetune.load.siege import run_siege
 from servetune.load.target import TargetError
-from servetune.runfolder import RunFolder
 
 
 class LoadDriver(StrEnum):
@@ -51,7 +50,5 @@ def run_with_driver(
     options = options or LoadOptions()
     check_driver(driver, options)
     if driver == LoadDriver.SIEGE:
-        rows = run_siege(profile, base_url, out_dir, keep_alive=options.keep_alive, stop=stop)
-        RunFolder(out_dir).keep_profile(profile)  # what the built-in driver keeps too
-        return rows
+        return run_siege(profile, base_url, out_dir, keep_alive=options.keep_alive, stop=stop)
     return run_load_test(profile, base_url, out_dir, options, stop)

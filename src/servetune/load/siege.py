@@ -202,7 +202,8 @@ def run_siege(
     stop: threading.Event | None = None,
     siege: str | None = None,
 ) -> list[LoadRunRow]:
-    """Every run of the profile with the real siege binary; returns the rows of out_dir/load_output.csv.
+    """Every run of the profile with the real siege binary; returns the rows of out_dir/load_output.csv and
+    keeps the profile in out_dir/load_profile.yaml.
 
     siege's -t counts whole seconds, so a compressed run lasts round(duration) seconds, at least 1. A stop
     sends SIGINT to the running siege, which then writes its row like at the end of a run.
@@ -214,8 +215,10 @@ def run_siege(
         raise SiegeRunError("--driver siege sends GET /test only (siege cannot upload multipart images)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    log = RunFolder(out_dir).load_log
+    folder = RunFolder(out_dir)
+    log = folder.load_log
     log.unlink(missing_ok=True)
+    folder.keep_profile(profile)  # as the built-in driver does: analyze names each run's phase from it
     siegerc = out_dir / SIEGERC
     write_siegerc(siegerc, keep_alive, max(phase.users for phase in profile.phases))
     url = base_url.rstrip("/") + "/test"

@@ -204,15 +204,29 @@ def monitor_kubernetes(
     namespace = namespace or connection.namespace
     try:
         require_namespace(connection, namespace)
-    except KubernetesError:
-        connection.close()
-        raise
-    sampler = KubernetesSampler(
-        connection.api_client, namespace, selector=selector, usage_all_pods=usage_all_pods,
-        request_timeout_s=max(0.5, min(4.0, interval_s * 0.8)),
-    )
-    try:
-        return record(sampler, out_path, interval_s=interval_s, duration_s=duration_s,
-                      stop_event=stop_event, on_sample=on_sample)
+        return monitor_namespace(connection.api_client, out_path, namespace, selector=selector, interval_s=interval_s,
+                                 duration_s=duration_s, usage_all_pods=usage_all_pods, stop_event=stop_event,
+                                 on_sample=on_sample)
     finally:
         connection.close()
+
+
+def monitor_namespace(
+    api_client: Any,
+    out_path: str | Path,
+    namespace: str,
+    *,
+    selector: str | None = None,
+    interval_s: float = 5.0,
+    duration_s: float | None = None,
+    usage_all_pods: bool = False,
+    stop_event: threading.Event | None = None,
+    on_sample: Callable[[ResourceSample], None] | None = None,
+) -> int:
+    """monitor_kubernetes through a connection that is open already (a deployment's own, say)."""
+    sampler = KubernetesSampler(
+        api_client, namespace, selector=selector, usage_all_pods=usage_all_pods,
+        request_timeout_s=max(0.5, min(4.0, interval_s * 0.8)),  # a sample gives up before the next is due
+    )
+    return record(sampler, out_path, interval_s=interval_s, duration_s=duration_s, stop_event=stop_event,
+                  on_sample=on_sample)
