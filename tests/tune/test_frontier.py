@@ -1,5 +1,5 @@
 from servetune.tune.capacity import MIB, Capacity
-from servetune.tune.constraints import Constraints, ModelFacts, space_problems
+from servetune.tune.constraints import Constraints, ModelFacts, baseline_bounds, space_problems
 from servetune.tune.frontier import by_rule, frontier, recommend, why_empty
 from servetune.tune.search import Evaluation, Problem, evolve
 from servetune.tune.space import Candidate
@@ -36,6 +36,18 @@ def test_empty_frontier_names_the_constraint_that_excluded_everything():
     assert "the nearest candidate" in message and "> 1 ms" in message
 
 
+def test_empty_frontier_names_the_bound_a_better_than_baseline_set():
+    baseline = summary(50 * 1024, 10.0, 1.0)  # less memory than any pod can hold
+    bounds = baseline_bounds(Constraints(), {"default": baseline}, "simulated", better_than=["default"])
+    run = Problem(small_space(), FACTS, bounds, evaluate)
+    evolve(run, budget=40, population=20, seed=0)
+    assert frontier(run.evaluations) == []
+    message = why_empty(run.evaluations, run.constraints)
+    assert message.startswith("no candidate met the constraints: --max-memory-requested-mib (50 MiB (the "
+                              "simulated memory requested of default, --better-than)) excluded all"), message
+    assert "missed by: memory requested" in message
+
+
 def test_empty_frontier_from_several_constraints_gives_each_ones_share():
     run = Problem(small_space(), FACTS, Constraints(max_response_ms=10.0), evaluate)
     too_little_memory = (0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)  # 1 CPU but 64 MiB: never simulated
@@ -68,14 +80,3 @@ def test_twins_with_the_same_prediction_appear_once_with_the_most_memory_headroo
     front = frontier([tight, roomy, other])
     assert front == [other, roomy]
 
-
-def test_no_slower_than_bounds_the_response_time_by_the_fastest_baseline():
-    from servetune.tune.pipeline import no_slower_than
-
-    fast, slow = summary(1, 1, 0.020), summary(1, 1, 0.030)
-    bounded = no_slower_than(Constraints(), {"default": fast, "course-hpa": slow}, "simulated")
-    assert bounded.max_response_ms == 20.0
-    assert dict(bounded.describe())["--max-response-ms"] == (
-        "20 ms (the simulated response time of default, --no-slower-than)")
-    assert no_slower_than(Constraints(max_response_ms=15), {"default": fast}, "measured").max_response_ms == 15
-    assert no_slower_than(Constraints(max_response_ms=25), {"default": fast}, "measured").max_response_ms == 20

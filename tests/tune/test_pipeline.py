@@ -91,11 +91,39 @@ def test_an_empty_frontier_names_the_constraint_that_excluded_everything(tmp_pat
     assert (out / "candidates.csv").is_file()  # what was simulated is kept
 
 
+def test_better_than_bounds_memory_cpu_and_response_time_by_the_baseline(tmp_path):
+    out = tmp_path / "tune"
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "24", "--population", "12", "--verify", "0", "--jobs", "1",
+                       "--better-than", "fixed-1")
+    assert result.returncode == 0, result.stderr
+    assert "memory requested bound: 512 MiB (the simulated memory requested of fixed-1, --better-than)" in (
+        result.stdout)
+    assert "CPU requested bound: 1 CPU (the simulated CPU requested of fixed-1, --better-than)" in result.stdout
+    assert "response time bound: " in result.stdout and "response time of fixed-1, --better-than" in result.stdout
+    assert "fixed-1" in result.stdout.split("recommended:")[0]  # a row of the comparison table
+    bound = dict(json.loads((out / "frontier.json").read_text())["constraints"])
+    response_ms = float(bound["--max-response-ms"].split(" ms")[0])
+    front = json.loads((out / "frontier.json").read_text())["candidates"]
+    assert front
+    for candidate in front:
+        s = candidate["statistics"]
+        assert s["memory_requested_KB"] <= 512 * 1024 and s["cpu_requested_core"] <= 1.0
+        assert s["response_time_s"] * 1000 <= response_ms
+    rows = list(csv.DictReader((out / "candidates.csv").open()))
+    assert any("memory requested" in r["violations"] and "fixed-1, --better-than" in r["violations"] for r in rows)
+    report = (out / "report.html").read_text()
+    assert "--max-memory-requested-mib" in report and "memory requested of fixed-1, --better-than" in report
+
+
 @pytest.mark.parametrize(("args", "expected"), [
     (["--capacity", "cpu=two"], "--capacity: capacity 'cpu=two'"),
     (["--backend", "docker"], "--backend must be local or kubernetes"),
     (["--profile", "nope"], "no such profile file"),
     (["--calibration", "missing.json"], "missing.json: no such calibration file"),
+    (["--better-than", "nosuch"], "no such spec file"),
+    (["--no-slower-than", "nosuch"], "no such spec file"),
+    (["--max-cpu-requested", "0"], "--max-cpu-requested"),
 ])
 def test_bad_flags_are_refused_with_the_reason(tmp_path, args, expected):
     result = in_process("tune", "--out", str(tmp_path / "t"), *args)

@@ -26,6 +26,10 @@ def tune(
     profile: Annotated[str, typer.Option(help="reference, quick, or a profile YAML file")] = "reference",
     max_response_ms: Annotated[float | None, typer.Option(min=0.001, help="response time at most this "
                                                           "(OKAY-weighted mean, ms)")] = None,
+    max_memory_requested_mib: Annotated[float | None, typer.Option(min=0.001, help="memory requested at most "
+                                                                   "this (mean over the run, MiB)")] = None,
+    max_cpu_requested: Annotated[float | None, typer.Option(min=0.001, help="CPU requested at most this (mean "
+                                                            "over the run, cores)")] = None,
     max_failure_rate: Annotated[float, typer.Option(min=0, max=1, help="failed / all requests at most this")] = 0.0,
     min_accuracy: Annotated[float | None, typer.Option(min=0, max=1, help="model accuracy at least this "
                                                        "(0..1; variants without a measured accuracy are "
@@ -49,6 +53,11 @@ def tune(
                                                              "bounds the candidates': its simulated one in the "
                                                              "search, its measured one (run for real first) in "
                                                              "the verification")] = None,
+    better_than: Annotated[list[str] | None, typer.Option(help="a spec (repeatable) the candidates must be no "
+                                                          "worse than on memory requested, CPU requested and "
+                                                          "response time: its simulated statistics in the "
+                                                          "search, its measured ones (run for real first) in "
+                                                          "the verification")] = None,
     budget: Annotated[int, typer.Option(min=1, help="candidates to simulate")] = 2000,
     population: Annotated[int, typer.Option(min=4, help="candidates per generation")] = 64,
     seed: Annotated[int, typer.Option(help="seed of the search and the simulations")] = 0,
@@ -74,11 +83,14 @@ def tune(
         raise OptionError(f"--capacity: {error}") from None
     options = TuneOptions(
         out=out, profile=profile, space=space, calibrations=calibration or [],
-        constraints=Constraints(max_response_ms, max_failure_rate, min_accuracy, max_limit_ratio, memory_margin,
-                                cluster),
+        constraints=Constraints(max_response_ms=max_response_ms, max_failure_rate=max_failure_rate,
+                                min_accuracy=min_accuracy, max_limit_ratio=max_limit_ratio,
+                                memory_margin=memory_margin, capacity=cluster,
+                                max_memory_requested_mib=max_memory_requested_mib,
+                                max_cpu_requested=max_cpu_requested),
         budget=budget, population=population, seed=seed, jobs=jobs, verify=verify,
         real=RealRun(backend, profile, time_scale, kubeconfig, context), baselines=baseline or ["default"],
-        no_slower_than=no_slower_than or [],
+        no_slower_than=no_slower_than or [], better_than=better_than or [],
     )
     show_result(run_with_progress(options))  # an empty front (EmptyFrontier) exits 1, bad input 2
 
@@ -113,6 +125,8 @@ def show_result(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from servetune.tune.constraints import BOUNDED, RESPONSE_TIME
+
     table = Table("spec", "mem req MiB", "CPU req", "resp. ms", "failures", "replicas mean/max",
                   title="recommended against the baselines (simulated, full profile)")
     for name, s in [("recommended", result.recommended.statistics), *result.baselines.items()]:
@@ -132,7 +146,13 @@ def show_result(result) -> None:
                f"{result.out / 'recommended.yaml'}")
     typer.echo(f"front: {len(result.front)} candidates of {len(result.evaluations):,} evaluated "
                f"in {result.seconds:.1f} s -> {result.out / 'frontier.csv'}")
-    typer.echo(f"response time bound: {dict(result.constraints.describe())['--max-response-ms']}")
+    for statistic in BOUNDED:
+        search, verification = result.constraints, result.verified_against
+        if statistic is RESPONSE_TIME or search.bound(statistic) is not None:
+            text = f"{statistic.name} bound: {search.bound_text(statistic)}"
+            if verification.bound_text(statistic) != search.bound_text(statistic):
+                text += f"; in the verification: {verification.bound_text(statistic)}"
+            typer.echo(text)
     typer.echo(f"report: {result.report}")
 
 

@@ -5,14 +5,21 @@ Two kinds of check:
   the pod's workers plus a margin (below it the pod would be OOM-killed), limit/request ratios at most
   `max_limit_ratio` (limits far above requests overcommit the node), the model's measured accuracy, and one
   pod fitting the cluster's capacity;
-- after simulating (`measured_violations`): response time and failure rate.
+- after simulating (`measured_violations`): the upper bounds on response time, memory requested and CPU
+  requested, and the failure rate.
 Each violation carries an amount (how far off, relative), so the search can prefer the nearly feasible.
+
+The upper bounds come from their own flags or from baselines (`baseline_bounds`): `--no-slower-than SPEC`
+bounds the response time by SPEC's, `--better-than SPEC` all three by SPEC's, so a feasible candidate is no
+worse than SPEC on any of them (equal is allowed). The baselines' statistics are simulated in the search and
+measured in the verification.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from servetune.config import RunSummary
@@ -22,6 +29,34 @@ from servetune.tune.space import Candidate, SearchSpace
 
 DEFAULT_MAX_LIMIT_RATIO = 2.0
 DEFAULT_MEMORY_MARGIN = 0.15  # like the VPA recommender's 15 % safety margin over observed usage
+# A statistic equal to its bound meets it; this only absorbs float rounding (a baseline's own figures,
+# recomputed, must meet the bounds taken from them), it is no tolerance on the measurement.
+ROUNDING = 1e-9
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """A statistic with an upper bound: its flag, the Constraints fields holding the bound and where the bound
+    came from, and how to read the statistic from a run's statistics in the bound's unit."""
+
+    flag: str
+    name: str
+    unit: str
+    bound_field: str
+    source_field: str
+    read: Callable[[RunSummary], float | None]
+
+    def text(self, value: float) -> str:
+        return f"{value:,g} {self.unit}"
+
+
+RESPONSE_TIME = Bounded("--max-response-ms", "response time", "ms", "max_response_ms", "response_source",
+                        lambda s: None if s.response_time_s is None else s.response_time_s * 1000)
+MEMORY_REQUESTED = Bounded("--max-memory-requested-mib", "memory requested", "MiB", "max_memory_requested_mib",
+                           "memory_source", lambda s: s.memory_requested_KB / 1024)
+CPU_REQUESTED = Bounded("--max-cpu-requested", "CPU requested", "CPU", "max_cpu_requested", "cpu_source",
+                        lambda s: s.cpu_requested_core)
+BOUNDED = (RESPONSE_TIME, MEMORY_REQUESTED, CPU_REQUESTED)
 
 
 @dataclass(frozen=True)
@@ -33,6 +68,20 @@ class Constraints:
     memory_margin: float = DEFAULT_MEMORY_MARGIN
     capacity: Capacity | None = None
     response_source: str = ""  # where max_response_ms came from, when not from the flag itself
+    max_memory_requested_mib: float | None = None  # the run's mean memory requested
+    max_cpu_requested: float | None = None  # the run's mean CPU requested, cores
+    memory_source: str = ""
+    cpu_source: str = ""
+
+    def bound(self, statistic: Bounded) -> float | None:
+        return getattr(self, statistic.bound_field)
+
+    def bound_text(self, statistic: Bounded) -> str:
+        """The bound with where it came from, or 'none'."""
+        bound, source = self.bound(statistic), getattr(self, statistic.source_field)
+        if bound is None:
+            return "none"
+        return statistic.text(bound) + (f" ({source})" if source else "")
 
     def describe(self) -> list[tuple[str, str]]:
         """(flag, value) for the report."""
@@ -40,8 +89,7 @@ class Constraints:
         if self.capacity is not None:
             capacity = f"{self.capacity.cpu_cores:g} CPU, {self.capacity.memory_bytes / MIB:,.0f} MiB"
         return [
-            ("--max-response-ms", "none" if self.max_response_ms is None
-             else f"{self.max_response_ms:g} ms" + (f" ({self.response_source})" if self.response_source else "")),
+            *[(statistic.flag, self.bound_text(statistic)) for statistic in BOUNDED],
             ("--max-failure-rate", f"{self.max_failure_rate:.2%}"),
             ("--min-accuracy", "none" if self.min_accuracy is None else f"{self.min_accuracy:.2%}"),
             ("--max-limit-ratio", f"limits at most {self.max_limit_ratio:g} x requests (CPU and memory)"),
@@ -118,18 +166,43 @@ def static_violations(candidate: Candidate, facts: ModelFacts, constraints: Cons
 
 def measured_violations(statistics: RunSummary, constraints: Constraints) -> list[Violation]:
     found = []
-    response = statistics.response_time_s
-    if response is None:
-        found.append(Violation("--max-response-ms", "no request was answered", 1.0))
-    elif constraints.max_response_ms is not None and response * 1000 > constraints.max_response_ms:
-        found.append(Violation("--max-response-ms", f"response time {response * 1000:.1f} ms > "
-                               f"{constraints.max_response_ms:.4g} ms",
-                               response * 1000 / constraints.max_response_ms - 1))
+    if statistics.response_time_s is None:
+        found.append(Violation(RESPONSE_TIME.flag, "no request was answered", 1.0))
+    for statistic in BOUNDED:
+        value, bound = statistic.read(statistics), constraints.bound(statistic)
+        if value is None or bound is None or value <= bound * (1 + ROUNDING):
+            continue
+        found.append(Violation(statistic.flag, f"{statistic.name} {statistic.text(value)} > "
+                               f"{constraints.bound_text(statistic)}", value / bound - 1 if bound > 0 else 1.0))
     if statistics.failure_rate > constraints.max_failure_rate:
         found.append(Violation("--max-failure-rate", f"failure rate {statistics.failure_rate:.2%} > "
                                f"{constraints.max_failure_rate:.2%}",
                                statistics.failure_rate - constraints.max_failure_rate + 1e-3))
     return found
+
+
+def baseline_bounds(constraints: Constraints, baselines: dict[str, RunSummary], how: str,
+                    no_slower_than: Sequence[str] = (), better_than: Sequence[str] = ()) -> Constraints:
+    """The one place baselines' statistics become bounds: the response time at most the least of the
+    --no-slower-than and --better-than baselines', memory and CPU requested at most the least of the
+    --better-than ones'. A flag's own bound stays where it is tighter. `how` (simulated, measured) goes into
+    the bound's source text; a baseline without statistics in `baselines` bounds nothing."""
+    changes: dict[str, float | str] = {}
+    for statistic in BOUNDED:
+        flags = {name: "--better-than" for name in better_than}
+        if statistic is RESPONSE_TIME:
+            flags = {**{name: "--no-slower-than" for name in no_slower_than}, **flags}
+        values = {name: statistic.read(baselines[name]) for name in flags if name in baselines}
+        values = {name: value for name, value in values.items() if value is not None}
+        if not values:
+            continue
+        name = min(values, key=values.__getitem__)
+        bound = constraints.bound(statistic)
+        if bound is not None and bound <= values[name]:
+            continue
+        changes[statistic.bound_field] = values[name]
+        changes[statistic.source_field] = f"the {how} {statistic.name} of {name}, {flags[name]}"
+    return replace(constraints, **changes)
 
 
 def space_problems(space: SearchSpace, facts: dict[str, ModelFacts], constraints: Constraints) -> list[str]:

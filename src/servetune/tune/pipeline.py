@@ -5,8 +5,10 @@ Stages in order, each writing into the tune folder:
    in which no candidate can be feasible is refused before anything runs;
 2. search: the evolutionary search over every core, at a budget of simulated candidates;
 3. record: candidates.csv, frontier.csv/json (the feasible Pareto front), the baselines simulated;
-4. verify: the first `verify` candidates of the front (in the recommendation rule's order) run for real
-   with `servetune run` into verify/<id>, next to their simulation at the same time scale;
+4. verify: the baselines that bound the candidates (--no-slower-than, --better-than) run for real first, and
+   their measured statistics become the bounds; then the first `verify` candidates of the front (in the
+   recommendation rule's order) run for real with `servetune run` into verify/<id>, next to their simulation
+   at the same time scale;
 5. recommend and report: recommended.yaml (the first candidate that passed verification, or the rule's
    first pick when none was verified), its manifests, report.html.
 """
@@ -30,7 +32,7 @@ from servetune.load.profile import LoadProfileError, load_profile
 from servetune.model.artifact import ArtifactError
 from servetune.tune.calibration import CalibrationError
 from servetune.tune.capacity import Capacity
-from servetune.tune.constraints import Constraints, ModelFacts, model_facts, space_problems
+from servetune.tune.constraints import Constraints, ModelFacts, baseline_bounds, model_facts, space_problems
 from servetune.tune.evaluate import (
     MEMORY_SHARING,
     CandidateSimulator,
@@ -68,7 +70,15 @@ class TuneOptions:
     verify: int = 3
     real: RealRun = field(default_factory=RealRun)
     baselines: list[str] = field(default_factory=lambda: ["default"])
-    no_slower_than: list[str] = field(default_factory=list)  # specs whose response time bounds the search
+    no_slower_than: list[str] = field(default_factory=list)  # specs whose response time bounds the candidates'
+    better_than: list[str] = field(default_factory=list)  # specs whose memory, CPU requested and response time do
+
+    def bounding(self) -> list[str]:
+        """The baselines that bound the candidates, each once."""
+        return list(dict.fromkeys([*self.no_slower_than, *self.better_than]))
+
+    def bounds(self, constraints: Constraints, baselines: dict[str, RunSummary], how: str) -> Constraints:
+        return baseline_bounds(constraints, baselines, how, self.no_slower_than, self.better_than)
 
 
 @dataclass
@@ -89,7 +99,8 @@ class TuneResult:
     verifications: list[Verification]
     baselines: dict[str, RunSummary]
     baseline_runs: list[Verification]
-    constraints: Constraints
+    constraints: Constraints  # in the search: the baselines' bounds simulated
+    verified_against: Constraints  # in the verification: the baselines' bounds measured
     seconds: float
     report: Path
 
@@ -104,7 +115,7 @@ def read_inputs(options: TuneOptions) -> Inputs:
         calibrations = calibrations_for(space.models, options.calibrations)
         facts = {model: model_facts(model, calibrations[model]) for model in space.models}
         base = load_deployment_spec(space.base)
-        names = list(dict.fromkeys([*options.baselines, *options.no_slower_than]))
+        names = list(dict.fromkeys([*options.baselines, *options.bounding()]))
         baselines = {name: load_deployment_spec(name) for name in names}
     except (SpaceError, LoadProfileError, CalibrationError, ArtifactError, SpecError) as error:
         raise TuneError(str(error)) from None
@@ -139,8 +150,7 @@ def tune(options: TuneOptions, console: Console | None = None,
     simulated = {name: inputs.simulator.spec_simulation(spec, spec.model, record=True)
                  for name, spec in inputs.baselines.items()}
     baselines = {name: simulation.statistics for name, simulation in simulated.items()}
-    constraints = no_slower_than(inputs.constraints, {name: baselines[name] for name in options.no_slower_than},
-                                 "simulated")
+    constraints = options.bounds(inputs.constraints, baselines, "simulated")
 
     began = time.perf_counter()
     # When memory never limits the pods, memory settings change only the memory figures: such twins share
@@ -173,14 +183,19 @@ def tune(options: TuneOptions, console: Console | None = None,
         console.print(f"    {item.verdict()}", highlight=False)
         return item
 
-    # The baselines the response time must not exceed run first, on the same machine: their measured
-    # response time is the bar for the candidates' measured one (a loaded machine slows every run alike).
+    # The baselines that bound the candidates run first, on the same machine: their measured statistics are
+    # the bar for the candidates' measured ones (a loaded machine slows every run alike).
     baseline_runs, bar = [], inputs.constraints
-    if options.verify > 0 and options.no_slower_than:
-        for name in options.no_slower_than:
-            baseline_runs.append(verify_spec(f"baseline-{name}", name, inputs.baselines[name], inputs.constraints))
-        measured = {run.label.split(" ", 1)[1]: run.measured for run in baseline_runs if run.measured is not None}
-        bar = no_slower_than(inputs.constraints, measured, "measured")
+    if options.verify > 0 and options.bounding():
+        measured = {}
+        for name in options.bounding():
+            run = verify_spec(f"baseline-{name}", name, inputs.baselines[name], inputs.constraints)
+            baseline_runs.append(run)
+            if run.status == "interrupted":
+                break
+            if run.measured is not None:
+                measured[name] = run.measured
+        bar = options.bounds(inputs.constraints, measured, "measured")
     verifications = []
     for evaluation, spec in list(zip(front, specs, strict=True))[: options.verify]:
         if any(run.status == "interrupted" for run in [*baseline_runs, *verifications]):
@@ -211,20 +226,9 @@ def tune(options: TuneOptions, console: Console | None = None,
     ]
     facts = SearchFacts(STRATEGY, inputs.space.size(), len(evaluations), problem.simulated, problem.simulations,
                         seconds, jobs, options.profile, options.real.backend)
-    report = write_tune_report(out, facts=facts, constraints=constraints, front=front, ids=ids,
+    report = write_tune_report(out, facts=facts, constraints=constraints, bar=bar, front=front, ids=ids,
                                recommended=recommended, recommended_note=note, baselines=baselines,
                                verifications=[*baseline_runs, *verifications], figures=figures)
     return TuneResult(out, evaluations, front, recommended, verifications, baselines, baseline_runs, constraints,
-                      seconds, report)
+                      bar, seconds, report)
 
-
-def no_slower_than(constraints: Constraints, baselines: dict[str, RunSummary], how: str) -> Constraints:
-    """The constraints with the response time bounded by the fastest of the baselines as well."""
-    times = {name: s.response_time_s * 1000 for name, s in baselines.items() if s.response_time_s is not None}
-    if not times:
-        return constraints
-    name = min(times, key=times.get)
-    if constraints.max_response_ms is not None and constraints.max_response_ms <= times[name]:
-        return constraints
-    return replace(constraints, max_response_ms=round(times[name], 3),
-                   response_source=f"the {how} response time of {name}, --no-slower-than")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from servetune.analyze.report import embedded_png, html_page, html_table
 from servetune.config import RunSummary
-from servetune.tune.constraints import Constraints
+from servetune.tune.constraints import BOUNDED, Constraints
 from servetune.tune.frontier import RULE
 from servetune.tune.search import Evaluation
 from servetune.tune.verify import Verification
@@ -68,7 +68,18 @@ def side_by_side(simulated: RunSummary, measured: RunSummary | None) -> list[lis
     return rows
 
 
-def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints, front: Sequence[Evaluation],
+def verification_bounds(constraints: Constraints, bar: Constraints) -> list[str]:
+    """The bounds the verification judged by, where the baselines' measured statistics changed them."""
+    rows = [[statistic.flag, bar.bound_text(statistic)] for statistic in BOUNDED
+            if bar.bound_text(statistic) != constraints.bound_text(statistic)]
+    if not rows:
+        return []
+    return ["<p>In the verification, the bounds from the baselines are their measured statistics:</p>",
+            html_table(["flag", "value"], rows)]
+
+
+def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints, bar: Constraints,
+                      front: Sequence[Evaluation],
                       ids: dict[int, str], recommended: Evaluation, recommended_note: str,
                       baselines: dict[str, RunSummary], verifications: Sequence[Verification],
                       figures: Sequence[tuple[Path, str]]) -> Path:
@@ -82,6 +93,7 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
         f"process(es) ({rate:.1f} candidates/s).</p>"),
         "<h2>Constraints</h2>",
         html_table(["flag", "value"], [list(item) for item in constraints.describe()]),
+        *verification_bounds(constraints, bar),
         f"<p>Recommendation rule: {html.escape(RULE)}.</p>",
         "<h2>Recommended</h2>",
         (f"<p><b>{html.escape(recommended.candidate.label())}</b> ({html.escape(recommended_note)}); "

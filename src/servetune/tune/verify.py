@@ -3,7 +3,8 @@
 Each verified candidate is also simulated again at the verification's own time scale and on its backend's
 metrics path, so the side-by-side compares like with like (a compressed run weighs each run's opening burst
 more; see OPTIMIZER.md). A candidate fails verification when the run does not complete or its measured
-statistics break a constraint.
+statistics break a constraint; the bounds a baseline sets (--no-slower-than, --better-than) are then its own
+measured statistics, from its real run just before.
 """
 
 from __future__ import annotations
@@ -71,9 +72,15 @@ def run_spec(spec_file: Path, out: Path, real: RealRun, console: Console | None 
 def verify(label: str, spec_file: Path, out: Path, simulated: RunSummary, real: RealRun,
            constraints: Constraints, console: Console | None = None) -> Verification:
     """Run one candidate for real and judge the measurement against the constraints."""
+    status, error = run_spec(spec_file, out, real, console)
+    return judge(label, spec_file, out, status, error, simulated, constraints)
+
+
+def judge(label: str, spec_file: Path, out: Path, status: str, error: str | None, simulated: RunSummary,
+          constraints: Constraints) -> Verification:
+    """The verdict on a run folder a real run wrote: its measured statistics against the constraints."""
     from servetune.analyze.stats import AnalysisError, summarize
 
-    status, error = run_spec(spec_file, out, real, console)
     try:
         measured = summarize(out)
     except (AnalysisError, OSError):

@@ -1,0 +1,70 @@
+"""Bounds from baselines (--no-slower-than, --better-than) and the violations they give."""
+
+import pytest
+
+from servetune.tune.constraints import (
+    CPU_REQUESTED,
+    MEMORY_REQUESTED,
+    RESPONSE_TIME,
+    Constraints,
+    baseline_bounds,
+    measured_violations,
+)
+from tune.synthetic import summary
+
+DEFAULT = summary(400 * 1024, 0.8, 0.030)
+COURSE = summary(300 * 1024, 0.9, 0.020)
+
+
+def test_better_than_bounds_each_of_the_three_by_the_least_of_the_baselines_with_its_source():
+    bounds = baseline_bounds(Constraints(), {"default": DEFAULT, "course-hpa": COURSE}, "simulated",
+                             better_than=["default", "course-hpa"])
+    assert bounds.max_memory_requested_mib == 300 and bounds.max_cpu_requested == 0.8
+    assert bounds.max_response_ms == pytest.approx(20)
+    described = dict(bounds.describe())
+    assert described["--max-memory-requested-mib"] == (
+        "300 MiB (the simulated memory requested of course-hpa, --better-than)")
+    assert described["--max-cpu-requested"] == "0.8 CPU (the simulated CPU requested of default, --better-than)"
+    assert described["--max-response-ms"] == "20 ms (the simulated response time of course-hpa, --better-than)"
+
+
+def test_no_slower_than_bounds_the_response_time_alone_and_shares_the_bound_with_better_than():
+    fast, slow = summary(1, 1, 0.020), summary(1, 1, 0.030)
+    bounded = baseline_bounds(Constraints(), {"default": fast, "course-hpa": slow}, "simulated",
+                              no_slower_than=["default", "course-hpa"])
+    assert bounded.max_response_ms == 20.0
+    assert bounded.max_memory_requested_mib is None and bounded.max_cpu_requested is None
+    assert dict(bounded.describe())["--max-response-ms"] == (
+        "20 ms (the simulated response time of default, --no-slower-than)")
+    mixed = baseline_bounds(Constraints(), {"default": DEFAULT, "course-hpa": COURSE}, "measured",
+                            no_slower_than=["course-hpa"], better_than=["default"])
+    assert mixed.max_response_ms == pytest.approx(20) and "course-hpa, --no-slower-than" in mixed.response_source
+    assert mixed.max_memory_requested_mib == 400 and mixed.memory_source == (
+        "the measured memory requested of default, --better-than")
+
+
+def test_a_flag_keeps_its_bound_where_it_is_tighter_and_a_baseline_without_statistics_bounds_nothing():
+    flags = Constraints(max_response_ms=15, max_memory_requested_mib=250, max_cpu_requested=1.0)
+    bounds = baseline_bounds(flags, {"default": DEFAULT}, "measured", better_than=["default"])
+    assert (bounds.max_response_ms, bounds.max_memory_requested_mib, bounds.max_cpu_requested) == (15, 250, 0.8)
+    assert bounds.response_source == bounds.memory_source == ""
+    assert dict(bounds.describe())["--max-memory-requested-mib"] == "250 MiB"
+    assert baseline_bounds(flags, {}, "measured", better_than=["default"]) == flags  # its run measured nothing
+
+
+def test_a_candidate_over_the_memory_or_cpu_of_a_better_than_baseline_is_infeasible_by_how_much():
+    bounds = baseline_bounds(Constraints(), {"default": DEFAULT}, "simulated", better_than=["default"])
+    memory, cpu = measured_violations(summary(410 * 1024, 0.84, 0.025), bounds)
+    assert memory.constraint == MEMORY_REQUESTED.flag and cpu.constraint == CPU_REQUESTED.flag
+    assert memory.message == ("memory requested 410 MiB > 400 MiB "
+                              "(the simulated memory requested of default, --better-than)")
+    assert cpu.message == "CPU requested 0.84 CPU > 0.8 CPU (the simulated CPU requested of default, --better-than)"
+    assert memory.amount == pytest.approx(0.025) and cpu.amount == pytest.approx(0.05)
+    [slower] = measured_violations(summary(300 * 1024, 0.5, 0.033), bounds)
+    assert slower.constraint == RESPONSE_TIME.flag and slower.amount == pytest.approx(0.1)
+
+
+def test_a_candidate_equal_to_the_baseline_on_all_three_is_no_worse():
+    bounds = baseline_bounds(Constraints(), {"default": DEFAULT}, "measured", better_than=["default"])
+    assert measured_violations(DEFAULT, bounds) == []
+    assert measured_violations(summary(399 * 1024, 0.8, 0.029), bounds) == []

@@ -1,0 +1,38 @@
+"""The verdict on a real run folder: the recorded run of tests/data judged against bounds from a baseline's
+measured statistics."""
+
+from pathlib import Path
+
+import pytest
+
+from servetune.analyze.stats import summarize
+from servetune.tune.constraints import Constraints, baseline_bounds
+from servetune.tune.verify import judge
+
+RUN = Path(__file__).parents[1] / "data" / "recorded-hpa50"
+
+
+def judged(baseline):
+    bar = baseline_bounds(Constraints(), {"default": baseline}, "measured", better_than=["default"])
+    measured = summarize(RUN)
+    return judge("c0001 candidate", RUN / "spec.yaml", RUN, "completed", None, measured, bar)
+
+
+def test_a_run_that_requested_more_than_the_measured_baseline_fails_verification():
+    measured = summarize(RUN)
+    leaner = measured.model_copy(update={"memory_requested_KB": measured.memory_requested_KB * 0.9,
+                                         "cpu_requested_core": measured.cpu_requested_core * 0.8})
+    verification = judged(leaner)
+    assert not verification.passed
+    memory, cpu = verification.violations
+    assert memory.amount == pytest.approx(1 / 0.9 - 1) and cpu.amount == pytest.approx(1 / 0.8 - 1)
+    verdict = verification.verdict()
+    assert verdict.startswith("failed verification: memory requested 458.549 MiB > 412.695 MiB "
+                              "(the measured memory requested of default, --better-than); CPU requested"), verdict
+    assert "(the measured CPU requested of default, --better-than)" in verdict
+
+
+def test_a_run_no_worse_than_the_measured_baseline_is_verified():
+    assert judged(summarize(RUN)).verdict() == "verified"
+    faster = summarize(RUN).model_copy(update={"response_time_s": 0.5})
+    assert judged(faster).verdict().startswith("failed verification: response time 729.031 ms > 500 ms")
