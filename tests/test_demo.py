@@ -3,26 +3,34 @@ compressed by the same factor) has the time to scale up in the high phase and ba
 
 from __future__ import annotations
 
+import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from servetune.demo import (
     DEMO_PROFILE,
     DEMO_SPEC,
     DEMO_TIME_SCALE,
+    DEMO_TUNE_FOLDER,
     demo_options,
+    demo_tune_options,
 )
 from servetune.deploy.hpa import HpaTimings
 from servetune.deploy.spec import load_deployment_spec
 from servetune.load.profile import load_profile
 from servetune.run import shows_scaling
+from servetune.tune.pipeline import tune
 
 BUDGET_S = 300
 START_AND_ANALYSIS_S = 40  # warm-up, replicas ready, tear-down, report: about 10 s measured on 2 cores
+TUNE_S = 40  # the short tune after the run: 12 s for 320 candidates measured on 2 cores, busy with a test run
+RECORDED_RUN = Path(__file__).parent / "data" / "recorded-hpa50"
 
 
 def test_the_demo_fits_five_minutes_with_room_to_start_and_analyse():
     profile = load_profile(DEMO_PROFILE, DEMO_TIME_SCALE)
-    assert profile.total_seconds() + START_AND_ANALYSIS_S <= BUDGET_S
+    assert profile.total_seconds() + START_AND_ANALYSIS_S + TUNE_S <= BUDGET_S
 
 
 def test_the_replicas_come_back_down_well_before_the_end():
@@ -48,3 +56,20 @@ def test_the_terminal_shows_scaling_decisions_not_every_sync():
     assert shows_scaling("05:53:23 replicas 1 (ready 1, pending 0) cpu 0.25 cores -> scale to 2 (DesiredWithinRange)")
     assert not shows_scaling("05:53:30 replicas 2 (ready 2, pending 0) cpu 0.30 cores, 60% of request (target 70%)")
     assert shows_scaling("replica 4242 exited unasked: restart #1")
+
+
+def test_the_short_tune_is_calibrated_on_the_demo_run_and_bounded_by_the_demo_spec(tmp_path):
+    run_dir = tmp_path / "demo-run"
+    shutil.copytree(RECORDED_RUN, run_dir)
+    options = demo_tune_options(run_dir, budget=24)
+    assert options.out == run_dir / DEMO_TUNE_FOLDER
+    assert (options.profile, options.verify, options.budget) == (DEMO_PROFILE, 0, 24)
+    assert options.no_slower_than == [DEMO_SPEC]
+    # the calibration is the run's own: its CPU per request, not the packaged calibration's
+    calibration = json.loads(options.calibrations[0].read_text())
+    assert calibration["source"] == f"run folder {run_dir}"
+    result = tune(replace(options, population=8))
+    assert (options.out / "recommended.yaml").is_file() and (options.out / "report.html").is_file()
+    assert list(result.baselines) == [DEMO_SPEC]
+    bound = result.baselines[DEMO_SPEC].response_time_s * 1000
+    assert result.recommended.statistics.response_time_s * 1000 <= bound

@@ -10,6 +10,7 @@ import typer
 from servetune.backend.protocol import BackendName
 from servetune.cli.errors import CommandFailed
 from servetune.cli.options import Context, Kubeconfig, choice, time_scale_option
+from servetune.demo import DEMO_TUNE_BUDGET
 from servetune.load.runner import LoadDriver
 from servetune.run import RunOptions
 
@@ -75,12 +76,25 @@ def demo(
     out: Annotated[Path | None, typer.Option(help="run folder [default: runs/demo-DATE-TIME]")] = None,
     time_scale: Annotated[float | None, time_scale_option("compress the quick profile [default: about 4 minutes "
                                                           "in all]")] = None,
+    tune_budget: Annotated[int, typer.Option(min=0, help="candidates the short tune after the run simulates "
+                                             "(0: no tune)")] = DEMO_TUNE_BUDGET,
 ) -> None:
     """The main job: the default model on the one-machine cluster under the quick profile; replicas scale up
-    and back down; prints the four statistics, accuracy and the report's path."""
+    and back down; prints the four statistics, accuracy and the report's path. Then a short tune, calibrated
+    on this run, recommends a spec for the same profile (simulated; into RUN/tune)."""
     import time
 
-    from servetune.demo import DEMO_TIME_SCALE, demo_options
+    from servetune.cli.tune import run_with_progress, show_result
+    from servetune.demo import DEMO_PROFILE, DEMO_TIME_SCALE, demo_options, demo_tune_options
 
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    evaluate_and_report(demo_options(out, time_scale or DEMO_TIME_SCALE))
+    scale = time_scale or DEMO_TIME_SCALE
+    evaluate_and_report(demo_options(out, scale))  # exits on a failed or interrupted run
+    if tune_budget == 0:
+        return
+    options = demo_tune_options(out, tune_budget)
+    typer.echo(f"tune: the simulator recalibrated from this run ({options.calibrations[0]}); searching "
+               f"{tune_budget} candidates for the {DEMO_PROFILE} profile, no slower than the demo spec")
+    show_result(run_with_progress(options))
+    typer.echo(f"verify it for real: servetune run -c {options.out / 'recommended.yaml'} --profile "
+               f"{DEMO_PROFILE} --time-scale {scale:g} --out {out}-recommended")
