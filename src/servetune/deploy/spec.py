@@ -84,11 +84,11 @@ def spec_yaml(spec: DeploymentSpec) -> str:
     return yaml.safe_dump(spec.model_dump(mode="json", exclude_unset=True), sort_keys=False)
 
 
-def spec_model_path(spec: DeploymentSpec) -> Path:
-    """The model file a spec names; `default` is the packaged model."""
+def spec_model_path(model: str) -> Path:
+    """The model file a spec's `model` (or a search space's model entry) names; `default` is the packaged model."""
     from servetune.model.artifact import default_model_path
 
-    return default_model_path() if spec.model == DEFAULT_MODEL else Path(spec.model)
+    return default_model_path() if model == DEFAULT_MODEL else Path(model)
 
 
 def resolve_spec_path(path: str | Path) -> Path:
