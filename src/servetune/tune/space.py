@@ -219,14 +219,6 @@ def candidate_spec(candidate: Candidate, base: DeploymentSpec) -> DeploymentSpec
     return DeploymentSpec.model_validate(fields)
 
 
-def spec_yaml(spec: DeploymentSpec) -> str:
-    """A spec as YAML that `servetune deploy apply|render` and `servetune run -c` read back."""
-    data = spec.model_dump(mode="json", exclude_none=True)
-    if spec.limits is None:
-        data["limits"] = None
-    return yaml.safe_dump(data, sort_keys=False)
-
-
 def load_space(path: str | Path | None = None) -> SearchSpace:
     """The space in a YAML file (the bundled default when None); SpaceError names the file and problem."""
     path = Path(path) if path is not None else DEFAULT_SPACE
