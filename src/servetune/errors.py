@@ -17,3 +17,9 @@ class FailedError(ServetuneError):
     """The input was fine but the system it drives failed (a cluster refused a request, replicas died)."""
 
     exit_code = 1
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's text (its class name when it has none), for a one-line message."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -111,7 +111,7 @@ def read_inputs(options: RunOptions) -> Inputs:
     """The spec, the profile and the model file; RunError (or the stage's own error) when one is unusable."""
     spec, notes = read_deployment(options.spec)
     profile = load_profile(options.profile, options.time_scale)
-    model_path: Path | None = spec_model_path(spec)
+    model_path: Path | None = spec_model_path(spec.model)
     if not model_path.is_file():
         if options.backend == BackendName.LOCAL:
             hint = " (the packaged default model is missing)" if spec.model == DEFAULT_MODEL else ""

@@ -2,14 +2,13 @@ import pytest
 import yaml
 
 from servetune.config import DeploymentSpec
-from servetune.deploy.spec import load_deployment_spec
+from servetune.deploy.spec import load_deployment_spec, spec_yaml
 from servetune.tune.space import (
     DEFAULT_SPACE,
     SpaceError,
     candidate_from_genes,
     candidate_spec,
     load_space,
-    spec_yaml,
 )
 
 
@@ -38,7 +37,7 @@ def test_every_candidate_becomes_a_valid_spec_that_reads_back(tmp_path):
         assert spec.requests.cpu == candidate.cpu_request and spec.limits.cpu == candidate.cpu_limit
         assert spec.limits.memory_mb == candidate.memory_limit_mb >= spec.requests.memory_mb
         path = tmp_path / "spec.yaml"
-        path.write_text(spec_yaml(spec))
+        path.write_text(spec_yaml(spec, every_field=True))
         assert load_deployment_spec(path) == spec
         if candidate.autoscaled:
             hpa = spec.autoscaling

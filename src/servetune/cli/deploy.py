@@ -144,7 +144,7 @@ def deploy_local(
     from servetune.deploy.spec import spec_model_path
 
     spec = read_spec(spec_path)
-    backend = LocalBackend(spec, model or spec_model_path(spec), workdir, port=port, time_scale=time_scale,
+    backend = LocalBackend(spec, model or spec_model_path(spec.model), workdir, port=port, time_scale=time_scale,
                            on_event=typer.echo)
     try:
         backend.warm_up()

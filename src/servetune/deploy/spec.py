@@ -79,16 +79,23 @@ def read_deployment(path: str | Path, model: str | None = None) -> tuple[Deploym
     return spec, notes
 
 
-def spec_yaml(spec: DeploymentSpec) -> str:
-    """The spec as YAML: the fields that were given, in the model's order."""
-    return yaml.safe_dump(spec.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+def spec_yaml(spec: DeploymentSpec, *, every_field: bool = False) -> str:
+    """The spec as YAML that `servetune deploy apply|render` and `servetune run -c` read back, in the model's
+    order: the fields that were given, or with `every_field` each one that holds a value (a spec that pins
+    every setting, as the optimizer writes them; `limits: null` stays, since no limits is not the default)."""
+    if not every_field:
+        return yaml.safe_dump(spec.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+    data = spec.model_dump(mode="json", exclude_none=True)
+    if spec.limits is None:
+        data["limits"] = None
+    return yaml.safe_dump(data, sort_keys=False)
 
 
-def spec_model_path(spec: DeploymentSpec) -> Path:
-    """The model file a spec names; `default` is the packaged model."""
+def spec_model_path(model: str) -> Path:
+    """The model file a spec's `model` (or a search space's model entry) names; `default` is the packaged model."""
     from servetune.model.artifact import default_model_path
 
-    return default_model_path() if spec.model == DEFAULT_MODEL else Path(spec.model)
+    return default_model_path() if model == DEFAULT_MODEL else Path(model)
 
 
 def resolve_spec_path(path: str | Path) -> Path:

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 
 from servetune.config import FOOD11_CLASSES, ModelSpec
-from servetune.errors import ServetuneError
+from servetune.errors import ServetuneError, first_line
 from servetune.model.source_check import Agreement, compare, sample_photos
 
 # Largest disagreement allowed between Keras and ONNX Runtime on the same input, relative to the largest
@@ -321,8 +321,3 @@ def load_error_reason(err: BaseException) -> str:
     if "`Lambda` layer" in text:
         return "unsupported layer Lambda: it holds Python code, which is not loaded from a file for safety"
     return first_line(err)
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from servetune.config import FOOD11_CLASSES, ModelSpec
-from servetune.errors import ServetuneError
+from servetune.errors import ServetuneError, first_line
 
 
 class OnnxImportError(ServetuneError):
@@ -117,8 +117,3 @@ def check_runs(model, spec: ModelSpec, source: Path) -> None:
             f"{source}: the model gives {np.asarray(scores).size} scores, not {len(spec.class_names)} "
             "(pass --classes with the model's class names in output order)"
         )
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

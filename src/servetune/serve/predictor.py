@@ -17,7 +17,7 @@ import onnxruntime as ort
 from servetune.config import ModelSpec
 from servetune.model.artifact import ArtifactError, file_sha256, spec_from_metadata
 from servetune.model.preprocess import DEFAULT_MAX_PIXELS, preprocess
-from servetune.model.ranking import ranked
+from servetune.model.ranking import class_probabilities, ranked
 from servetune.serve.decode import decode_bounded
 
 
@@ -119,10 +119,7 @@ class Predictor:
             raise ArtifactError(
                 f"{self.path}: model outputs {scores.shape[0]} scores for {len(self.spec.class_names)} classes"
             )
-        if self.spec.output == "probabilities":
-            return scores
-        exp = np.exp(scores - scores.max())
-        return exp / exp.sum()
+        return class_probabilities(scores, self.spec.output)
 
     def warm_up(self, image: bytes, runs: int = 3) -> None:
         """The first runs allocate ORT's buffers and page in the weights; do them before taking traffic."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from servetune.config import DeploymentSpec, LoadProfile, RunSummary
+from servetune.deploy.spec import DEFAULT_MODEL, spec_model_path
 from servetune.tune.calibration import Calibration, CalibrationError, default_calibration, load_calibration
 from servetune.tune.capacity import MIB, Capacity
 from servetune.tune.search import Sharing
@@ -91,18 +92,18 @@ def process_pool(jobs: int | None = None) -> Iterator[Callable[[Callable, Iterab
 def calibrations_for(models: list[str], files: list[Path]) -> dict[str, Calibration]:
     """Each model's calibration: the file whose artifact hash or file name matches it; the packaged
     default model falls back to the packaged calibration. CalibrationError names a model without one."""
-    from servetune.model.artifact import default_model_path, file_sha256
+    from servetune.model.artifact import file_sha256
 
     loaded = [load_calibration(path) for path in files]
     found = {}
     for model in models:
-        path = default_model_path() if model == "default" else Path(model)
+        path = spec_model_path(model)
         if not path.is_file():
             raise CalibrationError(f"{path}: no such model file (named in the search space)")
         digest = file_sha256(path)
         match = next((c for c in loaded if c.model_sha256 == digest), None) or next(
             (c for c in loaded if not c.model_sha256 and c.model_file == path.name), None)
-        if match is None and model == "default":
+        if match is None and model == DEFAULT_MODEL:
             match = default_calibration()
         if match is None:
             raise CalibrationError(f"{path}: no calibration for this model; measure one with `servetune tune "

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from servetune.config import DeploymentSpec, RunSummary
 from servetune.deploy.manifests import render_manifests, to_yaml
+from servetune.deploy.spec import spec_yaml
 from servetune.tune.constraints import Constraints
 from servetune.tune.frontier import RULE
 from servetune.tune.search import Evaluation
-from servetune.tune.space import Candidate, spec_yaml
+from servetune.tune.space import Candidate
 
 CANDIDATE_FIELDS = ["model", "cpu_request", "cpu_limit", "memory_request_mb", "memory_limit_mb", "workers",
                     "threads", "replicas", "min_replicas", "max_replicas", "target_cpu_utilization",
@@ -95,7 +96,7 @@ def write_spec(spec: DeploymentSpec, path: Path, comment: str = "") -> Path:
     """A spec ready for `servetune deploy apply|render` and `servetune run -c`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "".join(f"# {line}\n" for line in comment.splitlines())
-    path.write_text(header + spec_yaml(spec), encoding="utf-8")
+    path.write_text(header + spec_yaml(spec, every_field=True), encoding="utf-8")
     return path
 
 

@@ -24,7 +24,7 @@ from servetune.config import (
     ScalingPolicy,
     ScalingRules,
 )
-from servetune.deploy.spec import SpecError, load_deployment_spec
+from servetune.deploy.spec import DEFAULT_MODEL, SpecError, load_deployment_spec
 from servetune.errors import ServetuneError
 from servetune.yaml_unique import safe_load_unique_keys
 
@@ -81,7 +81,7 @@ class SearchSpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base: str = Field(default="default", description="spec whose other fields (image, probes…) candidates keep")
-    models: list[str] = Field(default=["default"], min_length=1, description="artifact paths, or 'default'")
+    models: list[str] = Field(default=[DEFAULT_MODEL], min_length=1, description="artifact paths, or 'default'")
     cpu_request: Annotated[list[float], in_range(0.001, 256)] = Field(min_length=1, description="cores")
     cpu_limit_ratio: Annotated[list[float], in_range(1.0, 100)] = Field(
         default=[1.0, 1.5, 2.0], min_length=1, description="limit / request")
@@ -164,7 +164,7 @@ class Candidate:
         threads = "" if self.threads is None else f"t{self.threads}"
         head = (f"{self.cpu_request:g}cpu/{self.cpu_limit:g} {self.memory_request_mb}Mi/{self.memory_limit_mb}Mi "
                 f"w{self.workers}{threads}")
-        if self.model != "default":
+        if self.model != DEFAULT_MODEL:
             head = f"{Path(self.model).stem} {head}"
         if not self.autoscaled:
             return f"{head} fixed{self.replicas}"
@@ -219,14 +219,6 @@ def candidate_spec(candidate: Candidate, base: DeploymentSpec) -> DeploymentSpec
     return DeploymentSpec.model_validate(fields)
 
 
-def spec_yaml(spec: DeploymentSpec) -> str:
-    """A spec as YAML that `servetune deploy apply|render` and `servetune run -c` read back."""
-    data = spec.model_dump(mode="json", exclude_none=True)
-    if spec.limits is None:
-        data["limits"] = None
-    return yaml.safe_dump(data, sort_keys=False)
-
-
 def load_space(path: str | Path | None = None) -> SearchSpace:
     """The space in a YAML file (the bundled default when None); SpaceError names the file and problem."""
     path = Path(path) if path is not None else DEFAULT_SPACE
@@ -246,7 +238,7 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
         space = SearchSpace.model_validate(data)
     except ValidationError as error:
         raise SpaceError(f"{path}: {'; '.join(describe(item) for item in error.errors())}") from None
-    models = [m if m == "default" or Path(m).is_absolute() else str((path.parent / m).resolve())
+    models = [m if m == DEFAULT_MODEL or Path(m).is_absolute() else str((path.parent / m).resolve())
               for m in space.models]
     try:
         load_deployment_spec(space.base)
