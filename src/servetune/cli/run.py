@@ -94,7 +94,7 @@ def demo(
         return
     options = demo_tune_options(out, tune_budget)
     typer.echo(f"tune: the simulator recalibrated from this run ({options.calibrations[0]}); searching "
-               f"{tune_budget} candidates for the {DEMO_PROFILE} profile, no slower than the demo spec")
+               f"{tune_budget} candidates for the {DEMO_PROFILE} profile, better than the demo spec")
     show_result(run_with_progress(options))
     typer.echo(f"verify it for real: servetune run -c {options.out / 'recommended.yaml'} --profile "
                f"{DEMO_PROFILE} --time-scale {scale:g} --out {out}-recommended")
