@@ -95,6 +95,13 @@ def test_bad_yaml_gives_line_and_column(tmp_path):
         load_deployment_spec(write(tmp_path, "name: ml-app\nrequests:\n  cpu: 0.5: 1\n"))
 
 
+def test_a_spec_that_is_not_utf8_text_is_refused_with_the_byte(tmp_path):
+    path = tmp_path / "fixed.yaml"
+    path.write_bytes(b"\xff\xfename: ml-app\n")
+    with pytest.raises(SpecError, match=r"fixed.yaml: not UTF-8 text \(byte 0: invalid start byte\)"):
+        load_deployment_spec(path)
+
+
 def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
     with pytest.raises(SpecError, match=r"fixed.yaml: invalid YAML: line 3, column 1: duplicate key 'replicas' \(first given on line 2\)"):
         load_deployment_spec(write(tmp_path, "name: ml-app\nreplicas: 1\nreplicas: 5\n"))

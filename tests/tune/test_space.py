@@ -86,6 +86,13 @@ def test_bad_spaces_are_refused_with_the_reason(tmp_path, data, expected):
     assert expected in str(error.value)
 
 
+def test_a_space_that_is_not_utf8_text_is_refused_with_the_byte(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(b"cpu_request: [0.1]\n\xff\n")
+    with pytest.raises(SpaceError, match=r"space.yaml: not UTF-8 text \(byte 19: invalid start byte\)"):
+        load_space(path)
+
+
 def test_a_missing_space_file_is_named(tmp_path):
     with pytest.raises(SpaceError, match="no such search space file"):
         load_space(tmp_path / "nope.yaml")

@@ -43,6 +43,8 @@ def read_deployment(path: str | Path, model: str | None = None) -> tuple[Deploym
         raise SpecError(f"{path}: no such spec file (bundled specs: {bundled})") from None
     except OSError as error:
         raise SpecError(f"{path}: cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
     try:
         documents = [doc for doc in safe_load_all_unique_keys(text) if doc is not None]
     except yaml.MarkedYAMLError as error:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from servetune.config import ModelSpec
-from servetune.errors import ServetuneError
+from servetune.errors import ServetuneError, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -95,7 +95,7 @@ def read_spec(path: str | Path) -> ModelSpec:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001 - ORT raises several private exception types for unreadable files
-        raise ArtifactError(f"{path}: not a loadable ONNX model: {str(err).splitlines()[0]}") from None
+        raise ArtifactError(f"{path}: not a loadable ONNX model: {first_line(err)}") from None
     return spec_from_metadata(session.get_modelmeta().custom_metadata_map, str(path))
 
 

@@ -19,7 +19,7 @@ from typing import Literal
 from PIL import Image
 
 from servetune.config import FOOD11_CLASSES
-from servetune.errors import ServetuneError
+from servetune.errors import ServetuneError, first_line
 
 SPLITS = ("training", "validation", "evaluation")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -224,7 +224,7 @@ def load_images(samples: list[Sample], max_side: int | None = None, progress=Non
         try:
             image = open_image(sample.path, max_side)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-            loaded.corrupt.append((sample.path, str(err).splitlines()[0] if str(err) else type(err).__name__))
+            loaded.corrupt.append((sample.path, first_line(err)))
         else:
             loaded.images.append(image)
             loaded.labels.append(sample.label)

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from servetune.config import ModelSpec
+from servetune.errors import first_line
 from servetune.model.artifact import ArtifactError, file_sha256, spec_from_metadata
 from servetune.model.preprocess import DEFAULT_MAX_PIXELS, preprocess
 from servetune.model.ranking import class_probabilities, ranked
@@ -77,7 +78,7 @@ class Predictor:
         try:
             return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # noqa: BLE001 ORT raises several private exception types for unreadable files
-            raise ArtifactError(f"{self.path}: not a loadable ONNX model: {str(err).splitlines()[0]}") from None
+            raise ArtifactError(f"{self.path}: not a loadable ONNX model: {first_line(err)}") from None
 
     def predict(self, data: bytes) -> Prediction:
         """Raises model.preprocess.ImageError (a reason fit for the client) when `data` is not usable."""

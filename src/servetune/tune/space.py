@@ -228,6 +228,8 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
         raise SpaceError(f"{path}: no such search space file") from None
     except OSError as error:
         raise SpaceError(f"{path}: cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise SpaceError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
