@@ -65,6 +65,8 @@ def test_the_short_tune_is_calibrated_on_the_demo_run_and_bounded_by_the_demo_sp
     assert options.out == run_dir / DEMO_TUNE_FOLDER
     assert (options.profile, options.verify, options.budget) == (DEMO_PROFILE, 0, 24)
     assert options.better_than == [DEMO_SPEC]
+    # the demo spec's own limits (CPU 4 x its request) are allowed: "better than what you ran" keeps what you ran
+    assert options.constraints.max_limit_ratio == 4.0
     # the calibration is the run's own: its CPU per request, not the packaged calibration's
     calibration = json.loads(options.calibrations[0].read_text())
     assert calibration["source"] == f"run folder {run_dir}"
@@ -75,3 +77,6 @@ def test_the_short_tune_is_calibrated_on_the_demo_run_and_bounded_by_the_demo_sp
     assert recommended.response_time_s <= demo.response_time_s
     assert recommended.memory_requested_KB <= demo.memory_requested_KB
     assert recommended.cpu_requested_core <= demo.cpu_requested_core
+    [seeded] = [e for e in result.evaluations if e.seeded_from]
+    assert (seeded.seeded_from, seeded.generation) == (DEMO_SPEC, 0)
+    assert seeded.candidate.label() == "0.25cpu/1 192Mi/384Mi w1 hpa1-3@70% down120s upkubernetes"

@@ -6,7 +6,11 @@ autoscaler's time constants, so the run takes about 3.5 minutes on a 2-core mach
 the load: replicas scale up under the high phase and back down in the low tail. The short tune then
 recalibrates the simulator from what the run measured on this machine (CPU per request, memory per replica)
 and searches DEMO_TUNE_BUDGET candidates of the bundled space on the same profile for one better than the
-demo spec (no more memory or CPU requested, no slower); it takes seconds and verifies nothing for real (a verification is another run of the profile).
+demo spec (no more memory or CPU requested, no slower), starting from the demo spec itself; it takes seconds
+and verifies nothing for real (a verification is another run of the profile). The demo spec's CPU limit is
+4 x its request, above the tune's default --max-limit-ratio of 2, so the short tune allows the demo spec's
+own ratio: under the default nothing near the demo spec qualifies (a limit halved slows every request), and
+"better than what you ran" would exclude what you ran.
 """
 
 from __future__ import annotations
@@ -36,11 +40,14 @@ def demo_options(out: Path, time_scale: float = DEMO_TIME_SCALE, port: int = 0) 
 def demo_tune_options(run_dir: Path, budget: int = DEMO_TUNE_BUDGET) -> TuneOptions:
     """Recalibrate from the completed demo run into <run>/tune/calibration.json; the short tune's options."""
     # imported here: the tune's plotting costs a second at start-up that the run alone does not need
+    from servetune.deploy.spec import load_deployment_spec
     from servetune.tune.calibration import default_calibration, save_calibration
+    from servetune.tune.constraints import Constraints, limit_ratio
     from servetune.tune.from_run import calibration_from_run
     from servetune.tune.pipeline import TuneOptions
 
     out = run_dir / DEMO_TUNE_FOLDER
     calibration = save_calibration(calibration_from_run(run_dir, default_calibration()), out / "calibration.json")
-    return TuneOptions(out=out, profile=DEMO_PROFILE, calibrations=[calibration], budget=budget, verify=0,
-                       better_than=[DEMO_SPEC])
+    constraints = Constraints(max_limit_ratio=limit_ratio(load_deployment_spec(DEMO_SPEC)))
+    return TuneOptions(out=out, profile=DEMO_PROFILE, calibrations=[calibration], constraints=constraints,
+                       budget=budget, verify=0, baselines=[DEMO_SPEC], better_than=[DEMO_SPEC])

@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 from command import servetune
 from servetune.cli import app
 from servetune.deploy.spec import load_deployment_spec
+from servetune.tune.constraints import Constraints
+from servetune.tune.pipeline import baseline_seeds
+from servetune.tune.space import SearchSpace
 
 SMALL_SPACE = {
     "cpu_request": [0.1, 0.25, 0.5],
@@ -114,6 +117,27 @@ def test_better_than_bounds_memory_cpu_and_response_time_by_the_baseline(tmp_pat
     assert any("memory requested" in r["violations"] and "fixed-1, --better-than" in r["violations"] for r in rows)
     report = (out / "report.html").read_text()
     assert "--max-memory-requested-mib" in report and "memory requested of fixed-1, --better-than" in report
+    # the search started from the baselines' nearest candidates (the default --baseline default, then fixed-1:
+    # 1 CPU and 512 MiB snapped to the space's largest values)
+    assert (out / "candidates.csv").read_text().splitlines()[0].endswith(",seed")  # appended: old readers work
+    default, fixed = "0.5cpu/1 256Mi/512Mi w1 hpa1-3@80% down300s upkubernetes", "0.5cpu/0.5 256Mi/256Mi w1 fixed1"
+    assert [(r["generation"], r["label"], r["seed"]) for r in rows[:2]] == [("0", default, "default"),
+                                                                           ("0", fixed, "fixed-1")]
+    assert all(r["seed"] == "" for r in rows[2:])
+    assert f"First generation seeded with fixed-1: c0002 {fixed}" in report
+
+
+def test_a_baseline_outside_the_space_or_beyond_the_limit_ratio_is_noted():
+    space = SearchSpace.model_validate({**SMALL_SPACE, "autoscaling": None})
+    baselines = {name: load_deployment_spec(name) for name in ("fixed-1", "demo")}
+    seeds, notes = baseline_seeds(space, baselines, Constraints())
+    assert [name for name, _ in seeds] == ["fixed-1"]
+    outside = ("baseline demo does not seed the search: it is autoscaled and the search space holds no "
+               "autoscaled candidates")
+    beyond = ("baseline demo: its limits are up to 4 x its requests, above --max-limit-ratio 2: candidates like it "
+              "are excluded (--max-limit-ratio 4 allows them)")
+    assert notes == [outside, beyond]
+    assert baseline_seeds(space, baselines, Constraints(max_limit_ratio=4))[1] == [outside]
 
 
 @pytest.mark.parametrize(("args", "expected"), [

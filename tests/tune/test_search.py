@@ -1,11 +1,14 @@
 import itertools
 import math
 
-from servetune.tune.constraints import Constraints
+import pytest
+
+from servetune.config import DeploymentSpec
+from servetune.tune.constraints import Constraints, baseline_bounds
 from servetune.tune.frontier import frontier
 from servetune.tune.pareto import hypervolume, non_dominated
 from servetune.tune.search import Problem, evolve, grid_search, random_search
-from servetune.tune.space import candidate_from_genes
+from servetune.tune.space import candidate_from_genes, spec_genome
 from tune.synthetic import FACTS, evaluate, small_space
 
 CONSTRAINTS = Constraints(max_response_ms=20, max_limit_ratio=2.0)
@@ -112,3 +115,55 @@ def test_candidates_differing_only_in_memory_share_one_simulation_with_identical
             assert math.isclose(a.statistics.memory_requested_KB, b.statistics.memory_requested_KB)
             assert a.statistics.response_time_s == b.statistics.response_time_s
     assert plain.simulations == 150 and shared.simulations < 150
+
+
+BASELINES = [  # specs a user may already have, each mapped to its nearest candidate of the small space
+    {"requests": {"cpu": 0.2, "memory_mb": 128}, "limits": {"cpu": 0.4, "memory_mb": 256},
+     "autoscaling": {"min_replicas": 1, "max_replicas": 3, "target_cpu_utilization": 60}},
+    {"requests": {"cpu": 0.5, "memory_mb": 96}, "limits": {"cpu": 1.0, "memory_mb": 192}, "replicas": 1},
+    {"requests": {"cpu": 0.1, "memory_mb": 96}, "limits": {"cpu": 0.2, "memory_mb": 192}, "replicas": 1},
+]
+
+
+def baseline_genome(data: dict) -> tuple[int, ...]:
+    return spec_genome(small_space(), DeploymentSpec.model_validate(data))
+
+
+def test_the_first_generation_holds_each_seed_once_and_random_candidates_for_the_rest():
+    space = small_space()
+    mine = baseline_genome(BASELINES[0])
+    # 64 MiB is below the calibrated peak: the seed is repaired to 96 MiB like any candidate
+    small = baseline_genome({"requests": {"cpu": 0.3, "memory_mb": 64}, "limits": {"cpu": 0.3, "memory_mb": 64}})
+    run = problem()
+    evolve(run, budget=36, population=12, seed=1, seeds=[("mine", mine), ("again", mine), ("small", small)])
+    first = [e for e in run.evaluations if e.generation == 0]
+    assert len(first) == 12
+    assert [(e.seeded_from, e.candidate.label()) for e in first[:2]] == [
+        ("mine; again", candidate_from_genes(space, mine).label()),
+        ("small", "0.3cpu/0.3 96Mi/96Mi w1 fixed1"),
+    ]
+    assert not any(e.seeded_from for e in run.evaluations[2:])
+    unseeded = problem()
+    evolve(unseeded, budget=36, population=12, seed=1)
+    # the rest: the random candidates an unseeded search starts with (the same random stream)
+    assert [e.candidate for e in first[2:]] == [e.candidate for e in unseeded.evaluations[:10]]
+
+
+@pytest.mark.parametrize("baseline", BASELINES)
+def test_seeding_with_the_baseline_never_makes_the_result_worse_at_equal_budget(baseline):
+    """Bounded by the baseline (--better-than), at a small budget: the seeded search always finds a front
+    (every member no worse than the baseline), and over several random seeds a front at least as good."""
+    genome = baseline_genome(baseline)
+    statistics = evaluate(candidate_from_genes(small_space(), genome))
+    bounded = baseline_bounds(CONSTRAINTS, {"mine": statistics}, "simulated", better_than=["mine"])
+    volumes: dict[bool, list[float]] = {False: [], True: []}
+    empty = {False: 0, True: 0}
+    for seed in range(6):
+        for seeded in (False, True):
+            run = problem(bounded)
+            evolve(run, budget=24, population=12, seed=seed, seeds=[("mine", genome)] if seeded else ())
+            front = frontier(run.evaluations)
+            empty[seeded] += not front
+            volumes[seeded].append(volume([e.objectives() for e in front]))
+    assert empty[True] == 0
+    assert sum(volumes[True]) >= sum(volumes[False])

@@ -5,10 +5,13 @@ from servetune.config import DeploymentSpec
 from servetune.deploy.spec import load_deployment_spec, spec_yaml
 from servetune.tune.space import (
     DEFAULT_SPACE,
+    OutsideSpace,
+    SearchSpace,
     SpaceError,
     candidate_from_genes,
     candidate_spec,
     load_space,
+    spec_genome,
 )
 
 
@@ -96,3 +99,46 @@ def test_a_space_that_is_not_utf8_text_is_refused_with_the_byte(tmp_path):
 def test_a_missing_space_file_is_named(tmp_path):
     with pytest.raises(SpaceError, match="no such search space file"):
         load_space(tmp_path / "nope.yaml")
+
+
+def nearest_candidate(data: dict, space: SearchSpace | None = None):
+    space = space or load_space()
+    return candidate_from_genes(space, spec_genome(space, DeploymentSpec.model_validate(data)))
+
+
+def test_an_autoscaled_spec_maps_to_the_nearest_candidate_each_setting_snapped():
+    candidate = nearest_candidate({
+        "requests": {"cpu": 0.22, "memory_mb": 200}, "limits": {"cpu": 0.9, "memory_mb": 500},  # ratios 4.09, 2.5
+        "workers": 2, "threads": 3,
+        "autoscaling": {"min_replicas": 1, "max_replicas": 4, "target_cpu_utilization": 66, "behavior": {
+            "scale_down": {"stabilization_window_seconds": 100},
+            "scale_up": {"policies": [{"type": "Pods", "value": 1, "period_seconds": 60}]}}},
+    })
+    # 0.2 of 0.2/0.25; 192 of 192/224 MiB; limit ratios 4 and 2 (of 2/4); threads 2 of 1/2; target 70 of
+    # 60/70; 120 s of 60/120/300; the scale-up policy the space lists
+    assert candidate.label() == "0.2cpu/0.8 192Mi/384Mi w2t2 hpa1-4@70% down120s up1/60s"
+
+
+def test_a_fixed_spec_maps_to_the_nearest_replicas_and_without_limits_to_the_largest_ratios():
+    candidate = nearest_candidate({"requests": {"cpu": 1.2, "memory_mb": 2048}, "limits": None, "replicas": 5})
+    assert candidate.label() == "1cpu/4 1024Mi/4096Mi w1 fixed3"
+
+
+def test_a_spec_in_the_space_maps_to_itself_and_the_hpa_defaults_apply():
+    # the demo spec: every setting but its memory limit (512 MiB, 2.67 x: the nearest ratio is 2) is in the space
+    demo = nearest_candidate(load_deployment_spec("demo").model_dump())
+    assert demo.label() == "0.25cpu/1 192Mi/384Mi w1 hpa1-3@70% down120s upkubernetes"
+    # no behavior: Kubernetes' default scale-down window (300 s) and scale-up policy
+    default = nearest_candidate(load_deployment_spec("default").model_dump())
+    assert default.label().endswith("down300s upkubernetes")
+    fixed = nearest_candidate(load_deployment_spec("fixed-1").model_dump())
+    assert fixed.label() == "1cpu/1 512Mi/512Mi w1 fixed1"
+
+
+def test_a_spec_outside_the_space_has_no_nearest_candidate(tmp_path):
+    with pytest.raises(OutsideSpace, match="its model /models/other.onnx is not among the search space's models"):
+        nearest_candidate({"model": "/models/other.onnx"})
+    fixed_only = SearchSpace.model_validate({"cpu_request": [0.5], "memory_request_mb": [256], "replicas": [1],
+                                             "autoscaling": None})
+    with pytest.raises(OutsideSpace, match="autoscaled and the search space holds no autoscaled candidates"):
+        nearest_candidate({"autoscaling": {"max_replicas": 3}}, fixed_only)

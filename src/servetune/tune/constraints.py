@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from servetune.config import RunSummary
+from servetune.config import DeploymentSpec, RunSummary
 from servetune.tune.calibration import Calibration
 from servetune.tune.capacity import MIB, Capacity
 from servetune.tune.space import Candidate, SearchSpace
@@ -162,6 +162,13 @@ def static_violations(candidate: Candidate, facts: ModelFacts, constraints: Cons
                                  or candidate.memory_request_mb * MIB > capacity.memory_bytes):
         found.append(Violation("--capacity", "one pod's requests do not fit the cluster's capacity", 1.0))
     return found
+
+
+def limit_ratio(spec: DeploymentSpec) -> float:
+    """The larger of a spec's CPU and memory limit/request ratios (1 without limits: nothing to overcommit)."""
+    if spec.limits is None:
+        return 1.0
+    return max(spec.limits.cpu / spec.requests.cpu, spec.limits.memory_mb / spec.requests.memory_mb)
 
 
 def measured_violations(statistics: RunSummary, constraints: Constraints) -> list[Violation]:

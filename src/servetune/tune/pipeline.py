@@ -3,7 +3,8 @@
 Stages in order, each writing into the tune folder:
 1. inputs: the space, each model's calibration and measured accuracy, the profile, the constraints; a space
    in which no candidate can be feasible is refused before anything runs;
-2. search: the evolutionary search over every core, at a budget of simulated candidates;
+2. search: the evolutionary search over every core, at a budget of simulated candidates, its first generation
+   seeded with the baselines (each mapped to the nearest candidate of the space);
 3. record: candidates.csv, frontier.csv/json (the feasible Pareto front), the baselines simulated;
 4. verify: the baselines that bound the candidates (--no-slower-than, --better-than) run for real first, and
    their measured statistics become the bounds; then the first `verify` candidates of the front (in the
@@ -15,6 +16,7 @@ Stages in order, each writing into the tune folder:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -32,7 +34,14 @@ from servetune.load.profile import LoadProfileError, load_profile
 from servetune.model.artifact import ArtifactError
 from servetune.tune.calibration import CalibrationError
 from servetune.tune.capacity import Capacity
-from servetune.tune.constraints import Constraints, ModelFacts, baseline_bounds, model_facts, space_problems
+from servetune.tune.constraints import (
+    Constraints,
+    ModelFacts,
+    baseline_bounds,
+    limit_ratio,
+    model_facts,
+    space_problems,
+)
 from servetune.tune.evaluate import (
     MEMORY_SHARING,
     CandidateSimulator,
@@ -44,9 +53,16 @@ from servetune.tune.frontier import EmptyFrontier, frontier, why_empty
 from servetune.tune.plots import pareto_plot, replicas_plot
 from servetune.tune.record import candidate_id, write_candidates, write_frontier, write_manifests, write_spec
 from servetune.tune.report import SearchFacts, write_tune_report
-from servetune.tune.search import Evaluation, Problem, evolve
+from servetune.tune.search import Evaluation, Genome, Problem, evolve
 from servetune.tune.simulator import MetricsTiming
-from servetune.tune.space import SearchSpace, SpaceError, candidate_spec, load_space
+from servetune.tune.space import (
+    OutsideSpace,
+    SearchSpace,
+    SpaceError,
+    candidate_spec,
+    load_space,
+    spec_genome,
+)
 from servetune.tune.verify import RealRun, Verification, verify
 
 STRATEGY = "NSGA-II evolutionary multi-objective search"
@@ -137,6 +153,24 @@ def read_inputs(options: TuneOptions) -> Inputs:
     return Inputs(constraints, space, facts, simulator, baselines)
 
 
+def baseline_seeds(space: SearchSpace, baselines: dict[str, DeploymentSpec],
+                   constraints: Constraints) -> tuple[list[tuple[str, Genome]], list[str]]:
+    """Each baseline as the genome of its nearest candidate, to seed the search with; a note for each that
+    has none in the space, and for each whose limits break --max-limit-ratio (its seed is moved within it)."""
+    seeds, notes = [], []
+    for name, spec in baselines.items():
+        try:
+            seeds.append((name, spec_genome(space, spec)))
+        except OutsideSpace as error:
+            notes.append(f"baseline {name} does not seed the search: {error}")
+        ratio = math.ceil(round(limit_ratio(spec) * 100, 6)) / 100  # rounded up: the ratio that allows it
+        if ratio > constraints.max_limit_ratio + 1e-9:
+            notes.append(f"baseline {name}: its limits are up to {ratio:g} x its requests, above --max-limit-ratio "
+                         f"{constraints.max_limit_ratio:g}: candidates like it are excluded (--max-limit-ratio "
+                         f"{ratio:g} allows them)")
+    return seeds, notes
+
+
 def tune(options: TuneOptions, console: Console | None = None,
          on_batch: Callable[[list[Evaluation]], None] | None = None) -> TuneResult:
     """The whole tune into options.out. TuneError before anything runs; EmptyFrontier (after writing
@@ -152,6 +186,9 @@ def tune(options: TuneOptions, console: Console | None = None,
     baselines = {name: simulation.statistics for name, simulation in simulated.items()}
     constraints = options.bounds(inputs.constraints, baselines, "simulated")
 
+    seeds, notes = baseline_seeds(inputs.space, inputs.baselines, constraints)
+    for note in notes:
+        console.print(note, highlight=False)
     began = time.perf_counter()
     # When memory never limits the pods, memory settings change only the memory figures: such twins share
     # one simulation.
@@ -160,7 +197,7 @@ def tune(options: TuneOptions, console: Console | None = None,
                       sharing=sharing)
     with process_pool(jobs) as mapper:
         problem.mapper = mapper
-        evolve(problem, options.budget, options.population, options.seed)
+        evolve(problem, options.budget, options.population, options.seed, seeds)
     seconds = time.perf_counter() - began
     evaluations = problem.evaluations
     ids = {id(e): candidate_id(index) for index, e in enumerate(evaluations)}
@@ -224,8 +261,10 @@ def tune(options: TuneOptions, console: Console | None = None,
         (replicas_plot({name: s.resources for name, s in simulated.items()}, out / "replicas.png"),
          "Replicas over the profile: recommended against the baselines (simulated)"),
     ]
+    seeding = [f"First generation seeded with {e.seeded_from}: {ids[id(e)]} {e.candidate.label()}"
+               for e in evaluations if e.seeded_from]
     facts = SearchFacts(STRATEGY, inputs.space.size(), len(evaluations), problem.simulated, problem.simulations,
-                        seconds, jobs, options.profile, options.real.backend)
+                        seconds, jobs, options.profile, options.real.backend, [*seeding, *notes])
     report = write_tune_report(out, facts=facts, constraints=constraints, bar=bar, front=front, ids=ids,
                                recommended=recommended, recommended_note=note, baselines=baselines,
                                verifications=[*baseline_runs, *verifications], figures=figures)

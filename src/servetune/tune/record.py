@@ -21,8 +21,10 @@ CANDIDATE_FIELDS = ["model", "cpu_request", "cpu_limit", "memory_request_mb", "m
 STATISTIC_COLUMNS = ["memory_requested_MiB", "cpu_requested_core", "response_time_ms", "p95_ms",
                      "failure_rate", "transaction_rate", "mean_replicas", "max_replicas_seen", "memory_used_MiB",
                      "cpu_used_core"]
+# `seed` (the baselines the first generation was seeded with this candidate from) comes last: columns are only
+# ever appended, so readers of older files keep working.
 COLUMNS = ["id", "generation", "label", *CANDIDATE_FIELDS, "accuracy", "simulated", "feasible", "pareto",
-           "violations", *STATISTIC_COLUMNS]
+           "violations", *STATISTIC_COLUMNS, "seed"]
 
 
 def candidate_id(index: int) -> str:
@@ -62,6 +64,7 @@ def write_candidates(evaluations: Sequence[Evaluation], front: Sequence[Evaluati
                 **candidate_values(e.candidate), "accuracy": "" if e.accuracy is None else e.accuracy,
                 "simulated": e.statistics is not None, "feasible": e.feasible, "pareto": id(e) in on_front,
                 "violations": "; ".join(v.message for v in e.violations), **statistic_values(e.statistics),
+                "seed": e.seeded_from,
             })
     return path
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from servetune.analyze.report import embedded_png, html_page, html_table
@@ -29,6 +29,7 @@ class SearchFacts:
     jobs: int
     profile: str
     backend: str
+    seeding: list[str] = field(default_factory=list)  # how the first generation was seeded, one line each
 
 
 def ms(seconds: float | None) -> str:
@@ -91,6 +92,7 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
         f"{facts.evaluated:,} evaluated, {facts.simulated:,} simulated ({facts.simulations:,} simulator runs: "
         f"candidates differing only in memory settings share one) in {facts.seconds:.1f} s on {facts.jobs} "
         f"process(es) ({rate:.1f} candidates/s).</p>"),
+        *[f"<p class=note>{html.escape(line)}</p>" for line in facts.seeding],
         "<h2>Constraints</h2>",
         html_table(["flag", "value"], [list(item) for item in constraints.describe()]),
         *verification_bounds(constraints, bar),

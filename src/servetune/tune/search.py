@@ -8,6 +8,9 @@ how far off they are (Deb's constraint domination), so the search is pulled into
 and spreads along its front after. Settings that would break a constraint before any simulation (memory
 below the calibrated peak, limits above the allowed ratio, a model below `--min-accuracy`) are repaired to
 the nearest allowed value, so no simulation is spent on them. A candidate is simulated at most once.
+The first generation may be seeded with given genomes (the user's own specs, mapped to the nearest
+candidates: warm-starting), the rest of it drawn at random, so the search starts from what the user has and
+its mutations explore around it.
 
 `random_search` and `grid_search` are the baselines the benchmark compares it with at equal budget.
 `evaluate(candidate) -> RunSummary` is any callable (the simulator in production); `mapper` maps it over a
@@ -62,6 +65,7 @@ class Evaluation:
     statistics: RunSummary | None  # None: not simulated (it breaks a constraint known beforehand)
     violations: list[Violation] = field(default_factory=list)
     generation: int = 0
+    seeded_from: str = ""  # the seeds' names when the first generation was seeded with this candidate
 
     @property
     def feasible(self) -> bool:
@@ -242,30 +246,46 @@ def tournament(population: Sequence[Evaluation], keys: Sequence[tuple[int, float
 # --- strategies -------------------------------------------------------------------------------------
 
 
-def fresh_genomes(problem: Problem, count: int, make: Callable[[], Genome], tries: int = 50) -> list[Genome]:
-    """Up to `count` genomes of candidates not evaluated yet (nor twice in the batch)."""
+def fresh_genomes(problem: Problem, count: int, make: Callable[[], Genome], tries: int = 50,
+                  start: Sequence[Genome] = ()) -> list[Genome]:
+    """Up to `count` genomes of candidates not evaluated yet (nor twice in the batch): `start` first, then
+    made ones."""
     batch: dict[Candidate, Genome] = {}
-    for _ in range(count * tries):
-        if len(batch) == count:
-            break
-        genome = make()
+
+    def add(genome: Genome) -> None:
         candidate = candidate_from_genes(problem.space, genome)
         if candidate not in problem.seen and candidate not in batch:
             batch[candidate] = genome
+
+    for genome in start[:count]:
+        add(genome)
+    for _ in range(count * tries):
+        if len(batch) == count:
+            break
+        add(make())  # no draw once the batch is full: without seeds, the random stream is as before
     return list(batch.values())
 
 
-def evolve(problem: Problem, budget: int, population: int = 64, seed: int = 0) -> list[Evaluation]:
-    """NSGA-II until `budget` candidates have been simulated (or the space holds no new ones)."""
+def evolve(problem: Problem, budget: int, population: int = 64, seed: int = 0,
+           seeds: Sequence[tuple[str, Genome]] = ()) -> list[Evaluation]:
+    """NSGA-II until `budget` candidates have been simulated (or the space holds no new ones). `seed` seeds
+    the random generator; `seeds` (name, genome) start the first generation, repaired like every genome
+    and each candidate once (its evaluation's `seeded_from` names the seeds it came from); random ones fill
+    the rest of it."""
     rng = np.random.default_rng(seed)
     sizes = gene_sizes(problem.space)
     rate = 1.0 / max(1, sum(1 for size in sizes if size > 1))
+    seeded: dict[Candidate, tuple[Genome, list[str]]] = {}
+    for name, genome in seeds:
+        genome = repair(genome, problem, rng)
+        seeded.setdefault(candidate_from_genes(problem.space, genome), (genome, []))[1].append(name)
     current: list[Evaluation] = []
     generation = 0
     while problem.simulated < budget:
         room = min(population, budget - problem.simulated)
         if not current:
-            genomes = fresh_genomes(problem, room, lambda: repair(random_genome(sizes, rng), problem, rng))
+            genomes = fresh_genomes(problem, room, lambda: repair(random_genome(sizes, rng), problem, rng),
+                                    start=[genome for genome, _ in seeded.values()] if generation == 0 else ())
         else:
             parents, keys = current, rank(current)
 
@@ -281,6 +301,10 @@ def evolve(problem: Problem, budget: int, population: int = 64, seed: int = 0) -
         if not genomes:
             break
         children = problem.run(genomes, generation)
+        if generation == 0:
+            for evaluation in children:
+                if evaluation.candidate in seeded:
+                    evaluation.seeded_from = "; ".join(seeded[evaluation.candidate][1])
         current = select(current + children, population)
         generation += 1
     return problem.evaluations

@@ -4,11 +4,13 @@ A candidate picks one value per setting. Limits are given as ratios of the reque
 request), so every candidate satisfies `limits >= requests` and the limit/request constraint reads directly.
 A candidate is either fixed (`replicas`) or autoscaled (`autoscaling`: min, max, target, scale-down
 stabilisation, scale-up policy); the space may hold both kinds. The bundled default space is
-`tune/spaces/default.yaml`; `servetune tune --space FILE` reads another.
+`tune/spaces/default.yaml`; `servetune tune --space FILE` reads another. `spec_genome` maps a spec the user
+already has to the nearest candidate, so the search can start from it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,6 +26,7 @@ from servetune.config import (
     ScalingPolicy,
     ScalingRules,
 )
+from servetune.deploy.hpa import DOWNSCALE_STABILIZATION_S
 from servetune.deploy.spec import DEFAULT_MODEL, SpecError, load_deployment_spec
 from servetune.errors import ServetuneError
 from servetune.yaml_unique import safe_load_unique_keys
@@ -33,6 +36,10 @@ DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
 
 class SpaceError(ServetuneError, ValueError):
     """A search space that cannot be used; the message names the file and the problem."""
+
+
+class OutsideSpace(ValueError):
+    """A spec with no nearest candidate in the space: its model or its kind of scaling is not there."""
 
 
 class ScaleUpStep(BaseModel):
@@ -183,14 +190,78 @@ def candidate_from_genes(space: SearchSpace, genome: tuple[int, ...]) -> Candida
     }
     if values["scaling"] == "fixed":
         return Candidate(**common, replicas=values["replicas"])
-    scale_up = values["scale_up"]
     return Candidate(
         **common, replicas=None, min_replicas=values["min_replicas"],
         max_replicas=max(values["min_replicas"], values["max_replicas"]),
         target_cpu_utilization=values["target_cpu_utilization"],
         scale_down_stabilization_s=values["scale_down_stabilization_s"],
-        scale_up=scale_up if isinstance(scale_up, str) else f"{scale_up.pods}/{scale_up.period_seconds}s",
+        scale_up=scale_up_text(values["scale_up"]),
     )
+
+
+def scale_up_text(choice: ScaleUp) -> str:
+    return choice if isinstance(choice, str) else f"{choice.pods}/{choice.period_seconds}s"
+
+
+def nearest(choices: Sequence[float], value: float) -> int:
+    """The index of the choice closest to `value` (the smaller one on a tie: choices are sorted)."""
+    return min(range(len(choices)), key=lambda i: (abs(choices[i] - value), i))
+
+
+def spec_genome(space: SearchSpace, spec: DeploymentSpec) -> tuple[int, ...]:
+    """The genome of the candidate nearest to `spec`: each setting snapped to the nearest value the space
+    allows, limits as ratios of the spec's requests (no limits: the largest ratio); an autoscaled spec sets
+    the autoscaler's settings, a fixed one the replicas. OutsideSpace when the spec's model or its kind of
+    scaling is not in the space."""
+    genes = space.genes()
+    choices = dict(genes)
+    if spec.model not in choices["model"]:
+        raise OutsideSpace(f"its model {spec.model} is not among the search space's models")
+    kind = "fixed" if spec.autoscaling is None else "autoscaled"
+    if kind not in choices["scaling"]:
+        raise OutsideSpace(f"it is {kind} and the search space holds no {kind} candidates")
+    requests, limits = spec.requests, spec.limits
+    cpu_ratios, memory_ratios = choices["cpu_limit_ratio"], choices["memory_limit_ratio"]
+    values = {name: 0 for name, _ in genes}  # settings that do not apply to the spec's kind of scaling
+    values.update(
+        model=choices["model"].index(spec.model),
+        cpu_request=nearest(choices["cpu_request"], requests.cpu),
+        cpu_limit_ratio=nearest(cpu_ratios, limits.cpu / requests.cpu) if limits else len(cpu_ratios) - 1,
+        memory_request_mb=nearest(choices["memory_request_mb"], requests.memory_mb),
+        memory_limit_ratio=(nearest(memory_ratios, limits.memory_mb / requests.memory_mb) if limits
+                            else len(memory_ratios) - 1),
+        workers=nearest(choices["workers"], spec.workers),
+        threads=nearest_threads(choices["threads"], spec.threads),
+        scaling=choices["scaling"].index(kind),
+    )
+    hpa = spec.autoscaling
+    if hpa is None:
+        values["replicas"] = nearest(choices["replicas"], spec.replicas)
+    else:
+        behavior = hpa.behavior or ScalingBehavior()
+        down = behavior.scale_down.stabilization_window_seconds if behavior.scale_down else None
+        up = behavior.scale_up.policies if behavior.scale_up else []
+        up_text = f"{up[0].value}/{up[0].period_seconds}s" if len(up) == 1 and up[0].type == "Pods" else "kubernetes"
+        texts = [scale_up_text(choice) for choice in choices["scale_up"]]
+        if up_text not in texts:  # a policy the space does not list: the Kubernetes default where it has it
+            up_text = "kubernetes" if "kubernetes" in texts else texts[0]
+        values.update(
+            min_replicas=nearest(choices["min_replicas"], hpa.min_replicas),
+            max_replicas=nearest(choices["max_replicas"], hpa.max_replicas),
+            target_cpu_utilization=nearest(choices["target_cpu_utilization"], hpa.target_cpu_utilization),
+            scale_down_stabilization_s=nearest(choices["scale_down_stabilization_s"],
+                                               DOWNSCALE_STABILIZATION_S if down is None else down),
+            scale_up=texts.index(up_text),
+        )
+    return tuple(values[name] for name, _ in genes)
+
+
+def nearest_threads(choices: Sequence[int | None], threads: int | None) -> int:
+    """None (from the CPU quota) where the space allows it, else the nearest number; a number likewise."""
+    numbers = [i for i, choice in enumerate(choices) if choice is not None]
+    if threads is None or not numbers:
+        return choices.index(None) if None in choices else 0
+    return min(numbers, key=lambda i: (abs(choices[i] - threads), i))
 
 
 def candidate_spec(candidate: Candidate, base: DeploymentSpec) -> DeploymentSpec:
