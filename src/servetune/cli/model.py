@@ -152,6 +152,19 @@ def model_export(
         typer.echo(f"INT8 vs fp32: {100 * (quantized - fp32):+.2f} pp")
 
 
+@model_app.command("unsigned-weights")
+def model_unsigned_weights(
+    model: Annotated[Path, typer.Argument(help="INT8 artifact (.onnx) with signed 8-bit weights")],
+    out: Annotated[Path, typer.Option(help="where to write the rewritten artifact")],
+) -> None:
+    """Rewrite signed 8-bit weights as unsigned with identical values (accurate on CPUs without VNNI);
+    measure the result again (`model eval --record`) before trusting its metadata."""
+    from servetune.model.quantize import unsigned_weights
+
+    path, count = unsigned_weights(model, out)
+    typer.echo(f"wrote {path}: {count} weight tensors rewritten as unsigned 8-bit, {path.stat().st_size / 1e6:.1f} MB")
+
+
 @model_app.command("eval")
 def model_eval(
     model: Annotated[Path | None, typer.Argument(help="artifact (.onnx) [default: the packaged model]")] = None,
