@@ -119,6 +119,24 @@ def test_int8_artifact_is_smaller_and_close_to_fp32(run, tiny_food11):
     assert np.abs(p32 - p8).max() < 0.25
 
 
+def test_export_int8_weights_option(run, tiny_food11, tmp_path):
+    import onnx
+
+    servetune("model", "export", str(run / "model.pt"), "--out", str(tmp_path / "tiny-fp32.onnx"),
+              "--data", str(tiny_food11), "--calibration-images", "8", "--int8-weights", "s8-reduced")
+    model = onnx.load(str(tmp_path / "tiny-int8.onnx"))
+    weight_types = {t.data_type for t in model.graph.initializer if t.data_type in (onnx.TensorProto.INT8,
+                                                                                   onnx.TensorProto.UINT8)}
+    assert onnx.TensorProto.INT8 in weight_types  # the default (run's tiny-int8.onnx) stores them unsigned
+    default = onnx.load(str(run / "tiny-int8.onnx"))
+    assert not any(t.data_type == onnx.TensorProto.INT8 for t in default.graph.initializer)
+    bad = subprocess.run([*CLI, "model", "export", str(run / "model.pt"), "--out", str(tmp_path / "x-fp32.onnx"),
+                          "--data", str(tiny_food11), "--int8-weights", "s7"],
+                         check=False, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--int8-weights must be u8 or s8-reduced or s8, not 's7'" in bad.stderr
+    assert not (tmp_path / "x-fp32.onnx").exists()
+
+
 def test_eval_cli_json_and_outputs(run, tiny_food11):
     out = run / "eval"
     result = servetune("model", "eval", str(run / "tiny-fp32.onnx"), "--data", str(tiny_food11), "--json",

@@ -132,6 +132,10 @@ def model_export(
     data: Annotated[Path | None, typer.Option(help="Food-11 folder: calibration (training) and evaluation")] = None,
     int8: Annotated[bool, typer.Option(help="also write the INT8 (QDQ, per-channel) artifact")] = True,
     calibration_images: Annotated[int, typer.Option(min=1)] = 256,
+    int8_weights: Annotated[
+        str, typer.Option(help="u8 (exact on every CPU), s8-reduced (7-bit: faster, less exact) or s8 (full "
+                          "range: overflows on x86-64 CPUs without VNNI)")
+    ] = "u8",
     per_class: Annotated[int | None, typer.Option(min=1, help="evaluate on N images per class only")] = None,
     input_size: Annotated[
         int | None,
@@ -143,13 +147,30 @@ def model_export(
 
     if int8 and data is None:
         raise OptionError("INT8 calibration needs training images: pass --data FOLDER (or --no-int8)")
-    results = export_and_quantize(trained, out, data, int8, calibration_images, per_class, input_size=input_size)
+    from servetune.model.quantize import WEIGHT_SCHEMES
+
+    weights = choice(int8_weights, list(WEIGHT_SCHEMES), "--int8-weights")
+    results = export_and_quantize(trained, out, data, int8, calibration_images, per_class, input_size=input_size,
+                                  int8_weights=weights)
     for path, accuracy in results.items():
         measured = f", evaluation accuracy {accuracy:.2%}" if accuracy is not None else ""
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB{measured})")
     if len(results) == 2 and None not in results.values():
         fp32, quantized = results.values()
         typer.echo(f"INT8 vs fp32: {100 * (quantized - fp32):+.2f} pp")
+
+
+@model_app.command("unsigned-weights")
+def model_unsigned_weights(
+    model: Annotated[Path, typer.Argument(help="INT8 artifact (.onnx) with signed 8-bit weights")],
+    out: Annotated[Path, typer.Option(help="where to write the rewritten artifact")],
+) -> None:
+    """Rewrite signed 8-bit weights as unsigned with identical values (accurate on CPUs without VNNI);
+    measure the result again (`model eval --record`) before trusting its metadata."""
+    from servetune.model.quantize import unsigned_weights
+
+    path, count = unsigned_weights(model, out)
+    typer.echo(f"wrote {path}: {count} weight tensors rewritten as unsigned 8-bit, {path.stat().st_size / 1e6:.1f} MB")
 
 
 @model_app.command("eval")

@@ -76,16 +76,17 @@ def at_input_size(spec: ModelSpec, input_size: int) -> ModelSpec:
 def export_and_quantize(
     trained: str | Path, out: str | Path, data: str | Path | None = None, int8: bool = True,
     calibration_count: int = 256, per_class: int | None = None, split: str = "evaluation",
-    input_size: int | None = None,
+    input_size: int | None = None, int8_weights: str | None = None,
 ) -> dict[Path, float | None]:
     """model.pt -> fp32 artifact (+ INT8 twin calibrated on `data`'s training split), at the trained input
-    side or at `input_size`.
+    side or at `input_size`; `int8_weights` picks the INT8 weight scheme (quantize.WEIGHT_SCHEMES, the
+    first by default).
 
     With `data`, each artifact is evaluated on `split` and the accuracy is stored in its metadata
     (ModelSpec.accuracy); returns {artifact path: accuracy or None}.
     """
     from servetune.model.evaluate import evaluate
-    from servetune.model.quantize import calibration_images, quantize_int8
+    from servetune.model.quantize import WEIGHT_SCHEMES, calibration_images, quantize_int8
     from servetune.model.train import load_trained
 
     model, spec = load_trained(trained)
@@ -95,7 +96,8 @@ def export_and_quantize(
     if int8:
         if data is None:
             raise ExportError("INT8 calibration needs the training images: give the data folder")
-        paths.append(quantize_int8(paths[0], int8_path(Path(out)), calibration_images(data, spec, calibration_count)))
+        paths.append(quantize_int8(paths[0], int8_path(Path(out)), calibration_images(data, spec, calibration_count),
+                                   weights=int8_weights or WEIGHT_SCHEMES[0]))
     results: dict[Path, float | None] = {}
     for path in paths:
         accuracy = None

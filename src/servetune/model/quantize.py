@@ -5,6 +5,28 @@ Calibration memory is set by the batch, not by the number of images: images are 
 at a time as the calibrator asks for them, batches are small (ONNX Runtime holds a whole batch's activations
 while it runs the instrumented model), and each batch is folded into the ranges before the next is read
 (`CalibStridedMinMax`). benchmarks/int8_calibration.py measures the peak.
+
+Weights are unsigned 8-bit by default ("u8": quantized signed and symmetric, then shifted by 128 with zero
+point 128, so every dequantized value is the signed one). Signed full-range weights ("s8", the default
+until 2026-11-30) are wrong on x86-64 CPUs without VNNI (AVX2, e.g. the AMD EPYC build machine): with every
+optimization on (what evaluation and serving use), ONNX Runtime fuses Q/DQ into u8 x s8 integer kernels
+whose 16-bit intermediate sums of two products saturate (255 x 127 x 2 > 32767), and a model silently
+loses accuracy that the fake-quant graph (ORT_ENABLE_BASIC) does not; ONNX Runtime's documentation
+recommends reduce_range or U8U8 on such CPUs (microsoft/onnxruntime#12072, #6545). Measured 2026-11-30 on
+the 800-photo Lite0 model (112 px, calibrated on 256 training images; proxy evaluation split, 1,650 images;
+inference of the 1280x1280 sample at 1 thread, median of 7 interleaved rounds of 50 by
+benchmarks/interleaved_latency.py, load 2.3-2.6 on 2 shared cores):
+
+    weights                 proxy accuracy   vs fp32     inference ms
+    fp32 model              51.82 %
+    u8 (default)            52.42 %          +0.60 pp    5.68
+    s8-reduced (7-bit)      51.27 %          -0.55 pp    3.87
+    s8 (full range)         47.09 %          -4.73 pp    4.48
+    ORT's own QUInt8        51.58 %          -0.24 pp    18.92  (mixed zero points: Conv runs unfused)
+
+Accuracy comes first: u8 is exact where 7-bit weights lose precision (the packaged default lost 1.6 pp on
+the proxy with 7-bit weights against 8-bit unsigned), at about 1.3-1.8 ms more inference than s8-reduced.
+tests/model/test_quantize.py checks that the integer kernels agree with the fake-quant graph.
 """
 
 from __future__ import annotations
@@ -18,18 +40,23 @@ from pathlib import Path
 import numpy as np
 
 from servetune.config import ModelSpec
-from servetune.errors import FailedError
+from servetune.errors import FailedError, ServetuneError
 from servetune.model.artifact import read_spec, record_accuracy, save_artifact
 from servetune.model.data import read_split
 from servetune.model.preprocess import ImageError, load_and_preprocess
 from servetune.model.ranking import top1
 
+WEIGHT_SCHEMES = ("u8", "s8-reduced", "s8")  # the first is the default: see the module docstring for why
 CALIBRATION_BATCH = 1  # images whose activations are held at once while calibrating (memory ~ batch x activations)
 MAX_INT8_LOSS = 0.01  # largest top-1 accuracy loss (fraction) accepted for an INT8 twin by default
 
 
 class Int8LossError(FailedError):
     """The INT8 model loses more accuracy than allowed; the message gives the figures."""
+
+
+class WeightsError(ServetuneError):
+    """An artifact whose weights cannot be rewritten (not INT8, or no signed weights); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -120,13 +147,20 @@ def preprocessed(paths: list[Path], spec: ModelSpec) -> Iterator[np.ndarray]:
 
 def quantize_int8(
     fp32_path: str | Path, out_path: str | Path, calibration: Calibration | list[np.ndarray], method: str = "minmax",
-    batch_size: int = CALIBRATION_BATCH,
+    batch_size: int = CALIBRATION_BATCH, weights: str = WEIGHT_SCHEMES[0],
 ) -> Path:
-    """Write the INT8 twin of an fp32 artifact; `calibration` yields preprocessed training images."""
+    """Write the INT8 twin of an fp32 artifact; `calibration` yields preprocessed training images.
+
+    `weights`: "u8" (signed symmetric weights rewritten exactly as unsigned, zero point 128), "s8-reduced"
+    (signed, 7-bit range) or "s8" (signed, full range: overflows on x86-64 CPUs without VNNI); see the
+    module docstring. ONNX Runtime's own QUInt8 weights are not used: channels of zeros get zero point 0
+    instead of 128, and mixed zero points keep Conv off the integer kernel (7x slower here)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if weights not in WEIGHT_SCHEMES:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHT_SCHEMES)}, not {weights!r}")
     fp32_path = Path(fp32_path)
     spec = read_spec(fp32_path)
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
@@ -139,12 +173,14 @@ def quantize_int8(
         quantize_static(
             str(prepared), str(quantized), CalibrationImages(input_name, calibration, len(calibration), batch_size),
             quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=methods[method],
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8, reduce_range=weights == "s8-reduced", calibrate_method=methods[method],
             extra_options={"CalibTensorRangeSymmetric": False, "CalibMovingAverage": False,
                            "CalibStridedMinMax": 1},
         )
         model = onnx.load(str(quantized))
+    if weights == "u8":
+        unsign_weights(model)
     name = spec.name.replace("-fp32", "")
     spec = spec.model_copy(update={"precision": "int8", "name": f"{name}-int8", "accuracy": {}})
     return save_artifact(model, spec, out_path)
@@ -185,3 +221,43 @@ def quantize_checked(
         out_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(candidate, out_path)
     return out_path, check
+
+
+def unsign_weights(model) -> int:
+    """Rewrite a QDQ model's signed 8-bit weights (in place) as unsigned: value + 128, zero point + 128, so
+    every dequantized weight stays exactly what it was and the integer kernels become u8 x u8, which do not
+    overflow on CPUs without VNNI. Returns the number of weight tensors rewritten."""
+    import onnx
+    from onnx import numpy_helper
+
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    rewritten = 0
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in initializers:
+            continue
+        if initializers[node.input[0]].data_type != onnx.TensorProto.INT8:
+            continue
+        for tensor in (initializers[name] for name in [node.input[0], *node.input[2:3]] if name in initializers):
+            values = numpy_helper.to_array(tensor)
+            if values.dtype == np.int8:
+                tensor.CopyFrom(numpy_helper.from_array((values.astype(np.int16) + 128).astype(np.uint8), tensor.name))
+        rewritten += 1
+    return rewritten
+
+
+def unsigned_weights(int8_path: str | Path, out_path: str | Path) -> tuple[Path, int]:
+    """`unsign_weights` on an INT8 artifact, written to `out_path` with its metadata (name, accuracy, ...)
+    unchanged: measure the result again before recording. Returns the path and the tensors rewritten."""
+    import onnx
+
+    int8_path, out_path = Path(int8_path), Path(out_path)
+    spec = read_spec(int8_path)
+    if spec.precision != "int8":
+        raise WeightsError(f"{int8_path}: not an INT8 artifact (precision {spec.precision})")
+    model = onnx.load(str(int8_path))
+    rewritten = unsign_weights(model)
+    if rewritten == 0:
+        raise WeightsError(f"{int8_path}: no signed 8-bit weights to rewrite (already unsigned?)")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(out_path))
+    return out_path, rewritten
