@@ -154,7 +154,7 @@ def quantize_int8(
     `weights`: "u8" (signed symmetric weights rewritten exactly as unsigned, zero point 128), "s8-reduced"
     (signed, 7-bit range) or "s8" (signed, full range: overflows on x86-64 CPUs without VNNI); see the
     module docstring. ONNX Runtime's own QUInt8 weights are not used: channels of zeros get zero point 0
-    instead of 128, and mixed zero points keep Conv off the integer kernel (7x slower here)."""
+    instead of 128, and mixed zero points keep Conv off the integer kernel (4-7x slower here)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
