@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from servetune.model.artifact import default_model_path, file_sha256
 from servetune.tune.calibration import (
     CalibrationError,
     default_calibration,
@@ -16,6 +17,8 @@ from tune.calibrations import constant_calibration
 def test_the_packaged_calibration_is_the_default_models_and_says_where_it_was_measured() -> None:
     calibration = default_calibration()
     assert calibration.model == "food11-lite0-112-int8"
+    # measured with the file that ships: a new default model needs a new calibration
+    assert calibration.model_sha256 == file_sha256(default_model_path())
     assert calibration.accuracy["evaluation"] > 0.5
     assert calibration.machine and calibration.date and calibration.version
     assert {s.cpu_limit for s in calibration.service} == {0.25, 0.5, 1.0, 2.0}

@@ -4,6 +4,7 @@ recalibrated from."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 from pathlib import Path
@@ -54,6 +55,9 @@ def test_recalibrating_from_the_run_takes_its_cpu_and_memory(tmp_path) -> None:
     assert recalibrated.cpu_ms_quantiles["POST /predict"] == base.cpu_ms_quantiles["POST /predict"]
     assert 40 * 2**20 < recalibrated.rss_loaded_bytes < 200 * 2**20
     assert recalibrated.source == f"run folder {RUN}"
+    # the run's model, not the base calibration's: tune matches calibrations to models by this hash
+    model_file = json.loads((RUN / "run.json").read_text())["model_file"]
+    assert (recalibrated.model_sha256, recalibrated.model_file) == (model_file["sha256"], "food11-lite0-int8.onnx")
     assert recalibrated.service[-1].requests == real.okay
     assert recalibrated.service[-1].cpu_limit == 1.0 and recalibrated.service[-1].workers == 1  # local: one
 

@@ -66,7 +66,12 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
         latency_ms_quantiles=quantiles([r.latency_s * 1000 for r in okay]), cpu_ms_per_request=round(cpu_ms, 3),
     )
     value, _, model = accuracy(data)
+    # the calibration is the run's model's: tune matches calibrations to models by this hash
+    artifact = data.run_info.get("model_file") or {}
+    identity = {"model_sha256": artifact["sha256"], "model_file": Path(artifact["path"]).name} \
+        if artifact.get("sha256") and artifact.get("path") else {}
     return base.model_copy(update={
+        **identity,
         "model": model or base.model,
         "accuracy": {"run": value} if value is not None and not base.accuracy else base.accuracy,
         "service": [*base.service, service],
