@@ -105,6 +105,7 @@ def test_better_than_bounds_memory_cpu_and_response_time_by_the_baseline(tmp_pat
     assert "CPU requested bound: 1 CPU (the simulated CPU requested of fixed-1, --better-than)" in result.stdout
     assert "response time bound: " in result.stdout and "response time of fixed-1, --better-than" in result.stdout
     assert "fixed-1" in result.stdout.split("recommended:")[0]  # a row of the comparison table
+    assert "in the verification" not in result.stdout  # nothing was run for real: no second bar to show
     bound = dict(json.loads((out / "frontier.json").read_text())["constraints"])
     response_ms = float(bound["--max-response-ms"].split(" ms")[0])
     front = json.loads((out / "frontier.json").read_text())["candidates"]

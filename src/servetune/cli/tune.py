@@ -144,13 +144,15 @@ def show_result(result) -> None:
     accuracy_text = "not measured (cannot be ranked on accuracy)" if accuracy is None else f"{accuracy:.2%}"
     typer.echo(f"recommended: {result.recommended.candidate.label()} (accuracy {accuracy_text}) -> "
                f"{result.out / 'recommended.yaml'}")
-    typer.echo(f"front: {len(result.front)} candidates of {len(result.evaluations):,} evaluated "
+    size = len(result.front)
+    typer.echo(f"front: {size} candidate{'s' if size != 1 else ''} of {len(result.evaluations):,} evaluated "
                f"in {result.seconds:.1f} s -> {result.out / 'frontier.csv'}")
+    verified = bool(result.verifications or result.baseline_runs)
     for statistic in BOUNDED:
         search, verification = result.constraints, result.verified_against
         if statistic is RESPONSE_TIME or search.bound(statistic) is not None:
             text = f"{statistic.name} bound: {search.bound_text(statistic)}"
-            if verification.bound_text(statistic) != search.bound_text(statistic):
+            if verified and verification.bound_text(statistic) != search.bound_text(statistic):
                 text += f"; in the verification: {verification.bound_text(statistic)}"
             typer.echo(text)
     typer.echo(f"report: {result.report}")
