@@ -4,12 +4,14 @@ import pytest
 
 from servetune.tune.constraints import (
     CPU_REQUESTED,
+    DEFAULT_HEADROOM,
     MEMORY_REQUESTED,
     RESPONSE_TIME,
     Constraints,
     baseline_bounds,
     measured_violations,
 )
+from servetune.tune.pipeline import TuneOptions
 from tune.synthetic import summary
 
 DEFAULT = summary(400 * 1024, 0.8, 0.030)
@@ -26,6 +28,22 @@ def test_better_than_bounds_each_of_the_three_by_the_least_of_the_baselines_with
         "300 MiB (the simulated memory requested of course-hpa, --better-than)")
     assert described["--max-cpu-requested"] == "0.8 CPU (the simulated CPU requested of default, --better-than)"
     assert described["--max-response-ms"] == "20 ms (the simulated response time of course-hpa, --better-than)"
+
+
+def test_headroom_puts_the_search_bounds_below_the_simulated_baseline_and_leaves_the_measured_bar_alone(tmp_path):
+    bounds = baseline_bounds(Constraints(), {"default": DEFAULT}, "simulated", better_than=["default"],
+                             headroom=0.05)
+    assert bounds.max_memory_requested_mib == pytest.approx(380) and bounds.max_cpu_requested == pytest.approx(0.76)
+    assert bounds.max_response_ms == pytest.approx(28.5)
+    assert dict(bounds.describe())["--max-cpu-requested"] == (
+        "0.76 CPU (the simulated CPU requested of default less 5%, --better-than)")
+    # the baseline itself is now 5 % over each bound
+    assert {v.constraint: round(v.amount, 4) for v in measured_violations(DEFAULT, bounds)} == {
+        "--max-response-ms": 0.0526, "--max-memory-requested-mib": 0.0526, "--max-cpu-requested": 0.0526}
+    options = TuneOptions(out=tmp_path, better_than=["default"])  # the tune's default headroom, search only
+    assert options.bounds(Constraints(), {"default": DEFAULT}, "simulated").max_cpu_requested == pytest.approx(
+        0.8 * (1 - DEFAULT_HEADROOM))
+    assert options.bounds(Constraints(), {"default": DEFAULT}, "measured").max_cpu_requested == 0.8
 
 
 def test_no_slower_than_bounds_the_response_time_alone_and_shares_the_bound_with_better_than():

@@ -98,7 +98,7 @@ def test_better_than_bounds_memory_cpu_and_response_time_by_the_baseline(tmp_pat
     out = tmp_path / "tune"
     result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
                        "--budget", "24", "--population", "12", "--verify", "0", "--jobs", "1",
-                       "--better-than", "fixed-1")
+                       "--better-than", "fixed-1", "--headroom", "0")
     assert result.returncode == 0, result.stderr
     assert "memory requested bound: 512 MiB (the simulated memory requested of fixed-1, --better-than)" in (
         result.stdout)
@@ -149,6 +149,7 @@ def test_a_baseline_outside_the_space_or_beyond_the_limit_ratio_is_noted():
     (["--better-than", "nosuch"], "no such spec file"),
     (["--no-slower-than", "nosuch"], "no such spec file"),
     (["--max-cpu-requested", "0"], "--max-cpu-requested"),
+    (["--headroom", "0.9"], "--headroom"),
 ])
 def test_bad_flags_are_refused_with_the_reason(tmp_path, args, expected):
     result = in_process("tune", "--out", str(tmp_path / "t"), *args)

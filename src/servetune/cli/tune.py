@@ -58,6 +58,11 @@ def tune(
                                                           "response time: its simulated statistics in the "
                                                           "search, its measured ones (run for real first) in "
                                                           "the verification")] = None,
+    headroom: Annotated[float, typer.Option(min=0, max=0.5, help="in the search, the bounds taken from "
+                                            "--better-than and --no-slower-than specs are this fraction below "
+                                            "their simulated figures, so a candidate keeps an edge over the "
+                                            "spread between real runs; the verification uses the measured "
+                                            "figures as they are")] = 0.05,
     budget: Annotated[int, typer.Option(min=1, help="candidates to simulate")] = 2000,
     population: Annotated[int, typer.Option(min=4, help="candidates per generation")] = 64,
     seed: Annotated[int, typer.Option(help="seed of the search and the simulations")] = 0,
@@ -90,7 +95,7 @@ def tune(
                                 max_cpu_requested=max_cpu_requested),
         budget=budget, population=population, seed=seed, jobs=jobs, verify=verify,
         real=RealRun(backend, profile, time_scale, kubeconfig, context), baselines=baseline or ["default"],
-        no_slower_than=no_slower_than or [], better_than=better_than or [],
+        no_slower_than=no_slower_than or [], better_than=better_than or [], headroom=headroom,
     )
     show_result(run_with_progress(options))  # an empty front (EmptyFrontier) exits 1, bad input 2
 

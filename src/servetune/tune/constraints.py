@@ -29,6 +29,10 @@ from servetune.tune.space import Candidate, SearchSpace
 
 DEFAULT_MAX_LIMIT_RATIO = 2.0
 DEFAULT_MEMORY_MARGIN = 0.15  # like the VPA recommender's 15 % safety margin over observed usage
+# In the search, bounds taken from baselines are this much tighter than the baselines' simulated figures:
+# two real runs of one spec differ by a few percent (response time most), so a candidate simulated just under
+# a baseline can measure just over it. The verification compares with the measured figures exactly.
+DEFAULT_HEADROOM = 0.05
 # A statistic equal to its bound meets it; this only absorbs float rounding (a baseline's own figures,
 # recomputed, must meet the bounds taken from them), it is no tolerance on the measurement.
 ROUNDING = 1e-9
@@ -189,12 +193,15 @@ def measured_violations(statistics: RunSummary, constraints: Constraints) -> lis
 
 
 def baseline_bounds(constraints: Constraints, baselines: dict[str, RunSummary], how: str,
-                    no_slower_than: Sequence[str] = (), better_than: Sequence[str] = ()) -> Constraints:
+                    no_slower_than: Sequence[str] = (), better_than: Sequence[str] = (),
+                    headroom: float = 0.0) -> Constraints:
     """The one place baselines' statistics become bounds: the response time at most the least of the
     --no-slower-than and --better-than baselines', memory and CPU requested at most the least of the
-    --better-than ones'. A flag's own bound stays where it is tighter. `how` (simulated, measured) goes into
-    the bound's source text; a baseline without statistics in `baselines` bounds nothing."""
+    --better-than ones', each `headroom` (a fraction) below it. A flag's own bound stays where it is tighter.
+    `how` (simulated, measured) goes into the bound's source text; a baseline without statistics in
+    `baselines` bounds nothing."""
     changes: dict[str, float | str] = {}
+    less = f" less {headroom:.0%}" if headroom > 0 else ""
     for statistic in BOUNDED:
         flags = {name: "--better-than" for name in better_than}
         if statistic is RESPONSE_TIME:
@@ -204,11 +211,12 @@ def baseline_bounds(constraints: Constraints, baselines: dict[str, RunSummary], 
         if not values:
             continue
         name = min(values, key=values.__getitem__)
+        value = values[name] * (1 - headroom)
         bound = constraints.bound(statistic)
-        if bound is not None and bound <= values[name]:
+        if bound is not None and bound <= value:
             continue
-        changes[statistic.bound_field] = values[name]
-        changes[statistic.source_field] = f"the {how} {statistic.name} of {name}, {flags[name]}"
+        changes[statistic.bound_field] = value
+        changes[statistic.source_field] = f"the {how} {statistic.name} of {name}{less}, {flags[name]}"
     return replace(constraints, **changes)
 
 

@@ -35,6 +35,7 @@ from servetune.model.artifact import ArtifactError
 from servetune.tune.calibration import CalibrationError
 from servetune.tune.capacity import Capacity
 from servetune.tune.constraints import (
+    DEFAULT_HEADROOM,
     Constraints,
     ModelFacts,
     baseline_bounds,
@@ -88,13 +89,15 @@ class TuneOptions:
     baselines: list[str] = field(default_factory=lambda: ["default"])
     no_slower_than: list[str] = field(default_factory=list)  # specs whose response time bounds the candidates'
     better_than: list[str] = field(default_factory=list)  # specs whose memory, CPU requested and response time do
+    headroom: float = DEFAULT_HEADROOM  # the search's bounds from baselines this fraction below their simulation
 
     def bounding(self) -> list[str]:
         """The baselines that bound the candidates, each once."""
         return list(dict.fromkeys([*self.no_slower_than, *self.better_than]))
 
     def bounds(self, constraints: Constraints, baselines: dict[str, RunSummary], how: str) -> Constraints:
-        return baseline_bounds(constraints, baselines, how, self.no_slower_than, self.better_than)
+        headroom = self.headroom if how == "simulated" else 0.0  # measured figures are the bar as they are
+        return baseline_bounds(constraints, baselines, how, self.no_slower_than, self.better_than, headroom)
 
 
 @dataclass
