@@ -113,7 +113,7 @@ def test_better_than_bounds_memory_cpu_and_response_time_by_the_baseline(tmp_pat
     for candidate in front:
         s = candidate["statistics"]
         assert s["memory_requested_KB"] <= 512 * 1024 and s["cpu_requested_core"] <= 1.0
-        assert s["response_time_s"] * 1000 <= response_ms
+        assert s["response_time_s"] * 1000 <= response_ms * (1 + 1e-5)  # the text keeps 6 significant digits
     rows = list(csv.DictReader((out / "candidates.csv").open()))
     assert any("memory requested" in r["violations"] and "fixed-1, --better-than" in r["violations"] for r in rows)
     report = (out / "report.html").read_text()
