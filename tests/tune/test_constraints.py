@@ -40,10 +40,10 @@ def test_headroom_puts_the_search_bounds_below_the_simulated_baseline_and_leaves
     # the baseline itself is now 5 % over each bound
     assert {v.constraint: round(v.amount, 4) for v in measured_violations(DEFAULT, bounds)} == {
         "--max-response-ms": 0.0526, "--max-memory-requested-mib": 0.0526, "--max-cpu-requested": 0.0526}
-    options = TuneOptions(out=tmp_path, better_than=["default"])  # the tune's default headroom, search only
-    assert options.bounds(Constraints(), {"default": DEFAULT}, "simulated").max_cpu_requested == pytest.approx(
-        0.8 * (1 - DEFAULT_HEADROOM))
+    options = TuneOptions(out=tmp_path, better_than=["default"], headroom=0.05)  # the search's bounds only
+    assert options.bounds(Constraints(), {"default": DEFAULT}, "simulated").max_cpu_requested == pytest.approx(0.76)
     assert options.bounds(Constraints(), {"default": DEFAULT}, "measured").max_cpu_requested == 0.8
+    assert TuneOptions(out=tmp_path).headroom == DEFAULT_HEADROOM == 0.0  # none unless asked for
 
 
 def test_no_slower_than_bounds_the_response_time_alone_and_shares_the_bound_with_better_than():

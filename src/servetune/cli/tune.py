@@ -62,7 +62,7 @@ def tune(
                                             "--better-than and --no-slower-than specs are this fraction below "
                                             "their simulated figures, so a candidate keeps an edge over the "
                                             "spread between real runs; the verification uses the measured "
-                                            "figures as they are")] = 0.05,
+                                            "figures as they are")] = 0.0,
     budget: Annotated[int, typer.Option(min=1, help="candidates to simulate")] = 2000,
     population: Annotated[int, typer.Option(min=4, help="candidates per generation")] = 64,
     seed: Annotated[int, typer.Option(help="seed of the search and the simulations")] = 0,
