@@ -39,7 +39,8 @@ from torch import nn
 
 from servetune.config import FOOD11_CLASSES, ModelSpec
 from servetune.errors import ServetuneError
-from servetune.model.augment import Augmentation, augment
+from servetune.model.augment import Augmentation
+from servetune.model.augment_workers import BatchAugmenter
 from servetune.model.backbones import BACKBONES, build_backbone
 from servetune.model.balance import class_weights, per_class_accuracy
 from servetune.model.data import LoadedImages, load_images, read_split, read_training, subset
@@ -82,6 +83,7 @@ class TrainConfig:
     per_class: int | None = None  # use only the first N training images of each class (data/training first)
     resume: bool = False
     threads: int | None = None
+    augment_workers: int | None = None  # processes that augment stage 2's batches; None: all cores but one on a GPU, 0 on a CPU
     data_description: str = ""
     augmentation: Augmentation = field(default_factory=Augmentation)
 
@@ -146,26 +148,23 @@ class Caches:
     train_images: list | None
 
 
-def augmented_maps(config, model, spec, images, cut, device, rng) -> torch.Tensor:
-    """Lower-block maps of one new augmented view of each image."""
-    arrays = [augment(image, spec, rng, config.augmentation) for image in images]
-    return cache_lower(model, arrays, cut, device, config.batch_size)
-
-
 def build_caches(config, model, spec, cut, device, progress) -> Caches:
     train, val = load_split(config, "training", progress), load_split(config, "validation", progress)
     rng = np.random.default_rng(config.seed)
     model.eval()
     task = progress.add_task("cache features", total=config.views * len(train.images) + len(val.images), info="")
     train_maps = []
-    for view in range(config.views):
-        maps = []
-        for start in range(0, len(train.images), config.batch_size):
-            images = train.images[start : start + config.batch_size]
-            maps.append(augmented_maps(config, model, spec, images, cut, device, rng))
-            progress.advance(task, len(images))
-        train_maps.append(torch.cat(maps))
-        progress.update(task, info=f"view {view + 1}/{config.views}")
+    index_batches = [list(range(i, min(i + config.batch_size, len(train.images))))
+                     for i in range(0, len(train.images), config.batch_size)]
+    with BatchAugmenter(train.images, spec, config.augmentation, augment_workers(config, device)) as augmenter:
+        for view in range(config.views):
+            maps = []
+            seeds = rng.integers(0, 2**63 - 1, size=len(index_batches))
+            for indices, arrays in zip(index_batches, augmenter.batches(index_batches, seeds), strict=True):
+                maps.append(cache_lower(model, arrays, cut, device, config.batch_size))
+                progress.advance(task, len(indices))
+            train_maps.append(torch.cat(maps))
+            progress.update(task, info=f"view {view + 1}/{config.views}")
     val_maps = []
     for start in range(0, len(val.images), config.batch_size):
         images = val.images[start : start + config.batch_size]
@@ -361,17 +360,23 @@ def train_head(config, model, caches: Caches, cut, device, progress, resume):
     )
 
 
-def fresh_batches(config, model, spec, caches: Caches, order, cut, device, rng, progress):
+def fresh_batches(config, model, caches: Caches, augmenter: BatchAugmenter, order, cut, device, rng, progress):
     """(lower-block maps of a new augmented view, labels) per batch, in `order`; advances a progress task.
     The lower blocks stay in eval mode (train_step sets only the top to train), so their batch-norm
     statistics remain ImageNet's."""
     task = progress.add_task("augment + train", total=len(order), info="")
-    for i in range(0, len(order), config.batch_size):
-        index = order[i : i + config.batch_size]
-        images = [caches.train_images[j] for j in index.tolist()]
+    index_batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    seeds = rng.integers(0, 2**63 - 1, size=len(index_batches))
+    for index, arrays in zip(index_batches, augmenter.batches([i.tolist() for i in index_batches], seeds), strict=True):
         progress.advance(task, len(index))
-        yield augmented_maps(config, model, spec, images, cut, device, rng), caches.train_labels[index]
+        yield cache_lower(model, arrays, cut, device, config.batch_size), caches.train_labels[index]
     progress.remove_task(task)
+
+
+def augment_workers(config: TrainConfig, device: torch.device) -> int:
+    if config.augment_workers is not None:
+        return config.augment_workers
+    return max(0, len(os.sched_getaffinity(0)) - 1) if device.type == "cuda" else 0
 
 
 def finetune_top(config, model, spec, caches: Caches, cut, device, progress, resume, finished):
@@ -389,7 +394,7 @@ def finetune_top(config, model, spec, caches: Caches, cut, device, progress, res
         model._dropout.train()
         order = torch.randperm(count, generator=generator)
         if config.augment_every_epoch:
-            batches = fresh_batches(config, model, spec, caches, order, cut, device, rng, progress)
+            batches = fresh_batches(config, model, caches, augmenter, order, cut, device, rng, progress)
         else:
             chosen_view = torch.randint(views, (count,), generator=generator)
             indices = (order[i : i + config.batch_size] for i in range(0, count, config.batch_size))
@@ -401,10 +406,12 @@ def finetune_top(config, model, spec, caches: Caches, cut, device, progress, res
         model.eval()
         return accuracy_and_loss(lambda m: top_forward(model, m, cut), caches.val_maps, caches.val_labels, device, 256)
 
-    return run_stage(
-        config, 2, model, params, config.finetune_lr, config.finetune_epochs, train_step, evaluate,
-        progress, resume, {"order": generator, "augment": rng}, finished,
-    )
+    workers = augment_workers(config, device) if config.augment_every_epoch else 0
+    with BatchAugmenter(caches.train_images or [], spec, config.augmentation, workers) as augmenter:
+        return run_stage(
+            config, 2, model, params, config.finetune_lr, config.finetune_epochs, train_step, evaluate,
+            progress, resume, {"order": generator, "augment": rng}, finished,
+        )
 
 
 @torch.no_grad()
