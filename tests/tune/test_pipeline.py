@@ -179,6 +179,33 @@ def test_a_model_with_no_calibration_at_all_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "t").exists()
 
 
+def test_a_baseline_of_a_model_outside_the_space_bounds_the_search_but_does_not_seed_it(tmp_path):
+    out = tmp_path / "tune"
+    space = space_file(tmp_path, {**SMALL_SPACE, "models": [str(model_copy(tmp_path, "copy.onnx"))]})
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space, "--budget", "12",
+                       "--population", "6", "--verify", "0", "--jobs", "1", "--better-than", "fixed-1")
+    assert result.returncode == 0, result.stderr
+    assert "memory requested bound: 512 MiB (the simulated memory requested of fixed-1, --better-than)" in (
+        result.stdout)
+    note = ("baseline fixed-1 does not seed the search: its model default is not among the search space's "
+            "models")
+    assert note in " ".join(result.stderr.split())  # the console wraps long lines
+    assert note in (out / "report.html").read_text().replace("&#x27;", "'")
+    rows = list(csv.DictReader((out / "candidates.csv").open()))
+    assert rows and all(r["seed"] == "" and r["label"].startswith("copy ") for r in rows)
+    assert (out / "simulated" / "fixed-1" / "resource_usage.csv").is_file()
+
+
+def test_a_baseline_of_a_model_with_no_calibration_is_a_clear_error(tmp_path):
+    variant = model_copy(tmp_path, "variant.onnx", b"\0")
+    spec = tmp_path / "variant.yaml"
+    spec.write_text(f"model: {variant}\nreplicas: 1\nrequests: {{cpu: 0.5, memory_mb: 256}}\n")
+    result = servetune("tune", "--profile", "quick", "--out", str(tmp_path / "t"), "--no-slower-than", str(spec))
+    assert result.returncode == 2
+    assert f"error: baseline {spec}: {variant}: no calibration for this model" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "t").exists()
+
+
 @pytest.mark.parametrize(("args", "expected"), [
     (["--capacity", "cpu=two"], "--capacity: capacity 'cpu=two'"),
     (["--backend", "docker"], "--backend must be local or kubernetes"),

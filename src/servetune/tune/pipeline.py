@@ -1,10 +1,11 @@
 """`servetune tune`: read the inputs, search by simulation, keep the front, verify the best for real, report.
 
 Stages in order, each writing into the tune folder:
-1. inputs: the space, each model's calibration and measured accuracy, the profile, the constraints; a space
-   in which no candidate can be feasible is refused before anything runs;
+1. inputs: the space, each model's calibration (the space's and the baselines') and measured accuracy, the
+   profile, the constraints; a space in which no candidate can be feasible is refused before anything runs;
 2. search: the evolutionary search over every core, at a budget of simulated candidates, its first generation
-   seeded with the baselines (each mapped to the nearest candidate of the space);
+   seeded with the baselines (each mapped to the nearest candidate of the space; one whose model or kind of
+   scaling the space lacks only bounds and is compared);
 3. record: candidates.csv, frontier.csv/json (the feasible Pareto front), the baselines simulated;
 4. verify: the baselines that bound the candidates (--no-slower-than, --better-than) run for real first, and
    their measured statistics become the bounds; then the first `verify` candidates of the front (in the
@@ -140,6 +141,11 @@ def read_inputs(options: TuneOptions) -> Inputs:
         baselines = {name: load_deployment_spec(name) for name in names}
     except (SpaceError, LoadProfileError, CalibrationError, ArtifactError, SpecError) as error:
         raise TuneError(str(error)) from None
+    for name, spec in baselines.items():  # a baseline's model may be outside the space: it still is simulated
+        try:
+            calibrations.add(spec.model)
+        except CalibrationError as error:
+            raise TuneError(f"baseline {name}: {error}") from None
     constraints, node_cpu = options.constraints, None
     if options.real.backend == BackendName.LOCAL:
         # The one-machine cluster: this machine's cores and memory hold the pods, and its cores the load
@@ -152,9 +158,6 @@ def read_inputs(options: TuneOptions) -> Inputs:
         raise TuneError(f"{where}: infeasible search space: " + "; ".join(problems))
     simulator = CandidateSimulator(profile, calibrations.calibrations, base, constraints.capacity,
                                    MetricsTiming(backend=options.real.backend), options.seed, node_cpu)
-    for name, spec in baselines.items():
-        if spec.model not in calibrations.calibrations:
-            raise TuneError(f"baseline {name}: its model {spec.model} is not in the search space's models")
     return Inputs(constraints, space, facts, simulator, baselines, calibrations)
 
 
