@@ -9,6 +9,8 @@ import pytest
 
 from command import servetune
 from servetune.analyze.stats import summarize
+from servetune.model.artifact import default_model_path, file_sha256
+from servetune.tune.calibration import DEFAULT_CALIBRATION
 
 
 def test_simulate_prints_the_statistics_and_writes_a_run_folder_report_reads(tmp_path):
@@ -85,3 +87,23 @@ def test_calibrate_from_a_run_writes_a_calibration_simulate_reads(tmp_path):
                           "--calibration", str(written.parent), "--json")
     assert simulated.returncode == 0, simulated.stderr
     assert json.loads(simulated.stdout)["okay"] > 100
+
+
+def test_simulate_warns_of_a_calibration_of_another_model_file_and_refuses_a_model_without_one(tmp_path):
+    recorded = Path(__file__).parents[1] / "data" / "recorded-hpa50"  # measured with an earlier model file
+    quick = ["--profile", "quick", "--time-scale", "0.1", "--json"]
+    other = servetune("simulate", "-c", "default", *quick, "--calibration", str(recorded))
+    assert other.returncode == 0, other.stderr
+    assert (f"warning: {recorded} is a calibration of food11-lite0-112-int8 (food11-lite0-int8.onnx, sha256 "
+            f"d61a6f25f65d), not of the spec's model default (food11-lite0-int8.onnx, sha256 "
+            f"{file_sha256(default_model_path())[:12]}): simulating with it as given") in other.stderr
+    own = servetune("simulate", "-c", "default", *quick, "--calibration", str(DEFAULT_CALIBRATION))
+    assert own.returncode == 0 and "warning" not in own.stderr
+    variant = tmp_path / "variant.onnx"
+    variant.write_bytes(default_model_path().read_bytes() + b"\0")  # another model file: no calibration
+    spec = tmp_path / "variant.yaml"
+    spec.write_text(f"model: {variant}\nreplicas: 1\nrequests: {{cpu: 0.5, memory_mb: 256}}\n")
+    none = servetune("simulate", "-c", str(spec), *quick)
+    assert none.returncode == 2 and "Traceback" not in none.stderr
+    assert f"error: {variant}: no calibration for this model (sha256 {file_sha256(variant)[:12]}); measure" in (
+        none.stderr)

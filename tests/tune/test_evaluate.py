@@ -2,7 +2,7 @@ import pytest
 
 from servetune.deploy.spec import load_deployment_spec
 from servetune.load.profile import load_profile
-from servetune.model.artifact import default_model_path
+from servetune.model.artifact import default_model_path, file_sha256
 from servetune.tune.calibration import CalibrationError, default_calibration, save_calibration
 from servetune.tune.evaluate import CandidateSimulator, calibrations_for, memory_free, with_memory
 from servetune.tune.space import Candidate
@@ -27,13 +27,35 @@ def test_memory_twins_derived_from_one_simulation_equal_their_own_simulation():
 
 def test_each_model_needs_its_calibration(tmp_path):
     packaged = calibrations_for(["default"], [])
-    assert packaged["default"].model == default_calibration().model
+    assert packaged.calibrations["default"].model == default_calibration().model
+    digest = file_sha256(default_model_path())[:12]
+    used = (f"model default (food11-lite0-int8.onnx, sha256 {digest}): the packaged calibration "
+            f"({default_calibration().model}, measured {default_calibration().date[:10]})")
+    assert packaged.used == [used]
+    assert packaged.warnings == []  # no file given: the packaged calibration is what the user asked for
     other = tmp_path / "variant.onnx"
     other.write_bytes(default_model_path().read_bytes() + b"\0")  # another file: another hash
-    with pytest.raises(CalibrationError, match=r"variant.onnx: no calibration for this model; measure one"):
+    with pytest.raises(CalibrationError, match=r"variant.onnx: no calibration for this model \(sha256 \w{12}\); "
+                       "measure one"):
         calibrations_for([str(other)], [])
     matching = default_calibration().model_copy(update={"model_sha256": "", "model_file": "variant.onnx"})
     path = save_calibration(matching, tmp_path / "variant-calibration.json")
-    assert calibrations_for([str(other)], [path])[str(other)].model_file == "variant.onnx"
+    found = calibrations_for([str(other), "default"], [path])
+    assert found.calibrations[str(other)].model_file == "variant.onnx"
+    assert found.used[0].startswith(f"model {other} (sha256 ") and f"): {path} (" in found.used[0]
+    warning = (f"no --calibration file matches model default (food11-lite0-int8.onnx, sha256 {digest}): it is "
+               f"simulated with the packaged calibration; the files given are of: {path}: food11-lite0-112-int8 "
+               "(variant.onnx, sha256 not recorded)")
+    assert found.warnings == [warning]
     with pytest.raises(CalibrationError, match="no such model file"):
         calibrations_for([str(tmp_path / "gone.onnx")], [])
+
+
+def test_a_copy_of_the_packaged_model_has_the_packaged_calibration_and_a_given_file_wins(tmp_path):
+    copy = tmp_path / "copy.onnx"
+    copy.write_bytes(default_model_path().read_bytes())
+    assert calibrations_for([str(copy)], []).calibrations[str(copy)] == default_calibration()
+    measured = save_calibration(default_calibration().model_copy(update={"model": "measured here"}), tmp_path)
+    found = calibrations_for([str(copy), "default"], [measured])
+    assert {c.model for c in found.calibrations.values()} == {"measured here"}
+    assert found.warnings == []

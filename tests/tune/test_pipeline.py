@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from command import servetune
 from servetune.cli import app
 from servetune.deploy.spec import load_deployment_spec
+from servetune.model.artifact import default_model_path, file_sha256
 from servetune.tune.constraints import Constraints
 from servetune.tune.pipeline import baseline_seeds
 from servetune.tune.space import SearchSpace
@@ -24,6 +26,7 @@ SMALL_SPACE = {
     "replicas": [1, 2],
     "autoscaling": {"min_replicas": [1], "max_replicas": [2, 3], "target_cpu_utilization": [50, 80]},
 }
+RECORDED_CALIBRATION = Path(__file__).parents[1] / "data" / "recorded-hpa50" / "calibration.json"  # an earlier model
 
 
 def in_process(*args: str):
@@ -140,6 +143,67 @@ def test_a_baseline_outside_the_space_or_beyond_the_limit_ratio_is_noted():
               "are excluded (--max-limit-ratio 4 allows them)")
     assert notes == [outside, beyond]
     assert baseline_seeds(space, baselines, Constraints(max_limit_ratio=4))[1] == [outside]
+
+
+def model_copy(tmp_path, name: str, extra: bytes = b"") -> Path:
+    """The packaged model's file at another path; `extra` bytes make it another model file (another hash)."""
+    path = tmp_path / name
+    path.write_bytes(default_model_path().read_bytes() + extra)
+    return path
+
+
+def test_calibration_files_that_match_no_model_are_warned_of_and_recorded(tmp_path):
+    out = tmp_path / "tune"
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "6", "--population", "6", "--verify", "0", "--jobs", "1",
+                       "--calibration", str(RECORDED_CALIBRATION))
+    assert result.returncode == 0, result.stderr
+    warning = (f"no --calibration file matches model default (food11-lite0-int8.onnx, sha256 "
+               f"{file_sha256(default_model_path())[:12]}): it is simulated with the packaged calibration; the files "
+               f"given are of: {RECORDED_CALIBRATION}: food11-lite0-112-int8 (food11-lite0-int8.onnx, sha256 "
+               "d61a6f25f65d)")
+    assert f"warning: {warning}" in result.stderr
+    report = (out / "report.html").read_text()
+    assert f"<b>warning:</b> {warning}" in report
+    assert "model default (food11-lite0-int8.onnx, sha256 " in report and "): the packaged calibration (" in report
+
+
+def test_a_model_with_no_calibration_at_all_is_a_clear_error(tmp_path):
+    variant = model_copy(tmp_path, "variant.onnx", b"\0")
+    space = space_file(tmp_path, {**SMALL_SPACE, "models": [str(variant)]})
+    result = servetune("tune", "--profile", "quick", "--out", str(tmp_path / "t"), "--space", space,
+                       "--calibration", str(RECORDED_CALIBRATION))
+    assert result.returncode == 2
+    assert (f"error: {variant}: no calibration for this model (sha256 {file_sha256(variant)[:12]}); the "
+            f"--calibration files given are of: {RECORDED_CALIBRATION}: food11-lite0-112-int8") in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "t").exists()
+
+
+def test_a_baseline_of_a_model_outside_the_space_bounds_the_search_but_does_not_seed_it(tmp_path):
+    out = tmp_path / "tune"
+    space = space_file(tmp_path, {**SMALL_SPACE, "models": [str(model_copy(tmp_path, "copy.onnx"))]})
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space, "--budget", "12",
+                       "--population", "6", "--verify", "0", "--jobs", "1", "--better-than", "fixed-1")
+    assert result.returncode == 0, result.stderr
+    assert "memory requested bound: 512 MiB (the simulated memory requested of fixed-1, --better-than)" in (
+        result.stdout)
+    note = ("baseline fixed-1 does not seed the search: its model default is not among the search space's "
+            "models")
+    assert note in " ".join(result.stderr.split())  # the console wraps long lines
+    assert note in (out / "report.html").read_text().replace("&#x27;", "'")
+    rows = list(csv.DictReader((out / "candidates.csv").open()))
+    assert rows and all(r["seed"] == "" and r["label"].startswith("copy ") for r in rows)
+    assert (out / "simulated" / "fixed-1" / "resource_usage.csv").is_file()
+
+
+def test_a_baseline_of_a_model_with_no_calibration_is_a_clear_error(tmp_path):
+    variant = model_copy(tmp_path, "variant.onnx", b"\0")
+    spec = tmp_path / "variant.yaml"
+    spec.write_text(f"model: {variant}\nreplicas: 1\nrequests: {{cpu: 0.5, memory_mb: 256}}\n")
+    result = servetune("tune", "--profile", "quick", "--out", str(tmp_path / "t"), "--no-slower-than", str(spec))
+    assert result.returncode == 2
+    assert f"error: baseline {spec}: {variant}: no calibration for this model" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "t").exists()
 
 
 @pytest.mark.parametrize(("args", "expected"), [

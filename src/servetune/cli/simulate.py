@@ -13,7 +13,8 @@ from servetune.cli.errors import OptionError
 from servetune.cli.options import choice, time_scale_option
 
 CALIBRATION_OPTION = typer.Option(
-    "--calibration", help="calibration.json (or its folder) [default: the packaged model's, measured with it]")
+    "--calibration", help="calibration.json (or its folder) [default: the packaged model's, measured with it; "
+    "a spec of another model needs its own]")
 
 
 def simulate(
@@ -42,7 +43,8 @@ def simulate(
     from servetune.deploy.spec import load_deployment_spec
     from servetune.load.profile import load_profile
     from servetune.runfolder import RUN_FILE
-    from servetune.tune.calibration import default_calibration, load_calibration
+    from servetune.tune.calibration import load_calibration
+    from servetune.tune.evaluate import calibrations_for, covering, describe, model_file, model_text
     from servetune.tune.simulator import MetricsTiming, parse_capacity
     from servetune.tune.simulator import simulate as run_simulation
 
@@ -52,7 +54,16 @@ def simulate(
         raise OptionError(f"{out}: already holds a run ({RUN_FILE}); choose another --out")
     deployment = load_deployment_spec(spec)
     load = load_profile(profile, time_scale)
-    figures = load_calibration(calibration) if calibration else default_calibration()
+    if calibration:
+        # the one calibration given is used as it is (a run of an earlier model file reproduces with its own),
+        # but not silently when it is of another model file than the spec's
+        figures = load_calibration(calibration)
+        path, digest = model_file(deployment.model)
+        if covering({calibration: figures}, path, digest) is None:
+            typer.secho(f"warning: {calibration} is a calibration of {describe(figures)}, not of the spec's model "
+                        f"{model_text(deployment.model, path, digest)}: simulating with it as given", err=True)
+    else:
+        figures = calibrations_for([deployment.model], []).calibrations[deployment.model]
     cluster = parse_capacity(capacity) if capacity else None
     if backend == BackendName.LOCAL:
         from servetune.host.cgroups import allocatable

@@ -10,7 +10,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from servetune.config import DeploymentSpec, LoadProfile, RunSummary
@@ -89,24 +89,76 @@ def process_pool(jobs: int | None = None) -> Iterator[Callable[[Callable, Iterab
         yield parallel_map
 
 
-def calibrations_for(models: list[str], files: list[Path]) -> dict[str, Calibration]:
-    """Each model's calibration: the file whose artifact hash or file name matches it; the packaged
-    default model falls back to the packaged calibration. CalibrationError names a model without one."""
+def model_file(model: str) -> tuple[Path, str]:
+    """The file a space's or spec's model entry names, and its sha256; CalibrationError when it is missing."""
     from servetune.model.artifact import file_sha256
 
-    loaded = [load_calibration(path) for path in files]
-    found = {}
+    path = spec_model_path(model)
+    if not path.is_file():
+        raise CalibrationError(f"{path}: no such model file")
+    return path, file_sha256(path)
+
+
+def model_text(model: str, path: Path, digest: str) -> str:
+    """A model entry as a user reads it: `default (food11-lite0-int8.onnx, sha256 29f1d0da7679)`, or the path."""
+    if model == DEFAULT_MODEL:
+        return f"{model} ({path.name}, sha256 {digest[:12]})"
+    return f"{path} (sha256 {digest[:12]})"
+
+
+def covering(given: dict[Path, Calibration], path: Path, digest: str) -> Path | None:
+    """The file whose calibration is of this model file: the same hash, else (a calibration that records
+    none) the same file name."""
+    return next((file for file, c in given.items() if c.model_sha256 == digest), None) or next(
+        (file for file, c in given.items() if not c.model_sha256 and c.model_file == path.name), None)
+
+
+def describe(calibration: Calibration) -> str:
+    """The model a calibration was measured with, e.g. `food11-lite0-112-int8 (food11-lite0-int8.onnx, sha256
+    29f1d0da7679)`."""
+    digest = calibration.model_sha256[:12] or "not recorded"
+    return f"{calibration.model} ({calibration.model_file or 'file not recorded'}, sha256 {digest})"
+
+
+@dataclass
+class ModelCalibrations:
+    """Each model's calibration: the --calibration file that matches it, else the packaged calibration where
+    it is of the same model file; a line per model saying which, and a warning for each model the given
+    files miss (the user meant to calibrate it and would not otherwise know)."""
+
+    given: dict[Path, Calibration]
+    calibrations: dict[str, Calibration] = field(default_factory=dict)  # by the space's or spec's model entry
+    used: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, model: str) -> Calibration:
+        """The model's calibration, found once; CalibrationError names a model without one."""
+        if model in self.calibrations:
+            return self.calibrations[model]
+        path, digest = model_file(model)
+        name = model_text(model, path, digest)
+        covered = "; ".join(f"{file}: {describe(c)}" for file, c in self.given.items())
+        packaged = default_calibration()
+        if (file := covering(self.given, path, digest)) is not None:
+            calibration, source = self.given[file], str(file)
+        elif model == DEFAULT_MODEL or packaged.model_sha256 == digest:
+            calibration, source = packaged, "the packaged calibration"
+            if self.given:
+                self.warnings.append(f"no --calibration file matches model {name}: it is simulated with the "
+                                     f"packaged calibration; the files given are of: {covered}")
+        else:
+            given = f"; the --calibration files given are of: {covered}" if self.given else ""
+            raise CalibrationError(f"{path}: no calibration for this model (sha256 {digest[:12]}){given}; measure "
+                                   f"one with `servetune tune calibrate --model {path}` and pass it with "
+                                   "--calibration FILE")
+        self.calibrations[model] = calibration
+        self.used.append(f"model {name}: {source} ({calibration.model}, measured {calibration.date[:10]})")
+        return calibration
+
+
+def calibrations_for(models: list[str], files: list[Path]) -> ModelCalibrations:
+    """Each model's calibration (see ModelCalibrations); CalibrationError names a model without one."""
+    found = ModelCalibrations({path: load_calibration(path) for path in files})
     for model in models:
-        path = spec_model_path(model)
-        if not path.is_file():
-            raise CalibrationError(f"{path}: no such model file (named in the search space)")
-        digest = file_sha256(path)
-        match = next((c for c in loaded if c.model_sha256 == digest), None) or next(
-            (c for c in loaded if not c.model_sha256 and c.model_file == path.name), None)
-        if match is None and model == DEFAULT_MODEL:
-            match = default_calibration()
-        if match is None:
-            raise CalibrationError(f"{path}: no calibration for this model; measure one with `servetune tune "
-                                   f"calibrate --model {path}` and pass it with --calibration FILE")
-        found[model] = match
+        found.add(model)
     return found

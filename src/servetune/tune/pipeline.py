@@ -1,10 +1,11 @@
 """`servetune tune`: read the inputs, search by simulation, keep the front, verify the best for real, report.
 
 Stages in order, each writing into the tune folder:
-1. inputs: the space, each model's calibration and measured accuracy, the profile, the constraints; a space
-   in which no candidate can be feasible is refused before anything runs;
+1. inputs: the space, each model's calibration (the space's and the baselines') and measured accuracy, the
+   profile, the constraints; a space in which no candidate can be feasible is refused before anything runs;
 2. search: the evolutionary search over every core, at a budget of simulated candidates, its first generation
-   seeded with the baselines (each mapped to the nearest candidate of the space);
+   seeded with the baselines (each mapped to the nearest candidate of the space; one whose model or kind of
+   scaling the space lacks only bounds and is compared);
 3. record: candidates.csv, frontier.csv/json (the feasible Pareto front), the baselines simulated;
 4. verify: the baselines that bound the candidates (--no-slower-than, --better-than) run for real first, and
    their measured statistics become the bounds; then the first `verify` candidates of the front (in the
@@ -46,6 +47,7 @@ from servetune.tune.constraints import (
 from servetune.tune.evaluate import (
     MEMORY_SHARING,
     CandidateSimulator,
+    ModelCalibrations,
     calibrations_for,
     memory_never_binds,
     process_pool,
@@ -107,6 +109,7 @@ class Inputs:
     facts: dict[str, ModelFacts]
     simulator: CandidateSimulator
     baselines: dict[str, DeploymentSpec]
+    calibrations: ModelCalibrations
 
 
 @dataclass
@@ -132,12 +135,17 @@ def read_inputs(options: TuneOptions) -> Inputs:
         space = load_space(options.space)
         profile = load_profile(options.profile)
         calibrations = calibrations_for(space.models, options.calibrations)
-        facts = {model: model_facts(model, calibrations[model]) for model in space.models}
+        facts = {model: model_facts(model, calibrations.calibrations[model]) for model in space.models}
         base = load_deployment_spec(space.base)
         names = list(dict.fromkeys([*options.baselines, *options.bounding()]))
         baselines = {name: load_deployment_spec(name) for name in names}
     except (SpaceError, LoadProfileError, CalibrationError, ArtifactError, SpecError) as error:
         raise TuneError(str(error)) from None
+    for name, spec in baselines.items():  # a baseline's model may be outside the space: it still is simulated
+        try:
+            calibrations.add(spec.model)
+        except CalibrationError as error:
+            raise TuneError(f"baseline {name}: {error}") from None
     constraints, node_cpu = options.constraints, None
     if options.real.backend == BackendName.LOCAL:
         # The one-machine cluster: this machine's cores and memory hold the pods, and its cores the load
@@ -148,12 +156,9 @@ def read_inputs(options: TuneOptions) -> Inputs:
     if problems:
         where = options.space or "the bundled space"
         raise TuneError(f"{where}: infeasible search space: " + "; ".join(problems))
-    simulator = CandidateSimulator(profile, calibrations, base, constraints.capacity,
+    simulator = CandidateSimulator(profile, calibrations.calibrations, base, constraints.capacity,
                                    MetricsTiming(backend=options.real.backend), options.seed, node_cpu)
-    for name, spec in baselines.items():
-        if spec.model not in calibrations:
-            raise TuneError(f"baseline {name}: its model {spec.model} is not in the search space's models")
-    return Inputs(constraints, space, facts, simulator, baselines)
+    return Inputs(constraints, space, facts, simulator, baselines, calibrations)
 
 
 def baseline_seeds(space: SearchSpace, baselines: dict[str, DeploymentSpec],
@@ -180,6 +185,8 @@ def tune(options: TuneOptions, console: Console | None = None,
     candidates.csv) when no candidate met the constraints."""
     console = console or Console(stderr=True)
     inputs = read_inputs(options)
+    for warning in inputs.calibrations.warnings:
+        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     jobs = options.jobs or os.cpu_count() or 1
@@ -267,7 +274,8 @@ def tune(options: TuneOptions, console: Console | None = None,
     seeding = [f"First generation seeded with {e.seeded_from}: {ids[id(e)]} {e.candidate.label()}"
                for e in evaluations if e.seeded_from]
     facts = SearchFacts(STRATEGY, inputs.space.size(), len(evaluations), problem.simulated, problem.simulations,
-                        seconds, jobs, options.profile, options.real.backend, [*seeding, *notes])
+                        seconds, jobs, options.profile, options.real.backend, [*seeding, *notes],
+                        inputs.calibrations.used, inputs.calibrations.warnings)
     report = write_tune_report(out, facts=facts, constraints=constraints, bar=bar, front=front, ids=ids,
                                recommended=recommended, recommended_note=note, baselines=baselines,
                                verifications=[*baseline_runs, *verifications], figures=figures)

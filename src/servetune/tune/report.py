@@ -30,6 +30,8 @@ class SearchFacts:
     profile: str
     backend: str
     seeding: list[str] = field(default_factory=list)  # how the first generation was seeded, one line each
+    calibrations: list[str] = field(default_factory=list)  # which calibration each model is simulated with
+    calibration_warnings: list[str] = field(default_factory=list)  # models the --calibration files miss
 
 
 def ms(seconds: float | None) -> str:
@@ -93,6 +95,9 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
         f"candidates differing only in memory settings share one) in {facts.seconds:.1f} s on {facts.jobs} "
         f"process(es) ({rate:.1f} candidates/s).</p>"),
         *[f"<p class=note>{html.escape(line)}</p>" for line in facts.seeding],
+        *(["<h2>Calibrations</h2>"] if facts.calibrations else []),
+        *[f"<p class=note>{html.escape(line)}</p>" for line in facts.calibrations],
+        *[f"<p class=note><b>warning:</b> {html.escape(line)}</p>" for line in facts.calibration_warnings],
         "<h2>Constraints</h2>",
         html_table(["flag", "value"], [list(item) for item in constraints.describe()]),
         *verification_bounds(constraints, bar),
