@@ -94,3 +94,35 @@ def test_cli_trains_with_mixup(tiny_food11, tmp_path):
     assert summary["config"]["mixup"] == 0.4 and len(summary["stages"][1]["history"]) == 1
     bad = CliRunner().invoke(app, ["model", "train", "--data", str(tiny_food11), "--out", str(out), "--mixup", "-1"])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
+def test_init_from_trains_a_trained_model_further(tiny_food11, tmp_path):
+    first = train(TrainConfig(data=tiny_food11, out=tmp_path / "first", input_size=32, views=1, finetune_blocks=2,
+                              head_epochs=1, finetune_epochs=1, batch_size=16, threads=1))
+    start = torch.load(first, weights_only=False)["state_dict"]
+    again = train(TrainConfig(data=tiny_food11, out=tmp_path / "again", input_size=32, views=1, finetune_blocks=2,
+                              head_epochs=1, finetune_epochs=1, head_lr=1e-6, finetune_lr=1e-6, batch_size=16,
+                              threads=1, init_from=first))
+    continued = torch.load(again, weights_only=False)["state_dict"]
+    # a tiny learning rate: the head stays the trained one, far from a fresh random head
+    assert torch.allclose(continued["_fc.weight"], start["_fc.weight"], atol=1e-3)
+    fresh = build_backbone("lite0", 11).state_dict()
+    assert not torch.allclose(continued["_fc.weight"], fresh["_fc.weight"], atol=1e-2)
+    summary = json.loads((tmp_path / "again" / "train_summary.json").read_text())
+    assert summary["config"]["init_from"] == str(first)
+
+
+def test_init_from_refuses_what_it_cannot_continue(tiny_food11, make_food11, tmp_path):
+    first = train(TrainConfig(data=tiny_food11, out=tmp_path / "first", input_size=32, views=1, finetune_blocks=1,
+                              head_epochs=1, finetune_epochs=0, batch_size=16, threads=1))
+    with pytest.raises(TrainError, match="a lite0 model, but the backbone asked for is lite1"):
+        train(TrainConfig(data=tiny_food11, out=tmp_path / "b", backbone="lite1", init_from=first))
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    runner = CliRunner()
+    for bad, message in [(garbage, "garbage.pt: not a model written by `servetune model train`"),
+                         (tmp_path / "missing.pt", "missing.pt: no such trained model")]:
+        result = runner.invoke(app, ["model", "train", "--data", str(tiny_food11), "--out", str(tmp_path / "c"),
+                                     "--init-from", str(bad), "--threads", "1"])
+        assert result.exit_code != 0
+        assert message in result.output and "Traceback" not in result.output

@@ -109,6 +109,10 @@ def model_train(
     seed: int = 0,
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads [default: all cores]")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt")] = False,
+    init_from: Annotated[
+        Path | None, typer.Option(metavar="MODEL_PT", help="train a model.pt further instead of starting from "
+                                  "ImageNet's weights (same backbone and classes)")
+    ] = None,
     augment_workers: Annotated[
         int | None, typer.Option(min=0, help="processes that augment stage 2's batches with "
                                  "--augment-every-epoch [default: all cores but one on a GPU, 0 on a CPU]")
@@ -123,7 +127,7 @@ def model_train(
         finetune_blocks=finetune_blocks,
         head_epochs=head_epochs, finetune_epochs=finetune_epochs, patience=patience, head_lr=head_lr,
         finetune_lr=finetune_lr, mixup=mixup, per_class=per_class,
-        seed=seed, threads=threads, resume=resume, augment_workers=augment_workers,
+        seed=seed, threads=threads, resume=resume, init_from=init_from, augment_workers=augment_workers,
         data_description=data_description,
     )
     path = train(config)

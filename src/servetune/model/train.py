@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,10 +39,10 @@ from rich.progress import (
 from torch import nn
 
 from servetune.config import FOOD11_CLASSES, ModelSpec
-from servetune.errors import ServetuneError
+from servetune.errors import ServetuneError, first_line
 from servetune.model.augment import Augmentation
 from servetune.model.augment_workers import BatchAugmenter
-from servetune.model.backbones import BACKBONES, build_backbone
+from servetune.model.backbones import BACKBONES, BackboneError, build_backbone
 from servetune.model.balance import class_weights, per_class_accuracy
 from servetune.model.data import LoadedImages, load_images, read_split, read_training, subset
 from servetune.model.preprocess import preprocess
@@ -82,6 +83,7 @@ class TrainConfig:
     seed: int = 0
     per_class: int | None = None  # use only the first N training images of each class (data/training first)
     resume: bool = False
+    init_from: Path | None = None  # a model.pt to train further instead of starting from ImageNet's weights
     threads: int | None = None
     augment_workers: int | None = None  # processes that augment stage 2's batches; None: all cores but one on a GPU, 0 on a CPU
     data_description: str = ""
@@ -422,6 +424,16 @@ def validation_per_class(model, caches: Caches, cut, device) -> dict[str, float]
     return per_class_accuracy(caches.val_labels.numpy(), predicted.numpy(), FOOD11_CLASSES)
 
 
+def starting_model(config: TrainConfig, spec: ModelSpec):
+    """ImageNet's weights with a new head, or (init_from) a trained model's weights, head included."""
+    if config.init_from is None:
+        return build_backbone(config.backbone, len(spec.class_names))
+    model, _ = load_trained(config.init_from)
+    if model.name != config.backbone:
+        raise TrainError(f"{config.init_from}: a {model.name} model, but the backbone asked for is {config.backbone}")
+    return model
+
+
 def train(config: TrainConfig) -> Path:
     """Train and write `out/model.pt` (weights + ModelSpec) and `out/train_summary.json`; returns model.pt."""
     if config.backbone not in BACKBONES:
@@ -430,7 +442,7 @@ def train(config: TrainConfig) -> Path:
     device = choose_device(config.threads)
     torch.manual_seed(config.seed)
     spec = model_spec(config)
-    model = build_backbone(config.backbone, len(spec.class_names)).to(device)
+    model = starting_model(config, spec).to(device)
     cut = len(model._blocks) - config.finetune_blocks
     if not 0 <= cut < len(model._blocks):
         raise TrainError(f"finetune_blocks must be 1..{len(model._blocks)} for {config.backbone}")
@@ -484,8 +496,11 @@ def load_trained(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise TrainError(f"{path}: no such trained model (write one with `servetune model train`)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    spec = ModelSpec(**saved["spec"])
-    model = build_backbone(saved["backbone"], len(spec.class_names), pretrained=False)
-    model.load_state_dict(saved["state_dict"])
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        spec = ModelSpec(**saved["spec"])
+        model = build_backbone(saved["backbone"], len(spec.class_names), pretrained=False)
+        model.load_state_dict(saved["state_dict"])
+    except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, TypeError, ValueError, BackboneError) as error:
+        raise TrainError(f"{path}: not a model written by `servetune model train` ({first_line(error)})") from None
     return model.eval(), spec
