@@ -74,3 +74,16 @@ def test_killed_run_resumes_to_the_same_end_state(tiny_food11, reference, tmp_pa
     assert summaries[0]["stages"] == summaries[1]["stages"]  # the same losses and accuracies, epoch by epoch
     assert summaries[0]["validation_per_class"] == summaries[1]["validation_per_class"]
     assert [len(stage["history"]) for stage in summaries[1]["stages"]] == [2, 2]
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumed_with_fewer_epochs_keeps_its_best_epoch_so_far(tiny_food11, tmp_path):
+    """A run stopped by a time limit: `--resume --finetune-epochs DONE` writes model.pt without training more."""
+    stopped = tmp_path / "stopped"
+    kill_after(train_command(tiny_food11, stopped), tmp_path / "stopped.log", "stage 2 epoch 1:")
+    checkpoint = torch.load(stopped / "checkpoint.pt", weights_only=False)
+    finish(train_command(tiny_food11, stopped, "--resume", "--finetune-epochs", "1"))
+    written = torch.load(stopped / "model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(written[name], checkpoint["best"][name]) for name in written)
+    summary = json.loads((stopped / "train_summary.json").read_text())
+    assert [len(stage["history"]) for stage in summary["stages"]] == [2, 1]
