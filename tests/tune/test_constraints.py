@@ -86,3 +86,42 @@ def test_a_candidate_equal_to_the_baseline_on_all_three_is_no_worse():
     bounds = baseline_bounds(Constraints(), {"default": DEFAULT}, "measured", better_than=["default"])
     assert measured_violations(DEFAULT, bounds) == []
     assert measured_violations(summary(399 * 1024, 0.8, 0.029), bounds) == []
+
+
+def judged(candidate, baseline):
+    """The verification's verdict on a candidate's runs against a --better-than baseline's runs."""
+    bounds = baseline_bounds(Constraints(), {"default": baseline}, "measured", better_than=["default"])
+    return measured_violations(candidate, bounds)
+
+
+def test_with_one_run_each_no_worse_is_the_strict_comparison():
+    assert judged([summary(400 * 1024, 0.8, 0.030)], [DEFAULT]) == []
+    [slower] = judged([summary(400 * 1024, 0.8, 0.0301)], [DEFAULT])
+    assert slower.message == "response time 30.1 ms > 30 ms (the measured response time of default, --better-than)"
+
+
+def test_a_candidate_within_half_the_baselines_range_is_no_worse():
+    # default over 2 runs: 38 and 40 ms, mean 39, range 2: the bar is 39 + 1 = 40 ms
+    baseline = [summary(400 * 1024, 0.8, 0.038), summary(400 * 1024, 0.8, 0.040)]
+    candidate = [summary(200 * 1024, 0.4, 0.0395), summary(200 * 1024, 0.4, 0.0403)]  # mean 39.9 ms > 39
+    assert judged(candidate, baseline) == []
+    assert [v.constraint for v in judged(candidate, [summary(400 * 1024, 0.8, 0.039)])] == [RESPONSE_TIME.flag]
+    bounds = baseline_bounds(Constraints(), {"default": baseline}, "measured", better_than=["default"])
+    assert bounds.max_response_ms == pytest.approx(40)
+    assert bounds.response_source == ("the measured response time of default (mean of 2 runs 39 ms + half their "
+                                      "range 1 ms), --better-than")
+
+
+def test_a_candidate_beyond_half_the_baselines_range_is_worse_by_how_much():
+    baseline = [summary(400 * 1024, 0.8, 0.038), summary(400 * 1024, 0.8, 0.040)]
+    candidate = [summary(200 * 1024, 0.4, 0.040), summary(200 * 1024, 0.4, 0.0410)]  # mean 40.5 ms > 40
+    [slower] = judged(candidate, baseline)
+    assert slower.constraint == RESPONSE_TIME.flag and slower.amount == pytest.approx(40.5 / 40 - 1)
+    assert slower.message.startswith("response time 40.5 ms (mean of 2 runs) > 40 ms (the measured response time")
+
+
+def test_a_failed_request_in_any_run_fails_even_when_the_mean_is_within_the_bound():
+    runs = [summary(200 * 1024, 0.4, 0.030), summary(200 * 1024, 0.4, 0.030, failure_rate=0.02)]
+    bounds = Constraints(max_failure_rate=0.015)  # the mean failure rate, 1 %, would meet it
+    [failed] = measured_violations(runs, bounds)
+    assert failed.constraint == "--max-failure-rate" and failed.message == "failure rate 2.00% (run 2 of 2) > 1.50%"

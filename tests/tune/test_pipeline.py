@@ -215,6 +215,7 @@ def test_a_baseline_of_a_model_with_no_calibration_is_a_clear_error(tmp_path):
     (["--no-slower-than", "nosuch"], "no such spec file"),
     (["--max-cpu-requested", "0"], "--max-cpu-requested"),
     (["--headroom", "0.9"], "--headroom"),
+    (["--verify-repeats", "0"], "--verify-repeats"),
 ])
 def test_bad_flags_are_refused_with_the_reason(tmp_path, args, expected):
     result = in_process("tune", "--out", str(tmp_path / "t"), *args)
@@ -248,3 +249,29 @@ def test_verification_runs_the_best_candidate_for_real_and_shows_both_side_by_si
     assert f"verify {first}" in result.stdout and verdict in result.stdout
     header = (out / "recommended.yaml").read_text().splitlines()[1]
     assert header.startswith("# verified by a real run" if verdict == "verified" else "# the rule's first pick")
+
+
+@pytest.mark.slow
+def test_verify_repeats_runs_the_candidate_into_numbered_folders_and_reports_the_mean_with_its_range(tmp_path):
+    out = tmp_path / "tune"
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "12", "--population", "6", "--verify", "1", "--verify-repeats", "2",
+                       "--time-scale", "0.05", "--jobs", "1", timeout=600)
+    assert result.returncode == 0, result.stderr
+    first = json.loads((out / "frontier.json").read_text())["candidates"][0]["id"]
+    assert not (out / "verify" / first).exists()
+    summaries = []
+    for repeat in ("r1", "r2"):
+        run = json.loads((out / "verify" / f"{first}-{repeat}" / "run.json").read_text())
+        assert run["status"] == "completed" and run["time_scale"] == 0.05
+        summaries.append(json.loads((out / "verify" / f"{first}-{repeat}" / "summary.json").read_text()))
+    assert "time scale 0.05, 2 runs)" in " ".join(result.stderr.split())  # the console wraps lines
+    report = (out / "report.html").read_text()
+    assert "measured: mean (min-max) of 2 runs" in report and f"{first}-r2/report.html" in report
+    rates = [s["transaction_rate"] for s in summaries]
+    assert f"{sum(rates) / 2:.2f} ({min(rates):.2f}-{max(rates):.2f})" in report  # the mean with its range
+    cpu = [s["cpu_requested_core"] for s in summaries]
+    verdict = "verified" if all(s["failure_rate"] == 0 for s in summaries) else "failed verification"
+    assert (f"verify {first}" in result.stdout and verdict in result.stdout
+            and "(mean (min-max) of 2 runs) " in result.stdout
+            and f"{sum(cpu) / 2:.3f} ({min(cpu):.3f}-{max(cpu):.3f}) CPU" in result.stdout), result.stdout

@@ -7,7 +7,7 @@ import pytest
 
 from servetune.analyze.stats import summarize
 from servetune.tune.constraints import Constraints, baseline_bounds
-from servetune.tune.verify import judge
+from servetune.tune.verify import Repeat, judge, run_dirs
 
 RUN = Path(__file__).parents[1] / "data" / "recorded-hpa50"
 
@@ -15,7 +15,7 @@ RUN = Path(__file__).parents[1] / "data" / "recorded-hpa50"
 def judged(baseline):
     bar = baseline_bounds(Constraints(), {"default": baseline}, "measured", better_than=["default"])
     measured = summarize(RUN)
-    return judge("c0001 candidate", RUN / "spec.yaml", RUN, "completed", None, measured, bar)
+    return judge("c0001 candidate", RUN / "spec.yaml", [Repeat(RUN, "completed", None, measured)], measured, bar)
 
 
 def test_a_run_that_requested_more_than_the_measured_baseline_fails_verification():
@@ -36,3 +36,17 @@ def test_a_run_no_worse_than_the_measured_baseline_is_verified():
     assert judged(summarize(RUN)).verdict() == "verified"
     faster = summarize(RUN).model_copy(update={"response_time_s": 0.5})
     assert judged(faster).verdict().startswith("failed verification: response time 729.031 ms > 500 ms")
+
+
+def test_one_run_goes_into_its_folder_and_repeats_into_numbered_ones(tmp_path):
+    assert run_dirs(tmp_path / "c0001", 1) == [tmp_path / "c0001"]
+    assert run_dirs(tmp_path / "c0001", 3) == [tmp_path / f"c0001-r{n}" for n in (1, 2, 3)]
+
+
+def test_a_repeat_that_did_not_complete_fails_verification_and_is_named():
+    measured = summarize(RUN)
+    repeats = [Repeat(RUN, "completed", None, measured), Repeat(RUN, "failed", "the cluster died", None)]
+    verification = judge("c0001 candidate", RUN / "spec.yaml", repeats, measured, Constraints())
+    assert verification.status == "failed" and not verification.passed
+    assert verification.verdict() == "failed verification: run 2 of 2 failed (the cluster died)"
+    assert verification.measured == [measured]

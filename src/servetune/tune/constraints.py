@@ -12,19 +12,21 @@ Each violation carries an amount (how far off, relative), so the search can pref
 The upper bounds come from their own flags or from baselines (`baseline_bounds`): `--no-slower-than SPEC`
 bounds the response time by SPEC's, `--better-than SPEC` all three by SPEC's, so a feasible candidate is no
 worse than SPEC on any of them (equal is allowed). The baselines' statistics are simulated in the search and
-measured in the verification.
+measured in the verification, where a spec run N times (`--verify-repeats`) is judged on its means over the
+runs against each baseline's mean plus half its range (see `tune/repeats.py`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from servetune.config import DeploymentSpec, RunSummary
 from servetune.tune.calibration import Calibration
 from servetune.tune.capacity import MIB, Capacity
+from servetune.tune.repeats import Spread, spread
 from servetune.tune.space import Candidate, SearchSpace
 
 DEFAULT_MAX_LIMIT_RATIO = 2.0
@@ -176,48 +178,74 @@ def limit_ratio(spec: DeploymentSpec) -> float:
     return max(spec.limits.cpu / spec.requests.cpu, spec.limits.memory_mb / spec.requests.memory_mb)
 
 
-def measured_violations(statistics: RunSummary, constraints: Constraints) -> list[Violation]:
+def runs_of(statistics: RunSummary | Sequence[RunSummary]) -> Sequence[RunSummary]:
+    """One run's statistics, or a spec's repeated runs (`--verify-repeats`), as the runs."""
+    return [statistics] if isinstance(statistics, RunSummary) else statistics
+
+
+def measured_violations(statistics: RunSummary | Sequence[RunSummary],
+                        constraints: Constraints) -> list[Violation]:
+    """What one run's statistics break, or several runs' of one spec: each bounded statistic judged on its mean
+    over the runs, the failure rate on each run (a failed request in any of them counts)."""
+    runs = runs_of(statistics)
     found = []
-    if statistics.response_time_s is None:
+    if any(s.response_time_s is None for s in runs):
         found.append(Violation(RESPONSE_TIME.flag, "no request was answered", 1.0))
+    over = "" if len(runs) == 1 else f" (mean of {len(runs)} runs)"
     for statistic in BOUNDED:
-        value, bound = statistic.read(statistics), constraints.bound(statistic)
-        if value is None or bound is None or value <= bound * (1 + ROUNDING):
+        values, bound = [statistic.read(s) for s in runs], constraints.bound(statistic)
+        if None in values or bound is None:
             continue
-        found.append(Violation(statistic.flag, f"{statistic.name} {statistic.text(value)} > "
+        value = spread(values).mean
+        if value <= bound * (1 + ROUNDING):
+            continue
+        found.append(Violation(statistic.flag, f"{statistic.name} {statistic.text(value)}{over} > "
                                f"{constraints.bound_text(statistic)}", value / bound - 1 if bound > 0 else 1.0))
-    if statistics.failure_rate > constraints.max_failure_rate:
-        found.append(Violation("--max-failure-rate", f"failure rate {statistics.failure_rate:.2%} > "
+    worst = max(runs, key=lambda s: s.failure_rate)
+    if worst.failure_rate > constraints.max_failure_rate:
+        where = "" if len(runs) == 1 else f" (run {list(runs).index(worst) + 1} of {len(runs)})"
+        found.append(Violation("--max-failure-rate", f"failure rate {worst.failure_rate:.2%}{where} > "
                                f"{constraints.max_failure_rate:.2%}",
-                               statistics.failure_rate - constraints.max_failure_rate + 1e-3))
+                               worst.failure_rate - constraints.max_failure_rate + 1e-3))
     return found
 
 
-def baseline_bounds(constraints: Constraints, baselines: dict[str, RunSummary], how: str,
-                    no_slower_than: Sequence[str] = (), better_than: Sequence[str] = (),
+def repeats_text(statistic: Bounded, runs: Spread) -> str:
+    """How a bound was taken from several runs of a baseline ('' from one)."""
+    if runs.runs == 1:
+        return ""
+    return (f" (mean of {runs.runs} runs {statistic.text(round(runs.mean, 6))} + half their range "
+            f"{statistic.text(round((runs.high - runs.low) / 2, 6))})")
+
+
+def baseline_bounds(constraints: Constraints, baselines: Mapping[str, RunSummary | Sequence[RunSummary]],
+                    how: str, no_slower_than: Sequence[str] = (), better_than: Sequence[str] = (),
                     headroom: float = 0.0) -> Constraints:
     """The one place baselines' statistics become bounds: the response time at most the least of the
     --no-slower-than and --better-than baselines', memory and CPU requested at most the least of the
     --better-than ones', each `headroom` (a fraction) below it. A flag's own bound stays where it is tighter.
     `how` (simulated, measured) goes into the bound's source text; a baseline without statistics in
-    `baselines` bounds nothing."""
+    `baselines` bounds nothing. A baseline run several times (`--verify-repeats`) bounds each statistic by its
+    mean plus half its range over the runs (`Spread.bar`); run once, by its figure."""
     changes: dict[str, float | str] = {}
     less = f" less {headroom:.0%}" if headroom > 0 else ""
     for statistic in BOUNDED:
         flags = {name: "--better-than" for name in better_than}
         if statistic is RESPONSE_TIME:
             flags = {**{name: "--no-slower-than" for name in no_slower_than}, **flags}
-        values = {name: statistic.read(baselines[name]) for name in flags if name in baselines}
-        values = {name: value for name, value in values.items() if value is not None}
-        if not values:
+        readings = {name: [statistic.read(s) for s in runs_of(baselines[name])] for name in flags if name in baselines}
+        readings = {name: [value for value in values if value is not None] for name, values in readings.items()}
+        spreads = {name: spread(values) for name, values in readings.items() if values}  # a run may answer none
+        if not spreads:
             continue
-        name = min(values, key=values.__getitem__)
-        value = values[name] * (1 - headroom)
+        name = min(spreads, key=lambda name: spreads[name].bar)
+        value = spreads[name].bar * (1 - headroom)
         bound = constraints.bound(statistic)
         if bound is not None and bound <= value:
             continue
         changes[statistic.bound_field] = value
-        changes[statistic.source_field] = f"the {how} {statistic.name} of {name}{less}, {flags[name]}"
+        runs = repeats_text(statistic, spreads[name])
+        changes[statistic.source_field] = f"the {how} {statistic.name} of {name}{runs}{less}, {flags[name]}"
     return replace(constraints, **changes)
 
 

@@ -10,7 +10,8 @@ Stages in order, each writing into the tune folder:
 4. verify: the baselines that bound the candidates (--no-slower-than, --better-than) run for real first, and
    their measured statistics become the bounds; then the first `verify` candidates of the front (in the
    recommendation rule's order) run for real with `servetune run` into verify/<id>, next to their simulation
-   at the same time scale;
+   at the same time scale; with --verify-repeats N each of these runs N times (verify/<id>-r1 ..), judged
+   on its means;
 5. recommend and report: recommended.yaml (the first candidate that passed verification, or the rule's
    first pick when none was verified), its manifests, report.html.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -97,7 +98,8 @@ class TuneOptions:
         """The baselines that bound the candidates, each once."""
         return list(dict.fromkeys([*self.no_slower_than, *self.better_than]))
 
-    def bounds(self, constraints: Constraints, baselines: dict[str, RunSummary], how: str) -> Constraints:
+    def bounds(self, constraints: Constraints, baselines: Mapping[str, RunSummary | Sequence[RunSummary]],
+               how: str) -> Constraints:
         headroom = self.headroom if how == "simulated" else 0.0  # measured figures are the bar as they are
         return baseline_bounds(constraints, baselines, how, self.no_slower_than, self.better_than, headroom)
 
@@ -223,8 +225,9 @@ def tune(options: TuneOptions, console: Console | None = None,
 
     def verify_spec(name: str, label: str, spec: DeploymentSpec, bar: Constraints) -> Verification:
         spec_file = write_spec(spec, out / "specs" / f"{name}.yaml", label)
+        runs = f", {options.real.repeats} runs" if options.real.repeats > 1 else ""
         console.print(f"[bold]verify {name}[/] {label} for real ({options.real.profile}, time scale "
-                      f"{options.real.time_scale:g})", highlight=False)
+                      f"{options.real.time_scale:g}{runs})", highlight=False)
         same_scale = inputs.simulator.spec_simulation(spec, spec.model, profile=short_profile).statistics
         item = verify(f"{name} {label}", spec_file, out / "verify" / name, same_scale, options.real, bar, console)
         console.print(f"    {item.verdict()}", highlight=False)
@@ -240,7 +243,7 @@ def tune(options: TuneOptions, console: Console | None = None,
             baseline_runs.append(run)
             if run.status == "interrupted":
                 break
-            if run.measured is not None:
+            if run.measured:
                 measured[name] = run.measured
         bar = options.bounds(inputs.constraints, measured, "measured")
     verifications = []

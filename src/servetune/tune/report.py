@@ -12,6 +12,7 @@ from servetune.analyze.report import embedded_png, html_page, html_table
 from servetune.config import RunSummary
 from servetune.tune.constraints import BOUNDED, Constraints
 from servetune.tune.frontier import RULE
+from servetune.tune.repeats import spread
 from servetune.tune.search import Evaluation
 from servetune.tune.verify import Verification
 
@@ -49,8 +50,9 @@ def statistic_cells(s: RunSummary | None) -> list[str]:
 STAT_HEADER = ["mem req MiB", "CPU req", "resp. ms", "p95 ms", "failures", "OKAY/s", "replicas mean / max"]
 
 
-def side_by_side(simulated: RunSummary, measured: RunSummary | None) -> list[list[str]]:
-    """Each headline statistic simulated and measured, with the relative difference."""
+def side_by_side(simulated: RunSummary, measured: Sequence[RunSummary]) -> list[list[str]]:
+    """Each headline statistic simulated and measured (over several runs: the mean and its min-max range),
+    with the relative difference of the mean."""
     rows = []
     for name, get, fmt in [
         ("memory requested (MiB)", lambda s: s.memory_requested_KB / 1024, ",.0f"),
@@ -58,17 +60,25 @@ def side_by_side(simulated: RunSummary, measured: RunSummary | None) -> list[lis
         ("response time (ms)", lambda s: None if s.response_time_s is None else s.response_time_s * 1000, ".1f"),
         ("transaction rate (/s)", lambda s: s.transaction_rate, ".2f"),
         ("failure rate", lambda s: s.failure_rate, ".2%"),
-        ("replicas max", lambda s: s.max_replicas, "d"),
+        ("replicas max", lambda s: s.max_replicas, "g"),
         ("replicas mean", lambda s: s.mean_replicas, ".2f"),
     ]:
         a = get(simulated)
-        b = get(measured) if measured is not None else None
+        values = [get(s) for s in measured]
+        b = spread(values) if values and None not in values else None
         difference = ""
         if a is not None and b is not None and a != 0 and fmt != ".2%":
-            difference = f"{(b - a) / a:+.0%}"
-        rows.append([name, "n/a" if a is None else format(a, fmt), "n/a" if b is None else format(b, fmt),
+            difference = f"{(b.mean - a) / a:+.0%}"
+        rows.append([name, "n/a" if a is None else format(a, fmt), "n/a" if b is None else b.text(fmt),
                      difference])
     return rows
+
+
+def measured_header(runs: int) -> list[str]:
+    """The side-by-side table's header: the measured column says how it sums up several runs."""
+    if runs <= 1:
+        return SIDE_BY_SIDE
+    return ["statistic", "simulated", f"measured: mean (min-max) of {runs} runs", "difference of the mean"]
 
 
 def verification_bounds(constraints: Constraints, bar: Constraints) -> list[str]:
@@ -124,11 +134,12 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
     if verifications:
         body.append("<h2>Verification: simulated (at the run's time scale) against measured</h2>")
         for item in verifications:
-            link = os.path.relpath(item.run_dir / "report.html", out)
+            links = ", ".join(f"<a href='{html.escape(os.path.relpath(run.run_dir / 'report.html', out))}'>"
+                              f"{html.escape(str(run.run_dir))}</a>" for run in item.repeats)
+            folders = "run folders" if len(item.repeats) > 1 else "run folder"
             body += [f"<h3>{html.escape(item.label)}: {html.escape(item.verdict())}</h3>",
-                     (f"<p class=note>run folder <a href='{html.escape(link)}'>{html.escape(str(item.run_dir))}"
-                     f"</a>, spec {html.escape(str(item.spec_file))}</p>"),
-                     html_table(SIDE_BY_SIDE, side_by_side(item.simulated, item.measured))]
+                     f"<p class=note>{folders} {links}, spec {html.escape(str(item.spec_file))}</p>",
+                     html_table(measured_header(len(item.measured)), side_by_side(item.simulated, item.measured))]
     else:
         body.append("<p class=note>No candidate was verified for real (--verify 0).</p>")
     report = out / "report.html"

@@ -2,9 +2,11 @@
 
 Each verified candidate is also simulated again at the verification's own time scale and on its backend's
 metrics path, so the side-by-side compares like with like (a compressed run weighs each run's opening burst
-more; see OPTIMIZER.md). A candidate fails verification when the run does not complete or its measured
-statistics break a constraint; the bounds a baseline sets (--no-slower-than, --better-than) are then its own
-measured statistics, from its real run just before.
+more; see OPTIMIZER.md). With `repeats` N > 1 every spec runs N times, into <folder>-r1 .. -rN, and is judged
+on its mean over the runs (`tune/repeats.py`). A candidate fails verification when a run does not complete, a
+run has failed requests beyond --max-failure-rate, or its measured statistics break a constraint; the bounds a
+baseline sets (--no-slower-than, --better-than) are then its own measured statistics, from its real runs just
+before.
 """
 
 from __future__ import annotations
@@ -29,28 +31,48 @@ class RealRun:
     kubeconfig: Path | None = None
     context: str | None = None
     url: str | None = None
+    repeats: int = 1  # real runs of each spec, judged on their mean
+
+
+@dataclass
+class Repeat:
+    """One real run of a spec."""
+
+    run_dir: Path
+    status: str  # the run's status: completed, failed, interrupted
+    error: str | None
+    measured: RunSummary | None
 
 
 @dataclass
 class Verification:
     label: str
     spec_file: Path
-    run_dir: Path
-    status: str  # the run's status: completed, failed, interrupted
     simulated: RunSummary  # at the verification's time scale
-    measured: RunSummary | None
+    repeats: list[Repeat]  # in the order run; the first that did not complete is the last
     violations: list[Violation] = field(default_factory=list)
-    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        """completed when every run completed, else the status of the one that did not."""
+        return next((r.status for r in self.repeats if r.status != "completed"), "completed")
+
+    @property
+    def measured(self) -> list[RunSummary]:
+        """The statistics of each run that measured any."""
+        return [r.measured for r in self.repeats if r.measured is not None]
 
     @property
     def passed(self) -> bool:
-        return self.status == "completed" and self.measured is not None and not self.violations
+        return self.status == "completed" and len(self.measured) == len(self.repeats) and not self.violations
 
     def verdict(self) -> str:
         if self.passed:
             return "verified"
         if self.status != "completed":
-            return f"failed verification: run {self.status}" + (f" ({self.error})" if self.error else "")
+            index, run = next((i, r) for i, r in enumerate(self.repeats) if r.status != "completed")
+            which = f" {index + 1} of {len(self.repeats)}" if len(self.repeats) > 1 else ""
+            return f"failed verification: run{which} {run.status}" + (f" ({run.error})" if run.error else "")
         reasons = "; ".join(v.message for v in self.violations) or "nothing was measured"
         return f"failed verification: {reasons}"
 
@@ -69,21 +91,38 @@ def run_spec(spec_file: Path, out: Path, real: RealRun, console: Console | None 
     return result.status, result.record.get("error")
 
 
+def run_dirs(out: Path, repeats: int) -> list[Path]:
+    """The run folders of a spec run `repeats` times: out itself for one run, out-r1 .. out-rN for more."""
+    return [out] if repeats == 1 else [out.with_name(f"{out.name}-r{index + 1}") for index in range(repeats)]
+
+
 def verify(label: str, spec_file: Path, out: Path, simulated: RunSummary, real: RealRun,
            constraints: Constraints, console: Console | None = None) -> Verification:
-    """Run one candidate for real and judge the measurement against the constraints."""
-    status, error = run_spec(spec_file, out, real, console)
-    return judge(label, spec_file, out, status, error, simulated, constraints)
+    """Run one candidate for real `real.repeats` times and judge the measurements against the constraints;
+    a run that does not complete ends the repeats (its verdict is known, and Ctrl-C stops there)."""
+    repeats = []
+    for run_dir in run_dirs(out, real.repeats):
+        status, error = run_spec(spec_file, run_dir, real, console)
+        repeats.append(measure(run_dir, status, error))
+        if status != "completed":
+            break
+    return judge(label, spec_file, repeats, simulated, constraints)
 
 
-def judge(label: str, spec_file: Path, out: Path, status: str, error: str | None, simulated: RunSummary,
-          constraints: Constraints) -> Verification:
-    """The verdict on a run folder a real run wrote: its measured statistics against the constraints."""
+def measure(run_dir: Path, status: str, error: str | None) -> Repeat:
+    """One run folder a real run wrote, with the statistics it measured (None: nothing to summarise)."""
     from servetune.analyze.stats import AnalysisError, summarize
 
     try:
-        measured = summarize(out)
+        measured = summarize(run_dir)
     except (AnalysisError, OSError):
         measured = None
-    violations = measured_violations(measured, constraints) if measured is not None else []
-    return Verification(label, spec_file, out, status, simulated, measured, violations, error)
+    return Repeat(run_dir, status, error, measured)
+
+
+def judge(label: str, spec_file: Path, repeats: list[Repeat], simulated: RunSummary,
+          constraints: Constraints) -> Verification:
+    """The verdict on a spec's real runs: their measured statistics against the constraints."""
+    measured = [r.measured for r in repeats if r.measured is not None]
+    violations = measured_violations(measured, constraints) if measured else []
+    return Verification(label, spec_file, simulated, repeats, violations)
