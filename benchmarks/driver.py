@@ -31,9 +31,9 @@ from rich.console import Console
 from rich.table import Table
 
 from servetune.config import LoadPhase, LoadProfile
+from servetune.host.cpu import cpu_model
 from servetune.load.driver import LoadOptions, run_load_test
 from servetune.load.siege import read_siege_log, siege_command, write_siegerc
-from servetune.tune.measure import cpu_model
 
 BODY = b'{"prediction": "Bread", "probability": 0.9}'
 

@@ -317,7 +317,7 @@ def serving_processes(pid: int) -> list[psutil.Process]:
 def machine() -> str:
     import onnxruntime
 
-    from servetune.tune.measure import cpu_model
+    from servetune.host.cpu import cpu_model
 
     cpu = cpu_model()
 

@@ -57,6 +57,11 @@ class ModelSpec(BaseModel):
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     data: str = Field(default="", description="what the model was trained on")
     accuracy: dict[str, float] = Field(default_factory=dict, description="split name -> top-1 accuracy 0..1")
+    profile: dict[str, float | str] = Field(
+        default_factory=dict,
+        description="latency (ms), peak RSS and size (MB) as `servetune model profile --record` measured them, "
+                    "with the machine and date (latency belongs to a machine)",
+    )
     version: str = "0"
 
 

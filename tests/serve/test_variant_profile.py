@@ -82,3 +82,25 @@ def test_cli_profiles_only_the_given_artifacts_when_sizes_is_empty(tiny_food11, 
     nothing = CliRunner().invoke(app, ["model", "profile", "--data", str(tiny_food11), "--out", str(out),
                                        "--sizes", ""])
     assert nothing.exit_code != 0 and "nothing to profile" in nothing.output
+
+
+def test_record_stores_each_given_artifacts_figures_in_its_metadata(tiny_food11, tmp_path):
+    from typer.testing import CliRunner
+
+    from servetune.cli import app
+    from servetune.model.artifact import read_spec
+
+    model = tiny_artifact(tmp_path / "tiny.onnx")
+    accuracy_before = read_spec(model).accuracy
+    out = tmp_path / "variants"
+    result = CliRunner().invoke(app, [
+        "model", "profile", "--data", str(tiny_food11), "--out", str(out), "--sizes", "",
+        "--artifact", str(model), "--eval-per-class", "2", "--runs", "5", "--record",
+    ])
+    assert result.exit_code == 0, result.output
+    row = read_table(out / "variants.json")[0]
+    profile = read_spec(model).profile
+    assert profile["infer_ms_median_1t"] == row.infer_ms_median_1t > 0
+    assert profile["peak_rss_mb"] == row.peak_rss_mb and profile["size_mb"] == row.size_mb
+    assert "CPUs" in profile["machine"] and profile["date"].endswith("Z")
+    assert read_spec(model).accuracy == accuracy_before  # the rest of the metadata is kept

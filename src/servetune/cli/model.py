@@ -238,6 +238,10 @@ def model_profile(
     train_per_class: Annotated[int, typer.Option(min=1, help="images per class for the quick variants")] = 200,
     eval_per_class: Annotated[int, typer.Option(min=1, help="evaluation images per class (speed)")] = 40,
     runs: Annotated[int, typer.Option(min=5, help="timed inferences per thread count")] = 40,
+    record: Annotated[
+        bool, typer.Option(help="store each --artifact's latency, peak RSS and size (with this machine and the "
+                           "date) in its metadata")
+    ] = False,
 ) -> None:
     """Variant table: backbone x input size x precision -> accuracy, size, latency (1 and 2 threads), RSS."""
     from servetune.serve.variant_profile import profile_variants
@@ -248,6 +252,6 @@ def model_profile(
         raise OptionError(f"--sizes {sizes!r}: {err}") from None
     rows = profile_variants(
         data, out, comma_list(backbones), input_sizes, comma_list(precisions), list(artifact or []),
-        train_per_class, eval_per_class, runs,
+        train_per_class, eval_per_class, runs, record,
     )
     typer.echo(f"wrote {out / 'variants.csv'} and {out / 'variants.json'} ({len(rows)} variants)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,11 +76,21 @@ def save_artifact(model: onnx.ModelProto, spec: ModelSpec, path: str | Path) -> 
 def record_accuracy(path: str | Path, name: str, accuracy: float) -> None:
     """Store a measured accuracy under `name` in the artifact's metadata (ModelSpec.accuracy), keeping the
     others; the file is rewritten in place."""
+    update_spec(path, lambda spec: {"accuracy": {**spec.accuracy, name: accuracy}})
+
+
+def record_profile(path: str | Path, profile: dict[str, float | str]) -> None:
+    """Store measured latency and memory in the artifact's metadata (ModelSpec.profile), replacing any
+    earlier profile; the file is rewritten in place."""
+    update_spec(path, lambda spec: {"profile": profile})
+
+
+def update_spec(path: str | Path, changes: Callable[[ModelSpec], dict]) -> None:
     import onnx
 
     model = onnx.load(str(path))
     spec = spec_from_metadata({prop.key: prop.value for prop in model.metadata_props}, str(path))
-    save_artifact(model, spec.model_copy(update={"accuracy": {**spec.accuracy, name: accuracy}}), path)
+    save_artifact(model, spec.model_copy(update=changes(spec)), path)
 
 
 def read_spec(path: str | Path) -> ModelSpec:

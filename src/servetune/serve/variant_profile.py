@@ -14,15 +14,18 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import resource
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from servetune.errors import ServetuneError
+from servetune.host.cpu import cpu_model
 from servetune.model.artifact import read_spec
 
 THREADS = (1, 2)
@@ -139,7 +142,10 @@ def variant_artifacts(data: Path, out: Path, backbone: str, size: int, precision
 
 
 def profile_variants(data: Path, out: Path, backbones: list[str], sizes: list[int], precisions: list[str],
-                     artifacts: list[Path], train_per_class: int, eval_per_class: int, runs: int) -> list[VariantRow]:
+                     artifacts: list[Path], train_per_class: int, eval_per_class: int, runs: int,
+                     record: bool = False) -> list[VariantRow]:
+    """Profile the given artifacts and the quick variants; `record`: store each given artifact's figures in
+    its metadata (the quick variants are throw-away)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = list(artifacts)
     for backbone in backbones:
@@ -149,7 +155,21 @@ def profile_variants(data: Path, out: Path, backbones: list[str], sizes: list[in
         raise ProfileError("nothing to profile: give --sizes for quick variants or --artifact for a trained model")
     rows = [profile_artifact(Path(path), data, eval_per_class, runs) for path in paths]
     write_table(rows, out)
+    if record:
+        from servetune.model.artifact import record_profile
+
+        for row in rows[: len(artifacts)]:
+            record_profile(row.path, profile_figures(row))
     return rows
+
+
+def profile_figures(row: VariantRow) -> dict[str, float | str]:
+    """What an artifact's metadata keeps of its row: the figures, and where and when they were measured."""
+    keep = ("size_mb", "infer_ms_median_1t", "infer_ms_p95_1t", "infer_ms_median_2t", "infer_ms_p95_2t",
+            "request_ms_median_1t", "peak_rss_mb")
+    machine = f"{cpu_model()}, {os.cpu_count()} CPUs"
+    return {**{name: getattr(row, name) for name in keep}, "machine": machine,
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def write_table(rows: list[VariantRow], out: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,6 +29,7 @@ import psutil
 from servetune import __version__
 from servetune.config import DeploymentSpec, LoadPhase, LoadProfile, ResourceAmounts
 from servetune.deploy.local import LocalCluster, model_footprint
+from servetune.host.cpu import cpu_model
 from servetune.host.usage import working_set_bytes
 from servetune.load.driver import LoadOptions, run_load_test
 from servetune.load.request_log import read_request_log
@@ -42,17 +42,6 @@ CPU_LIMITS = (0.25, 0.5, 1.0, 2.0)
 TARGETS: tuple[Target, ...] = ("GET /test", "POST /predict")
 SATURATING_USERS = 20  # like a profile's run starting all its users at once
 MEMORY_MB = 1024  # generous: the calibration measures memory, it must not be limited by it
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what the platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_text() -> str:
