@@ -41,8 +41,8 @@ def test_headroom_puts_the_search_bounds_below_the_simulated_baseline_and_leaves
     assert {v.constraint: round(v.amount, 4) for v in measured_violations(DEFAULT, bounds)} == {
         "--max-response-ms": 0.0526, "--max-memory-requested-mib": 0.0526, "--max-cpu-requested": 0.0526}
     options = TuneOptions(out=tmp_path, better_than=["default"], headroom=0.05)  # the search's bounds only
-    assert options.bounds(Constraints(), {"default": DEFAULT}, "simulated").max_cpu_requested == pytest.approx(0.76)
-    assert options.bounds(Constraints(), {"default": DEFAULT}, "measured").max_cpu_requested == 0.8
+    assert options.search_bounds(Constraints(), {"default": DEFAULT}).max_cpu_requested == pytest.approx(0.76)
+    assert options.verification_bounds(Constraints(), {"default": DEFAULT}).max_cpu_requested == 0.8
     assert TuneOptions(out=tmp_path).headroom == DEFAULT_HEADROOM == 0.0  # none unless asked for
 
 

@@ -98,10 +98,15 @@ class TuneOptions:
         """The baselines that bound the candidates, each once."""
         return list(dict.fromkeys([*self.no_slower_than, *self.better_than]))
 
-    def bounds(self, constraints: Constraints, baselines: Mapping[str, RunSummary | Sequence[RunSummary]],
-               how: str) -> Constraints:
-        headroom = self.headroom if how == "simulated" else 0.0  # measured figures are the bar as they are
-        return baseline_bounds(constraints, baselines, how, self.no_slower_than, self.better_than, headroom)
+    def search_bounds(self, constraints: Constraints, simulated: Mapping[str, RunSummary]) -> Constraints:
+        """What the search asks of a candidate: the baselines' simulated figures, less the headroom."""
+        return baseline_bounds(constraints, simulated, "simulated", self.no_slower_than, self.better_than,
+                               self.headroom)
+
+    def verification_bounds(self, constraints: Constraints,
+                            measured: Mapping[str, RunSummary | Sequence[RunSummary]]) -> Constraints:
+        """What a verified candidate must measure: the baselines' measured figures, as they are."""
+        return baseline_bounds(constraints, measured, "measured", self.no_slower_than, self.better_than)
 
 
 @dataclass
@@ -196,7 +201,7 @@ def tune(options: TuneOptions, console: Console | None = None,
     simulated = {name: inputs.simulator.spec_simulation(spec, spec.model, record=True)
                  for name, spec in inputs.baselines.items()}
     baselines = {name: simulation.statistics for name, simulation in simulated.items()}
-    constraints = options.bounds(inputs.constraints, baselines, "simulated")
+    constraints = options.search_bounds(inputs.constraints, baselines)
 
     seeds, notes = baseline_seeds(inputs.space, inputs.baselines, constraints)
     for note in notes:
@@ -245,7 +250,7 @@ def tune(options: TuneOptions, console: Console | None = None,
                 break
             if run.measured:
                 measured[name] = run.measured
-        bar = options.bounds(inputs.constraints, measured, "measured")
+        bar = options.verification_bounds(inputs.constraints, measured)
     verifications = []
     for evaluation, spec in list(zip(front, specs, strict=True))[: options.verify]:
         if any(run.status == "interrupted" for run in [*baseline_runs, *verifications]):
