@@ -44,7 +44,7 @@ def simulate(
     from servetune.load.profile import load_profile
     from servetune.runfolder import RUN_FILE
     from servetune.tune.calibration import load_calibration
-    from servetune.tune.evaluate import calibrations_for, covering, describe, model_file, model_text
+    from servetune.tune.evaluate import ModelCalibrations, covering, describe, model_file, model_text
     from servetune.tune.simulator import MetricsTiming, parse_capacity
     from servetune.tune.simulator import simulate as run_simulation
 
@@ -63,7 +63,7 @@ def simulate(
             typer.secho(f"warning: {calibration} is a calibration of {describe(figures)}, not of the spec's model "
                         f"{model_text(deployment.model, path, digest)}: simulating with it as given", err=True)
     else:
-        figures = calibrations_for([deployment.model], []).calibrations[deployment.model]
+        figures = ModelCalibrations({}).add(deployment.model)
     cluster = parse_capacity(capacity) if capacity else None
     if backend == BackendName.LOCAL:
         from servetune.host.cgroups import allocatable

@@ -215,7 +215,7 @@ def repeats_text(statistic: Bounded, runs: Spread) -> str:
     if runs.runs == 1:
         return ""
     return (f" (mean of {runs.runs} runs {statistic.text(round(runs.mean, 6))} + half their range "
-            f"{statistic.text(round((runs.high - runs.low) / 2, 6))})")
+            f"{statistic.text(round(runs.half_range, 6))})")
 
 
 def baseline_bounds(constraints: Constraints, baselines: Mapping[str, RunSummary | Sequence[RunSummary]],

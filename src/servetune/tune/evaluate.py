@@ -131,26 +131,28 @@ class ModelCalibrations:
     used: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    def covered(self) -> str:
+        """What the given files are calibrations of, for messages."""
+        return "; ".join(f"{file}: {describe(c)}" for file, c in self.given.items())
+
     def add(self, model: str) -> Calibration:
         """The model's calibration, found once; CalibrationError names a model without one."""
         if model in self.calibrations:
             return self.calibrations[model]
         path, digest = model_file(model)
         name = model_text(model, path, digest)
-        covered = "; ".join(f"{file}: {describe(c)}" for file, c in self.given.items())
-        packaged = default_calibration()
         if (file := covering(self.given, path, digest)) is not None:
             calibration, source = self.given[file], str(file)
-        elif model == DEFAULT_MODEL or packaged.model_sha256 == digest:
-            calibration, source = packaged, "the packaged calibration"
+        else:  # read the packaged calibration only when no given file covers the model
+            calibration, source = default_calibration(), "the packaged calibration"
+            if model != DEFAULT_MODEL and calibration.model_sha256 != digest:
+                given = f"; the --calibration files given are of: {self.covered()}" if self.given else ""
+                raise CalibrationError(f"{path}: no calibration for this model (sha256 {digest[:12]}){given}; "
+                                       f"measure one with `servetune tune calibrate --model {path}` and pass it "
+                                       "with --calibration FILE")
             if self.given:
                 self.warnings.append(f"no --calibration file matches model {name}: it is simulated with the "
-                                     f"packaged calibration; the files given are of: {covered}")
-        else:
-            given = f"; the --calibration files given are of: {covered}" if self.given else ""
-            raise CalibrationError(f"{path}: no calibration for this model (sha256 {digest[:12]}){given}; measure "
-                                   f"one with `servetune tune calibrate --model {path}` and pass it with "
-                                   "--calibration FILE")
+                                     f"packaged calibration; the files given are of: {self.covered()}")
         self.calibrations[model] = calibration
         self.used.append(f"model {name}: {source} ({calibration.model}, measured {calibration.date[:10]})")
         return calibration

@@ -20,9 +20,13 @@ class Spread:
     runs: int
 
     @property
+    def half_range(self) -> float:
+        return (self.high - self.low) / 2
+
+    @property
     def bar(self) -> float:
         """The most another spec's mean may be to count as no worse than this one."""
-        return self.mean + (self.high - self.low) / 2
+        return self.mean + self.half_range
 
     def text(self, fmt: str) -> str:
         """The mean, and with several runs their min-max range: '40.4 (39.0-41.8)'."""
