@@ -10,10 +10,11 @@ Fidelity (with --runs DIR): every real run folder in DIR (made by `servetune run
 spec.yaml, load_profile.yaml and run.json) is simulated at the same compression with the local backend's
 semantics, and the four reference statistics plus CPU requested and max replicas are compared, simulated
 (mean of --seeds seeds) against measured. On a machine shared with other work the cores the servers get
-are not the machine's: the simulation is given the CPU the run's pods used in its busiest phase plus the
-load driver's CPU at that phase's rate (`--node-cpu`), the one figure it takes from the real run; with
---no-node-cpu it assumes the whole machine. A run folder may hold `node.json` (`others_cores`: the CPU
-other processes took during the run, from /proc/stat less the run's own), printed for context.
+are not the machine's: the simulation is given the machine's cores less what other processes took during
+the load (`--node-cpu`; run.json's `host_cpu.others_cores`, from /proc/stat less the run's own processes,
+or an older run folder's `node.json`), the one figure it takes from the real run. A run that recorded
+neither gets the CPU its pods used in its busiest phase plus the load driver's at that phase's rate (a lower
+bound: on a quiet machine it starves the simulation). With --no-node-cpu it assumes the whole machine.
 Tolerances: memory and CPU requested, transaction rate within 10 %, response time within 30 % or 5 ms,
 max replicas equal.
 
@@ -119,6 +120,14 @@ def mean_summary(summaries: list[RunSummary], field: str) -> float:
     return statistics.fmean(getattr(s, field) or 0.0 for s in summaries)
 
 
+def others_cores(folder: Path, real: RunSummary) -> float | None:
+    """The cores other processes took during the run's load: run.json's host_cpu, else an older node.json."""
+    if real.others_cores is not None:
+        return real.others_cores
+    node = folder / "node.json"
+    return json.loads(node.read_text()).get("others_cores") if node.is_file() else None
+
+
 def fidelity(calibration, runs: Path, seeds: int, node_from_run: bool) -> None:
     folders = sorted(p for p in runs.iterdir() if RunFolder(p).holds_a_run() and (p / SPEC_FILE).is_file())
     if not folders:
@@ -132,9 +141,11 @@ def fidelity(calibration, runs: Path, seeds: int, node_from_run: bool) -> None:
         real = summarize(folder)
         spec = load_deployment_spec(folder / SPEC_FILE)
         profile = parse_profile(RunFolder(folder).profile_copy)
-        node = json.loads((folder / "node.json").read_text()) if (folder / "node.json").is_file() else {}
-        others = node.get("others_cores")
-        node_cpu = min(cores, busiest_cores(real, calibration)) if node_from_run else cores
+        others = others_cores(folder, real)
+        node_cpu = cores
+        if node_from_run:
+            node_cpu = min(cores, busiest_cores(real, calibration)) if others is None \
+                else max(0.1, min(cores, (real.machine_cores or os.cpu_count() or cores) - others))
         simulated = [
             simulate(spec, profile, calibration, seed=seed, capacity=Capacity(cores, memory),
                      metrics=MetricsTiming(backend="local"), node_cpu=node_cpu).statistics

@@ -136,6 +136,11 @@ def test_the_whole_protocol_keeps_every_artifact(tmp_path, spec_file, profile_fi
     assert record["load_ended_at"] - record["load_started_at"] == pytest.approx(8, abs=2)
     assert record["monitor_samples"] == len(samples)
     assert all(record["load_started_at"] - 1 <= r.start <= record["load_ended_at"] for r in requests)
+    # What else the machine did during the load: the replicas and the load driver are the run's own CPU.
+    host = record["host_cpu"]
+    assert host["cores"] == os.cpu_count() and host["seconds"] == pytest.approx(8, abs=2)
+    assert 0 < host["run_cores"] <= host["cores"] and host["others_cores"] >= 0
+    assert host["others_cores"] == pytest.approx(max(0.0, host["busy_cores"] - host["run_cores"]), abs=0.002)
 
     # The summary agrees with the logs.
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -147,8 +152,11 @@ def test_the_whole_protocol_keeps_every_artifact(tmp_path, spec_file, profile_fi
     assert summary["accuracy"] == 0.5 and summary["model"] == "tiny"
     assert summary == json.loads(summarize(run_dir).model_dump_json())
 
+    assert summary["others_cores"] == host["others_cores"] and summary["machine_cores"] == host["cores"]
+
     page = (run_dir / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') >= 2 and "transaction rate" in page
+    assert f"<td>CPU other processes took during the load</td><td>{host['others_cores']:.2f} of {host['cores']} cores" in page
     master_gone(run_dir)
 
 

@@ -388,4 +388,7 @@ class RunSummary(BaseModel):
     model: str | None = None
     replica_restarts: int | None = Field(default=None, description="replicas that exited unasked (run.json)")
     restart_reasons: dict[str, int] = Field(default_factory=dict, description="OOMKilled, Error (SIGKILL), ...")
+    others_cores: float | None = Field(default=None, description="cores other processes on the load's machine "
+                                       "took during the load (run.json host_cpu)")
+    machine_cores: int | None = Field(default=None, description="that machine's cores (run.json host_cpu)")
     phases: list[PhaseSummary] = Field(default_factory=list)

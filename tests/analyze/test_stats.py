@@ -11,6 +11,7 @@ import pytest
 from analyze.run_folders import RESOURCE_HEADER, SIEGE_HEADER, handmade_run, realistic_run
 from environment import require_tool
 from onnx_models import tiny_artifact
+from servetune.analyze.report import statistics_rows
 from servetune.analyze.stats import AnalysisError, summarize
 
 
@@ -80,6 +81,26 @@ def test_accuracy_from_run_json_or_the_models_metadata(tmp_path):
     (run / "run.json").write_text(json.dumps({"name": "lite0 2 replicas", "accuracy": 0.8125}))
     summary = summarize(run)
     assert (summary.accuracy, summary.accuracy_source, summary.name) == (0.8125, "run.json", "lite0 2 replicas")
+
+
+@pytest.mark.parametrize(
+    ("host_cpu", "expected"),
+    [
+        ({"cores": 2, "busy_cores": 1.4, "run_cores": 0.9, "others_cores": 0.5, "seconds": 30}, (0.5, 2)),
+        ({"others_cores": 0.25}, (0.25, None)),
+        ({"others_cores": -1, "cores": 2}, (None, None)),
+        ({"others_cores": "lots", "cores": 2}, (None, None)),
+        ("0.5", (None, None)),
+        (None, (None, None)),
+    ],
+)
+def test_what_other_processes_took_comes_from_run_json(tmp_path, host_cpu, expected):
+    run = handmade_run(tmp_path / "run")
+    (run / "run.json").write_text(json.dumps({"name": "shared machine", "host_cpu": host_cpu}))
+    summary = summarize(run)
+    assert (summary.others_cores, summary.machine_cores) == expected
+    report_rows = dict(statistics_rows(summary))
+    assert ("CPU other processes took during the load" in report_rows) == (expected[0] is not None)
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,15 @@ def restarts_text(summary: RunSummary) -> str:
     return f"{summary.replica_restarts} ({reasons})" if reasons else str(summary.replica_restarts)
 
 
+def others_rows(summary: RunSummary) -> list[tuple[str, str]]:
+    """The CPU other work took on the load's machine (on the one-machine cluster it slowed the replicas);
+    nothing for a run that did not record it (older runs, simulations)."""
+    if summary.others_cores is None:
+        return []
+    cores = f" of {summary.machine_cores}" if summary.machine_cores else ""
+    return [("CPU other processes took during the load", f"{summary.others_cores:.2f}{cores} cores")]
+
+
 def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
     """(statistic, value) for the report's table: the four reference statistics first."""
     return [
@@ -72,6 +81,7 @@ def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("replica restarts", restarts_text(summary)),
         ("transactions (OKAY / failed)", f"{summary.okay:,} / {summary.failed:,}"),
         ("evaluation (sum of Elap Time)", f"{summary.evaluation_s:,.0f} s in {summary.runs} runs"),
+        *others_rows(summary),
     ]
 
 

@@ -244,6 +244,17 @@ def restart_count(info: dict) -> int | None:
     return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
 
 
+def others_cores(info: dict) -> tuple[float | None, int | None]:
+    """(cores other processes took during the load, the machine's cores) from run.json's `host_cpu`."""
+    host = info.get("host_cpu")
+    if not isinstance(host, dict):
+        return None, None
+    others, cores = host.get("others_cores"), host.get("cores")
+    if not isinstance(others, int | float) or isinstance(others, bool) or others < 0:
+        return None, None
+    return float(others), cores if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0 else None
+
+
 def restart_reasons(info: dict) -> dict[str, int]:
     reasons = info.get("restart_reasons")
     if not isinstance(reasons, dict):
@@ -291,6 +302,7 @@ def summarize_data(data: RunData) -> RunSummary:
     else:
         failures = siege_failure_rate(rows)
     value, source, model = accuracy(data)
+    others, cores = others_cores(data.run_info)
     return RunSummary(
         run_dir=str(data.run_dir),
         name=str(data.run_info.get("name") or data.run_dir.resolve().name),
@@ -307,5 +319,7 @@ def summarize_data(data: RunData) -> RunSummary:
         model=model,
         replica_restarts=restart_count(data.run_info),
         restart_reasons=restart_reasons(data.run_info),
+        others_cores=others,
+        machine_cores=cores,
         phases=summarize_phases(data),
     )

@@ -1,6 +1,7 @@
 """The load + monitor step of a backend with real replicas: the resource monitor (a thread) takes its first
 sample, then the load profile starts at once in this thread; both run on this process's wall clock and stop
-together, when the load ends, fails or is stopped by Ctrl-C."""
+together, when the load ends, fails or is stopped by Ctrl-C. run.json's `host_cpu` says what else the
+machine's CPU did meanwhile (host/machine_cpu.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 import time
 
 from servetune.backend.protocol import LiveBackend, Measurement
+from servetune.host.machine_cpu import host_cpu, snapshot
 from servetune.load.driver import LoadOptions
 from servetune.load.runner import run_with_driver
 from servetune.runfolder import RunRecord, StepFailed, message_of
@@ -47,8 +49,10 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
         if monitor_error:
             raise StepFailed(f"resource monitor: {message_of(monitor_error[0])}")
         record.update(load_started_at=time.time(), monitor_first_sample_at=samples[0] if samples else None)
+        cpu_at_start = snapshot()
         run_with_driver(measurement.driver, measurement.profile, backend.url, folder.path,
                  LoadOptions(progress=measurement.progress), stop_load)
+        record.update(host_cpu=host_cpu(cpu_at_start, snapshot()))
         if measurement.progress and not record.console.is_terminal:
             record.console.line()  # the live view's last frame ends without a newline when not on a terminal
         record.update(load_ended_at=time.time())
