@@ -15,9 +15,9 @@ from servetune.tune.simulator import Capacity, MetricsTiming, simulate, think_ti
 from tune.calibrations import constant_calibration
 
 
-def fixed(replicas: int, cpu: float, limit: float | None, memory_mb: int = 256) -> DeploymentSpec:
+def fixed(replicas: int, cpu: float, limit: float | None, memory_mb: int = 256, threads: int = 1) -> DeploymentSpec:
     return DeploymentSpec(
-        replicas=replicas, requests=ResourceAmounts(cpu=cpu, memory_mb=memory_mb),
+        replicas=replicas, threads=threads, requests=ResourceAmounts(cpu=cpu, memory_mb=memory_mb),
         limits=None if limit is None else ResourceAmounts(cpu=limit, memory_mb=2 * memory_mb),
     )
 
@@ -50,6 +50,34 @@ def test_a_burst_under_a_cpu_quota_waits_for_the_next_periods() -> None:
     expected = [period * 0.1 + k * 0.01 for period in range(4) for k in range(1, 6)]
     assert burst == pytest.approx(expected, abs=1e-6)
     assert simulation.statistics.response_time_s == pytest.approx(0.18, abs=1e-6)
+
+
+def test_a_pods_inference_threads_serve_a_burst_together() -> None:
+    # Two threads, no limit, a request alone runs 1.5x faster (parallelism): 4 users at once, 10 ms each.
+    # The first is alone (6.67 ms); the second joins it on the other thread (10 ms); the third takes the
+    # first thread when it frees, beside the second (6.67 + 10); the fourth the second's (10 + 10).
+    profile = LoadProfile(name="burst", phases=[LoadPhase(users=4, delay=3000, duration_s=1.0)])
+    calibration = constant_calibration(10.0).model_copy(update={"parallelism": 1.5})
+    simulation = simulate(fixed(1, 0.5, None, threads=2), profile, calibration, record=True)
+    burst = sorted(r.latency_s for r in simulation.requests)
+    assert burst == pytest.approx([0.01 / 1.5, 0.01, 0.01 / 1.5 + 0.01, 0.02], abs=1e-6)
+    one_thread = simulate(fixed(1, 0.5, None, threads=1), profile, calibration, record=True)
+    assert sorted(r.latency_s for r in one_thread.requests) == pytest.approx([0.01, 0.02, 0.03, 0.04], abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pods_on_one_core_take_turns_whichever_pods_the_requests_reach(seed) -> None:
+    # 4 pods without limits on a node of 1 core: 4 requests of 10 ms at once end 10 ms apart, however the
+    # Service spread them (the node's core is the bound, shared slot by slot).
+    profile = LoadProfile(name="burst", phases=[LoadPhase(users=4, delay=3000, duration_s=1.0)])
+    simulation = simulate(fixed(4, 0.25, None), profile, constant_calibration(10.0), record=True, seed=seed,
+                          node_cpu=1.0)
+    assert sorted(r.latency_s for r in simulation.requests) == pytest.approx([0.01, 0.02, 0.03, 0.04], abs=1e-6)
+    two_cores = simulate(fixed(4, 0.25, None), profile, constant_calibration(10.0), record=True, seed=seed,
+                         node_cpu=2.0)
+    pods = {r.replica for r in two_cores.requests}
+    latencies = [r.latency_s for r in two_cores.requests]
+    assert len(pods) > 1 and sum(latencies) / 4 < 0.025  # two cores: requests on two pods run side by side
 
 
 def test_without_a_limit_the_same_burst_is_served_back_to_back() -> None:

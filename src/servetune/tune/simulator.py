@@ -7,16 +7,20 @@ Same clock semantics as the real thing (see OPTIMIZER.md):
 - Service: each request goes to a ready pod drawn at random (kube-proxy in iptables mode);
 - pod: a FIFO queue in front of `workers` workers; a request needs the calibrated CPU time and runs under
   the pod's CFS quota (limit x 100 ms of CPU per 100 ms period, shared by the pod's busy workers); beyond
-  the server's backlog (64 per worker) the answer is a fast 503;
+  the server's backlog (64 per worker) the answer is a fast 503; a one-worker pod runs as many requests at
+  once as it has inference threads (the server's thread pool), a request alone with all of them
+  (the calibrated parallelism), one among others with one thread;
+- node: with `node_cpu`, the cores the pods and the load driver share, slot by 10 ms slot: what the
+  requests ahead took of a slot is not there for the next (a fair scheduler at a few ms granularity);
 - autoscaler: deploy/hpa.py's `hpa_step` itself, every sync period, fed by metrics-server-like samples
   (`MetricsTiming`); new pods are ready after the calibrated start-to-ready time plus the readiness probe,
   pods that do not fit the capacity stay Pending until others go, a pod whose memory limit is under the
   calibrated peak is killed for memory and never ready;
 - monitor: one sample every 5 s (x the profile's time scale, like `servetune run`), Pending and
   Terminating pods counted as replicas like the reference monitor counts them.
-Not modelled: the node's own CPU contention (pods of one node competing for its cores, the load driver
-on the same cores) beyond what the calibration measured, request timeouts, network latency beyond the
-calibrated overhead.
+Not modelled: a request alone that another joins keeps all its threads (the server hands the next one
+a one-thread session, and both share the cores); the node's cores for pods of more than one worker;
+request timeouts; network latency beyond the calibrated overhead.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from servetune.tune.simulation import MetricsTiming, RawRun, Simulation, summari
 __all__ = ["Capacity", "CapacityError", "MetricsTiming", "Simulation", "parse_capacity", "simulate"]
 
 CFS_PERIOD_S = 0.1
+NODE_SLOT_S = 0.01  # the node's cores are shared at this granularity (a scheduler turn: a few ms)
+PRUNE_EVERY = 4096  # requests between forgetting the CPU accounting of slots and periods gone by
 MONITOR_INTERVAL_S = 5.0  # the reference monitor's cadence, times the profile's time scale
 MIN_MONITOR_INTERVAL_S = 0.5  # as `servetune run`
 BACKLOG_PER_WORKER = 64  # the server's default --backlog
@@ -53,14 +59,14 @@ class _Pod:
         "created",
         "deleted_at",
         "finishes",
-        "free_at",
         "gone",
+        "lanes",
         "last",
         "monitor_prev",
         "name",
         "outstanding",
-        "period",
         "period_end",
+        "period_used",
         "queue",
         "ready_at",
         "running",
@@ -85,12 +91,12 @@ class _Pod:
         self.last = created  # the time its CPU accounting is up to date
         self.period_end = created + period_offset  # end of the current CFS period
         self.used = 0.0  # CPU seconds used in the current period
-        self.period = -1  # one worker: the index of the CFS period `used` is for
         self.cpu = 0.0  # CPU seconds used since it started (requests only)
         self.served = 0
         self.outstanding = 0  # more than one worker: requests sent to it and not answered yet
-        self.finishes: deque = deque()  # one worker: when each request it holds is answered, in order
-        self.free_at = created  # one worker: when it has served every request it holds
+        self.finishes: list[float] = []  # one worker: a heap of when each request it holds is answered
+        self.lanes: list[float] = []  # one worker: when each inference thread is free
+        self.period_used: dict[int, float] = {}  # one worker: CPU seconds used per CFS period index
         self.version = 0  # bumps when the next completion changes (older _DONE events are stale)
         self.scrapes: list[tuple[float, float]] = []  # metrics-server samples (scrape time, cores)
         self.scrape_prev: tuple[float, float] | None = None  # (time, cpu) at the previous scrape
@@ -105,7 +111,8 @@ class _Setup:
 
     workers: int
     quota: float | None  # CPU seconds per CFS period, None without a limit
-    rate: float  # cores one running request uses
+    rate: float  # cores one running request uses (alone in its worker)
+    lanes: int  # requests a one-worker pod runs at once: its inference threads
     overhead_s: float
     start_to_ready_s: float
     rss_idle: float
@@ -126,6 +133,7 @@ def _setup(spec: DeploymentSpec, calibration: Calibration, capacity: Capacity | 
         quota=None if limit is None else limit * CFS_PERIOD_S,
         # a request never runs faster than the node gives its cores (a shared machine: a fair share)
         rate=min(1.0 if threads == 1 else min(float(threads), calibration.parallelism), node_cpu or math.inf),
+        lanes=threads if workers == 1 else 1,
         overhead_s=calibration.overhead_ms / 1000,
         start_to_ready_s=max(calibration.start_to_ready_s, calibration.start_cpu_s / (limit or math.inf)),
         rss_idle=float(calibration.rss_idle_bytes),
@@ -158,8 +166,10 @@ class _Engine:
         self.cpu_quantiles = {t: _cpu_quantiles(calibration, t) for t in targets}
         self.idle_cores = self.setup.idle_cores * self.setup.workers  # a running pod's CPU without requests
         self.rng = random.Random(seed)
-        self.node_quota = None if node_cpu is None else node_cpu * CFS_PERIOD_S
-        self.node_used: dict[int, float] = {}
+        self.node_slot = None if node_cpu is None else node_cpu * NODE_SLOT_S  # CPU seconds per slot
+        self.node_used: dict[int, float] = {}  # CPU seconds taken per slot index
+        self.shared_rate = min(1.0, node_cpu or math.inf)  # a request among others: one thread
+        self.sent = 0
         driver_ms = calibration.load_generator_cpu_ms_per_request or 0.0
         self.driver_cpu_s = driver_ms / 1000 if self.local else 0.0  # the driver shares the node's cores
         self.record = record
@@ -259,20 +269,32 @@ class _Engine:
             return
         pod = endpoints[int(self.rng.random() * len(endpoints))]
         setup = self.setup
-        if self.holding(pod, time) > (BACKLOG_PER_WORKER + 1) * setup.workers:
+        if self.holding(pod, time) > (BACKLOG_PER_WORKER + setup.lanes) * setup.workers:
             self.respond(time + setup.overhead_s, request, 503, pod)
             return
         if self.single:
-            # One worker: requests run one after the other, so each one's end is known when it arrives,
-            # and so is the answer's (no event needed for it).
-            start = max(pod.free_at, time)
+            # One worker: its threads take requests first come first served, so each one's end is known
+            # when it arrives, and so is the answer's (no event needed for it).
+            lanes = pod.lanes
+            if len(lanes) == 1:
+                lane, start, alone = 0, max(lanes[0], time), True
+            else:
+                lane = min(range(len(lanes)), key=lanes.__getitem__)
+                start = max(lanes[lane], time)
+                alone = all(free <= start for index, free in enumerate(lanes) if index != lane)
             work = self.work(phase.target)
-            finish = self.finish_alone(pod, start, work)
-            pod.free_at = finish
+            if alone and self.node_slot is not None:
+                # its threads get the node's other cores only if nothing else runs there
+                alone = self.node_used.get(int(start / NODE_SLOT_S + EPSILON), 0.0) <= EPSILON
+            finish = self.finish_alone(pod, start, work, setup.rate if alone else self.shared_rate)
+            lanes[lane] = finish
             pod.cpu += work
             pod.served += 1
-            pod.finishes.append(finish + setup.overhead_s)
+            heapq.heappush(pod.finishes, finish + setup.overhead_s)
             self.respond(finish + setup.overhead_s, request, 200, pod)
+            self.sent += 1
+            if self.sent % PRUNE_EVERY == 0:
+                self.forget_before(time)
             return
         pod.outstanding += 1
         if len(pod.running) < setup.workers:
@@ -282,57 +304,70 @@ class _Engine:
         else:
             pod.queue.append(request)
 
-    def finish_alone(self, pod: _Pod, start: float, work: float) -> float:
-        """When a request needing `work` CPU seconds, started at `start` on a one-worker pod, is done.
+    def finish_alone(self, pod: _Pod, start: float, work: float, rate: float) -> float:
+        """When a request needing `work` CPU seconds, started at `start` at `rate` cores on a one-worker pod,
+        is done.
 
-        Each 100 ms period the pod may use its quota and the node what it has left (`node_cpu`), first come
-        first served: the node's cores are shared by the pods (and the load driver) in arrival order.
+        Each 100 ms period the pod may use its quota, and each 10 ms slot the node what the requests ahead
+        left of it (`node_cpu`): first come first served, requests in the order they start.
         """
         quota = self.setup.quota
-        rate = self.setup.rate
-        node = self.node_quota
-        if node is None and (quota is None or quota >= CFS_PERIOD_S * rate):
+        node = self.node_slot
+        if node is None and (quota is None or quota >= CFS_PERIOD_S * max(rate, self.setup.lanes)):
             return start + work / rate  # nothing binds one request
-        node_used = self.node_used
-        period = int(start / CFS_PERIOD_S)
+        period_used, node_used = pod.period_used, self.node_used
         now = start
         while True:
-            period_end = (period + 1) * CFS_PERIOD_S
-            left = math.inf
-            if quota is not None:
-                left = quota - (pod.used if pod.period == period else 0.0)
+            period = int(now / CFS_PERIOD_S + EPSILON)
+            end = (period + 1) * CFS_PERIOD_S
+            left = math.inf if quota is None else quota - period_used.get(period, 0.0)
+            slot = -1
             if node is not None:
-                left = min(left, node - node_used.get(period, 0.0))
-            if left <= EPSILON or now >= period_end - EPSILON:
-                period += 1
-                now = max(now, period_end)
+                slot = int(now / NODE_SLOT_S + EPSILON)
+                slot_end = (slot + 1) * NODE_SLOT_S
+                end = min(end, slot_end)
+                node_left = node - node_used.get(slot, 0.0)
+                left = min(left, node_left)
+            if left <= EPSILON or now >= end - EPSILON:
+                now = max(now, end)
                 continue
-            step = min(period_end - now, left / rate)
-            done = work / rate <= step
-            spent = work if done else step * rate
-            if pod.period != period:
-                pod.period, pod.used = period, 0.0
-            pod.used += spent
-            if node is not None:
-                node_used[period] = node_used.get(period, 0.0) + spent
-            if done:
+            step = end - now
+            if left < step * rate:
+                step = left / rate
+            if work <= step * rate:  # done within this step
+                if quota is not None:
+                    period_used[period] = period_used.get(period, 0.0) + work
+                if node is not None:
+                    node_used[slot] = node_used.get(slot, 0.0) + work
                 return now + work / rate
+            spent = step * rate
+            if quota is not None:
+                period_used[period] = period_used.get(period, 0.0) + spent
+            if node is not None:
+                node_used[slot] = node_used.get(slot, 0.0) + spent
             work -= spent
             now += step
 
+    def forget_before(self, time: float) -> None:
+        """Drop the CPU accounting of slots and periods before `time`: no request starts before now."""
+        slot, period = int(time / NODE_SLOT_S) - 1, int(time / CFS_PERIOD_S) - 1
+        self.node_used = {k: v for k, v in self.node_used.items() if k >= slot}
+        for pod in self.pods:
+            pod.period_used = {k: v for k, v in pod.period_used.items() if k >= period}
+
     def load_driver_cpu(self, time: float) -> None:
         """The load driver's own CPU for one request, taken from the node's cores (local backend)."""
-        if self.node_quota is None or not self.driver_cpu_s:
+        if self.node_slot is None or not self.driver_cpu_s:
             return
-        period = int(time / CFS_PERIOD_S)
+        slot = int(time / NODE_SLOT_S + EPSILON)
         cost = self.driver_cpu_s
-        while cost > EPSILON:  # what the period has no room for runs in the next ones
-            used = self.node_used.get(period, 0.0)
-            taken = min(cost, max(0.0, self.node_quota - used)) if used < self.node_quota else 0.0
+        while cost > EPSILON:  # what the slot has no room for runs in the next ones
+            used = self.node_used.get(slot, 0.0)
+            taken = min(cost, max(0.0, self.node_slot - used))
             if taken:
-                self.node_used[period] = used + taken
+                self.node_used[slot] = used + taken
                 cost -= taken
-            period += 1
+            slot += 1
 
     def work(self, target: str) -> float:
         quantiles = self.cpu_quantiles[target]
@@ -347,7 +382,7 @@ class _Engine:
             return pod.outstanding
         finishes = pod.finishes
         while finishes and finishes[0] <= time:
-            finishes.popleft()
+            heapq.heappop(finishes)
         return len(finishes)
 
     def respond(self, time: float, request: tuple, status: int, pod: _Pod | None) -> None:
@@ -458,6 +493,7 @@ class _Engine:
     def new_pod(self, time: float) -> _Pod:
         self.pod_count += 1
         pod = _Pod(f"{self.spec.name}-{self.pod_count}", time, self.rng.random() * CFS_PERIOD_S)
+        pod.lanes = [time] * self.setup.lanes
         self.pods.append(pod)
         return pod
 
@@ -524,7 +560,7 @@ class _Engine:
         if not self.holding(pod, time):
             self.push(time + self.drain_s(), _GONE, pod)
         elif self.single:
-            self.push(max(time + self.drain_s(), pod.finishes[-1]), _GONE, pod)
+            self.push(max(time + self.drain_s(), max(pod.finishes)), _GONE, pod)
 
     def gone(self, time: float, pod: _Pod) -> None:
         if pod.gone:
