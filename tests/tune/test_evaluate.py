@@ -1,10 +1,21 @@
+import signal
+import subprocess
+import sys
+
 import pytest
 
 from servetune.deploy.spec import load_deployment_spec
 from servetune.load.profile import load_profile
 from servetune.model.artifact import default_model_path, file_sha256
+from servetune.stop_signals import sigterm_as_interrupt
 from servetune.tune.calibration import CalibrationError, default_calibration, save_calibration
-from servetune.tune.evaluate import CandidateSimulator, calibrations_for, memory_free, with_memory
+from servetune.tune.evaluate import (
+    CandidateSimulator,
+    calibrations_for,
+    memory_free,
+    process_pool,
+    with_memory,
+)
 from servetune.tune.space import Candidate
 
 
@@ -59,3 +70,26 @@ def test_a_copy_of_the_packaged_model_has_the_packaged_calibration_and_a_given_f
     found = calibrations_for([str(copy), "default"], [measured])
     assert {c.model for c in found.calibrations.values()} == {"measured here"}
     assert found.warnings == []
+
+
+def worker_signals(_: int) -> tuple[bool, bool]:
+    return signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_pool_workers_leave_ctrl_c_to_the_parent_and_end_quietly():
+    previous = signal.getsignal(signal.SIGTERM)
+    sigterm_as_interrupt()  # as the CLI installs it; the forked workers inherit it
+    try:
+        with process_pool(2) as mapper:
+            assert mapper(worker_signals, range(4)) == [(True, True)] * 4
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # The pool's end terminates its workers: nothing of it reaches the terminal.
+    script = ("from servetune.stop_signals import sigterm_as_interrupt\n"
+              "from servetune.tune.evaluate import process_pool\n"
+              "sigterm_as_interrupt()\n"
+              "for _ in range(5):\n"
+              "    with process_pool(2) as mapper:\n"
+              "        mapper(abs, range(-50, 50))\n")
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -74,6 +75,13 @@ def memory_never_binds(space: SearchSpace, capacity: Capacity | None) -> bool:
     return capacity.memory_bytes >= pods * max(space.memory_request_mb) * MIB
 
 
+def leave_signals_to_the_parent() -> None:
+    """In a pool's worker: Ctrl-C is the parent's to handle, and the SIGTERM that ends the pool ends the
+    worker quietly (the parent's SIGTERM-as-Ctrl-C handler, inherited by the fork, would print a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @contextmanager
 def process_pool(jobs: int | None = None) -> Iterator[Callable[[Callable, Iterable], list]]:
     """A `map` over `jobs` processes (default: every core); plain `map` for one."""
@@ -81,7 +89,7 @@ def process_pool(jobs: int | None = None) -> Iterator[Callable[[Callable, Iterab
     if jobs == 1:
         yield lambda function, items: list(map(function, items))
         return
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+    with multiprocessing.get_context("fork").Pool(jobs, initializer=leave_signals_to_the_parent) as pool:
         def parallel_map(function: Callable, items: Iterable) -> list:
             items = list(items)
             return pool.map(function, items, chunksize=max(1, len(items) // (4 * jobs)))
