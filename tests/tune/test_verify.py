@@ -43,6 +43,18 @@ def test_one_run_goes_into_its_folder_and_repeats_into_numbered_ones(tmp_path):
     assert run_dirs(tmp_path / "c0001", 3) == [tmp_path / f"c0001-r{n}" for n in (1, 2, 3)]
 
 
+def test_a_run_on_a_machine_others_used_is_noted():
+    measured = summarize(RUN)
+    quiet, busy = (measured.model_copy(update={"others_cores": cores}) for cores in (0.1, 1.84))
+    repeats = [Repeat(Path("c0001-r1"), "completed", None, quiet), Repeat(Path("c0001-r2"), "completed", None, busy),
+               Repeat(Path("c0001-r3"), "completed", None, measured)]  # an older run: not recorded
+    verification = judge("c0001 candidate", RUN / "spec.yaml", repeats, measured, Constraints())
+    assert verification.shared_machine_notes() == [(
+        "c0001-r2: other processes took 1.84 cores during the load; the replicas got less than on a quiet "
+        "machine, so its response time reads slow")]
+    assert verification.passed  # a note, not a verdict: the figures are what was measured
+
+
 def test_a_repeat_that_did_not_complete_fails_verification_and_is_named():
     measured = summarize(RUN)
     repeats = [Repeat(RUN, "completed", None, measured), Repeat(RUN, "failed", "the cluster died", None)]

@@ -236,6 +236,8 @@ def tune(options: TuneOptions, console: Console | None = None,
         same_scale = inputs.simulator.spec_simulation(spec, spec.model, profile=short_profile).statistics
         item = verify(f"{name} {label}", spec_file, out / "verify" / name, same_scale, options.real, bar, console)
         console.print(f"    {item.verdict()}", highlight=False)
+        for note in item.shared_machine_notes():
+            console.print(f"    note: {note}", style="yellow", highlight=False, markup=False)
         return item
 
     # The baselines that bound the candidates run first, on the same machine: their measured statistics are

@@ -139,6 +139,7 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
             folders = "run folders" if len(item.repeats) > 1 else "run folder"
             body += [f"<h3>{html.escape(item.label)}: {html.escape(item.verdict())}</h3>",
                      f"<p class=note>{folders} {links}, spec {html.escape(str(item.spec_file))}</p>",
+                     *(f"<p class=note>{html.escape(note)}</p>" for note in item.shared_machine_notes()),
                      html_table(measured_header(len(item.measured)), side_by_side(item.simulated, item.measured))]
     else:
         body.append("<p class=note>No candidate was verified for real (--verify 0).</p>")

@@ -20,6 +20,10 @@ from servetune.backend.protocol import BackendName
 from servetune.config import RunSummary
 from servetune.tune.constraints import Constraints, Violation, measured_violations
 
+# Other processes' CPU during a run (run.json host_cpu) beyond which its response time is not comparable:
+# on the one-machine cluster the replicas run on the same cores.
+SHARED_MACHINE_CORES = 0.25
+
 
 @dataclass(frozen=True)
 class RealRun:
@@ -65,6 +69,13 @@ class Verification:
     @property
     def passed(self) -> bool:
         return self.status == "completed" and len(self.measured) == len(self.repeats) and not self.violations
+
+    def shared_machine_notes(self) -> list[str]:
+        """The runs during which other processes took a share of the machine the replicas ran on."""
+        return [f"{r.run_dir.name}: other processes took {r.measured.others_cores:.2f} cores during the load; "
+                "the replicas got less than on a quiet machine, so its response time reads slow"
+                for r in self.repeats
+                if r.measured is not None and (r.measured.others_cores or 0.0) > SHARED_MACHINE_CORES]
 
     def verdict(self) -> str:
         if self.passed:
