@@ -13,8 +13,9 @@ semantics, and the four reference statistics plus CPU requested and max replicas
 are not the machine's: the simulation is given the machine's cores less what other processes took during
 the load (`--node-cpu`; run.json's `host_cpu.others_cores`, from /proc/stat less the run's own processes,
 or an older run folder's `node.json`), the one figure it takes from the real run. A run that recorded
-neither gets the CPU its pods used in its busiest phase plus the load driver's at that phase's rate (a lower
-bound: on a quiet machine it starves the simulation). With --no-node-cpu it assumes the whole machine.
+neither gets the whole machine, or with --busiest-phase the CPU its pods used in their busiest phase plus
+the load driver's at that phase's rate (a lower bound for a run on a shared machine: on a quiet one it
+starves the simulation). With --no-node-cpu every run gets the whole machine.
 Tolerances: memory and CPU requested, transaction rate within 10 %, response time within 30 % or 5 ms,
 max replicas equal.
 
@@ -70,7 +71,7 @@ def main() -> None:
     print(f"calibration: {calibration.model}, measured {calibration.date} ({calibration.machine})\n")
     speed(calibration, args.repeats)
     if args.runs:
-        fidelity(calibration, Path(args.runs), args.seeds, not args.no_node_cpu)
+        fidelity(calibration, Path(args.runs), args.seeds, not args.no_node_cpu, args.busiest_phase)
     constraints = Constraints(max_response_ms=args.max_response_ms)
     if args.search_budget > 0:
         search_speed(args.search_budget, args.jobs, constraints, calibration)
@@ -85,6 +86,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=5, help="simulations per real run (their mean)")
     parser.add_argument("--calibration", help="calibration.json [default: the packaged one]")
     parser.add_argument("--no-node-cpu", action="store_true", help="simulate with the whole machine's cores")
+    parser.add_argument("--busiest-phase", action="store_true", help="a run without host_cpu gets its busiest "
+                        "phase's CPU as --node-cpu [default: the whole machine]")
     parser.add_argument("--search-budget", type=int, default=2000, help="candidates for the search speed")
     parser.add_argument("--compare-budget", type=int, default=400, help="candidates per strategy for the quality")
     parser.add_argument("--search-seeds", type=int, default=3, help="seeds per strategy for the quality")
@@ -128,7 +131,7 @@ def others_cores(folder: Path, real: RunSummary) -> float | None:
     return json.loads(node.read_text()).get("others_cores") if node.is_file() else None
 
 
-def fidelity(calibration, runs: Path, seeds: int, node_from_run: bool) -> None:
+def fidelity(calibration, runs: Path, seeds: int, node_from_run: bool, busiest_phase: bool) -> None:
     folders = sorted(p for p in runs.iterdir() if RunFolder(p).holds_a_run() and (p / SPEC_FILE).is_file())
     if not folders:
         sys.exit(f"error: {runs}: no run folders (with run.json and spec.yaml)")
@@ -143,9 +146,10 @@ def fidelity(calibration, runs: Path, seeds: int, node_from_run: bool) -> None:
         profile = parse_profile(RunFolder(folder).profile_copy)
         others = others_cores(folder, real)
         node_cpu = cores
-        if node_from_run:
-            node_cpu = min(cores, busiest_cores(real, calibration)) if others is None \
-                else max(0.1, min(cores, (real.machine_cores or os.cpu_count() or cores) - others))
+        if node_from_run and others is not None:
+            node_cpu = max(0.1, min(cores, (real.machine_cores or os.cpu_count() or cores) - others))
+        elif node_from_run and busiest_phase:
+            node_cpu = min(cores, busiest_cores(real, calibration))
         simulated = [
             simulate(spec, profile, calibration, seed=seed, capacity=Capacity(cores, memory),
                      metrics=MetricsTiming(backend="local"), node_cpu=node_cpu).statistics
