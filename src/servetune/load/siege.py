@@ -14,6 +14,7 @@ zero: glibc prints `inf` or `-nan`, and so do we.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -26,7 +27,10 @@ from pathlib import Path
 
 from servetune.config import LoadProfile, LoadRunRow
 from servetune.errors import ServetuneError
+from servetune.load.siege_verbose import row_from_verbose_output
 from servetune.runfolder import RunFolder
+
+log = logging.getLogger("servetune.load")
 
 SIEGE_LOG_HEADER = (
     "      Date & Time,  Trans,  Elap Time,  Data Trans,  Resp Time,  Trans Rate,  Throughput,"
@@ -63,6 +67,14 @@ def append_siege_row(path: Path, row: LoadRunRow) -> None:
         log.write(format_siege_row(row))
         log.flush()
         os.fsync(log.fileno())
+
+
+def append_siege_mark(path: Path, message: str) -> None:
+    """A `**** message ****` line, as `siege -m` writes one (the header first when the file is new)."""
+    with open(path, "a", encoding="ascii", errors="replace") as log_file:
+        if log_file.tell() == 0:
+            log_file.write(SIEGE_LOG_HEADER)
+        log_file.write(f"**** {message} ****\n")
 
 
 def write_siege_log(path: Path, rows: list[LoadRunRow]) -> None:
@@ -157,8 +169,9 @@ def write_siegerc(path: Path, keep_alive: bool, users: int) -> None:
     """siege's defaults, written out so that a user's ~/.siegerc cannot change the test."""
     path.write_text(
         "# written by servetune for one load test\n"
-        "verbose = false\n"
-        "quiet = true\n"
+        "verbose = true\n"  # siege's default; a run siege never ends is rebuilt from these lines
+        "quiet = false\n"
+        "color = off\n"
         "show-logfile = false\n"
         "logging = false\n"
         "protocol = HTTP/1.1\n"
@@ -182,7 +195,6 @@ def siege_command(
     return [
         siege,
         f"--rc={siegerc}",
-        "-q",
         "-c",
         str(users),
         "-d",
@@ -206,7 +218,9 @@ def run_siege(
     keeps the profile in out_dir/load_profile.yaml.
 
     siege's -t counts whole seconds, so a compressed run lasts round(duration) seconds, at least 1. A stop
-    sends SIGINT to the running siege, which then writes its row like at the end of a run.
+    sends SIGINT to the running siege, which then writes its row like at the end of a run. A siege that
+    hangs past its time and ignores SIGINT is killed and its row rebuilt from its verbose output, after a
+    `****` mark that says so.
     """
     siege = siege or shutil.which("siege")
     if siege is None:
@@ -233,19 +247,43 @@ def run_siege(
             command = siege_command(siege, siegerc, phase.users, phase.delay, seconds, log, url)
             output.write("$ " + " ".join(command) + "\n")
             output.flush()
-            process = subprocess.Popen(
-                command, stdout=output, stderr=subprocess.STDOUT, env=siege_env(Path(home), siegerc)
-            )
+            began_at = output.tell()
+            env = siege_env(Path(home), siegerc)
+            process = subprocess.Popen(line_buffered(command), stdout=output, stderr=subprocess.STDOUT, env=env)
             if not wait_for_siege(process, stop, deadline_s=seconds + SOCKET_TIMEOUT_S + OVERRUN_GRACE_S):
-                raise SiegeRunError(
-                    f"siege did not end its {seconds} s run and ignored SIGINT, so it was killed and the run "
-                    f"has no row; see {out_dir / SIEGE_OUTPUT}"
-                )
+                # written through `output`: siege wrote through the same open file, so it is at the end
+                output.write(f"servetune: {rebuild_row(log, out_dir / SIEGE_OUTPUT, began_at, seconds)}\n")
+                output.flush()
+                continue
             if process.returncode not in (0, -signal.SIGINT):
                 raise SiegeRunError(
                     f"siege exited with status {process.returncode}; see {out_dir / SIEGE_OUTPUT}"
                 )
     return read_siege_log(log) if log.exists() else []
+
+
+def line_buffered(command: list[str]) -> list[str]:
+    """siege's verbose lines go through stdio, which buffers 4 KiB when writing to a file; stdbuf (coreutils)
+    makes it write each line, so a run that has to be killed has printed all it did."""
+    stdbuf = shutil.which("stdbuf")
+    return [stdbuf, "-oL", *command] if stdbuf else command
+
+
+def rebuild_row(log_path: Path, output_path: Path, began_at: int, seconds: int) -> str:
+    """The row of a run whose siege hung and was killed, from what it printed from `began_at` of its output
+    (siege_verbose.py), marked as rebuilt in the log so that nobody takes it for siege's own; returns what
+    was done, in words."""
+    with open(output_path, encoding="utf-8", errors="replace") as output:
+        output.seek(began_at)
+        row = row_from_verbose_output(output.read(), elapsed_s=seconds)
+    message = (
+        f"siege hung at the end of this {seconds} s run and was killed; "
+        "servetune rebuilt the next row from its verbose output"
+    )
+    append_siege_mark(log_path, message)
+    append_siege_row(log_path, row)
+    log.warning("%s: %s (%d transactions, %d failed)", log_path, message, row.trans, row.failed)
+    return message
 
 
 def siege_env(home: Path, siegerc: Path) -> dict[str, str]:
@@ -256,7 +294,7 @@ def siege_env(home: Path, siegerc: Path) -> dict[str, str]:
 def wait_for_siege(process: subprocess.Popen, stop: threading.Event | None, deadline_s: float) -> bool:
     """Wait until siege exits; a stop, or a run that outlasts `deadline_s` (siege 4.0 now and then hangs at
     the end of a timed run), gets SIGINT, on which siege writes its row and exits. Returns False when siege
-    ignored that too and had to be killed."""
+    ignored that too (a hung siege does) and had to be killed."""
     deadline = time.monotonic() + deadline_s
     while process.poll() is None:
         if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
