@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -139,3 +140,28 @@ def test_a_run_that_ignores_sigint_is_killed_and_its_row_rebuilt_from_siege_outp
     output = (tmp_path / "out" / "siege_output.txt").read_text()
     assert output.count("servetune: siege hung") == 2 and output.count("$ ") == 2
     assert "rebuilt the next row" in caplog.text
+
+
+def test_a_real_siege_frozen_at_its_end_is_killed_and_its_row_rebuilt(tmp_path, recording_server, monkeypatch):
+    # A hung siege waits forever to join a thread and no longer takes SIGINT; SIGSTOP puts the real binary
+    # in the same state, with everything it printed until then (siege may end a 2 s run after 1.6 s).
+    require_tool("siege")
+    import servetune.load.siege as siege_module
+
+    monkeypatch.setattr(siege_module, "SOCKET_TIMEOUT_S", 0)
+    monkeypatch.setattr(siege_module, "OVERRUN_GRACE_S", 1)
+    monkeypatch.setattr(siege_module, "SIGINT_GRACE_S", 1)
+    real_popen = subprocess.Popen
+
+    def popen_then_freeze(*args, **kwargs):
+        process = real_popen(*args, **kwargs)
+        threading.Timer(1.0, process.send_signal, [signal.SIGSTOP]).start()
+        return process
+
+    monkeypatch.setattr(siege_module.subprocess, "Popen", popen_then_freeze)
+    profile = LoadProfile(name="t", phases=[LoadPhase(users=2, delay=1, duration_s=2)])
+    (row,) = run_siege(profile, recording_server.url, tmp_path)
+    answered = len(recording_server.arrivals)
+    assert row.trans > 0 and row.okay == row.trans and row.failed == 0 and row.elap_time == 2
+    assert answered - 2 <= row.trans <= answered  # a request in flight at the end has no line
+    assert "**** siege hung" in (tmp_path / "load_output.csv").read_text()

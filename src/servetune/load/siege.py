@@ -280,6 +280,8 @@ def rebuild_row(log_path: Path, output_path: Path, began_at: int, seconds: int) 
         f"siege hung at the end of this {seconds} s run and was killed; "
         "servetune rebuilt the next row from its verbose output"
     )
+    if shutil.which("stdbuf") is None:
+        message += " (stdbuf is not installed, so up to 4 KiB of its last lines may be missing)"
     append_siege_mark(log_path, message)
     append_siege_row(log_path, row)
     log.warning("%s: %s (%d transactions, %d failed)", log_path, message, row.trans, row.failed)
