@@ -142,15 +142,14 @@ def test_a_run_that_ignores_sigint_is_killed_and_its_row_rebuilt_from_siege_outp
     assert "rebuilt the next row" in caplog.text
 
 
-def test_a_real_siege_frozen_at_its_end_is_killed_and_its_row_rebuilt(tmp_path, recording_server, monkeypatch):
+def test_a_real_siege_frozen_at_its_end_is_killed_and_its_row_rebuilt(
+    tmp_path, recording_server, monkeypatch, short_deadlines
+):
     # A hung siege waits forever to join a thread and no longer takes SIGINT; SIGSTOP puts the real binary
     # in the same state, with everything it printed until then (siege may end a 2 s run after 1.6 s).
     require_tool("siege")
     import servetune.load.siege as siege_module
 
-    monkeypatch.setattr(siege_module, "SOCKET_TIMEOUT_S", 0)
-    monkeypatch.setattr(siege_module, "OVERRUN_GRACE_S", 1)
-    monkeypatch.setattr(siege_module, "SIGINT_GRACE_S", 1)
     real_popen = subprocess.Popen
 
     def popen_then_freeze(*args, **kwargs):

@@ -30,7 +30,7 @@ from servetune.errors import ServetuneError
 from servetune.load.siege_verbose import row_from_verbose_output
 from servetune.runfolder import RunFolder
 
-log = logging.getLogger("servetune.load")
+logger = logging.getLogger("servetune.load")
 
 SIEGE_LOG_HEADER = (
     "      Date & Time,  Trans,  Elap Time,  Data Trans,  Resp Time,  Trans Rate,  Throughput,"
@@ -58,23 +58,18 @@ def format_siege_row(row: LoadRunRow) -> str:
     )
 
 
-def append_siege_row(path: Path, row: LoadRunRow) -> None:
-    """Append one run like siege does: the header first when the file does not exist yet."""
+def append_siege_row(path: Path, row: LoadRunRow, mark: str | None = None) -> None:
+    """Append one run like siege does: the header first when the file does not exist yet, and a
+    `**** mark ****` line before the row when given, as `siege -m` writes one."""
     path = Path(path)
-    with open(path, "a", encoding="ascii") as log:
+    with open(path, "a", encoding="ascii", errors="replace") as log:
         if log.tell() == 0:
             log.write(SIEGE_LOG_HEADER)
+        if mark is not None:
+            log.write(f"**** {mark} ****\n")
         log.write(format_siege_row(row))
         log.flush()
         os.fsync(log.fileno())
-
-
-def append_siege_mark(path: Path, message: str) -> None:
-    """A `**** message ****` line, as `siege -m` writes one (the header first when the file is new)."""
-    with open(path, "a", encoding="ascii", errors="replace") as log_file:
-        if log_file.tell() == 0:
-            log_file.write(SIEGE_LOG_HEADER)
-        log_file.write(f"**** {message} ****\n")
 
 
 def write_siege_log(path: Path, rows: list[LoadRunRow]) -> None:
@@ -236,10 +231,12 @@ def run_siege(
     siegerc = out_dir / SIEGERC
     write_siegerc(siegerc, keep_alive, max(phase.users for phase in profile.phases))
     url = base_url.rstrip("/") + "/test"
+    line_buffering = line_buffering_prefix()
     with (
         open(out_dir / SIEGE_OUTPUT, "w", encoding="utf-8") as output,
         tempfile.TemporaryDirectory(prefix="siege-home-") as home,
     ):
+        env = siege_env(Path(home), siegerc)
         for _, phase in profile.runs():
             if stop is not None and stop.is_set():
                 break
@@ -248,11 +245,13 @@ def run_siege(
             output.write("$ " + " ".join(command) + "\n")
             output.flush()
             began_at = output.tell()
-            env = siege_env(Path(home), siegerc)
-            process = subprocess.Popen(line_buffered(command), stdout=output, stderr=subprocess.STDOUT, env=env)
+            process = subprocess.Popen(
+                [*line_buffering, *command], stdout=output, stderr=subprocess.STDOUT, env=env
+            )
             if not wait_for_siege(process, stop, deadline_s=seconds + SOCKET_TIMEOUT_S + OVERRUN_GRACE_S):
+                message = rebuild_row(log, out_dir / SIEGE_OUTPUT, began_at, seconds, bool(line_buffering))
                 # written through `output`: siege wrote through the same open file, so it is at the end
-                output.write(f"servetune: {rebuild_row(log, out_dir / SIEGE_OUTPUT, began_at, seconds)}\n")
+                output.write(f"servetune: {message}\n")
                 output.flush()
                 continue
             if process.returncode not in (0, -signal.SIGINT):
@@ -262,14 +261,14 @@ def run_siege(
     return read_siege_log(log) if log.exists() else []
 
 
-def line_buffered(command: list[str]) -> list[str]:
+def line_buffering_prefix() -> list[str]:
     """siege's verbose lines go through stdio, which buffers 4 KiB when writing to a file; stdbuf (coreutils)
-    makes it write each line, so a run that has to be killed has printed all it did."""
+    makes it write each line, so a run that has to be killed has printed all it did. Empty without stdbuf."""
     stdbuf = shutil.which("stdbuf")
-    return [stdbuf, "-oL", *command] if stdbuf else command
+    return [stdbuf, "-oL"] if stdbuf else []
 
 
-def rebuild_row(log_path: Path, output_path: Path, began_at: int, seconds: int) -> str:
+def rebuild_row(log_path: Path, output_path: Path, began_at: int, seconds: int, line_buffered: bool) -> str:
     """The row of a run whose siege hung and was killed, from what it printed from `began_at` of its output
     (siege_verbose.py), marked as rebuilt in the log so that nobody takes it for siege's own; returns what
     was done, in words."""
@@ -280,11 +279,10 @@ def rebuild_row(log_path: Path, output_path: Path, began_at: int, seconds: int) 
         f"siege hung at the end of this {seconds} s run and was killed; "
         "servetune rebuilt the next row from its verbose output"
     )
-    if shutil.which("stdbuf") is None:
+    if not line_buffered:
         message += " (stdbuf is not installed, so up to 4 KiB of its last lines may be missing)"
-    append_siege_mark(log_path, message)
-    append_siege_row(log_path, row)
-    log.warning("%s: %s (%d transactions, %d failed)", log_path, message, row.trans, row.failed)
+    append_siege_row(log_path, row, mark=message)
+    logger.warning("%s: %s (%d transactions, %d failed)", log_path, message, row.trans, row.failed)
     return message
 
 

@@ -16,7 +16,6 @@ times are those printed, to 10 ms, and a failure siege reports in two notices co
 from __future__ import annotations
 
 import re
-import time
 
 from servetune.config import LoadRunRow
 from servetune.load.tally import RunTally
@@ -40,4 +39,4 @@ def tally_verbose_output(text: str) -> RunTally:
 
 def row_from_verbose_output(text: str, elapsed_s: float) -> LoadRunRow:
     """The row of a run that lasted `elapsed_s` (its -t), from what its siege printed."""
-    return tally_verbose_output(text).to_row(elapsed_s, date_time=time.strftime("%Y-%m-%d %H:%M:%S"))
+    return tally_verbose_output(text).to_row(elapsed_s)  # dated now, as siege dates a row when it ends
