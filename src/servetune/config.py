@@ -154,6 +154,9 @@ class PredictionResponse(BaseModel):
     preprocess_ms: float
     infer_ms: float
     model: str
+    feedback_id: str | None = Field(
+        default=None, description="with --feedback: the id to send to POST /feedback if the answer is wrong"
+    )
 
 
 # --- deployment ---------------------------------------------------------------------------------------

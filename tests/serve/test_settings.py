@@ -13,11 +13,14 @@ def test_every_setting_round_trips_through_the_environment():
     settings = ServerSettings(
         model_path="/models/m.onnx", sample_image="/s.jpg", threads=3, ready_dir="/tmp/ready",
         max_upload_bytes=1000, max_pixels=5000, backlog=0, top_k=5, warmup_runs=0,
+        holdout_fraction=0.25, labels_db="postgresql://u:p@db/labels", label_ttl_s=60, label_rate_per_min=0,
+        review_below=0.5, feedback=True, keep_photos="/photos", keep_photos_mb=10,
     )
     env = settings.to_env()
     assert set(env) == set(ENV_NAMES.values())
     assert env["SERVETUNE_MODEL"] == "/models/m.onnx" and env["SERVETUNE_BACKLOG"] == "0"
     assert ServerSettings.from_env(env) == settings
+    assert "postgresql" not in repr(settings)  # the URL may carry a password
 
 
 def test_defaults_are_not_written_and_unset_or_empty_variables_are_defaults():

@@ -10,13 +10,14 @@ had written is lost, and what it holds is written once the store is back.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from servetune.labels.records import Upload
@@ -29,7 +30,8 @@ log = logging.getLogger("servetune.labels")
 @dataclass
 class _Insert:
     upload: Upload
-    photo: bytes | None
+    photo: bytes
+    keep: bool
 
 
 @dataclass
@@ -47,8 +49,9 @@ class StoreWriter:
         self,
         open_store: Callable[[], LabelStore],
         capacity: int = 2000,
+        photo_bytes: int = 64 * 1024 * 1024,  # bound on the photos' bytes waiting in the queue
         retry_s: float = 1.0,
-        keep_photo: Callable[[Upload, bytes], Upload] | None = None,
+        keep_photo: Callable[[Upload, bytes], Upload] | None = None,  # e.g. PhotoKeeper.keep
         on_change: Callable[[bool], None] | None = None,
         refresh: Callable[[LabelStore], None] | None = None,
         refresh_s: float = 15.0,
@@ -61,6 +64,9 @@ class StoreWriter:
         self.refresh = refresh
         self.refresh_s = refresh_s
         self.queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self.photo_bytes = photo_bytes
+        self.queued_photo_bytes = 0
+        self.lock = threading.Lock()
         self.pending: list[Upload] = []  # taken from the queue, not written yet
         self.store: LabelStore | None = None
         self.up = False
@@ -75,14 +81,20 @@ class StoreWriter:
     def start(self) -> None:
         self.thread.start()
 
-    def add(self, upload: Upload, photo: bytes | None = None) -> bool:
-        """Queue an upload to be written; False (and nothing queued) when the queue is full."""
-        try:
-            self.queue.put_nowait(_Insert(upload, photo))
+    def add(self, upload: Upload, photo: bytes = b"", keep: bool = False) -> bool:
+        """Queue an upload to be written (its photo_sha256 is computed here, off the serving path, from
+        `photo`, which is kept when `keep`); False, and nothing queued, when the queue is full."""
+        with self.lock:
+            if self.queued_photo_bytes + len(photo) > self.photo_bytes:
+                self.dropped += 1
+                return False
+            try:
+                self.queue.put_nowait(_Insert(upload, photo, keep))
+            except queue.Full:
+                self.dropped += 1
+                return False
+            self.queued_photo_bytes += len(photo)
             return True
-        except queue.Full:
-            self.dropped += 1
-            return False
 
     def call(self, run: Callable[[LabelStore], Any]) -> Future:
         """Run `run(store)` on the thread after the uploads queued before it; fails at once while down."""
@@ -148,13 +160,18 @@ class StoreWriter:
         return items
 
     def with_photo(self, item: _Insert) -> Upload:
-        if item.photo is None or self.keep_photo is None:
-            return item.upload
+        with self.lock:
+            self.queued_photo_bytes -= len(item.photo)
+        upload = item.upload
+        if item.photo:
+            upload = replace(upload, photo_sha256=hashlib.sha256(item.photo).hexdigest())
+        if not item.keep or self.keep_photo is None:
+            return upload
         try:
-            return self.keep_photo(item.upload, item.photo)
+            return self.keep_photo(upload, item.photo)
         except OSError as error:
             log.warning("labels: photo not kept: %s", error)
-            return item.upload
+            return upload
 
     def run_call(self, item: _Call) -> None:
         if not item.future.set_running_or_notify_cancel():

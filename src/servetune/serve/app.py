@@ -31,6 +31,7 @@ from servetune.model.artifact import default_model_path
 from servetune.model.preprocess import ImageError, ImageTooLarge, UnsupportedImage
 from servetune.serve.allocator import keep_large_blocks_returnable
 from servetune.serve.docs import add_docs
+from servetune.serve.labelling import Labelling, ModelIdentity
 from servetune.serve.metrics import ServerMetrics
 from servetune.serve.pool import InferencePool, Overloaded
 from servetune.serve.predictor import Prediction, Predictor
@@ -40,7 +41,7 @@ from servetune.serve.settings import ServerSettings
 from servetune.serve.upload import UploadError, read_file_field
 
 PAGE_DIR = Path(__file__).parent / "page"
-ENDPOINTS = {"/", "/predict", "/test", "/healthz", "/readyz", "/metrics", "/version", "/docs", "/openapi.json"}
+ENDPOINTS = {"/", "/predict", "/labels", "/feedback", "/test", "/healthz", "/readyz", "/metrics", "/version", "/docs", "/openapi.json"}
 RETRY_AFTER_S = "1"
 
 log = logging.getLogger("servetune.serve")
@@ -107,6 +108,7 @@ class Server:
         self.threads = inference_threads(settings.threads)
         self.predictor: Predictor | None = None
         self.pool: InferencePool | None = None
+        self.labelling = Labelling(settings, self.metrics)
         self.ready = False
         self.ready_file = Path(settings.ready_dir) / str(os.getpid()) if settings.ready_dir else None
 
@@ -120,6 +122,8 @@ class Server:
         )
         self.pool = InferencePool(self.threads, settings.backlog)
         self.predictor.warm_up(self.sample(), settings.warmup_runs)
+        spec = self.predictor.spec
+        self.labelling.start(ModelIdentity(spec.name, self.predictor.sha256, tuple(spec.class_names)), os.getpid())
         self.ready = True
         self.metrics.ready.set(1)
         if self.ready_file is not None:
@@ -137,6 +141,7 @@ class Server:
             self.ready_file.unlink(missing_ok=True)
         if self.pool is not None:
             self.pool.shutdown()
+        self.labelling.stop()
         self.metrics.process_exited()
 
     def sample(self) -> bytes:
@@ -149,6 +154,23 @@ class Server:
 
     async def classify(self, data: bytes | None) -> PredictionResponse | JSONResponse:
         """Run one image (None: the sample image) through the pool and turn every failure into 4xx/503."""
+        prediction = await self.run_model(data)
+        return prediction if isinstance(prediction, JSONResponse) else self.response(prediction)
+
+    async def classify_upload(self, data: bytes) -> PredictionResponse | JSONResponse:
+        """classify() for a user's upload: it may be held out (labelling.py) or carry a feedback id."""
+        prediction = await self.run_model(data)
+        if isinstance(prediction, JSONResponse):
+            return prediction
+        extra = self.labelling.after_prediction(data, prediction)
+        if isinstance(extra, JSONResponse):
+            return extra
+        response = self.response(prediction)
+        if extra:
+            response.feedback_id = extra["feedback_id"]
+        return response
+
+    async def run_model(self, data: bytes | None) -> Prediction | JSONResponse:
         if not self.ready or self.predictor is None or self.pool is None:
             return error(503, "model not ready", {"Retry-After": RETRY_AFTER_S})
         self.metrics.inference_queue.inc()
@@ -175,6 +197,10 @@ class Server:
             "total": prediction.total_ms,
         }
         self.metrics.record_prediction(prediction.label, prediction.probability, timings)
+        return prediction
+
+    def response(self, prediction: Prediction) -> PredictionResponse:
+        assert self.predictor is not None
         return PredictionResponse(
             prediction=prediction.label,
             probability=prediction.probability,
@@ -209,6 +235,27 @@ ERRORS = {
     413: {"description": "file too large in bytes or pixels"},
     415: {"description": "not multipart/form-data, or an unsupported image format"},
     503: {"description": "not ready yet, or too busy (see Retry-After)"},
+}
+HOLDOUT_ANSWER = {"description": "the prediction, or for a held-out upload {holdout, id, classes, expires_in_s}"}
+ANSWER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "properties": {"id": {"type": "string"}, "label": {"type": "string", "description": "a model class"}},
+            "required": ["id"],
+        }}},
+    }
+}
+LABEL_ERRORS = {
+    400: {"description": "not a JSON object with id and label"},
+    404: {"description": "unknown id, or this server takes no labels"},
+    409: {"description": "the id was answered already"},
+    410: {"description": "the id has expired"},
+    413: {"description": "body too large"},
+    422: {"description": "label is not one of the model's classes"},
+    429: {"description": "too many labels from this client"},
+    503: {"description": "the label store is unavailable"},
 }
 
 
@@ -250,18 +297,32 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return error(404, "the upload page is not installed")
         return FileResponse(index, media_type="text/html")
 
-    @app.post("/predict", response_model=PredictionResponse, openapi_extra=UPLOAD_BODY, responses=ERRORS)
+    @app.post(
+        "/predict", response_model=PredictionResponse, response_model_exclude_none=True,
+        openapi_extra=UPLOAD_BODY, responses={**ERRORS, 200: HOLDOUT_ANSWER},
+    )
     async def predict(request: Request) -> PredictionResponse | JSONResponse:
-        """Classify the image in the multipart field `file`."""
+        """Classify the image in the multipart field `file`. With --holdout-fraction, a random share of
+        uploads answers `{"holdout": true, "id", "classes"}` instead: send the class to POST /labels."""
         if not server.ready:
             return error(503, "model not ready", {"Retry-After": RETRY_AFTER_S})
         try:
             data = await read_file_field(request, settings.max_upload_bytes)
         except UploadError as err:
             return error(err.status, err.reason)
-        return await server.classify(data)
+        return await server.classify_upload(data)
 
-    @app.get("/test", response_model=PredictionResponse, responses={503: ERRORS[503]})
+    @app.post("/labels", openapi_extra=ANSWER_BODY, responses=LABEL_ERRORS)
+    async def labels(request: Request) -> JSONResponse:
+        """The user's class for a held-out upload, once, before its id expires; answers the prediction."""
+        return await server.labelling.answer("label", request)
+
+    @app.post("/feedback", openapi_extra=ANSWER_BODY, responses=LABEL_ERRORS)
+    async def feedback(request: Request) -> JSONResponse:
+        """'Wrong?' on a shown prediction (its `feedback_id`), once; `label`, the right class, is optional."""
+        return await server.labelling.answer("feedback", request)
+
+    @app.get("/test", response_model=PredictionResponse, response_model_exclude_none=True, responses={503: ERRORS[503]})
     async def test() -> PredictionResponse | JSONResponse:
         """Classify the server's sample image through the whole path (read, decode, preprocess, infer)."""
         return await server.classify(None)

@@ -82,8 +82,49 @@ class ServerMetrics:
             "servetune_ready", "1 once the model is loaded and warmed up", registry=registry,
             multiprocess_mode="liveall",
         )
+        self.add_label_metrics(registry)
         self.process = psutil.Process()
         self.memory_updated = 0.0
+
+    def add_label_metrics(self, registry: CollectorRegistry) -> None:
+        """Labels from users (serve/labelling.py): bounded label values (model sha256, the model's classes)."""
+        self.holdout_uploads = Counter(
+            "servetune_holdout_uploads", "Uploads held out: the user was asked for the class", ["model_sha256"],
+            registry=registry,
+        )
+        self.holdout_labels = Counter(
+            "servetune_holdout_labels", "Held-out labels received, by the user's class and whether the model "
+            "agreed (live top-1 accuracy: correct=true over all)", ["model_sha256", "label", "correct"],
+            registry=registry,
+        )
+        self.holdout_skipped = Counter(
+            "servetune_holdout_skipped", "Uploads that would have been held out but were shown: the label store "
+            "was down or its queue full", ["reason"], registry=registry,
+        )
+        self.label_refusals = Counter(
+            "servetune_label_refusals", "Labels and feedback refused, by reason", ["endpoint", "reason"],
+            registry=registry,
+        )
+        self.feedback = Counter(
+            "servetune_feedback", "'wrong?' feedback on shown predictions (biased: not an accuracy)",
+            ["model_sha256"], registry=registry,
+        )
+        self.review_queued = Counter(
+            "servetune_review_queued", "Shown uploads queued for review (probability under --review-below)",
+            ["model_sha256"], registry=registry,
+        )
+        self.store_up = Gauge(
+            "servetune_labels_store_up", "1 while the label store answers", registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.live_accuracy = Gauge(
+            "servetune_live_accuracy", "Live top-1 accuracy on held-out labels in the store (every replica's)",
+            ["model_sha256"], registry=registry, multiprocess_mode="mostrecent",
+        )
+        self.live_labelled = Gauge(
+            "servetune_live_labelled", "Held-out labels in the store (every replica's)", ["model_sha256"],
+            registry=registry, multiprocess_mode="mostrecent",
+        )
 
     def update_memory(self, min_interval_s: float = 1.0) -> None:
         now = time.monotonic()

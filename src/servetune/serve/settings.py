@@ -22,7 +22,16 @@ ENV_NAMES = {
     "backlog": "SERVETUNE_BACKLOG",
     "top_k": "SERVETUNE_TOP_K",
     "warmup_runs": "SERVETUNE_WARMUP_RUNS",
+    "holdout_fraction": "SERVETUNE_HOLDOUT_FRACTION",
+    "labels_db": "SERVETUNE_LABELS_DB",
+    "label_ttl_s": "SERVETUNE_LABEL_TTL_S",
+    "label_rate_per_min": "SERVETUNE_LABEL_RATE_PER_MIN",
+    "review_below": "SERVETUNE_REVIEW_BELOW",
+    "feedback": "SERVETUNE_FEEDBACK",
+    "keep_photos": "SERVETUNE_KEEP_PHOTOS",
+    "keep_photos_mb": "SERVETUNE_KEEP_PHOTOS_MB",
 }
+DEFAULT_LABELS_DB = "servetune-labels.db"  # in the working directory, when a label feature is on
 
 
 class ServerSettings(BaseModel):
@@ -41,6 +50,24 @@ class ServerSettings(BaseModel):
     backlog: int = Field(default=64, ge=0, description="requests that may wait for the inference pool")
     top_k: int = Field(default=3, ge=1)
     warmup_runs: int = Field(default=3, ge=0)
+    # Labels from users (serve/labelling.py); each is off by default.
+    holdout_fraction: float = Field(
+        default=0.0, ge=0, le=1, description="share of uploads whose class the user is asked for (held out)"
+    )
+    labels_db: str | None = Field(
+        default=None, description=f"SQLite file or postgresql:// URL; None: {DEFAULT_LABELS_DB} when needed",
+        repr=False,  # a URL may carry a password
+    )
+    label_ttl_s: int = Field(default=900, ge=10, le=7 * 86_400, description="how long a label id stays valid")
+    label_rate_per_min: int = Field(default=120, ge=0, description="labels per client per minute; 0: no limit")
+    review_below: float = Field(default=0.0, ge=0, le=1, description="queue shown uploads under this probability")
+    feedback: bool = Field(default=False, description="offer 'wrong?' feedback on shown predictions")
+    keep_photos: str | None = Field(default=None, description="folder for held-out and review photos")
+    keep_photos_mb: int = Field(default=1024, gt=0, description="size quota of keep_photos")
+
+    def labelling(self) -> bool:
+        """Whether any label feature is on (and so the server needs its label store)."""
+        return self.holdout_fraction > 0 or self.review_below > 0 or self.feedback
 
     def to_env(self) -> dict[str, str]:
         """The variables that give a server these settings: only those that differ from the defaults."""
