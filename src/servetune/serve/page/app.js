@@ -1,4 +1,6 @@
 // The upload page: pick or drop a photo, preview it, POST it to /predict, show the top classes.
+// A held-out upload ({"holdout": true, "id", "classes"}) asks the user for the class first (POST /labels),
+// then shows the prediction; a prediction with a feedback_id offers "Wrong?" (POST /feedback).
 "use strict";
 
 const form = document.getElementById("upload-form");
@@ -10,6 +12,10 @@ const submit = document.getElementById("submit");
 const statusLine = document.getElementById("status");
 const errorBox = document.getElementById("error");
 const result = document.getElementById("result");
+const holdout = document.getElementById("holdout");
+const verdict = document.getElementById("verdict");
+const feedback = document.getElementById("feedback");
+const feedbackClasses = document.getElementById("feedback-classes");
 
 let selected = null;
 let previewUrl = null;
@@ -19,6 +25,7 @@ function choose(file) {
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = null;
   result.hidden = true;
+  holdout.hidden = true;
   showError("");
   if (!selected) {
     preview.hidden = true;
@@ -86,8 +93,96 @@ function showResult(body, roundTripMs) {
     typeof body.inference_ms === "number" ? body.inference_ms.toFixed(1) + " ms" : "n/a";
   document.getElementById("round-trip-ms").textContent = roundTripMs.toFixed(0) + " ms";
   document.getElementById("model-name").textContent = body.model || "n/a";
+  verdict.hidden = true;
+  feedback.hidden = !body.feedback_id;
+  feedbackClasses.hidden = true;
+  document.getElementById("wrong").disabled = false;
+  feedback.dataset.id = body.feedback_id || "";
   result.hidden = false;
 }
+
+// POST a small JSON body; the answer's JSON, or an Error carrying the server's reason.
+async function postJson(path, payload) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(payload),
+  });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const reason = body && body.error ? body.error : response.statusText || "no reason given";
+    throw new Error("HTTP " + response.status + ": " + reason);
+  }
+  return body;
+}
+
+function classButtons(container, classes, onPick) {
+  container.replaceChildren();
+  for (const name of classes) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "class-choice";
+    button.textContent = name;
+    button.addEventListener("click", () => onPick(name, container));
+    container.append(button);
+  }
+}
+
+function askForLabel(body) {
+  classButtons(document.getElementById("holdout-classes"), body.classes, async (name, container) => {
+    for (const button of container.children) button.disabled = true;
+    showError("");
+    try {
+      const answer = await postJson("/labels", { id: body.id, label: name });
+      holdout.hidden = true;
+      showResult({ ...answer, inference_ms: null }, lastRoundTrip);
+      verdict.textContent = answer.correct
+        ? "You said " + answer.label + ": the model agreed."
+        : "You said " + answer.label + "; the model said " + answer.prediction + ".";
+      verdict.hidden = false;
+    } catch (err) {
+      showError("Your label was not recorded (" + err.message + ")");
+      for (const button of container.children) button.disabled = false;
+    }
+  });
+  holdout.hidden = false;
+}
+
+function offerCorrection() {
+  const id = feedback.dataset.id;
+  document.getElementById("wrong").disabled = true;
+  const send = async (label) => {
+    try {
+      await postJson("/feedback", { id, label });
+      feedbackClasses.hidden = true;
+      verdict.textContent = "Thanks: your feedback was recorded.";
+      verdict.hidden = false;
+    } catch (err) {
+      showError("Your feedback was not recorded (" + err.message + ")");
+    }
+  };
+  const classes = Array.from(document.querySelectorAll("#top-k .bar-label"), (e) => e.textContent);
+  classButtons(feedbackClasses, knownClasses.length ? knownClasses : classes, (name) => send(name));
+  const unsure = document.createElement("button");
+  unsure.type = "button";
+  unsure.className = "class-choice";
+  unsure.textContent = "Don't know";
+  unsure.addEventListener("click", () => send(null));
+  feedbackClasses.append(unsure);
+  feedbackClasses.hidden = false;
+}
+
+let lastRoundTrip = 0;
+let knownClasses = [];
+fetch("/version")
+  .then((response) => response.json())
+  .then((version) => { knownClasses = (version.model && version.model.classes) || []; })
+  .catch(() => {});
 
 async function classify(event) {
   event.preventDefault();
@@ -97,6 +192,7 @@ async function classify(event) {
   submit.disabled = true;
   showError("");
   result.hidden = true;
+  holdout.hidden = true;
   statusLine.textContent = "Classifying " + selected.name + "…";
   const started = performance.now();
   try {
@@ -115,7 +211,9 @@ async function classify(event) {
       return;
     }
     statusLine.textContent = "";
-    showResult(body, elapsed);
+    lastRoundTrip = elapsed;
+    if (body.holdout) askForLabel(body);
+    else showResult(body, elapsed);
   } catch (err) {
     statusLine.textContent = "";
     showError("Could not reach the server: " + err.message);
@@ -125,6 +223,7 @@ async function classify(event) {
 }
 
 input.addEventListener("change", () => choose(input.files[0]));
+document.getElementById("wrong").addEventListener("click", offerCorrection);
 form.addEventListener("submit", classify);
 
 for (const name of ["dragenter", "dragover"]) {
