@@ -1,4 +1,5 @@
-"""The label store on a real SQLite file: migrations, answers once and in time, reads."""
+"""The label store on a real SQLite file and a real PostgreSQL server: migrations, answers once and in time,
+reads."""
 
 from __future__ import annotations
 
@@ -12,13 +13,6 @@ from label_uploads import make_upload
 from servetune.labels.migrate import VERSION_TABLE, latest_version, migrations, split_statements
 from servetune.labels.records import Outcome
 from servetune.labels.store import StoreSchemaError, StoreUnavailable, open_store
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    opened = open_store(str(tmp_path / "labels.db"))
-    yield opened
-    opened.close()
 
 
 def test_a_new_file_is_migrated_to_the_latest_version_in_wal_mode(tmp_path: Path) -> None:
