@@ -72,6 +72,11 @@ def test_a_held_out_upload_hides_its_prediction_until_the_label_comes(tiny_model
         assert f'servetune_holdout_labels_total{{correct="{str(body["correct"]).lower()}",label="Soup"' in metrics
         assert 'servetune_label_refusals_total{endpoint="/labels",reason="used"} 1.0' in metrics
         assert "servetune_labels_store_up 1.0" in metrics
+        deadline = time.monotonic() + 5
+        while f'servetune_live_accuracy{{model_sha256="{client.app.state.server.predictor.sha256}"}} {float(body["correct"])}' not in metrics:
+            assert time.monotonic() < deadline, "the store's accuracy never reached /metrics"
+            time.sleep(0.05)
+            metrics = client.get("/metrics").text
     [row] = rows(db)
     assert row["kind"] == "holdout" and row["label"] == "Soup" and row["predicted"] == body["prediction"]
     assert row["photo_sha256"] and row["photo_file"] is None and row["key"] != held["id"]

@@ -14,6 +14,7 @@ from servetune.cli import analyze, measure, run, serve, simulate
 from servetune.cli.data import data_app
 from servetune.cli.deploy import deploy_app
 from servetune.cli.errors import CommandGroup
+from servetune.cli.labels import labels_app
 from servetune.cli.model import model_app
 from servetune.cli.tune import tune_app
 
@@ -55,3 +56,4 @@ app.command()(run.run)
 app.command()(run.demo)
 app.command()(simulate.simulate)
 app.add_typer(tune_app, name="tune")
+app.add_typer(labels_app, name="labels")

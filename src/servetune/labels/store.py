@@ -208,9 +208,12 @@ class LabelStore:
         return {sha: (int(correct), int(total)) for sha, correct, total in rows}
 
 
-def open_store(location: str | StoreLocation) -> LabelStore:
-    """Connect to the store at a --labels-db value and bring its schema up to date."""
+def open_store(location: str | StoreLocation, create: bool = True) -> LabelStore:
+    """Connect to the store at a --labels-db value and bring its schema up to date; with create=False a
+    SQLite file that does not exist is an error (a reader must not make an empty store)."""
     if isinstance(location, str):
         location = parse_location(location)
+    if not create and location.kind == "sqlite" and not Path(location.target).is_file():
+        raise StoreUnavailable(f"labels store {location.target}: no such file")
     return LabelStore(location)
 

@@ -108,6 +108,10 @@ class StoreWriter:
             future.set_exception(StoreUnavailable("labels store busy: its queue is full"))
         return future
 
+    def refresh_soon(self) -> None:
+        """Run `refresh` at the thread's next turn (within a second), e.g. after a new label."""
+        self.next_refresh = 0.0
+
     def stop(self, timeout_s: float = 5.0) -> int:
         """Write what is queued (for at most timeout_s) and stop; the number of uploads not written."""
         if not self.thread.is_alive():

@@ -175,6 +175,8 @@ class Labelling:
             self.metrics.feedback.labels(upload.model_sha256).inc()
             return JSONResponse({"recorded": True, "label": label})
         correct = upload.predicted == label
+        assert self.writer is not None
+        self.writer.refresh_soon()  # servetune_live_accuracy: every replica's labels, from the store
         self.metrics.holdout_labels.labels(upload.model_sha256, label, str(correct).lower()).inc()
         return JSONResponse({
             "label": label, "correct": correct, "prediction": upload.predicted, "probability": upload.probability,
