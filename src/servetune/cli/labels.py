@@ -6,6 +6,7 @@ import json
 import re
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -65,3 +66,76 @@ def stats(
         typer.echo(json.dumps([m.as_dict() for m in models], indent=1))
     else:
         typer.echo(format_stats(models), nl=False)
+
+
+@labels_app.command("export")
+def export(
+    out: Annotated[Path, typer.Option(help="folder to write (a new one)")],
+    photos: Annotated[Path, typer.Option(help="the folder the server kept photos in (--keep-photos)")],
+    labels_db: LabelsDb = DEFAULT_DB,
+    export_format: Annotated[str, typer.Option(
+        "--format", help="food11: OUT/<split>/<class>/ for model eval and train; label-studio: the review "
+        "queue as Label Studio tasks")] = "food11",
+    split: Annotated[str, typer.Option(help="food11: the split folder to write")] = "evaluation",
+    every_photo: Annotated[bool, typer.Option(
+        "--all", help="label-studio: every kept photo without a review label, not only the review queue")] = False,
+    image_url: Annotated[str, typer.Option(
+        help="label-studio: prefix of each photo's URL (Label Studio serving OUT as local files)")
+    ] = "/data/local-files/?d=",
+    since: Since = None,
+) -> None:
+    """Labelled uploads with their kept photos as a Food-11 folder, or the review queue for Label Studio."""
+    from servetune.labels.export import export_food11, known_class
+    from servetune.labels.label_studio import export_label_studio
+    from servetune.labels.store import open_store
+    from servetune.model.data import SPLITS
+
+    if export_format not in ("food11", "label-studio"):
+        raise OptionError(f"--format {export_format!r}: choose food11 or label-studio")
+    if split not in SPLITS:
+        raise OptionError(f"--split {split!r}: choose {', '.join(SPLITS)}")
+    store = open_store(labels_db, create=False)
+    try:
+        uploads = store.uploads(since=parse_since(since))
+    finally:
+        store.close()
+    if export_format == "food11":
+        result = export_food11(uploads, photos, out, split)
+        where = out / split
+        skipped = sum(1 for u in uploads if known_class(u) is not None and u.photo_file is None)
+    else:
+        queue = [u for u in uploads if u.review_label is None and (u.review or every_photo)]
+        result = export_label_studio(queue, photos, out, image_url)
+        where = out / "tasks.json"
+        skipped = result.without_photo
+    total = sum(result.written.values())
+    typer.echo(f"wrote {total} photos to {where}" + "".join(
+        f"\n  {name:<18} {count}" for name, count in sorted(result.written.items())))
+    if skipped:
+        typer.echo(f"{skipped} uploads had no kept photo (serve with --keep-photos to keep them)")
+    if result.missing_photo:
+        typer.echo(f"{len(result.missing_photo)} kept photos were not found in {photos}, e.g. {result.missing_photo[0]}")
+
+
+@labels_app.command("import")
+def import_reviews(
+    export_file: Annotated[Path, typer.Argument(help="Label Studio's JSON export of the tasks labels export wrote")],
+    labels_db: LabelsDb = DEFAULT_DB,
+) -> None:
+    """Read review labels back from Label Studio into the store (all or none)."""
+    from servetune.cli.errors import CommandFailed
+    from servetune.labels.label_studio import classes_of, read_label_studio_export
+    from servetune.labels.store import open_store
+
+    store = open_store(labels_db, create=False)
+    try:
+        labels, unlabelled = read_label_studio_export(export_file, set(classes_of(store.uploads())))
+        unknown = store.add_reviews([(label.key, label.label) for label in labels], time.time())
+    finally:
+        store.close()
+    if unknown:
+        raise CommandFailed(
+            f"{export_file}: {len(unknown)} tasks name uploads this store does not have (e.g. {unknown[0][:12]}); "
+            "nothing was imported"
+        )
+    typer.echo(f"imported {len(labels)} review labels; {unlabelled} tasks had no annotation")

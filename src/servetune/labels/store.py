@@ -178,16 +178,15 @@ class LabelStore:
         return Answer(Outcome.USED if found[0][1] is not None else Outcome.EXPIRED)
 
     def add_reviews(self, labels: Sequence[tuple[str, str]], now: float) -> list[str]:
-        """Store review labels (key, class) from an annotation tool; the keys the store does not have."""
-        unknown = []
+        """Store review labels (key, class) from an annotation tool, all or none: the keys the store does
+        not have (then nothing is stored)."""
         with self.transaction():
+            unknown = [key for key, _ in labels if not self.execute("SELECT 1 FROM uploads WHERE key = ?", (key,))]
+            if unknown:
+                return unknown
             for key, label in labels:
-                if not self.execute(
-                    "UPDATE uploads SET review_label = ?, reviewed_at = ? WHERE key = ? RETURNING key",
-                    (label, now, key),
-                ):
-                    unknown.append(key)
-        return unknown
+                self.execute("UPDATE uploads SET review_label = ?, reviewed_at = ? WHERE key = ?", (label, now, key))
+        return []
 
     # --- reads --------------------------------------------------------------------------------------
 
