@@ -95,10 +95,12 @@ def test_reads_select_by_time_and_accuracy_counts_only_held_out_labels(store) ->
     assert store.accuracy_by_model() == {"a" * 64: (1, 2)}
 
 
-def test_review_labels_land_on_their_uploads_and_unknown_keys_are_listed(store) -> None:
+def test_review_labels_are_stored_all_or_none(store) -> None:
     upload = make_upload(kind="shown", review=True)[1]
     store.add([upload])
     assert store.add_reviews([(upload.key, "Soup"), ("f" * 64, "Egg")], time.time()) == ["f" * 64]
+    assert store.uploads()[0].review_label is None
+    assert store.add_reviews([(upload.key, "Soup")], time.time()) == []
     assert store.uploads()[0].review_label == "Soup"
 
 
