@@ -224,6 +224,37 @@ class ProbeSpec(BaseModel):
     failure_threshold: int = Field(default=3, ge=1, le=100)
 
 
+class PostgresSpec(BaseModel):
+    """A PostgreSQL server for the label store that `deploy` renders (StatefulSet + Service + Secret)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = "postgres:15"
+    storage_gb: int = Field(default=1, ge=1, le=10_000, description="the data volume's size")
+    storage_class: str | None = Field(default=None, description="None: the cluster's default")
+
+
+class LabelsSpec(BaseModel):
+    """Labels from users (serve --holdout-fraction and friends) and where the replicas store them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    holdout_fraction: float = Field(default=0.0, ge=0, le=1, description="share of uploads held out")
+    review_below: float = Field(default=0.0, ge=0, le=1, description="queue shown uploads under this probability")
+    feedback: bool = False
+    label_ttl_s: int = Field(default=900, ge=10, le=7 * 86_400)
+    label_rate_per_min: int = Field(default=120, ge=0, description="labels per client per minute; 0: no limit")
+    database: Literal["sqlite", "postgresql"] = Field(
+        default="sqlite", description="sqlite: one file (one machine only); postgresql: one server for every "
+        "replica (Kubernetes: a StatefulSet rendered with the Deployment, unless database_secret is given)",
+    )
+    database_secret: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="Kubernetes: an existing Secret whose key `url` is the postgresql:// URL (nothing rendered)",
+    )
+    postgres: PostgresSpec = PostgresSpec()
+
+
 class DeploymentSpec(BaseModel):
     """One candidate deployment: what runs, how much it may hold, and how it scales. Read from YAML."""
 
@@ -247,6 +278,7 @@ class DeploymentSpec(BaseModel):
     startup_probe: ProbeSpec = ProbeSpec(period_seconds=1, failure_threshold=60)
     termination_grace_period_seconds: int = Field(default=30, ge=1, le=3600)
     pre_stop_seconds: int = Field(default=5, ge=0, le=600, description="sleep before SIGTERM so endpoints drain")
+    labels: LabelsSpec | None = Field(default=None, description="labels from users; None: off")
 
     @field_validator("pre_stop_seconds")
     @classmethod
@@ -388,6 +420,10 @@ class RunSummary(BaseModel):
     latency_p99_s: float | None = None
     accuracy: float | None = None
     accuracy_source: str | None = None
+    live_accuracy: float | None = Field(default=None, description="held-out user labels in this run (run.json)")
+    live_accuracy_n: int | None = None
+    live_accuracy_interval: tuple[float, float] | None = Field(default=None, description="95 % Wilson interval")
+    live_accuracy_source: str | None = None
     model: str | None = None
     replica_restarts: int | None = Field(default=None, description="replicas that exited unasked (run.json)")
     restart_reasons: dict[str, int] = Field(default_factory=dict, description="OOMKilled, Error (SIGKILL), ...")

@@ -31,10 +31,11 @@ from rich.console import Console
 
 from servetune import __version__
 from servetune.backend.protocol import Backend, BackendName, Measurement
-from servetune.config import DeploymentSpec, LoadProfile
+from servetune.config import DeploymentSpec, LabelsSpec, LoadProfile
 from servetune.deploy.manifests import render_manifests, to_yaml
 from servetune.deploy.spec import DEFAULT_MODEL, read_deployment, spec_model_path
 from servetune.errors import ServetuneError
+from servetune.load.labelling_users import LabellingPlan
 from servetune.load.profile import load_profile
 from servetune.load.runner import LoadDriver
 from servetune.runfolder import (
@@ -82,6 +83,8 @@ class RunOptions:
     ready_timeout_s: float = 300.0
     progress: bool = True
     show_event: Callable[[str], bool] = shows_scaling  # which cluster events reach the terminal
+    labelling: LabellingPlan | None = None  # labelling users beside the load: the run's live accuracy
+    holdout_fraction: float | None = None  # overrides the spec's labels.holdout_fraction
 
     def monitor_interval(self) -> float:
         if self.monitor_interval_s is not None:
@@ -110,6 +113,13 @@ class Inputs:
 def read_inputs(options: RunOptions) -> Inputs:
     """The spec, the profile and the model file; RunError (or the stage's own error) when one is unusable."""
     spec, notes = read_deployment(options.spec)
+    if options.holdout_fraction is not None:
+        labels = spec.labels or LabelsSpec()
+        spec.labels = labels.model_copy(update={"holdout_fraction": options.holdout_fraction})
+    if options.labelling is not None and (spec.labels is None or spec.labels.holdout_fraction == 0):
+        raise RunError(
+            "labelling users need held-out uploads: set labels.holdout_fraction in the spec, or --holdout-fraction"
+        )
     profile = load_profile(options.profile, options.time_scale)
     model_path: Path | None = spec_model_path(spec.model)
     if not model_path.is_file():
@@ -206,7 +216,8 @@ def evaluate(options: RunOptions, console: Console | None = None, backend: Backe
         "servetune": __version__,
         "machine": machine(),
     })
-    measurement = Measurement(inputs.profile, folder, options.driver, options.monitor_interval(), options.progress)
+    measurement = Measurement(inputs.profile, folder, options.driver, options.monitor_interval(), options.progress,
+                              options.labelling)
     try:
         with record.step("prepare", f"keep the spec, rendered objects and model in {folder.path}"):
             record.update(**keep_inputs(folder, inputs, options))

@@ -32,6 +32,7 @@ REQUESTS_FILE = "requests.csv"
 PROFILE_FILES = ("load_profile.yaml", "profile.yaml")  # the load drivers write the first; a hand-made folder may hold the second
 SUMMARY_FILE = "summary.json"
 EVENTS_FILE = "events.log"
+LABELLING_FILE = "labelling.json"
 CLUSTER_DIR = "cluster"
 
 # The accuracy a run reports: the first of these splits that the model card has, else its first split.
@@ -64,6 +65,7 @@ class RunFolder:
         self.profile_copy = self.path / PROFILE_FILES[0]
         self.summary_file = self.path / SUMMARY_FILE
         self.events_log = self.path / EVENTS_FILE
+        self.labelling_file = self.path / LABELLING_FILE
         self.cluster_dir = self.path / CLUSTER_DIR
 
     def __truediv__(self, name: str) -> Path:

@@ -43,6 +43,13 @@ def headline_rows(summary: RunSummary, style: Literal["report", "terminal"] = "t
         ("response time", "OKAY-weighted Resp Time", _ms(summary.response_time_s)),
         ("accuracy", "", "n/a" if summary.accuracy is None else f"{summary.accuracy:.2%} ({source})"),
     ]
+    if summary.live_accuracy is not None and summary.live_accuracy_interval is not None:
+        # Next to the offline figure (the model card's, on a fixed data set): this run's own measurement.
+        low, high = summary.live_accuracy_interval
+        rows.append((
+            "live accuracy", "held-out user labels during this run; the accuracy above is offline",
+            f"{summary.live_accuracy:.2%} (95 % Wilson {low:.1%}..{high:.1%}, n={summary.live_accuracy_n})",
+        ))
     if not terminal:
         return [(f"{name} ({how})" if how else name, value) for name, how, value in rows]
     return [(name, f"{value} ({how})" if how else value) for name, how, value in rows] + [

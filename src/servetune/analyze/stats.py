@@ -302,6 +302,8 @@ def summarize_data(data: RunData) -> RunSummary:
     else:
         failures = siege_failure_rate(rows)
     value, source, model = accuracy(data)
+    live = data.run_info.get("live_accuracy")
+    live = live if isinstance(live, dict) and isinstance(live.get("accuracy"), int | float) else {}
     others, cores = others_cores(data.run_info)
     return RunSummary(
         run_dir=str(data.run_dir),
@@ -316,6 +318,10 @@ def summarize_data(data: RunData) -> RunSummary:
         latency_p99_s=p99,
         accuracy=value,
         accuracy_source=source,
+        live_accuracy=live.get("accuracy"),
+        live_accuracy_n=live.get("n"),
+        live_accuracy_interval=tuple(live["wilson_95"]) if live.get("wilson_95") else None,
+        live_accuracy_source=live.get("source"),
         model=model,
         replica_restarts=restart_count(data.run_info),
         restart_reasons=restart_reasons(data.run_info),

@@ -10,9 +10,11 @@ import time
 
 from servetune.backend.protocol import LiveBackend, Measurement
 from servetune.host.machine_cpu import host_cpu, snapshot
+from servetune.labels.stats import wilson_interval
 from servetune.load.driver import LoadOptions
+from servetune.load.labelling_users import LabellingPlan, LabellingTally, LabellingUsers, write_tally
 from servetune.load.runner import run_with_driver
-from servetune.runfolder import RunRecord, StepFailed, message_of
+from servetune.runfolder import RunFolder, RunRecord, StepFailed, message_of
 
 FIRST_SAMPLE_WAIT_S = 30.0
 
@@ -50,8 +52,15 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
             raise StepFailed(f"resource monitor: {message_of(monitor_error[0])}")
         record.update(load_started_at=time.time(), monitor_first_sample_at=samples[0] if samples else None)
         cpu_at_start = snapshot()
-        run_with_driver(measurement.driver, measurement.profile, backend.url, folder.path,
-                 LoadOptions(progress=measurement.progress), stop_load)
+        labelling = LabellingUsers(measurement.labelling, backend.url) if measurement.labelling else None
+        if labelling is not None:
+            labelling.start()
+        try:
+            run_with_driver(measurement.driver, measurement.profile, backend.url, folder.path,
+                            LoadOptions(progress=measurement.progress), stop_load)
+        finally:
+            if labelling is not None:
+                record.update(live_accuracy=live_accuracy(measurement.labelling, labelling.stop(), folder))
         record.update(host_cpu=host_cpu(cpu_at_start, snapshot()))
         if measurement.progress and not record.console.is_terminal:
             record.console.line()  # the live view's last frame ends without a newline when not on a terminal
@@ -67,3 +76,16 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
         record.fail("load", "interrupted (Ctrl-C): the load stopped early", "interrupted")
         return "interrupted"
     return "completed" if record.running else "failed"
+
+
+def live_accuracy(plan: LabellingPlan, tally: LabellingTally, folder: RunFolder) -> dict:
+    """run.json's `live_accuracy`: the labelling users' held-out labels that the deployment accepted, how
+    often its model agreed, with the 95 % Wilson interval; their whole tally goes to labelling.json."""
+    counts = write_tally(folder.labelling_file, plan, tally)
+    correct, n = counts["correct"], counts["accepted"]
+    low, high = wilson_interval(correct, n)
+    return {
+        "accuracy": correct / n if n else None, "correct": correct, "n": n, "wilson_95": [low, high],
+        "held_out": counts["held_out"], "uploads": counts["uploads"], "refused": counts["refused"],
+        "source": f"held-out labels of {plan.users} labelling users ({plan.source})",
+    }

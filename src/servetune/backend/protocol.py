@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from servetune.config import LoadProfile, ResourceSample
+from servetune.load.labelling_users import LabellingPlan
 from servetune.load.runner import LoadDriver
 from servetune.runfolder import RunFolder, RunRecord
 
@@ -39,6 +40,7 @@ class Measurement:
     driver: LoadDriver = LoadDriver.BUILTIN
     monitor_interval_s: float = 5.0
     progress: bool = True  # the load driver's live table
+    labelling: LabellingPlan | None = None  # labelling users beside the load (load/labelling_users.py)
 
 
 class Backend(Protocol):

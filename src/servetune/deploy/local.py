@@ -19,6 +19,8 @@
 - A memory limit below what the model measurably needs (the warm-up's peak RSS) fails at once.
 - Autoscaling: every sync period (15 s x time_scale) the CPU of each replica over the period and its
   readiness go through deploy/hpa.py; the answer is applied with TTIN/TTOU.
+- Labels (spec `labels`): the replicas share `<workdir>/labels.db` (SQLite), or with `database: postgresql`
+  a PostgreSQL server the cluster starts for itself (deploy/local_postgres.py) and stops with them.
 - State: `<workdir>/state.json` (config.LocalClusterState), rewritten atomically every second; the local
   resource monitor (monitor/local.py) reads it.
 """
@@ -45,6 +47,7 @@ from servetune.config import DeploymentSpec, LocalClusterState, LocalReplica
 from servetune.deploy.backoff import Backoff, BackoffTimings, after_exit
 from servetune.deploy.footprint import measure_footprint
 from servetune.deploy.hpa import HpaMemory, HpaTimings, PodObservation, hpa_step
+from servetune.deploy.local_postgres import LocalPostgres
 from servetune.deploy.restarts import RESTARTS_DIR_VAR, exit_reason, read_exit_record, write_start_permit
 from servetune.errors import FailedError
 from servetune.host.cgroups import (
@@ -58,10 +61,11 @@ from servetune.host.cgroups import (
 )
 from servetune.host.schedule import every
 from servetune.host.usage import CpuMeter
-from servetune.serve.settings import ServerSettings
+from servetune.serve.settings import ServerSettings, label_fields
 
 MIB = 1024 * 1024
 STATE_FILE = "state.json"
+LABELS_FILE = "labels.db"
 LOG_FILE = "gunicorn.log"
 SIGNAL_GAP_S = 0.05  # between two signals to the master: two pending signals of one kind merge into one
 TICK_S = 0.5
@@ -154,6 +158,8 @@ class LocalCluster:
         self.log_path = self.workdir / LOG_FILE
         self.ready_dir = self.workdir / "ready"
         self.restarts_dir = self.workdir / "replicas"
+        self.labels_db = str(self.workdir.resolve() / LABELS_FILE) if spec.labels else None
+        self.postgres: LocalPostgres | None = None
 
         self.cpu_request = spec.requests.cpu
         self.memory_request = spec.requests.memory_mb * MIB
@@ -221,6 +227,7 @@ class LocalCluster:
         ) and (self.limits.memory_bytes is None or self._cgroups.memory_parent is not None)
         self.on_event(self.limits_note)
 
+        self._start_label_store()
         self._gunicorn_workers = min(self.desired, self.capacity)
         env = dict(os.environ)
         env.update(self._server_env())
@@ -244,6 +251,18 @@ class LocalCluster:
         self._thread = threading.Thread(target=self._run, name="local-cluster", daemon=True)
         self._thread.start()
 
+    def _start_label_store(self) -> None:
+        labels = self.spec.labels
+        if labels is None or labels.database != "postgresql":
+            return
+        # As root the data folder lives in the temporary directory, where the server's user can reach it.
+        folder = None if os.geteuid() == 0 else self.workdir / "postgres"
+        self.postgres = LocalPostgres(folder)
+        self.postgres.create()
+        self.postgres.start()
+        self.labels_db = self.postgres.url
+        self.on_event(f"label store: PostgreSQL on 127.0.0.1:{self.postgres.port}, data in {self.postgres.folder}")
+
     def _server_env(self) -> dict[str, str]:
         threads = self.spec.threads
         if threads is None and self.limits.cpu_cores is not None:
@@ -251,6 +270,7 @@ class LocalCluster:
         settings = ServerSettings(
             model_path=str(self.model_path), ready_dir=str(self.ready_dir), threads=threads,
             sample_image=str(self.sample_image) if self.sample_image is not None else None,
+            labels_db=self.labels_db, **label_fields(self.spec.labels),
         )
         env = settings.to_env()
         env[RESTARTS_DIR_VAR] = str(self.restarts_dir)
@@ -328,6 +348,12 @@ class LocalCluster:
             self._log_file = None
         if self._cgroups is not None:
             self._cgroups.remove_all()
+        if self.postgres is not None:
+            try:
+                self.postgres.stop()
+            except FailedError as error:
+                self.on_event(f"label store: {error}")
+            self.postgres = None
         with self._lock:
             self._workers.clear()
             self._pending_since.clear()

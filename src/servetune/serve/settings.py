@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from servetune.config import LabelsSpec
+
 ENV_NAMES = {
     "model_path": "SERVETUNE_MODEL",
     "sample_image": "SERVETUNE_SAMPLE_IMAGE",
@@ -85,3 +87,11 @@ class ServerSettings(BaseModel):
             problem = error.errors()[0]
             name = ENV_NAMES[str(problem["loc"][0])]
             raise ValueError(f"{name}={environ[name]!r}: {problem['msg']}") from None
+
+
+def label_fields(labels: LabelsSpec | None) -> dict:
+    """The ServerSettings fields a spec's `labels` section sets (the store's location is the caller's)."""
+    if labels is None:
+        return {}
+    return labels.model_dump(include={"holdout_fraction", "review_below", "feedback", "label_ttl_s",
+                                      "label_rate_per_min"})
