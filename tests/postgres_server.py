@@ -3,13 +3,14 @@ folder, with a known password so tests can look for it in logs, manifests and re
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
 from environment import IN_CI
-from servetune.deploy.local_postgres import LocalPostgres, postgres_bin
+from servetune.deploy.local_postgres import LocalPostgres, LocalPostgresError, postgres_bin
 
 PASSWORD = "pg-s3cret-7f1d"
 
@@ -37,8 +38,6 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.start()
         yield server
     finally:
-        try:
+        with contextlib.suppress(LocalPostgresError):  # already stopped by the test, or never started
             server.stop()
-        except Exception:  # noqa: BLE001 - already stopped by the test, or never started
-            pass
         server.remove()
