@@ -32,8 +32,10 @@ import yaml
 TOKEN = "contract-test-token"
 TIMESTAMP = "2026-11-29T04:58:12Z"
 OBJECT_PATH = re.compile(r"^/(api/v1|apis/[^/]+/[^/]+)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?$")
-KINDS = {"deployments": "Deployment", "services": "Service", "horizontalpodautoscalers": "HorizontalPodAutoscaler"}
-GROUPS = {"deployments": "apps", "services": "", "horizontalpodautoscalers": "autoscaling"}
+KINDS = {"deployments": "Deployment", "services": "Service", "horizontalpodautoscalers": "HorizontalPodAutoscaler",
+         "statefulsets": "StatefulSet", "secrets": "Secret"}
+GROUPS = {"deployments": "apps", "services": "", "horizontalpodautoscalers": "autoscaling", "statefulsets": "apps",
+          "secrets": ""}
 METRICS_APISERVICE = "v1beta1.metrics.k8s.io"
 SERVER_FIELDS = {"status"}  # never owned by a manager: the server's and the controllers'
 

@@ -5,6 +5,7 @@ replicas stored."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -14,18 +15,21 @@ from typer.testing import CliRunner
 from food11_folders import write_split
 from onnx_models import tiny_artifact
 from servetune.cli import app
+from servetune.deploy.local_postgres import postgres_bin
 from servetune.labels.stats import label_stats
 from servetune.labels.store import open_store
 
 
-@pytest.fixture
-def inputs(tmp_path: Path) -> tuple[Path, Path, Path]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def inputs(request, tmp_path: Path) -> tuple[Path, Path, Path]:
+    if request.param == "postgresql" and postgres_bin("initdb") is None:
+        pytest.skip("needs PostgreSQL's initdb (Debian package postgresql); .ci/run installs it")
     tiny_artifact(tmp_path / "tiny.onnx")
     spec = {
         "name": "tiny-app", "model": "tiny.onnx", "replicas": 2,
         "requests": {"cpu": 0.1, "memory_mb": 128}, "limits": {"cpu": 0.5, "memory_mb": 512},
         "termination_grace_period_seconds": 5,
-        "labels": {"holdout_fraction": 0.5, "label_rate_per_min": 0},
+        "labels": {"holdout_fraction": 0.5, "label_rate_per_min": 0, "database": request.param},
     }
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     profile = {"name": "short", "phases": [{"users": 2, "delay": 0.5, "duration_s": 30, "repeats": 2}]}
@@ -50,6 +54,15 @@ def test_labelling_users_measure_live_accuracy_through_the_deployment(tmp_path: 
     assert low <= live["accuracy"] <= high
     tally = json.loads((run_dir / "labelling.json").read_text())
     assert tally["accepted"] == live["n"] and tally["uploads"] > tally["held_out"] > 0
+    if "postgresql" in spec.read_text():
+        # The cluster's own server: started and stopped with the replicas; its password nowhere in the folder.
+        assert "label store: PostgreSQL on 127.0.0.1" in (run_dir / "events.log").read_text()
+        assert not (run_dir / "cluster" / "labels.db").exists()
+        for name in ("run.json", "deployment.yaml", "report.md", "events.log", "cluster/gunicorn.log"):
+            passwords = re.findall(r"postgresql://servetune:([^@]*)@", (run_dir / name).read_text())
+            assert set(passwords) <= {"***", "made-at-apply"}, name
+        assert "made-at-apply" in (run_dir / "deployment.yaml").read_text()
+        return
     # The replicas stored every accepted label, and the store's figure is the run's.
     store = open_store(str(run_dir / "cluster" / "labels.db"), create=False)
     [stored] = label_stats(store.uploads())

@@ -50,6 +50,7 @@ from servetune.runfolder import (
 
 MONITOR_INTERVAL_S = 5.0  # the reference monitor's cadence, before time compression
 MIN_MONITOR_INTERVAL_S = 0.5
+PASSWORD_PLACEHOLDER = "made-at-apply"
 
 
 class RunError(ServetuneError):
@@ -141,7 +142,8 @@ def keep_inputs(folder: RunFolder, inputs: Inputs, options: RunOptions) -> dict:
 
     spec = inputs.spec
     (folder / SPEC_FILE).write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    (folder / MANIFEST_FILE).write_text(to_yaml(render_manifests(spec)), encoding="utf-8")
+    manifests = render_manifests(spec, store_password=PASSWORD_PLACEHOLDER)  # the Secret's real one: at apply
+    (folder / MANIFEST_FILE).write_text(to_yaml(manifests), encoding="utf-8")
     path = inputs.model_path
     if path is None:
         return {"model": Path(spec.model).name, "model_file": {"path": spec.model, "in_image_only": True}}

@@ -1,4 +1,5 @@
-"""Kubernetes objects for a `DeploymentSpec`: Deployment, Service (NodePort or LoadBalancer), HPA.
+"""Kubernetes objects for a `DeploymentSpec`: Deployment, Service (NodePort or LoadBalancer), HPA, and the
+label store's PostgreSQL when the spec asks for one (deploy/label_store.py).
 
 The objects are plain dicts in the API's own camelCase shape, so `to_yaml` output is what `kubectl apply`
 takes and the Kubernetes client sends them unchanged.
@@ -11,8 +12,9 @@ from pathlib import PurePosixPath
 import yaml
 
 from servetune.config import DeploymentSpec, ProbeSpec, ScalingRules
+from servetune.deploy.label_store import labels_db_env, render_label_store
 from servetune.deploy.spec import DEFAULT_MODEL
-from servetune.serve.settings import ServerSettings
+from servetune.serve.settings import ServerSettings, label_fields
 
 # The Kubernetes version the manifests are written for and validated against (kubernetes-validate's
 # bundled schemas). 1.34 is the first release where the preStop `sleep` action is GA (beta, on by default,
@@ -31,12 +33,15 @@ WARMUP_REPLICAS = 5
 WARMUP_REQUESTS = {"cpu": "10m", "memory": "32Mi"}
 
 
-def render_manifests(spec: DeploymentSpec, sleep_action: bool = True) -> list[dict]:
-    """Deployment + Service, plus an HPA when the spec autoscales (otherwise fixed `spec.replicas`).
+def render_manifests(spec: DeploymentSpec, sleep_action: bool = True, store_password: str | None = None) -> list[dict]:
+    """Deployment + Service, plus an HPA when the spec autoscales (otherwise fixed `spec.replicas`), after
+    the label store's objects when it has its own PostgreSQL.
 
     sleep_action: the preStop pause as the `sleep` action (Kubernetes >= 1.30), else as an `exec` of sleep.
+    store_password: the label store's password [default: a new random one]; a copy kept for the record
+    (the run folder's deployment.yaml) gives a placeholder, so no password is written outside the cluster.
     """
-    objects = [deployment(spec, spec.name, spec.replicas, sleep_action), service(spec)]
+    objects = [*render_label_store(spec, store_password), deployment(spec, spec.name, spec.replicas, sleep_action), service(spec)]
     if spec.autoscaling is not None:
         objects.append(horizontal_pod_autoscaler(spec))
     return objects
@@ -152,8 +157,9 @@ def environment(spec: DeploymentSpec) -> list[dict]:
         {"name": "HOME", "value": "/tmp"},
     ]
     # threads unset: the server sizes its threads from the container's CPU quota
-    settings = ServerSettings(model_path=model_path_in_image(spec), threads=spec.threads)
+    settings = ServerSettings(model_path=model_path_in_image(spec), threads=spec.threads, **label_fields(spec.labels))
     env.extend({"name": name, "value": value} for name, value in settings.to_env().items())
+    env.extend(labels_db_env(spec))  # the URL, with its password, only ever from the Secret
     return env
 
 
