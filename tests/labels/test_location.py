@@ -25,8 +25,10 @@ def test_a_postgresql_url_is_redacted_everywhere_it_is_shown() -> None:
 @pytest.mark.parametrize(
     ("value", "reason"),
     [("", "empty"), ("mysql://x@y/z", "unsupported scheme 'mysql'"), ("sqlite://", "no file"),
-     ("postgresql:///labels", "no host")],
+     ("postgresql:///labels", "no host"), ("postgresql://u:pw@[::1/x", "not a valid URL"),
+     ("postgresql://u:pw@db:99999/x", "not a valid URL")],
 )
 def test_unusable_values_say_why(value: str, reason: str) -> None:
-    with pytest.raises(StoreLocationError, match=reason):
+    with pytest.raises(StoreLocationError, match=reason) as refused:
         parse_location(value)
+    assert ":pw@" not in str(refused.value)

@@ -41,7 +41,11 @@ def parse_location(value: str) -> StoreLocation:
     if not value:
         raise StoreLocationError("--labels-db: empty; give a SQLite file or a postgresql:// URL")
     if value.startswith(POSTGRES_SCHEMES):
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - parsing the port is what may fail
+        except ValueError as error:
+            raise StoreLocationError(f"--labels-db {redact_url(value)}: not a valid URL ({error})") from None
         if not parts.hostname and "host=" not in parts.query:
             raise StoreLocationError(f"--labels-db {redact_url(value)}: no host in the PostgreSQL URL")
         return StoreLocation("postgresql", value)
