@@ -46,7 +46,7 @@ REFUSALS = {  # outcome: (status, reason)
     Outcome.USED: (409, "this id has already been answered"),
     Outcome.EXPIRED: (410, "this id has expired"),
 }
-random = secrets.SystemRandom()
+draw = secrets.SystemRandom()  # the held-out draw: unpredictable to clients
 log = logging.getLogger("servetune.serve")
 
 
@@ -124,7 +124,7 @@ class Labelling:
         if not self.enabled or self.writer is None or self.model is None:
             return None
         settings = self.settings
-        if settings.holdout_fraction > 0 and random.random() < settings.holdout_fraction:
+        if settings.holdout_fraction > 0 and draw.random() < settings.holdout_fraction:
             if not self.writer.up:
                 self.metrics.holdout_skipped.labels("store_down").inc()
             else:
