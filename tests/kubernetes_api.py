@@ -22,6 +22,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -211,6 +212,7 @@ class FakeApiServer:
     cluster_scope_forbidden: bool = False  # a namespaced user: no namespaces, nodes or apiservices
     pod_waiting: tuple[str, str] | None = None  # (reason, message) of every pod's container
     last_terminated: dict | None = None
+    exits: dict[str, list[dict]] = field(default_factory=dict)  # pod name -> its container's ends (restart())
     unschedulable: bool = False
     warning_events: list[tuple[str, str]] = field(default_factory=list)  # (reason, message) on every pod
     write_errors: dict[str, tuple[int, dict]] = field(default_factory=dict)  # resource -> failure of a write
@@ -251,6 +253,13 @@ class FakeApiServer:
         meta = self.objects[key]["metadata"]
         meta.update(generation=meta["generation"] + 1, resourceVersion=str(next(self.versions)))
         self.objects[key]["spec"]["replicas"] = replicas
+
+    def restart(self, pod_name: str, reason: str = "OOMKilled", exit_code: int = 137) -> None:
+        """What the kubelet does when a container exits: restart it, count it, keep how it ended."""
+        self.exits.setdefault(pod_name, []).append({
+            "exitCode": exit_code, "reason": reason, "startedAt": "2026-11-29T04:58:14Z",
+            "finishedAt": "2026-11-29T05:01:02Z", "containerID": "containerd://" + "ef" * 32,
+        })
 
     def kubeconfig(self, path: Path, namespace: str | None = None) -> Path:
         context = {"cluster": "loopback", "user": "tester"} | ({"namespace": namespace} if namespace else {})
@@ -556,6 +565,8 @@ class FakeApiServer:
         result = pod(f"{app_name}-7d9f8-{index}", namespace, containers, {"app": app_name})
         container = result["status"]["containerStatuses"][0]
         container["ready"] = ready
+        if exits := self.exits.get(result["metadata"]["name"]):
+            container.update(restartCount=len(exits), lastState={"terminated": exits[-1]})
         if self.unschedulable:
             result["status"] = {"phase": "Pending", "qosClass": "Burstable", "conditions": [
                 {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "lastProbeTime": None,
@@ -645,3 +656,37 @@ def serve(api: FakeApiServer) -> ThreadingHTTPServer:
     api.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server
+
+
+class DeployedService:
+    """A stand-in for the deployed app behind its NodePort: answers GET /test as the app does and calls
+    `on_request` (with the request's number, from 1) before each answer. `close()` after the test."""
+
+    def __init__(self, on_request: Callable[[int], None] = lambda number: None) -> None:
+        self.hits = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                outer.hits += 1
+                on_request(outer.hits)
+                body = b'{"prediction": "Soup", "probability": 0.9}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+

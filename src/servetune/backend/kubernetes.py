@@ -9,7 +9,8 @@ from pathlib import Path
 from servetune.backend.measure import load_and_monitor
 from servetune.backend.protocol import BackendName, Measurement
 from servetune.config import DeploymentSpec, ResourceSample
-from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError
+from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError, pod_status
+from servetune.deploy.pod_restarts import PodRestarts
 from servetune.runfolder import RunRecord
 
 WARM_UP_REPLICAS = 5  # deploy/manifests.py's warm-up Deployment
@@ -28,6 +29,7 @@ class KubernetesBackend:
         self.cluster = KubernetesCluster(kubeconfig, context)
         self.applied = False
         self._url = url
+        self.restarts: PodRestarts | None = None  # counted from apply() on
 
     def warm_up(self) -> str:
         self.cluster.warm_up(self.spec, timeout=2 * self.ready_timeout_s, show_progress=self.progress)
@@ -36,6 +38,9 @@ class KubernetesBackend:
     def apply(self) -> str:
         if self.spec.autoscaling is not None and (warning := self.cluster.metrics_api_warning()):
             self.on_event(f"warning: {warning}")
+        restarts = PodRestarts()
+        restarts.baseline(self.cluster.pods(self.spec.namespace, self.selector))  # pods an earlier apply left
+        self.restarts = restarts
         self.applied = True
         actions = list(self.cluster.apply(self.spec))
         for action in actions:
@@ -44,6 +49,7 @@ class KubernetesBackend:
 
     def wait_ready(self) -> str:
         status = self.cluster.wait_ready(self.spec, self.ready_timeout_s, self.progress)
+        self.count_restarts(status.pods)
         if self._url is None:
             self._url = f"http://{self.node_address()}:{self.spec.node_port}"
         return f"{status.ready}/{status.desired} replicas ready; load goes to {self._url}"
@@ -70,7 +76,18 @@ class KubernetesBackend:
 
         # The deployment's own connection: the kubeconfig is read once and its namespace exists.
         return monitor_namespace(self.cluster.api_client, out, self.spec.namespace, selector=f"app={self.spec.name}",
-                                 interval_s=interval_s, stop_event=stop, on_sample=on_sample)
+                                 interval_s=interval_s, stop_event=stop, on_sample=on_sample,
+                                 on_pods=lambda pods: self.count_restarts([pod_status(pod) for pod in pods]))
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return {"app": self.spec.name}
+
+    def count_restarts(self, pods) -> None:
+        """Restarts since the last listing, each said as it is seen (terminal and events.log)."""
+        if self.restarts is not None:
+            for line in self.restarts.observe(pods):
+                self.on_event(line)
 
     def measure(self, measurement: Measurement, record: RunRecord) -> str:
         return load_and_monitor(self, measurement, record)
@@ -79,9 +96,10 @@ class KubernetesBackend:
         return None
 
     def limits(self) -> dict:
+        counted = self.restarts.record() if self.restarts is not None else {}
         if self.spec.limits is None:
-            return {"limits_enforced": False, "limits_note": "the spec sets no limits"}
-        return {"limits_enforced": True, "limits_note": "enforced by the kubelet"}
+            return {"limits_enforced": False, "limits_note": "the spec sets no limits", **counted}
+        return {"limits_enforced": True, "limits_note": "enforced by the kubelet", **counted}
 
     def tear_down(self) -> str:
         if not self.applied:

@@ -53,6 +53,8 @@ class PodStatus:
     restarts: int
     reason: str = ""  # why it is not running or not ready, when known
     node: str = ""
+    uid: str = ""
+    last_exit: str = ""  # why its container last ended (lastState.terminated), in restart_reason's words
 
 
 @dataclass
@@ -370,8 +372,10 @@ def pod_status(pod) -> PodStatus:
     containers = [c for c in pod.status.container_statuses or [] if c.name == CONTAINER_NAME]
     restarts = sum(c.restart_count or 0 for c in containers)
     ready = bool(containers) and all(c.ready for c in containers)
-    reason = ""
+    reason = last_exit = ""
     for c in containers:
+        if c.last_state is not None and c.last_state.terminated is not None:
+            last_exit = restart_reason(c.last_state.terminated)
         if c.state is not None and c.state.waiting is not None:
             reason = c.state.waiting.reason or ""
             detail = c.state.waiting.message or ""
@@ -390,7 +394,20 @@ def pod_status(pod) -> PodStatus:
         restarts=restarts,
         reason=reason,
         node=(pod.spec.node_name or "") if pod.spec is not None else "",
+        uid=pod.metadata.uid or "",
+        last_exit=last_exit,
     )
+
+
+def restart_reason(terminated) -> str:
+    """The kubelet's lastState.terminated in the one-machine cluster's words: `OOMKilled`, `Error (exit code
+    137)`, `Error (signal 9)`."""
+    reason = terminated.reason or "Error"
+    if reason == "OOMKilled":
+        return reason
+    if terminated.signal:
+        return f"{reason} (signal {terminated.signal})"
+    return f"{reason} (exit code {terminated.exit_code})" if terminated.exit_code is not None else reason
 
 
 def pod_failure(pods: list[PodStatus]) -> str | None:

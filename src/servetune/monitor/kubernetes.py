@@ -64,7 +64,9 @@ class KubernetesSampler:
         selector: str | None = None,
         usage_all_pods: bool = False,
         request_timeout_s: float = 4.0,
+        on_pods: Callable[[list[Any]], None] | None = None,
     ) -> None:
+        """`on_pods`: called with each pod listing (the client's V1Pod objects), e.g. to count restarts."""
         client = kubernetes_client()
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
@@ -72,6 +74,7 @@ class KubernetesSampler:
         self.selector = selector or None
         self.usage_all_pods = usage_all_pods
         self.request_timeout_s = request_timeout_s
+        self.on_pods = on_pods
         self._last_usage: dict[str, tuple[float, float]] = {}  # pod name -> (cores, KiB)
         self._metrics_gap = False
         self._warned_pods: set[str] = set()
@@ -83,6 +86,8 @@ class KubernetesSampler:
                           label_selector=self.selector)
         if pods is None:
             return None
+        if self.on_pods is not None:
+            self.on_pods(pods.items)
         containers = {}
         for pod in pods.items:
             ml_app = [c for c in pod.spec.containers if c.name == CONTAINER_NAME]
@@ -222,11 +227,13 @@ def monitor_namespace(
     usage_all_pods: bool = False,
     stop_event: threading.Event | None = None,
     on_sample: Callable[[ResourceSample], None] | None = None,
+    on_pods: Callable[[list[Any]], None] | None = None,
 ) -> int:
     """monitor_kubernetes through a connection that is open already (a deployment's own, say)."""
     sampler = KubernetesSampler(
         api_client, namespace, selector=selector, usage_all_pods=usage_all_pods,
         request_timeout_s=max(0.5, min(4.0, interval_s * 0.8)),  # a sample gives up before the next is due
+        on_pods=on_pods,
     )
     return record(sampler, out_path, interval_s=interval_s, duration_s=duration_s, stop_event=stop_event,
                   on_sample=on_sample)

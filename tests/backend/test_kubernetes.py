@@ -1,0 +1,92 @@
+"""`servetune run --backend kubernetes` against the loopback API server (tests/kubernetes_api.py): what a
+real cluster does during a run and what the run folder must then say.
+
+One run serves every test of this module (the module-scoped `cluster_run`): a container is killed on the
+load's first request (the kubelet restarts it and counts it), --time-scale 0.1 compresses a 20 s profile.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import yaml
+from rich.console import Console
+
+from kubernetes_api import DeployedService, FakeApiServer, serve
+from servetune.backend.protocol import BackendName
+from servetune.deploy import kubernetes as cluster_module
+from servetune.run import RunOptions, evaluate
+
+KILLED_POD = "ml-app-7d9f8-0"
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory):
+    """(run folder, run.json, the API server, the terminal's output) of one compressed Kubernetes run."""
+    folder = tmp_path_factory.mktemp("k8s")
+    api = FakeApiServer(namespaces={"default"})
+    server = serve(api)
+
+    def kill_a_container(number: int) -> None:
+        if number == 1:
+            with api.lock:
+                api.restart(KILLED_POD, "OOMKilled", 137)
+
+    service = DeployedService(kill_a_container)
+    poll = cluster_module.POLL_SECONDS
+    cluster_module.POLL_SECONDS = 0.01
+    try:
+        spec = folder / "k8s.yaml"
+        spec.write_text("name: ml-app\nautoscaling: {min_replicas: 1, max_replicas: 3}\n")
+        profile = folder / "short.yaml"
+        profile.write_text(yaml.safe_dump({"name": "short", "phases": [{"users": 2, "delay": 0.1, "duration_s": 20}]}))
+        console = Console(file=(output := io.StringIO()), width=200)
+        result = evaluate(RunOptions(
+            spec=str(spec), out=folder / "run", backend=BackendName.KUBERNETES, profile=str(profile),
+            time_scale=0.1, kubeconfig=api.kubeconfig(folder / "kubeconfig"), url=service.url, progress=False,
+        ), console=console)
+        yield result.run_dir, result.record, api, output.getvalue()
+    finally:
+        cluster_module.POLL_SECONDS = poll
+        service.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_run_completes(cluster_run):
+    _, record, _, output = cluster_run
+    assert record["status"] == "completed", output
+
+
+def test_a_restarted_container_is_counted_with_its_reason(cluster_run):
+    run_dir, record, _, output = cluster_run
+    assert record["restarts"] == 1 and record["restart_reasons"] == {"OOMKilled": 1}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["replica_restarts"] == 1 and summary["restart_reasons"] == {"OOMKilled": 1}
+    assert "| replica restarts | 1 (OOMKilled x1) |" in (run_dir / "report.md").read_text()
+    line = f"replica {KILLED_POD} restarted (OOMKilled): restart #1"
+    assert line in output  # said on the terminal as it was seen
+    assert line in (run_dir / "events.log").read_text()
+
+
+def test_restarts_from_before_the_apply_are_not_this_runs(tmp_path):
+    from servetune.deploy.kubernetes import PodStatus
+    from servetune.deploy.pod_restarts import PodRestarts
+
+    def pod(uid: str, restarts: int, last_exit: str = "") -> PodStatus:
+        return PodStatus(name=f"pod-{uid}", phase="Running", ready=True, restarts=restarts, uid=uid,
+                         last_exit=last_exit)
+
+    tally = PodRestarts()
+    tally.baseline([pod("a", 4, "Error (exit code 1)")])
+    assert tally.observe([pod("a", 4, "Error (exit code 1)"), pod("b", 0)]) == []
+    assert tally.observe([pod("a", 6, "OOMKilled"), pod("b", 1, "Error (exit code 137)")]) == [
+        "replica pod-a restarted 2 times (OOMKilled): restart #2",
+        "replica pod-b restarted (Error (exit code 137)): restart #3",
+    ]
+    assert tally.observe([pod("c", 1, "Error (signal 9)")]) == [
+        "replica pod-c restarted (Error (signal 9)): restart #4"]  # a pod created since: all of its restarts
+    assert tally.record() == {"restarts": 4, "restart_reasons": {"OOMKilled": 2, "Error (exit code 137)": 1,
+                                                                 "Error (signal 9)": 1}}
