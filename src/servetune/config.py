@@ -65,6 +65,18 @@ class ModelSpec(BaseModel):
     version: str = "0"
 
 
+class ReplicaStates(BaseModel):
+    """What one resource sample's columns cannot say: the counted replicas by state, and how many of them had
+    no usage measured yet (the usage columns count those as 0). One row of replica_states.csv."""
+
+    time: str  # the resource_usage.csv row's own `time`
+    ready: int
+    starting: int  # placed, not ready yet (starting, probing, or waiting out a restart back-off)
+    pending: int  # waiting for capacity: no node (no room on this machine) can take it
+    terminating: int
+    usage_unmeasured: int = 0  # never measured yet: a new pod before metrics-server's first sample of it
+
+
 class ResourceSample(BaseModel):
     """One row of resource_usage.csv (the reference monitor's columns, every 5 s)."""
 
@@ -76,9 +88,10 @@ class ResourceSample(BaseModel):
     mem_lim_KB: float
     cpu_use_core: float
     mem_use_KB: float
+    states: ReplicaStates | None = Field(default=None, exclude=True)  # a live monitor's; not a CSV column
 
 
-RESOURCE_COLUMNS: list[str] = list(ResourceSample.model_fields)
+RESOURCE_COLUMNS: list[str] = [name for name in ResourceSample.model_fields if name != "states"]
 
 
 class LoadRunRow(BaseModel):
@@ -363,16 +376,20 @@ class RunSummary(BaseModel):
     run_dir: str
     name: str
     memory_requested_KB: float = Field(description="mean of mem_req_KB")
-    memory_used_KB: float = Field(description="mean of mem_use_KB")
+    memory_used_KB: float | None = Field(description="mean of mem_use_KB over the samples whose usage was "
+                                         "measured; None when none was")
     transaction_rate: float = Field(description="sum(OKAY) / evaluation seconds (sum of Elap Time)")
     response_time_s: float | None = Field(description="sum(OKAY x Resp Time) / sum(OKAY); None without OKAY")
     cpu_requested_core: float
-    cpu_used_core: float
+    cpu_used_core: float | None = Field(description="mean of cpu_use_core, over the same samples as memory used")
     cpu_limit_core: float
     memory_limit_KB: float
     replica_seconds: float = Field(description="n_replica integrated over the monitored time")
     mean_replicas: float
     max_replicas: int
+    samples: int = Field(default=0, description="resource samples")
+    usage_samples: int = Field(default=0, description="resource samples whose usage was measured for every "
+                               "replica (replica_states.csv; all of them without it)")
     evaluation_s: float = Field(description="sum of Elap Time over the load runs")
     runs: int
     transactions: int

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from kubernetes_api import DeployedService, FakeApiServer, serve
 from servetune.backend.protocol import BackendName
+from servetune.config import RESOURCE_COLUMNS
 from servetune.deploy import kubernetes as cluster_module
 from servetune.run import RunOptions, evaluate
 
@@ -90,3 +91,17 @@ def test_restarts_from_before_the_apply_are_not_this_runs(tmp_path):
         "replica pod-c restarted (Error (signal 9)): restart #4"]  # a pod created since: all of its restarts
     assert tally.record() == {"restarts": 4, "restart_reasons": {"OOMKilled": 2, "Error (exit code 137)": 1,
                                                                  "Error (signal 9)": 1}}
+
+
+def test_usage_never_measured_is_n_a_and_the_csv_keeps_the_reference_format(cluster_run):
+    """The fake cluster's metrics-server never measured these pods: no usage is a 0 MiB measurement."""
+    run_dir, record, _, _ = cluster_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["memory_used_KB"] is None and summary["cpu_used_core"] is None
+    assert summary["usage_samples"] == 0 and summary["samples"] == record["monitor_samples"] > 0
+    assert "| memory used (mean mem_use_KB) | n/a (not measured in any of" in (run_dir / "report.md").read_text()
+    lines = (run_dir / "resource_usage.csv").read_text().splitlines()
+    assert lines[0] == ",".join(RESOURCE_COLUMNS) and all(line.endswith(",0,0") for line in lines[1:])
+    states = (run_dir / "replica_states.csv").read_text().splitlines()
+    assert states[0] == "time,ready,starting,pending,terminating,usage_unmeasured"
+    assert [line.split(",")[0] for line in states[1:]] == [line.split(",")[0] for line in lines[1:]]

@@ -5,7 +5,10 @@ A run folder holds `resource_usage.csv` (monitor) and `load_output.csv` (siege -
 `profile.yaml` also works), `run.json` (optional `name`, `accuracy`, `model`) and a model artifact (`*.onnx`).
 
 The four reference statistics, exactly:
-- memory requested = mean of `mem_req_KB`; memory used = mean of `mem_use_KB` (plain means over samples);
+- memory requested = mean of `mem_req_KB`; memory used = mean of `mem_use_KB` (plain means over samples;
+  where `replica_states.csv` says a sample had a replica whose usage was not measured yet, that sample's
+  usage, 0 for that replica, is left out of the used means: memory and CPU used are over the samples
+  measured, and None when there was none);
 - transaction rate = sum(OKAY) / evaluation seconds;
 - response time = sum(OKAY x Resp Time) / sum(OKAY) (an OKAY-weighted mean, not the column's mean).
 
@@ -29,11 +32,20 @@ from pathlib import Path
 
 import numpy as np
 
-from servetune.config import LoadPhase, LoadRunRow, PhaseSummary, RequestRecord, ResourceSample, RunSummary
+from servetune.config import (
+    LoadPhase,
+    LoadRunRow,
+    PhaseSummary,
+    ReplicaStates,
+    RequestRecord,
+    ResourceSample,
+    RunSummary,
+)
 from servetune.errors import ServetuneError
 from servetune.load.profile import LoadProfileError, parse_profile
 from servetune.load.request_log import RequestLogError, read_request_log
 from servetune.load.siege import SiegeLogError, read_siege_log
+from servetune.monitor.replica_states import ReplicaStatesError, read_replica_states
 from servetune.monitor.resource_csv import ResourceCsvError, on_wall_clock, parse_time, read_resource_csv
 from servetune.runfolder import (
     LOAD_FILE,
@@ -67,12 +79,17 @@ class RunData:
             profile = self.folder.profile_file()
             self.profile = parse_profile(profile) if profile else None
             self.run_info = self.folder.read_record()
-        except (ResourceCsvError, SiegeLogError, RequestLogError, LoadProfileError, RunFolderError) as error:
+            states = read_replica_states(self.folder.replica_states) if self.folder.replica_states.is_file() else []
+        except (ResourceCsvError, SiegeLogError, RequestLogError, LoadProfileError, RunFolderError,
+                ReplicaStatesError) as error:
             raise AnalysisError(str(error)) from None
         if not self.resources:
             raise AnalysisError(f"{self.folder.resource_csv}: no samples (only a header)")
         if not self.load_rows:
             raise AnalysisError(f"{self.folder.load_log}: no load runs (only a header)")
+        by_time = {row.time: row for row in states}
+        # Each resource sample's states (None: not recorded), matched by the `time` both rows carry.
+        self.states: list[ReplicaStates | None] = [by_time.get(sample.time) for sample in self.resources]
         if isinstance(first := self.run_info.get("monitor_first_sample_at"), int | float):
             self.resources = on_wall_clock(self.resources, first)  # seconds since the first sample -> clock
 
@@ -184,6 +201,7 @@ def summarize_phases(data: RunData) -> list[PhaseSummary]:
         records = requests_by_phase.get(index, [])
         p50, p95, p99 = percentiles(records)
         in_phase = phase_samples(data.resources, rows) if wall_clock else []
+        in_phase_measured = phase_samples(usage_measured(data.resources, data.states), rows) if wall_clock else []
         summaries.append(PhaseSummary(
             phase=index,
             label=phase_label(index, phases[index]),
@@ -201,7 +219,7 @@ def summarize_phases(data: RunData) -> list[PhaseSummary]:
             latency_p99_s=p99,
             failure_rate=failure_rate(records) if records else siege_failure_rate(rows),
             mean_replicas=mean([s.n_replica for s in in_phase]) if in_phase else None,
-            cpu_used_core=mean([s.cpu_use_core for s in in_phase]) if in_phase else None,
+            cpu_used_core=mean([s.cpu_use_core for s in in_phase_measured]) if in_phase_measured else None,
         ))
     return summaries
 
@@ -267,13 +285,23 @@ def summarize(run_dir: str | Path) -> RunSummary:
     return summarize_data(RunData(run_dir))
 
 
-def sample_statistics(samples: Sequence[ResourceSample]) -> dict[str, float]:
-    """The RunSummary fields taken from the monitor's samples alone (plain means, the most replicas)."""
+def usage_measured(samples: Sequence[ResourceSample], states: Sequence[ReplicaStates | None]) -> list[ResourceSample]:
+    """The samples whose usage columns measured every replica they count."""
+    return [s for s, state in zip(samples, states, strict=True) if state is None or state.usage_unmeasured == 0]
+
+
+def sample_statistics(samples: Sequence[ResourceSample],
+                      states: Sequence[ReplicaStates | None] | None = None) -> dict[str, float | int | None]:
+    """The RunSummary fields taken from the monitor's samples alone (plain means, the most replicas); usage
+    over the samples that measured it (`states`: each sample's, where recorded)."""
+    measured = usage_measured(samples, states or [None] * len(samples))
     return {
         "memory_requested_KB": mean([s.mem_req_KB for s in samples]),
-        "memory_used_KB": mean([s.mem_use_KB for s in samples]),
+        "memory_used_KB": mean([s.mem_use_KB for s in measured]) if measured else None,
         "cpu_requested_core": mean([s.cpu_req_core for s in samples]),
-        "cpu_used_core": mean([s.cpu_use_core for s in samples]),
+        "cpu_used_core": mean([s.cpu_use_core for s in measured]) if measured else None,
+        "samples": len(samples),
+        "usage_samples": len(measured),
         "cpu_limit_core": mean([s.cpu_lim_core for s in samples]),
         "memory_limit_KB": mean([s.mem_lim_KB for s in samples]),
         "mean_replicas": mean([s.n_replica for s in samples]),
@@ -306,7 +334,7 @@ def summarize_data(data: RunData) -> RunSummary:
     return RunSummary(
         run_dir=str(data.run_dir),
         name=str(data.run_info.get("name") or data.run_dir.resolve().name),
-        **sample_statistics(samples),
+        **sample_statistics(samples, data.states),
         **load_statistics(rows),
         replica_seconds=replica_seconds(samples),
         failure_rate=failures if failures is not None else 0.0,

@@ -1,7 +1,8 @@
 """The load + monitor step of a backend with real replicas: the resource monitor (a thread) takes its first
 sample, then the load profile starts at once in this thread; both run on this process's wall clock and stop
-together, when the load ends, fails or is stopped by Ctrl-C. run.json's `host_cpu` says what else the
-machine's CPU did meanwhile (host/machine_cpu.py)."""
+together, when the load ends, fails or is stopped by Ctrl-C. What a sample's reference columns cannot say
+(replicas by state, usage not measured yet) goes to replica_states.csv, row for row. run.json's `host_cpu`
+says what else the machine's CPU did meanwhile (host/machine_cpu.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from servetune.backend.protocol import LiveBackend, Measurement
 from servetune.host.machine_cpu import host_cpu, snapshot
 from servetune.load.driver import LoadOptions
 from servetune.load.runner import run_with_driver
+from servetune.monitor.replica_states import ReplicaStatesWriter
 from servetune.runfolder import RunRecord, StepFailed, message_of
 
 FIRST_SAMPLE_WAIT_S = 30.0
@@ -25,9 +27,14 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
     first_sample = threading.Event()
     monitor_error: list[BaseException] = []
     samples: list[float] = []
+    states: list[ReplicaStatesWriter] = []
 
     def on_sample(sample) -> None:
         samples.append(time.time())
+        if sample.states is not None:
+            if not states:
+                states.append(ReplicaStatesWriter(folder.replica_states))
+            states[0].write(sample.states.model_copy(update={"time": sample.time}))
         first_sample.set()
         if not stop_load.is_set() and (failure := backend.failure()) is not None:
             record.fail("load", f"the deployment failed during the load: {failure}")
@@ -59,6 +66,8 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
     finally:
         stop_monitor.set()
         thread.join(timeout=30)
+        for writer in states:
+            writer.close()
         record.update(monitor_samples=len(samples))
     if monitor_error:
         raise StepFailed(f"resource monitor: {message_of(monitor_error[0])}")
