@@ -171,6 +171,8 @@ class PredictionResponse(BaseModel):
 
 # --- deployment ---------------------------------------------------------------------------------------
 
+CONTAINER_NAME = "ml-app"  # the serving container: the reference resource monitor counts only containers so named
+
 
 class ResourceAmounts(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -231,6 +233,7 @@ class ProbeSpec(BaseModel):
     initial_delay_seconds: int = Field(default=0, ge=0, le=3600)
     period_seconds: int = Field(default=5, ge=1, le=3600)
     timeout_seconds: int = Field(default=2, ge=1, le=3600)
+    success_threshold: int = Field(default=1, ge=1, le=100, description="readiness only; 1 for the others")
     failure_threshold: int = Field(default=3, ge=1, le=100)
 
 
@@ -242,9 +245,13 @@ class DeploymentSpec(BaseModel):
     name: str = Field(default="ml-app", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     model: str = Field(default="default", description="artifact path, or 'default' for the packaged model")
     image: str = "servetune:0.1.0"
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
     namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     node_port: int = Field(default=32000, ge=30000, le=32767)
     service_type: Literal["NodePort", "LoadBalancer"] = "NodePort"
+    service_name: str | None = Field(default=None, pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
+                                     description="the Service's name; None: the spec's name")
+    service_port: int | None = Field(default=None, ge=1, le=65535, description="None: the container port")
     container_port: int = Field(default=5000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64, description="server worker processes per pod")
     threads: int | None = Field(default=None, ge=1, le=256, description="inference threads; None: CPU quota")
@@ -253,8 +260,8 @@ class DeploymentSpec(BaseModel):
     replicas: int = Field(default=1, ge=0, le=100, description="initial replicas")
     autoscaling: AutoscalingSpec | None = None
     readiness_probe: ProbeSpec = ProbeSpec(period_seconds=2, failure_threshold=2)
-    liveness_probe: ProbeSpec = ProbeSpec(period_seconds=10, timeout_seconds=5, failure_threshold=3)
-    startup_probe: ProbeSpec = ProbeSpec(period_seconds=1, failure_threshold=60)
+    liveness_probe: ProbeSpec | None = ProbeSpec(period_seconds=10, timeout_seconds=5, failure_threshold=3)
+    startup_probe: ProbeSpec | None = ProbeSpec(period_seconds=1, failure_threshold=60)  # None: no such probe
     termination_grace_period_seconds: int = Field(default=30, ge=1, le=3600)
     pre_stop_seconds: int = Field(default=5, ge=0, le=600, description="sleep before SIGTERM so endpoints drain")
 
@@ -266,6 +273,17 @@ class DeploymentSpec(BaseModel):
         if grace is not None and value >= grace:
             raise ValueError(f"must be < termination_grace_period_seconds ({grace})")
         return value
+
+    @field_validator("liveness_probe", "startup_probe")
+    @classmethod
+    def _one_success_is_enough(cls, value: ProbeSpec | None) -> ProbeSpec | None:
+        if value is not None and value.success_threshold != 1:
+            raise ValueError("success_threshold must be 1 (Kubernetes allows more for readiness only)")
+        return value
+
+    @property
+    def service_object_name(self) -> str:
+        return self.service_name or self.name
 
     @model_validator(mode="after")
     def _limits_cover_requests(self) -> DeploymentSpec:

@@ -327,9 +327,9 @@ class KubernetesCluster:
     def delete(self, spec: DeploymentSpec, timeout: float = 300) -> list[str]:
         """Delete the HPA, Service and Deployment, then wait until their pods are gone."""
         actions = []
-        for kind in ("HorizontalPodAutoscaler", "Service", "Deployment"):
-            if self.delete_object(kind, spec.namespace, spec.name):
-                actions.append(f"{kind.lower()}/{spec.name} deleted")
+        for kind, name in object_names(spec):
+            if self.delete_object(kind, spec.namespace, name):
+                actions.append(f"{kind.lower()}/{name} deleted")
         self.wait_pods_gone(spec.namespace, {"app": spec.name}, timeout)
         return actions
 
@@ -366,6 +366,11 @@ class KubernetesCluster:
         finally:
             self.delete_object("Deployment", spec.namespace, name)
         self.wait_pods_gone(spec.namespace, {"app": name}, timeout)
+
+
+def object_names(spec: DeploymentSpec) -> list[tuple[str, str]]:
+    """(kind, name) of the objects a spec may have on a cluster, in the order to delete them."""
+    return [("HorizontalPodAutoscaler", spec.name), ("Service", spec.service_object_name), ("Deployment", spec.name)]
 
 
 def pod_status(pod) -> PodStatus:
