@@ -105,3 +105,39 @@ def test_usage_never_measured_is_n_a_and_the_csv_keeps_the_reference_format(clus
     states = (run_dir / "replica_states.csv").read_text().splitlines()
     assert states[0] == "time,ready,starting,pending,terminating,usage_unmeasured"
     assert [line.split(",")[0] for line in states[1:]] == [line.split(",")[0] for line in lines[1:]]
+
+
+def test_time_scale_compresses_the_hpa_behavior_and_says_what_it_cannot(cluster_run):
+    run_dir, record, api, output = cluster_run
+    applied = [r.body for r in api.requests if r.method == "PATCH" and "horizontalpodautoscalers" in r.path
+               and not r.query.get("dryRun")]
+    assert applied[-1]["spec"]["behavior"] == {  # Kubernetes' defaults written out, x 0.1, in whole seconds
+        "scaleUp": {"selectPolicy": "Max", "stabilizationWindowSeconds": 0, "policies": [
+            {"type": "Pods", "value": 4, "periodSeconds": 2}, {"type": "Percent", "value": 100, "periodSeconds": 2}]},
+        "scaleDown": {"selectPolicy": "Max", "stabilizationWindowSeconds": 30, "policies": [
+            {"type": "Percent", "value": 100, "periodSeconds": 2}]},
+    }
+    kept = list(yaml.safe_load_all((run_dir / "deployment.yaml").read_text()))
+    assert kept[-1]["spec"]["behavior"] == applied[-1]["spec"]["behavior"]  # the run folder keeps what was applied
+    on_cluster = record["time_scale_on_cluster"]
+    assert on_cluster["time_scale"] == 0.1
+    assert "scale-down stabilisation window 300 s -> 30 s" in on_cluster["compressed"]
+    assert "scale-down policy 100 % per 15 s -> per 2 s (1.5 s in whole seconds)" in on_cluster["compressed"]
+    assert any("15 s sync period" in item for item in on_cluster["not_compressed"])
+    assert any("metrics-server's 15 s resolution" in item for item in on_cluster["not_compressed"])
+    warning = output[output.index("warning: --time-scale 0.1 on a real cluster"):]
+    assert output.index("warning: --time-scale") < output.index("[3] apply")  # said as the warm-up starts
+    assert "not the HPA controller's 15 s sync period" in " ".join(warning.split())
+    report = (run_dir / "report.md").read_text()
+    assert "| not compressed by --time-scale 0.1 | the HPA controller's 15 s sync period" in report
+
+
+def test_an_uncompressed_run_applies_the_spec_as_it_is():
+    from servetune.config import DeploymentSpec
+    from servetune.deploy.compressed_hpa import compressed_spec
+
+    spec = DeploymentSpec.model_validate({"autoscaling": {"min_replicas": 1, "max_replicas": 3}})
+    same, compression = compressed_spec(spec, 1.0)
+    assert same is spec and compression.record() == {"time_scale": 1.0, "compressed": [], "not_compressed": []}
+    fixed, compression = compressed_spec(DeploymentSpec(), 0.1)
+    assert fixed.autoscaling is None and compression.compressed == [] and compression.not_compressed

@@ -79,6 +79,14 @@ def others_rows(summary: RunSummary) -> list[tuple[str, str]]:
     return [("CPU other processes took during the load", f"{summary.others_cores:.2f}{cores} cores")]
 
 
+def time_scale_rows(summary: RunSummary) -> list[tuple[str, str]]:
+    """A compressed run on a real cluster: what kept its real length (its autoscaling is slower than the
+    load's compressed clock suggests)."""
+    if not summary.not_compressed:
+        return []
+    return [(f"not compressed by --time-scale {summary.time_scale:g}", "; ".join(summary.not_compressed))]
+
+
 def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
     """(statistic, value) for the report's table: the four reference statistics first."""
     return [
@@ -94,6 +102,7 @@ def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("transactions (OKAY / failed)", f"{summary.okay:,} / {summary.failed:,}"),
         ("evaluation (sum of Elap Time)", f"{summary.evaluation_s:,.0f} s in {summary.runs} runs"),
         *others_rows(summary),
+        *time_scale_rows(summary),
     ]
 
 

@@ -280,6 +280,15 @@ def restart_reasons(info: dict) -> dict[str, int]:
     return {str(k): v for k, v in reasons.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
+def time_scale(info: dict) -> tuple[float, list[str]]:
+    """(the run's time scale, what it could not compress on a real cluster) from run.json."""
+    scale = info.get("time_scale")
+    scale = float(scale) if isinstance(scale, int | float) and not isinstance(scale, bool) and scale > 0 else 1.0
+    on_cluster = info.get("time_scale_on_cluster")
+    left = on_cluster.get("not_compressed") if isinstance(on_cluster, dict) else None
+    return scale, [str(item) for item in left] if isinstance(left, list) else []
+
+
 def summarize(run_dir: str | Path) -> RunSummary:
     """The statistics of the run folder; AnalysisError naming the file and line when an input is bad."""
     return summarize_data(RunData(run_dir))
@@ -331,6 +340,7 @@ def summarize_data(data: RunData) -> RunSummary:
         failures = siege_failure_rate(rows)
     value, source, model = accuracy(data)
     others, cores = others_cores(data.run_info)
+    scale, not_compressed = time_scale(data.run_info)
     return RunSummary(
         run_dir=str(data.run_dir),
         name=str(data.run_info.get("name") or data.run_dir.resolve().name),
@@ -349,5 +359,7 @@ def summarize_data(data: RunData) -> RunSummary:
         restart_reasons=restart_reasons(data.run_info),
         others_cores=others,
         machine_cores=cores,
+        time_scale=scale,
+        not_compressed=not_compressed,
         phases=summarize_phases(data),
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from servetune.backend.measure import load_and_monitor
 from servetune.backend.protocol import BackendName, Measurement
 from servetune.config import DeploymentSpec, ResourceSample
+from servetune.deploy.compressed_hpa import compressed_spec
 from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError, pod_status
 from servetune.deploy.pod_restarts import PodRestarts
 from servetune.runfolder import RunRecord
@@ -22,9 +23,10 @@ class KubernetesBackend:
 
     def __init__(self, spec: DeploymentSpec, kubeconfig: Path | None = None, context: str | None = None,
                  url: str | None = None, ready_timeout_s: float = 300.0, progress: bool = True,
-                 on_event: Callable[[str], None] = print) -> None:
-        """`url`: where the load goes [default: the first node's address and the spec's NodePort]."""
-        self.spec = spec
+                 on_event: Callable[[str], None] = print, time_scale: float = 1.0) -> None:
+        """`url`: where the load goes [default: the first node's address and the spec's NodePort].
+        `time_scale`: the run's; the HPA is applied with its behavior compressed (deploy/compressed_hpa.py)."""
+        self.spec, self.compression = compressed_spec(spec, time_scale)
         self.ready_timeout_s, self.progress, self.on_event = ready_timeout_s, progress, on_event
         self.cluster = KubernetesCluster(kubeconfig, context)
         self.applied = False
@@ -32,6 +34,8 @@ class KubernetesBackend:
         self.restarts: PodRestarts | None = None  # counted from apply() on
 
     def warm_up(self) -> str:
+        if self.compression.not_compressed:
+            self.on_event(f"warning: {self.compression.warning()}")
         self.cluster.warm_up(self.spec, timeout=2 * self.ready_timeout_s, show_progress=self.progress)
         return f"{WARM_UP_REPLICAS} warm-up replicas were ready, then deleted and gone"
 
@@ -97,6 +101,8 @@ class KubernetesBackend:
 
     def limits(self) -> dict:
         counted = self.restarts.record() if self.restarts is not None else {}
+        if self.compression.not_compressed:
+            counted["time_scale_on_cluster"] = self.compression.record()
         if self.spec.limits is None:
             return {"limits_enforced": False, "limits_note": "the spec sets no limits", **counted}
         return {"limits_enforced": True, "limits_note": "enforced by the kubelet", **counted}

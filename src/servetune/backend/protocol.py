@@ -54,7 +54,9 @@ class Backend(Protocol):
     @property
     def url(self) -> str: ...  # where the load goes; known once apply() returned
 
-    def limits(self) -> dict: ...  # run.json's limits_enforced, limits_note (and restarts, where counted)
+    # run.json's limits_enforced, limits_note, and what else the backend knows of the run (restarts, where
+    # counted; what a time scale could not compress on a real cluster)
+    def limits(self) -> dict: ...
 
     def measure(self, measurement: Measurement, record: RunRecord) -> str: ...  # the step's outcome
 
