@@ -214,9 +214,11 @@ class FakeApiServer:
     last_terminated: dict | None = None
     exits: dict[str, list[dict]] = field(default_factory=dict)  # pod name -> its container's ends (restart())
     unschedulable: bool = False
+    unschedulable_from: int | None = None  # pods from this index on find no node (the rest run)
     warning_events: list[tuple[str, str]] = field(default_factory=list)  # (reason, message) on every pod
     write_errors: dict[str, tuple[int, dict]] = field(default_factory=dict)  # resource -> failure of a write
     hpa_observed: bool = True  # False: the HPA controller has not synced it yet (no current replicas)
+    hpa_events: list[dict] = field(default_factory=list)  # the controller's events (scale() adds one)
     terminating_lists: int = 2  # a deleted Deployment's pods stay listed this many times
     ready: dict[str, int] = field(default_factory=dict)  # deployment name -> ready replicas
     gone: dict[str, tuple[int, int]] = field(default_factory=dict)  # deleted deployment -> (replicas, lists left)
@@ -252,7 +254,20 @@ class FakeApiServer:
                 fields.get("spec", {}).pop("replicas", None)  # an Update takes the field over
         meta = self.objects[key]["metadata"]
         meta.update(generation=meta["generation"] + 1, resourceVersion=str(next(self.versions)))
+        direction = "above" if replicas > self.objects[key]["spec"]["replicas"] else "below"
         self.objects[key]["spec"]["replicas"] = replicas
+        number = len(self.hpa_events)
+        self.hpa_events.append({  # what kube-controller-manager's HPA controller records on a rescale
+            "metadata": {"name": f"{name}.17c2a{number:03x}", "namespace": namespace,
+                         "resourceVersion": str(700 + number), "creationTimestamp": TIMESTAMP},
+            "involvedObject": {"kind": "HorizontalPodAutoscaler", "namespace": namespace, "name": name,
+                               "uid": f"uid-{name}", "apiVersion": "autoscaling/v2", "resourceVersion": "4711"},
+            "reason": "SuccessfulRescale", "type": "Normal", "count": 1,
+            "message": f"New size: {replicas}; reason: cpu resource utilization (percentage of request) {direction} "
+                       "target",
+            "source": {"component": "horizontal-pod-autoscaler"}, "firstTimestamp": f"2026-11-29T05:1{number}:00Z",
+            "lastTimestamp": f"2026-11-29T05:1{number}:00Z", "reportingComponent": "", "reportingInstance": "",
+        })
 
     def restart(self, pod_name: str, reason: str = "OOMKilled", exit_code: int = 137) -> None:
         """What the kubelet does when a container exits: restart it, count it, keep how it ended."""
@@ -522,7 +537,8 @@ class FakeApiServer:
             # The controller makes one more replica ready each time it is looked at, unless pods cannot run.
             desired = obj["spec"]["replicas"]
             if not (self.pod_waiting or self.unschedulable):
-                self.ready[key[2]] = min(desired, self.ready[key[2]] + 1)
+                schedulable = desired if self.unschedulable_from is None else min(desired, self.unschedulable_from)
+                self.ready[key[2]] = min(schedulable, self.ready[key[2]] + 1)
             ready = self.ready[key[2]]
             obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": desired,
                              "updatedReplicas": desired, "readyReplicas": ready, "availableReplicas": ready}
@@ -534,7 +550,18 @@ class FakeApiServer:
                 return obj
             obj["status"] = {"currentReplicas": replicas, "desiredReplicas": replicas, "currentMetrics": [
                 {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 42,
-                                                                             "averageValue": "210m"}}}]}
+                                                                             "averageValue": "210m"}}}],
+                             "conditions": [
+                {"type": "AbleToScale", "status": "True", "lastTransitionTime": TIMESTAMP,
+                 "reason": "ReadyForNewScale", "message": "recommended size matches current size"},
+                {"type": "ScalingActive", "status": "True", "lastTransitionTime": TIMESTAMP,
+                 "reason": "ValidMetricFound", "message": "the HPA was able to successfully calculate a replica count "
+                 "from cpu resource utilization (percentage of request)"},
+                {"type": "ScalingLimited", "status": "True" if replicas >= obj["spec"]["maxReplicas"] else "False",
+                 "lastTransitionTime": TIMESTAMP,
+                 "reason": "TooManyReplicas" if replicas >= obj["spec"]["maxReplicas"] else "DesiredWithinRange",
+                 "message": "the desired replica count is more than the maximum replica count"
+                 if replicas >= obj["spec"]["maxReplicas"] else "the desired count is within the acceptable range"}]}
         return obj
 
     def deployment_pods(self, namespace: str) -> list[dict]:
@@ -563,11 +590,13 @@ class FakeApiServer:
             containers = [{"name": c["name"], "image": c["image"], "resources": c.get("resources", {})}
                           for c in deployment["spec"]["template"]["spec"]["containers"]]
         result = pod(f"{app_name}-7d9f8-{index}", namespace, containers, {"app": app_name})
+        unscheduled = self.unschedulable or (self.unschedulable_from is not None and index >= self.unschedulable_from)
+        ready = ready and not unscheduled
         container = result["status"]["containerStatuses"][0]
         container["ready"] = ready
         if exits := self.exits.get(result["metadata"]["name"]):
             container.update(restartCount=len(exits), lastState={"terminated": exits[-1]})
-        if self.unschedulable:
+        if unscheduled:
             result["status"] = {"phase": "Pending", "qosClass": "Burstable", "conditions": [
                 {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "lastProbeTime": None,
                  "lastTransitionTime": TIMESTAMP, "message": "0/3 nodes are available: 3 Insufficient cpu."}]}
@@ -585,7 +614,9 @@ class FakeApiServer:
 
     def event_list(self, namespace: str, field_selector: str) -> dict:
         wanted = dict(term.split("=", 1) for term in field_selector.split(",") if term)
-        items = []
+        items = [event for event in self.hpa_events if event["metadata"]["namespace"] == namespace and all(
+            {"type": event["type"], "reason": event["reason"], "involvedObject.kind": event["involvedObject"]["kind"],
+             "involvedObject.name": event["involvedObject"]["name"]}.get(k) == v for k, v in wanted.items())]
         for index, pod_obj in enumerate(self.deployment_pods(namespace)):
             if any(c["type"] == "Ready" for c in pod_obj["status"]["conditions"]):
                 continue

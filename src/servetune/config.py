@@ -403,6 +403,9 @@ class RunSummary(BaseModel):
     cpu_limit_core: float
     memory_limit_KB: float
     replica_seconds: float = Field(description="n_replica integrated over the monitored time")
+    pending_replica_seconds: float | None = Field(default=None, description="replicas waiting for capacity "
+                                                  "(Pending), integrated over time (replica_states.csv)")
+    max_pending: int | None = Field(default=None, description="the most replicas Pending at once")
     mean_replicas: float
     max_replicas: int
     samples: int = Field(default=0, description="resource samples")

@@ -1,8 +1,9 @@
 """`servetune run --backend kubernetes` against the loopback API server (tests/kubernetes_api.py): what a
 real cluster does during a run and what the run folder must then say.
 
-One run serves every test of this module (the module-scoped `cluster_run`): a container is killed on the
-load's first request (the kubelet restarts it and counts it), --time-scale 0.1 compresses a 20 s profile.
+One run serves every test of this module (the module-scoped `cluster_run`): at the load's first request a
+container is killed (the kubelet restarts it and counts it) and the autoscaler scales from 1 to 3 replicas,
+the third of which finds no node with room for it (Pending); --time-scale 0.1 compresses a 20 s profile.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ def cluster_run(tmp_path_factory):
     api = FakeApiServer(namespaces={"default"})
     server = serve(api)
 
-    def kill_a_container(number: int) -> None:
+    def first_request(number: int) -> None:
         if number == 1:
             with api.lock:
                 api.restart(KILLED_POD, "OOMKilled", 137)
+                api.unschedulable_from = 2  # two replicas fit the node (the warm-up's five asked for little)
+                api.scale("default", "ml-app", 3)
 
-    service = DeployedService(kill_a_container)
+    service = DeployedService(first_request)
     poll = cluster_module.POLL_SECONDS
     cluster_module.POLL_SECONDS = 0.01
     try:
@@ -141,3 +144,29 @@ def test_an_uncompressed_run_applies_the_spec_as_it_is():
     assert same is spec and compression.record() == {"time_scale": 1.0, "compressed": [], "not_compressed": []}
     fixed, compression = compressed_spec(DeploymentSpec(), 0.1)
     assert fixed.autoscaling is None and compression.compressed == [] and compression.not_compressed
+
+
+def test_a_replica_waiting_for_capacity_is_in_the_report(cluster_run):
+    run_dir = cluster_run[0]
+    states = (run_dir / "replica_states.csv").read_text().splitlines()
+    assert states[1].split(",")[1:5] == ["1", "0", "0", "0"]  # before the scale-up: one ready replica
+    assert states[-1].split(",")[1:5] == ["1", "1", "1", "0"]  # then one starting, one Pending
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["max_pending"] == 1 and summary["pending_replica_seconds"] > 0
+    assert "| replicas waiting for capacity | up to 1 waiting for capacity (Pending)," in (
+        run_dir / "report.md").read_text()
+
+
+def test_the_autoscalers_decisions_and_conditions_are_in_the_events_log(cluster_run):
+    run_dir, _, _, output = cluster_run
+    events = (run_dir / "events.log").read_text()
+    for line in ("autoscaler: 1 replica(s) desired (current 1, CPU 42% of target 70%)",
+                 "autoscaler: 3 replica(s) desired (current 3, CPU 42% of target 70%)",
+                 ("autoscaler event Normal SuccessfulRescale: New size: 3; reason: cpu resource utilization "
+                  "(percentage of request) above target"),
+                 ("autoscaler condition ScalingLimited=False (DesiredWithinRange: the desired count is within the "
+                  "acceptable range)"),
+                 ("autoscaler condition ScalingLimited=True (TooManyReplicas: the desired replica count is more than "
+                  "the maximum replica count)")):
+        assert line in events
+        assert line in " ".join(output.split())  # and on the terminal

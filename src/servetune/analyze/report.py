@@ -48,9 +48,17 @@ def headline_rows(summary: RunSummary, style: Literal["report", "terminal"] = "t
     if not terminal:
         return [(f"{name} ({how})" if how else name, value) for name, how, value in rows]
     return [(name, f"{value} ({how})" if how else value) for name, how, value in rows] + [
-        ("replicas", f"mean {summary.mean_replicas:.2f}, max {summary.max_replicas}"),
+        ("replicas", f"mean {summary.mean_replicas:.2f}, max {summary.max_replicas}" + pending_text(summary, ", ")),
         ("failure rate", f"{summary.failure_rate:.2%} of {summary.okay + summary.failed:,} requests"),
     ]
+
+
+def pending_text(summary: RunSummary, before: str = "") -> str:
+    """How long replicas waited for capacity, where recorded: `1 waited for capacity (Pending) 45 s`."""
+    if not summary.max_pending:
+        return ""
+    return (f"{before}up to {summary.max_pending} waiting for capacity (Pending), "
+            f"{summary.pending_replica_seconds:,.0f} replica-seconds in all")
 
 
 def usage_coverage(summary: RunSummary) -> str:
@@ -95,6 +103,8 @@ def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("CPU used (mean)", _number(summary.cpu_used_core, 3, " cores") + usage_coverage(summary)),
         ("replica-seconds", _number(summary.replica_seconds, 0, " s")),
         ("replicas (mean / max)", f"{summary.mean_replicas:.2f} / {summary.max_replicas}"),
+        *([("replicas waiting for capacity", pending_text(summary) or "none")]
+          if summary.max_pending is not None else []),
         ("latency p50 / p95 / p99", " / ".join(_ms(v) for v in (summary.latency_p50_s, summary.latency_p95_s,
                                                                  summary.latency_p99_s))),
         ("failure rate", f"{summary.failure_rate:.2%}"),

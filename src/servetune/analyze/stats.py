@@ -146,13 +146,24 @@ def sample_seconds(samples: Sequence[ResourceSample]) -> list[float]:
     return [t.timestamp() if isinstance(t, datetime) else t for t in times]
 
 
-def replica_seconds(samples: Sequence[ResourceSample]) -> float:
-    """n_replica integrated as a step function: each sample holds until the next one; the last one holds
-    for the median sampling interval (5 s when there is a single sample)."""
+def replica_seconds(samples: Sequence[ResourceSample], counts: Sequence[int] | None = None) -> float:
+    """n_replica (or `counts`, one per sample) integrated as a step function: each sample holds until the
+    next one; the last one holds for the median sampling interval (5 s when there is a single sample)."""
     times = sample_seconds(samples)
     steps = [b - a for a, b in itertools.pairwise(times)]
     last = float(np.median(steps)) if steps else DEFAULT_INTERVAL_S
-    return sum(s.n_replica * dt for s, dt in zip(samples, [*steps, last], strict=True))
+    counts = [s.n_replica for s in samples] if counts is None else counts
+    return sum(count * dt for count, dt in zip(counts, [*steps, last], strict=True))
+
+
+def pending_statistics(samples: Sequence[ResourceSample],
+                       states: Sequence[ReplicaStates | None]) -> dict[str, float | int | None]:
+    """How long replicas waited for capacity (replica-seconds Pending) and the most at once; None without
+    replica_states.csv (a reference run folder)."""
+    if not states or any(state is None for state in states):
+        return {"pending_replica_seconds": None, "max_pending": None}
+    pending = [state.pending for state in states if state is not None]
+    return {"pending_replica_seconds": replica_seconds(samples, pending), "max_pending": max(pending)}
 
 
 def is_okay(record: RequestRecord) -> bool:
@@ -347,6 +358,7 @@ def summarize_data(data: RunData) -> RunSummary:
         **sample_statistics(samples, data.states),
         **load_statistics(rows),
         replica_seconds=replica_seconds(samples),
+        **pending_statistics(samples, data.states),
         failure_rate=failures if failures is not None else 0.0,
         requests=len(data.requests) if data.requests is not None else None,
         latency_p50_s=p50,

@@ -10,6 +10,7 @@ from servetune.backend.measure import load_and_monitor
 from servetune.backend.protocol import BackendName, Measurement
 from servetune.config import DeploymentSpec, ResourceSample
 from servetune.deploy.compressed_hpa import compressed_spec
+from servetune.deploy.hpa_watch import AutoscalerWatch
 from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError, pod_status
 from servetune.deploy.pod_restarts import PodRestarts
 from servetune.runfolder import RunRecord
@@ -78,10 +79,17 @@ class KubernetesBackend:
                 on_sample: Callable[[ResourceSample], None]) -> int:
         from servetune.monitor.kubernetes import monitor_namespace
 
+        watch = AutoscalerWatch(self.cluster, self.spec.namespace, self.spec.name) if self.spec.autoscaling else None
+
+        def each_listing(pods) -> None:
+            """With each sample: the restarts since the last one, and what the autoscaler did."""
+            self.count_restarts([pod_status(pod) for pod in pods])
+            for line in watch.poll() if watch is not None else []:
+                self.on_event(line)
+
         # The deployment's own connection: the kubeconfig is read once and its namespace exists.
         return monitor_namespace(self.cluster.api_client, out, self.spec.namespace, selector=f"app={self.spec.name}",
-                                 interval_s=interval_s, stop_event=stop, on_sample=on_sample,
-                                 on_pods=lambda pods: self.count_restarts([pod_status(pod) for pod in pods]))
+                                 interval_s=interval_s, stop_event=stop, on_sample=on_sample, on_pods=each_listing)
 
     @property
     def selector(self) -> dict[str, str]:

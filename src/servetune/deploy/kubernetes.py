@@ -274,6 +274,8 @@ class KubernetesCluster:
         for metric in (hpa.status.current_metrics or []) if hpa.status else []:
             if metric.resource is not None and metric.resource.name == "cpu":
                 current = metric.resource.current.average_utilization
+        conditions = [(c.type, c.status, c.reason or "", c.message or "")
+                      for c in ((hpa.status.conditions if hpa.status else None) or [])]
         return {
             "min": hpa.spec.min_replicas,
             "max": hpa.spec.max_replicas,
@@ -281,7 +283,15 @@ class KubernetesCluster:
             "desired": hpa.status.desired_replicas if hpa.status else None,
             "cpu_utilization": current,
             "cpu_target": target,
+            "conditions": conditions,  # (type, status, reason, message): AbleToScale, ScalingActive, ...
         }
+
+    def hpa_events(self, namespace: str, name: str) -> list:
+        """The events of the HPA `name` (SuccessfulRescale, FailedGetResourceMetric, ...), as core/v1 Events."""
+        return self.request(
+            "list events", self.core.list_namespaced_event, namespace,
+            field_selector=f"involvedObject.kind=HorizontalPodAutoscaler,involvedObject.name={name}",
+        ).items
 
     def wait_ready(self, spec: DeploymentSpec, timeout: float = 300, show_progress: bool = True) -> RolloutStatus:
         return self.wait_deployment_ready(spec.namespace, spec.name, timeout, show_progress)
