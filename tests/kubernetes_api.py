@@ -210,6 +210,8 @@ class FakeApiServer:
     metrics_available: tuple[str, str, str] = ("True", "Passed", "all checks passed")  # APIService Available
     forbidden_user: str | None = None
     cluster_scope_forbidden: bool = False  # a namespaced user: no namespaces, nodes or apiservices
+    denied: set[str] = field(default_factory=set)  # resource.group the tester's Role leaves out (reviews say so)
+    denial_reason: str = ""  # what an access review adds to `allowed: false` (RBAC usually says nothing)
     pod_waiting: tuple[str, str] | None = None  # (reason, message) of every pod's container
     last_terminated: dict | None = None
     exits: dict[str, list[dict]] = field(default_factory=dict)  # pod name -> its container's ends (restart())
@@ -300,6 +302,8 @@ class FakeApiServer:
             return 200, self.group_list()
         if path == f"/apis/apiregistration.k8s.io/v1/apiservices/{METRICS_APISERVICE}":
             return self.apiservice()
+        if path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" and method == "POST":
+            return self.access_review(body)
         if path == "/api/v1/nodes":
             if self.cluster_scope_forbidden:
                 return 403, self.refusal("list", "nodes", "", None, None)
@@ -312,10 +316,10 @@ class FakeApiServer:
         if not match:
             return 404, status(404, "NotFound", "the server could not find the requested resource")
         group_version, namespace, resource, name = match.groups()
-        if self.forbidden_user:
+        group = "" if group_version == "api/v1" else group_version.split("/")[1]
+        if not self.allowed(f"{resource}.{group}" if group else resource, namespace):
             verb = {"GET": "list" if name is None else "get", "POST": "create", "PUT": "update",
                     "PATCH": "patch", "DELETE": "delete"}[method]
-            group = "" if group_version == "api/v1" else group_version.split("/")[1]
             return 403, self.refusal(verb, resource, group, namespace, name)
         if resource == "pods" and name is None and method == "GET":
             if self.pods_error:
@@ -340,6 +344,27 @@ class FakeApiServer:
         if method == "DELETE":
             return self.delete(key)
         return 405, status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    def allowed(self, resource: str, namespace: str | None) -> bool:
+        """What RBAC lets the tester do: nothing as `forbidden_user`; nothing at the cluster scope as a
+        namespaced user; everything else, except what `denied` names (resource.group)."""
+        if self.forbidden_user:
+            return False
+        if self.cluster_scope_forbidden and (not namespace or resource in ("nodes", "namespaces", "apiservices")):
+            return False
+        return resource not in self.denied
+
+    def access_review(self, body: dict) -> tuple[int, dict]:
+        """A SelfSubjectAccessReview answered as kube-apiserver does: the review echoed with its status."""
+        attributes = (body.get("spec") or {}).get("resourceAttributes") or {}
+        resource = attributes.get("resource", "")
+        qualified_resource = f"{resource}.{attributes['group']}" if attributes.get("group") else resource
+        allowed = self.allowed(qualified_resource, attributes.get("namespace"))
+        verdict = {"allowed": allowed}
+        if not allowed and self.denial_reason:
+            verdict["reason"] = self.denial_reason
+        return 201, {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                     "metadata": {"creationTimestamp": None}, "spec": body.get("spec") or {}, "status": verdict}
 
     def refusal(self, verb: str, resource: str, group: str, namespace: str | None, name: str | None) -> dict:
         """kube-apiserver's RBAC denial, word for word in its shape."""

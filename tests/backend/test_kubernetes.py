@@ -170,3 +170,49 @@ def test_the_autoscalers_decisions_and_conditions_are_in_the_events_log(cluster_
                   "the maximum replica count)")):
         assert line in events
         assert line in " ".join(output.split())  # and on the terminal
+
+
+def run_against(api: FakeApiServer, folder, url: str | None = None):
+    """A run (one 2 s phase) of an autoscaled spec against the fake API server; its result and terminal output."""
+    server = serve(api)
+    try:
+        spec = folder / "k8s.yaml"
+        spec.write_text("name: ml-app\nautoscaling: {min_replicas: 1, max_replicas: 3}\n")
+        console = Console(file=(output := io.StringIO()), width=200)
+        result = evaluate(RunOptions(
+            spec=str(spec), out=folder / "run", backend=BackendName.KUBERNETES, profile="quick", time_scale=0.01,
+            kubeconfig=api.kubeconfig(folder / "kubeconfig"), url=url, progress=False,
+        ), console=console)
+        return result, " ".join(output.getvalue().split())
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_namespaced_user_without_url_is_told_up_front_to_pass_one(tmp_path):
+    api = FakeApiServer(namespaces={"default"}, cluster_scope_forbidden=True)
+    result, _ = run_against(api, tmp_path)
+    assert result.status == "failed" and result.record["failed_step"] == "warm-up"
+    assert result.record["error"] == (
+        "the kubeconfig's user may not list nodes at the cluster scope, which finds a node's address for the "
+        "NodePort: pass --url http://NODE_ADDRESS:32000")
+    assert not [r for r in api.requests if r.method in ("PATCH", "POST", "DELETE")
+                and "selfsubjectaccessreviews" not in r.path]  # nothing was applied, nothing to delete
+    reviews = [r.body["spec"]["resourceAttributes"] for r in api.requests if "selfsubjectaccessreviews" in r.path]
+    assert {"verb": "list", "group": "", "resource": "nodes"} in reviews
+    assert {"verb": "patch", "group": "apps", "resource": "deployments", "namespace": "default"} in reviews
+
+
+def test_a_role_without_deployments_is_refused_with_the_servers_reason_and_events_only_warned(tmp_path):
+    api = FakeApiServer(namespaces={"default"}, denied={"deployments.apps", "events"},
+                        denial_reason='RBAC: role.rbac.authorization.k8s.io "servetune" not found')
+    result, output = run_against(api, tmp_path, url="http://127.0.0.1:9")
+    assert result.record["failed_step"] == "warm-up"
+    reason = ' (RBAC: role.rbac.authorization.k8s.io "servetune" not found)'
+    assert result.record["error"] == (
+        "the kubeconfig's user may not " + ", ".join(f"{verb} deployments.apps{reason}" for verb in
+                                                     ("get", "create", "patch", "delete"))
+        + " in namespace default (the README's Permissions section has the Role a run needs)")
+    assert (f"warning: the kubeconfig's user may not list events{reason} in namespace default: the autoscaler's "
+            "events and the pods' warnings are not read") in output
+    assert not [r for r in api.requests if r.method == "PATCH"]

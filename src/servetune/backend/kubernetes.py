@@ -9,6 +9,7 @@ from pathlib import Path
 from servetune.backend.measure import load_and_monitor
 from servetune.backend.protocol import BackendName, Measurement
 from servetune.config import DeploymentSpec, ResourceSample
+from servetune.deploy.access_check import NODES, missing_access
 from servetune.deploy.compressed_hpa import compressed_spec
 from servetune.deploy.hpa_watch import AutoscalerWatch
 from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError, pod_status
@@ -16,6 +17,10 @@ from servetune.deploy.pod_restarts import PodRestarts
 from servetune.runfolder import RunRecord
 
 WARM_UP_REPLICAS = 5  # deploy/manifests.py's warm-up Deployment
+WITHOUT = {  # what a run does without a permission it would use (resource + group)
+    "events": "the autoscaler's events and the pods' warnings are not read",
+    "podsmetrics.k8s.io": "no usage is measured (memory and CPU used are n/a)",
+}
 
 
 class KubernetesBackend:
@@ -37,8 +42,28 @@ class KubernetesBackend:
     def warm_up(self) -> str:
         if self.compression.not_compressed:
             self.on_event(f"warning: {self.compression.warning()}")
+        self.check_access()
         self.cluster.warm_up(self.spec, timeout=2 * self.ready_timeout_s, show_progress=self.progress)
         return f"{WARM_UP_REPLICAS} warm-up replicas were ready, then deleted and gone"
+
+    def check_access(self) -> None:
+        """Fail before anything changes when the user may not do what the run needs; warn of what it would use."""
+        namespace = self.spec.namespace
+        needed, useful = missing_access(self.cluster, namespace, needs_nodes=self._url is None)
+        for refusal in useful:
+            self.on_event(f"warning: the kubeconfig's user may not {refusal} in namespace {namespace}: "
+                          + WITHOUT.get(refusal.access.resource + refusal.access.group, "the run carries on without"))
+        if not needed:
+            return
+        problems = []
+        namespaced = [str(r) for r in needed if r.access != NODES]
+        if namespaced:
+            problems.append(f"may not {', '.join(namespaced)} in namespace {namespace} (the README's Permissions "
+                            "section has the Role a run needs)")
+        if nodes := [r for r in needed if r.access == NODES]:
+            problems.append(f"may not {nodes[0]}, which finds a node's address for the NodePort: pass --url "
+                            f"http://NODE_ADDRESS:{self.spec.node_port}")
+        raise KubernetesError("the kubeconfig's user " + "; and ".join(problems))
 
     def apply(self) -> str:
         if self.spec.autoscaling is not None and (warning := self.cluster.metrics_api_warning()):
