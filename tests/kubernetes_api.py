@@ -220,6 +220,8 @@ class FakeApiServer:
     warning_events: list[tuple[str, str]] = field(default_factory=list)  # (reason, message) on every pod
     write_errors: dict[str, tuple[int, dict]] = field(default_factory=dict)  # resource -> failure of a write
     hpa_observed: bool = True  # False: the HPA controller has not synced it yet (no current replicas)
+    hpa_metrics_missing: bool = False  # the controller synced but got no CPU metrics: nothing computed yet
+    old_pods: int = 0  # pods of each Deployment's previous ReplicaSet still terminating (a rollout)
     hpa_events: list[dict] = field(default_factory=list)  # the controller's events (scale() adds one)
     terminating_lists: int = 2  # a deleted Deployment's pods stay listed this many times
     ready: dict[str, int] = field(default_factory=dict)  # deployment name -> ready replicas
@@ -573,6 +575,17 @@ class FakeApiServer:
             if not self.hpa_observed:
                 obj["status"] = {"desiredReplicas": 0, "currentMetrics": None}
                 return obj
+            if self.hpa_metrics_missing:  # what the controller writes when it cannot read the pods' CPU
+                obj["status"] = {"currentReplicas": replicas, "desiredReplicas": 0, "currentMetrics": None,
+                                 "conditions": [
+                    {"type": "AbleToScale", "status": "True", "lastTransitionTime": TIMESTAMP,
+                     "reason": "SucceededGetScale", "message": "the HPA controller was able to get the target's "
+                     "current scale"},
+                    {"type": "ScalingActive", "status": "False", "lastTransitionTime": TIMESTAMP,
+                     "reason": "FailedGetResourceMetric", "message": "the HPA was unable to compute the replica "
+                     "count: failed to get cpu utilization: unable to get metrics for resource cpu: no metrics "
+                     "returned from resource metrics API"}]}
+                return obj
             obj["status"] = {"currentReplicas": replicas, "desiredReplicas": replicas, "currentMetrics": [
                 {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 42,
                                                                              "averageValue": "210m"}}}],
@@ -596,10 +609,19 @@ class FakeApiServer:
                 replicas = deployment["spec"]["replicas"]
                 pods += [self.derived_pod(namespace, name, i, i < self.ready[name], deployment)
                          for i in range(replicas)]
+                pods += [self.terminating(self.derived_pod(namespace, name, i, True, deployment, "5c4b7"))
+                         for i in range(self.old_pods)]
         for name, (replicas, lists_left) in list(self.gone.items()):
             if lists_left > 0:
-                pods += [self.derived_pod(namespace, name, i, False, None) for i in range(replicas)]
+                pods += [self.terminating(self.derived_pod(namespace, name, i, True, None)) for i in range(replicas)]
         return pods
+
+    @staticmethod
+    def terminating(pod_obj: dict) -> dict:
+        """A pod whose deletion was asked for: listed with a deletion timestamp until its containers stop; the
+        kubelet still reports the container running and ready through its preStop pause."""
+        pod_obj["metadata"].update(deletionTimestamp="2026-11-29T05:20:00Z", deletionGracePeriodSeconds=30)
+        return pod_obj
 
     def pod_list(self, namespace: str, selector: str) -> dict:
         candidates = self.deployment_pods(namespace) + [p for p in self.pods if p["metadata"]["namespace"] == namespace]
@@ -609,12 +631,13 @@ class FakeApiServer:
                 self.gone[name] = (replicas, lists_left - 1)
         return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "48250"}, "items": items}
 
-    def derived_pod(self, namespace: str, app_name: str, index: int, ready: bool, deployment: dict | None) -> dict:
+    def derived_pod(self, namespace: str, app_name: str, index: int, ready: bool, deployment: dict | None,
+                    revision: str = "7d9f8") -> dict:
         containers = [{"name": "ml-app", "image": "servetune:0.1.0"}]
         if deployment is not None:
             containers = [{"name": c["name"], "image": c["image"], "resources": c.get("resources", {})}
                           for c in deployment["spec"]["template"]["spec"]["containers"]]
-        result = pod(f"{app_name}-7d9f8-{index}", namespace, containers, {"app": app_name})
+        result = pod(f"{app_name}-{revision}-{index}", namespace, containers, {"app": app_name})
         unscheduled = self.unschedulable or (self.unschedulable_from is not None and index >= self.unschedulable_from)
         ready = ready and not unscheduled
         container = result["status"]["containerStatuses"][0]

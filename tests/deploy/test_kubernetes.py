@@ -493,3 +493,24 @@ def test_warm_up_deploys_five_replicas_then_removes_them(api_server, kubeconfig,
     assert deleted == [("/apis/apps/v1/namespaces/default/deployments/ml-app-warmup",
                         {"propagationPolicy": ["Background"]})]
     assert not api_server.objects and api_server.gone["ml-app-warmup"][1] == 0
+
+
+def test_status_during_a_rollout_shows_terminating_pods_as_such(api_server, kubeconfig, spec_file):
+    assert deploy("apply", spec_file, "--kubeconfig", kubeconfig).exit_code == 0
+    api_server.old_pods = 2  # the previous ReplicaSet's pods, deleted, still in their preStop pause
+    result = deploy("status", spec_file, "--kubeconfig", kubeconfig)
+    assert result.exit_code == 0, result.output
+    rows = [[cell for cell in line.split() if cell != "│"] for line in result.stdout.splitlines() if "ml-app-" in line]
+    old = [row for row in rows if "ml-app-5c4b7-" in row[0]]
+    assert len(old) == 2 and all(row[1:3] == ["Terminating", "no"] for row in old), result.stdout
+    assert all(row[1:3] == ["Running", "yes"] for row in rows if "ml-app-7d9f8-" in row[0])
+
+
+def test_status_before_the_autoscaler_has_computed_anything(api_server, kubeconfig, spec_file):
+    api_server.hpa_metrics_missing = True
+    assert deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--no-wait").exit_code == 0
+    result = deploy("status", spec_file, "--kubeconfig", kubeconfig)
+    assert result.exit_code == 0, result.output
+    assert ("autoscaler: 3..5 replicas, current 3, desired not computed yet (ScalingActive FailedGetResourceMetric: "
+            "the HPA was unable to compute the replica count") in " ".join(result.stdout.split())
+    assert "desired 0" not in result.stdout

@@ -402,10 +402,13 @@ def pod_status(pod) -> PodStatus:
         for condition in pod.status.conditions or []:
             if condition.type == "PodScheduled" and condition.status == "False":
                 reason = f"{condition.reason}: {condition.message}" if condition.message else condition.reason
+    terminating = pod.metadata.deletion_timestamp is not None
     return PodStatus(
         name=pod.metadata.name,
-        phase=pod.status.phase or "Unknown",
-        ready=ready,
+        # kubectl's word: the kubelet reports the pod Running (and its container ready) through the preStop
+        # pause, but its endpoints are gone and it takes no new traffic.
+        phase="Terminating" if terminating else pod.status.phase or "Unknown",
+        ready=ready and not terminating,
         restarts=restarts,
         reason=reason,
         node=(pod.spec.node_name or "") if pod.spec is not None else "",
@@ -482,6 +485,11 @@ def status_report(status: RolloutStatus) -> list[str | Table]:
         replicas = f"current {hpa['current']}, desired {hpa['desired']}"
         if hpa["current"] is None:  # the controller has not looked at it yet (its first sync is ~15 s away)
             replicas = "replicas not yet observed"
+        elif not hpa["desired"]:  # looked, computed nothing yet: no CPU metrics for the pods so far
+            inactive = [f"{reason}: {message}" for kind, status, reason, message in hpa["conditions"]
+                        if kind == "ScalingActive" and status != "True"]
+            replicas = f"current {hpa['current']}, desired not computed yet" + (
+                f" (ScalingActive {inactive[0]})" if inactive else "")
         lines.append(
             f"autoscaler: {hpa['min']}..{hpa['max']} replicas, {replicas}, CPU {utilisation} of target "
             f"{hpa['cpu_target']}%"
