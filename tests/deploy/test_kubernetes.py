@@ -514,3 +514,23 @@ def test_status_before_the_autoscaler_has_computed_anything(api_server, kubeconf
     assert ("autoscaler: 3..5 replicas, current 3, desired not computed yet (ScalingActive FailedGetResourceMetric: "
             "the HPA was unable to compute the replica count") in " ".join(result.stdout.split())
     assert "desired 0" not in result.stdout
+
+
+def test_a_failed_wait_says_what_stays_on_the_cluster_and_how_to_delete_it(api_server, kubeconfig, spec_file,
+                                                                           monkeypatch):
+    monkeypatch.setattr(cluster_module, "UNSCHEDULABLE_GRACE_S", 0.05)
+    api_server.unschedulable = True
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig)
+    assert_clear_failure(result, "cannot be scheduled", "deployment/ml-app, service/ml-app, horizontalpodautoscaler/"
+                         f"ml-app stay on the cluster in namespace default; delete them with: servetune deploy delete "
+                         f"{spec_file} --kubeconfig {kubeconfig} (or apply with --cleanup-on-failure)")
+    assert ("deployments", "default", "ml-app") in api_server.objects
+
+
+def test_cleanup_on_failure_deletes_what_a_failed_apply_left(api_server, kubeconfig, spec_file, monkeypatch):
+    monkeypatch.setattr(cluster_module, "UNSCHEDULABLE_GRACE_S", 0.05)
+    api_server.unschedulable = True
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--cleanup-on-failure", "--timeout", "20")
+    assert_clear_failure(result, "cannot be scheduled", "; --cleanup-on-failure: horizontalpodautoscaler/ml-app "
+                         "deleted, service/ml-app deleted, deployment/ml-app deleted")
+    assert not api_server.objects

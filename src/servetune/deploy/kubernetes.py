@@ -86,6 +86,7 @@ class KubernetesCluster:
         self.custom = client.CustomObjectsApi(self.api_client)
         self.versions = client.VersionApi(self.api_client)
         self._version: tuple[int, int] | None = None
+        self.applied: list[str] = []  # `kind/name` of each object this connection has applied (not dry runs)
         # kind -> (patch with the HTTP status, delete), each taking (name, namespace, ...)
         self.verbs = {
             "Deployment": (
@@ -177,6 +178,7 @@ class KubernetesCluster:
         for body in bodies:
             try:
                 actions.append(self.server_side_apply(body))
+                self.applied.append(f"{body['kind'].lower()}/{body['metadata']['name']}")
             except KubernetesError as error:
                 changed = ", ".join(actions) if actions else "nothing"
                 raise type(error)(f"{error} (already applied: {changed})") from None
