@@ -141,6 +141,13 @@ def pod_metrics(name: str, namespace: str, usage: dict[str, dict[str, str]],
     }
 
 
+def node_metrics(name: str, cpu: str, memory: str = "2811924Ki") -> dict:
+    """A NodeMetrics item as metrics-server returns it: the node's whole usage over its last window."""
+    return {"metadata": {"name": name, "creationTimestamp": "2026-11-29T05:00:03Z",
+                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+            "timestamp": "2026-11-29T04:59:56Z", "window": "20.029s", "usage": {"cpu": cpu, "memory": memory}}
+
+
 def deep_merge(base: dict, update: dict) -> dict:
     merged = copy.deepcopy(base)
     for key, value in update.items():
@@ -203,6 +210,7 @@ class FakeApiServer:
     namespaces: set[str] | None = None  # None: every namespace exists
     pods: list[dict] = field(default_factory=list)  # pods of no Deployment here (the monitor's tests)
     metrics: list[dict] = field(default_factory=list)
+    node_metrics: list[dict] = field(default_factory=list)  # NodeMetrics items (node_metrics())
     pods_error: tuple[int, dict] | None = None
     metrics_error: tuple[int, dict] | None = None
     metrics_delay_s: float = 0.0
@@ -312,6 +320,11 @@ class FakeApiServer:
             return 200, self.node_list()
         if path.startswith("/api/v1/namespaces/") and path.count("/") == 4:
             return self.namespace(path.rsplit("/", 1)[1])
+        if path == "/apis/metrics.k8s.io/v1beta1/nodes":
+            if self.cluster_scope_forbidden:
+                return 403, self.refusal("list", "nodes", "metrics.k8s.io", None, None)
+            return 200, {"kind": "NodeMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {},
+                         "items": self.node_metrics}
         if path.startswith("/apis/metrics.k8s.io/v1beta1/namespaces/") and path.endswith("/pods"):
             return self.pod_metrics_list(path.split("/")[5], query)
         match = OBJECT_PATH.match(path)

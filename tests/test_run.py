@@ -142,6 +142,10 @@ def test_the_whole_protocol_keeps_every_artifact(tmp_path, spec_file, profile_fi
     assert host["cores"] == os.cpu_count() and host["seconds"] == pytest.approx(8, abs=2)
     assert 0 < host["run_cores"] <= host["cores"] and host["others_cores"] >= 0
     assert host["others_cores"] == pytest.approx(max(0.0, host["busy_cores"] - host["run_cores"]), abs=0.002)
+    assert "less this run's processes (the load driver, the cluster and its replicas)" in host["counts"]
+    states = (run_dir / "replica_states.csv").read_text().splitlines()  # row for row with the reference CSV
+    assert [line.split(",")[0] for line in states[1:]] == [s.time for s in read_resource_csv(
+        run_dir / "resource_usage.csv")] and all(line.endswith(",0") for line in states[1:])
 
     # The summary agrees with the logs.
     summary = json.loads((run_dir / "summary.json").read_text())

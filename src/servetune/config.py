@@ -429,6 +429,8 @@ class RunSummary(BaseModel):
     others_cores: float | None = Field(default=None, description="cores other processes on the load's machine "
                                        "took during the load (run.json host_cpu)")
     machine_cores: int | None = Field(default=None, description="that machine's cores (run.json host_cpu)")
+    others_counts: str | None = Field(default=None, description="what others_cores counts (run.json node_cpu on "
+                                      "Kubernetes: the replicas' nodes; else host_cpu: this machine)")
     time_scale: float = Field(default=1.0, description="the run's --time-scale (run.json)")
     not_compressed: list[str] = Field(default_factory=list, description="what --time-scale could not compress "
                                       "on a real cluster (run.json time_scale_on_cluster)")

@@ -122,6 +122,7 @@ def test_what_other_processes_took_comes_from_run_json(tmp_path, host_cpu, expec
     (run / "run.json").write_text(json.dumps({"name": "shared machine", "host_cpu": host_cpu}))
     summary = summarize(run)
     assert (summary.others_cores, summary.machine_cores) == expected
+    assert summary.others_counts is None  # an older run.json does not say what it counts
     report_rows = dict(statistics_rows(summary))
     assert ("CPU other processes took during the load" in report_rows) == (expected[0] is not None)
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from kubernetes_api import DeployedService, FakeApiServer, serve
+from kubernetes_api import DeployedService, FakeApiServer, node_metrics, pod_metrics, serve
 from servetune.backend.protocol import BackendName
 from servetune.config import RESOURCE_COLUMNS
 from servetune.deploy import kubernetes as cluster_module
@@ -178,9 +178,11 @@ def run_against(api: FakeApiServer, folder, url: str | None = None):
     try:
         spec = folder / "k8s.yaml"
         spec.write_text("name: ml-app\nautoscaling: {min_replicas: 1, max_replicas: 3}\n")
+        profile = folder / "short.yaml"
+        profile.write_text(yaml.safe_dump({"name": "short", "phases": [{"users": 2, "delay": 0.1, "duration_s": 20}]}))
         console = Console(file=(output := io.StringIO()), width=200)
         result = evaluate(RunOptions(
-            spec=str(spec), out=folder / "run", backend=BackendName.KUBERNETES, profile="quick", time_scale=0.01,
+            spec=str(spec), out=folder / "run", backend=BackendName.KUBERNETES, profile=str(profile), time_scale=0.1,
             kubeconfig=api.kubeconfig(folder / "kubeconfig"), url=url, progress=False,
         ), console=console)
         return result, " ".join(output.getvalue().split())
@@ -216,3 +218,40 @@ def test_a_role_without_deployments_is_refused_with_the_servers_reason_and_event
     assert (f"warning: the kubeconfig's user may not list events{reason} in namespace default: the autoscaler's "
             "events and the pods' warnings are not read") in output
     assert not [r for r in api.requests if r.method == "PATCH"]
+
+
+def test_other_work_on_the_replicas_nodes_comes_from_the_metrics_api(tmp_path):
+    api = FakeApiServer(namespaces={"default"}, node_metrics=[node_metrics("node-1", "1200m")],
+                        metrics=[pod_metrics("ml-app-7d9f8-0", "default", {"ml-app": {"cpu": "300m", "memory": "180Mi"}},
+                                             {"app": "ml-app"})])
+    service = DeployedService()
+    try:
+        result, _ = run_against(api, tmp_path, url=service.url)
+    finally:
+        service.close()
+    record = result.record
+    assert record["status"] == "completed"
+    node_cpu = record["node_cpu"]
+    assert (node_cpu["nodes"], node_cpu["busy_cores"], node_cpu["replica_cores"], node_cpu["others_cores"]) == (
+        ["node-1"], 1.2, 0.3, 0.9)
+    assert node_cpu["samples"] == record["monitor_samples"] > 0
+    assert "less servetune's own processes (the load driver)" in record["host_cpu"]["counts"]
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["others_cores"] == 0.9 and summary["others_counts"].startswith("the replicas' nodes' CPU")
+    assert ("| CPU other processes took during the load | 0.90 cores (the replicas' nodes' CPU (metrics.k8s.io "
+            "NodeMetrics) less the replicas' own") in (result.run_dir / "report.md").read_text()
+
+
+def test_a_user_who_may_not_read_node_metrics_gets_the_reason(tmp_path):
+    from servetune.deploy.kubernetes_client import connect
+    from servetune.monitor.node_usage import NodeOthers
+
+    api = FakeApiServer(cluster_scope_forbidden=True, node_metrics=[node_metrics("node-1", "1")])
+    server = serve(api)
+    try:
+        others = NodeOthers(connect(api.kubeconfig(tmp_path / "kubeconfig")).api_client)
+        others.add({"node-1"}, 0.25)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert others.record() == {"unavailable": "the kubeconfig's user may not list nodes.metrics.k8s.io (HTTP 403)"}

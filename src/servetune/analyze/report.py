@@ -84,7 +84,8 @@ def others_rows(summary: RunSummary) -> list[tuple[str, str]]:
     if summary.others_cores is None:
         return []
     cores = f" of {summary.machine_cores}" if summary.machine_cores else ""
-    return [("CPU other processes took during the load", f"{summary.others_cores:.2f}{cores} cores")]
+    counts = f" ({summary.others_counts})" if summary.others_counts else ""
+    return [("CPU other processes took during the load", f"{summary.others_cores:.2f}{cores} cores{counts}")]
 
 
 def time_scale_rows(summary: RunSummary) -> list[tuple[str, str]]:

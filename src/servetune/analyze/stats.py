@@ -273,15 +273,21 @@ def restart_count(info: dict) -> int | None:
     return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
 
 
-def others_cores(info: dict) -> tuple[float | None, int | None]:
-    """(cores other processes took during the load, the machine's cores) from run.json's `host_cpu`."""
+def others_cores(info: dict) -> tuple[float | None, int | None, str | None]:
+    """(cores other work took during the load, the machine's cores, what that counts): from run.json's
+    `node_cpu` (Kubernetes: the replicas' nodes, from the metrics API), else its `host_cpu` (this machine)."""
+    nodes = info.get("node_cpu")
+    if isinstance(nodes, dict) and isinstance(others := nodes.get("others_cores"), int | float) and others >= 0:
+        counts = nodes.get("counts")
+        return float(others), None, str(counts) if counts else None
     host = info.get("host_cpu")
     if not isinstance(host, dict):
-        return None, None
-    others, cores = host.get("others_cores"), host.get("cores")
+        return None, None, None
+    others, cores, counts = host.get("others_cores"), host.get("cores"), host.get("counts")
     if not isinstance(others, int | float) or isinstance(others, bool) or others < 0:
-        return None, None
-    return float(others), cores if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0 else None
+        return None, None, None
+    return (float(others), cores if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0 else None,
+            str(counts) if counts else None)
 
 
 def restart_reasons(info: dict) -> dict[str, int]:
@@ -350,7 +356,7 @@ def summarize_data(data: RunData) -> RunSummary:
     else:
         failures = siege_failure_rate(rows)
     value, source, model = accuracy(data)
-    others, cores = others_cores(data.run_info)
+    others, cores, counts = others_cores(data.run_info)
     scale, not_compressed = time_scale(data.run_info)
     return RunSummary(
         run_dir=str(data.run_dir),
@@ -371,6 +377,7 @@ def summarize_data(data: RunData) -> RunSummary:
         restart_reasons=restart_reasons(data.run_info),
         others_cores=others,
         machine_cores=cores,
+        others_counts=counts,
         time_scale=scale,
         not_compressed=not_compressed,
         phases=summarize_phases(data),

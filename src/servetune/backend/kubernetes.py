@@ -14,6 +14,7 @@ from servetune.deploy.compressed_hpa import compressed_spec
 from servetune.deploy.hpa_watch import AutoscalerWatch
 from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError, pod_status
 from servetune.deploy.pod_restarts import PodRestarts
+from servetune.monitor.node_usage import NodeOthers
 from servetune.runfolder import RunRecord
 
 WARM_UP_REPLICAS = 5  # deploy/manifests.py's warm-up Deployment
@@ -26,6 +27,9 @@ WITHOUT = {  # what a run does without a permission it would use (resource + gro
 class KubernetesBackend:
     name = BackendName.KUBERNETES
     warm_up_description = f"{WARM_UP_REPLICAS} replicas, then delete"
+    host_cpu_counts = ("this machine's busy cores less servetune's own processes (the load driver); where a node "
+                       "of the cluster is this machine, its pods (the replicas too) and its control plane count "
+                       "here as well: run.json's node_cpu says what the replicas' nodes did besides the replicas")
 
     def __init__(self, spec: DeploymentSpec, kubeconfig: Path | None = None, context: str | None = None,
                  url: str | None = None, ready_timeout_s: float = 300.0, progress: bool = True,
@@ -38,6 +42,7 @@ class KubernetesBackend:
         self.applied = False
         self._url = url
         self.restarts: PodRestarts | None = None  # counted from apply() on
+        self.node_others = NodeOthers(self.cluster.api_client)
 
     def warm_up(self) -> str:
         if self.compression.not_compressed:
@@ -105,16 +110,24 @@ class KubernetesBackend:
         from servetune.monitor.kubernetes import monitor_namespace
 
         watch = AutoscalerWatch(self.cluster, self.spec.namespace, self.spec.name) if self.spec.autoscaling else None
+        nodes: set[str] = set()
 
         def each_listing(pods) -> None:
-            """With each sample: the restarts since the last one, and what the autoscaler did."""
+            """With each sample: the restarts since the last one, what the autoscaler did, where replicas run."""
             self.count_restarts([pod_status(pod) for pod in pods])
             for line in watch.poll() if watch is not None else []:
                 self.on_event(line)
+            nodes.clear()
+            nodes.update(pod.spec.node_name for pod in pods if pod.spec is not None and pod.spec.node_name)
+
+        def each_sample(sample: ResourceSample) -> None:
+            if sample.states is not None and sample.states.usage_unmeasured == 0:
+                self.node_others.add(set(nodes), sample.cpu_use_core)
+            on_sample(sample)
 
         # The deployment's own connection: the kubeconfig is read once and its namespace exists.
         return monitor_namespace(self.cluster.api_client, out, self.spec.namespace, selector=f"app={self.spec.name}",
-                                 interval_s=interval_s, stop_event=stop, on_sample=on_sample, on_pods=each_listing)
+                                 interval_s=interval_s, stop_event=stop, on_sample=each_sample, on_pods=each_listing)
 
     @property
     def selector(self) -> dict[str, str]:
@@ -136,6 +149,8 @@ class KubernetesBackend:
         counted = self.restarts.record() if self.restarts is not None else {}
         if self.compression.not_compressed:
             counted["time_scale_on_cluster"] = self.compression.record()
+        if (nodes := self.node_others.record()) is not None:
+            counted["node_cpu"] = nodes
         if self.spec.limits is None:
             return {"limits_enforced": False, "limits_note": "the spec sets no limits", **counted}
         return {"limits_enforced": True, "limits_note": "enforced by the kubelet", **counted}

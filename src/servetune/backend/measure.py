@@ -59,7 +59,7 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
         cpu_at_start = snapshot()
         run_with_driver(measurement.driver, measurement.profile, backend.url, folder.path,
                  LoadOptions(progress=measurement.progress), stop_load)
-        record.update(host_cpu=host_cpu(cpu_at_start, snapshot()))
+        record.update(host_cpu=host_cpu(cpu_at_start, snapshot(), backend.host_cpu_counts))
         if measurement.progress and not record.console.is_terminal:
             record.console.line()  # the live view's last frame ends without a newline when not on a terminal
         record.update(load_ended_at=time.time())

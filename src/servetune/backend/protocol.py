@@ -66,6 +66,8 @@ class Backend(Protocol):
 class LiveBackend(Backend, Protocol):
     """A backend with real replicas: a resource monitor source and a way to notice that they broke."""
 
+    host_cpu_counts: str  # what run.json's host_cpu.others_cores counts as "other processes" here
+
     def monitor(self, out: Path, interval_s: float, stop: threading.Event,
                 on_sample: Callable[[ResourceSample], None]) -> int: ...
 
