@@ -339,7 +339,15 @@ def test_no_kubeconfig(tmp_path, spec_file, monkeypatch):
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     result = deploy("apply", spec_file)
-    assert_clear_failure(result, "no kubeconfig", "pass --kubeconfig FILE")
+    assert_clear_failure(result, f"no kubeconfig found: $KUBECONFIG is unset and {tmp_path}/.kube/config "
+                         "(kubectl's ~/.kube/config) does not exist, and this is not a pod in a cluster "
+                         "($KUBERNETES_SERVICE_HOST is unset); pass --kubeconfig FILE")
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path}/a.yaml:~/b.yaml")
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube" / "config").write_text("{}")  # not read: $KUBECONFIG is set, as kubectl does
+    listed = deploy("apply", spec_file)
+    assert_clear_failure(listed, f"no kubeconfig found: $KUBECONFIG lists {tmp_path}/a.yaml, ~/b.yaml, and none "
+                         "of them is a file")
     missing = deploy("status", spec_file, "--kubeconfig", tmp_path / "absent")
     assert_clear_failure(missing, f"kubeconfig {tmp_path / 'absent'}: no such file")
 
