@@ -12,6 +12,8 @@ from __future__ import annotations
 from servetune.deploy.kubernetes import KubernetesCluster
 from servetune.deploy.kubernetes_client import AccessRefused, KubernetesError
 
+TIMEOUT = (2, 3)  # seconds to connect, to read: a slow answer is skipped, not waited for by the monitor
+
 
 class AutoscalerWatch:
     def __init__(self, cluster: KubernetesCluster, namespace: str, name: str) -> None:
@@ -23,7 +25,7 @@ class AutoscalerWatch:
 
     def poll(self) -> list[str]:
         try:
-            hpa = self.cluster.hpa_status(self.namespace, self.name)
+            hpa = self.cluster.hpa_status(self.namespace, self.name, TIMEOUT)
         except KubernetesError:
             return []
         lines = [] if hpa is None else self.status_lines(hpa)
@@ -47,7 +49,7 @@ class AutoscalerWatch:
         if not self.read_events:
             return []
         try:
-            events = self.cluster.hpa_events(self.namespace, self.name)
+            events = self.cluster.hpa_events(self.namespace, self.name, TIMEOUT)
         except AccessRefused:
             self.read_events = False
             return []

@@ -105,9 +105,9 @@ class KubernetesCluster:
 
     # --- requests ---------------------------------------------------------------------------------
 
-    def request(self, what: str, method, *args, **kwargs):
+    def request(self, what: str, method, *args, timeout=REQUEST_TIMEOUT, **kwargs):
         """Call one client method; every failure is a KubernetesError that says what it was."""
-        return call(self.host, what, method, *args, timeout=REQUEST_TIMEOUT, **kwargs)
+        return call(self.host, what, method, *args, timeout=timeout, **kwargs)
 
     def server_version(self) -> tuple[int, int]:
         """(major, minor) of the API server, e.g. (1, 24); read once."""
@@ -259,13 +259,14 @@ class KubernetesCluster:
         newest = max(ours, key=lambda e: str(e.last_timestamp or e.event_time or e.first_timestamp or ""))
         return f"{newest.reason}: {newest.message}".strip()
 
-    def hpa_status(self, namespace: str, name: str) -> dict | None:
+    def hpa_status(self, namespace: str, name: str, timeout=REQUEST_TIMEOUT) -> dict | None:
         try:
             hpa = self.request(
                 f"read horizontalpodautoscaler/{name}",
                 self.autoscaling.read_namespaced_horizontal_pod_autoscaler,
                 name,
                 namespace,
+                timeout=timeout,
             )
         except NotFound:
             return None
@@ -288,10 +289,10 @@ class KubernetesCluster:
             "conditions": conditions,  # (type, status, reason, message): AbleToScale, ScalingActive, ...
         }
 
-    def hpa_events(self, namespace: str, name: str) -> list:
+    def hpa_events(self, namespace: str, name: str, timeout=REQUEST_TIMEOUT) -> list:
         """The events of the HPA `name` (SuccessfulRescale, FailedGetResourceMetric, ...), as core/v1 Events."""
         return self.request(
-            "list events", self.core.list_namespaced_event, namespace,
+            "list events", self.core.list_namespaced_event, namespace, timeout=timeout,
             field_selector=f"involvedObject.kind=HorizontalPodAutoscaler,involvedObject.name={name}",
         ).items
 
