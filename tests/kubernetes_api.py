@@ -22,6 +22,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -142,6 +143,13 @@ def pod_metrics(name: str, namespace: str, usage: dict[str, dict[str, str]],
     }
 
 
+def node_metrics(name: str, cpu: str, memory: str = "2811924Ki") -> dict:
+    """A NodeMetrics item as metrics-server returns it: the node's whole usage over its last window."""
+    return {"metadata": {"name": name, "creationTimestamp": "2026-11-29T05:00:03Z",
+                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+            "timestamp": "2026-11-29T04:59:56Z", "window": "20.029s", "usage": {"cpu": cpu, "memory": memory}}
+
+
 def deep_merge(base: dict, update: dict) -> dict:
     merged = copy.deepcopy(base)
     for key, value in update.items():
@@ -204,6 +212,7 @@ class FakeApiServer:
     namespaces: set[str] | None = None  # None: every namespace exists
     pods: list[dict] = field(default_factory=list)  # pods of no Deployment here (the monitor's tests)
     metrics: list[dict] = field(default_factory=list)
+    node_metrics: list[dict] = field(default_factory=list)  # NodeMetrics items (node_metrics())
     pods_error: tuple[int, dict] | None = None
     metrics_error: tuple[int, dict] | None = None
     metrics_delay_s: float = 0.0
@@ -211,12 +220,19 @@ class FakeApiServer:
     metrics_available: tuple[str, str, str] = ("True", "Passed", "all checks passed")  # APIService Available
     forbidden_user: str | None = None
     cluster_scope_forbidden: bool = False  # a namespaced user: no namespaces, nodes or apiservices
+    denied: set[str] = field(default_factory=set)  # resource.group the tester's Role leaves out (reviews say so)
+    denial_reason: str = ""  # what an access review adds to `allowed: false` (RBAC usually says nothing)
     pod_waiting: tuple[str, str] | None = None  # (reason, message) of every pod's container
     last_terminated: dict | None = None
+    exits: dict[str, list[dict]] = field(default_factory=dict)  # pod name -> its container's ends (restart())
     unschedulable: bool = False
+    unschedulable_from: int | None = None  # pods from this index on find no node (the rest run)
     warning_events: list[tuple[str, str]] = field(default_factory=list)  # (reason, message) on every pod
     write_errors: dict[str, tuple[int, dict]] = field(default_factory=dict)  # resource -> failure of a write
     hpa_observed: bool = True  # False: the HPA controller has not synced it yet (no current replicas)
+    hpa_metrics_missing: bool = False  # the controller synced but got no CPU metrics: nothing computed yet
+    old_pods: int = 0  # pods of each Deployment's previous ReplicaSet still terminating (a rollout)
+    hpa_events: list[dict] = field(default_factory=list)  # the controller's events (scale() adds one)
     terminating_lists: int = 2  # a deleted Deployment's pods stay listed this many times
     ready: dict[str, int] = field(default_factory=dict)  # deployment name -> ready replicas
     gone: dict[str, tuple[int, int]] = field(default_factory=dict)  # deleted deployment -> (replicas, lists left)
@@ -252,7 +268,27 @@ class FakeApiServer:
                 fields.get("spec", {}).pop("replicas", None)  # an Update takes the field over
         meta = self.objects[key]["metadata"]
         meta.update(generation=meta["generation"] + 1, resourceVersion=str(next(self.versions)))
+        direction = "above" if replicas > self.objects[key]["spec"]["replicas"] else "below"
         self.objects[key]["spec"]["replicas"] = replicas
+        number = len(self.hpa_events)
+        self.hpa_events.append({  # what kube-controller-manager's HPA controller records on a rescale
+            "metadata": {"name": f"{name}.17c2a{number:03x}", "namespace": namespace,
+                         "resourceVersion": str(700 + number), "creationTimestamp": TIMESTAMP},
+            "involvedObject": {"kind": "HorizontalPodAutoscaler", "namespace": namespace, "name": name,
+                               "uid": f"uid-{name}", "apiVersion": "autoscaling/v2", "resourceVersion": "4711"},
+            "reason": "SuccessfulRescale", "type": "Normal", "count": 1,
+            "message": f"New size: {replicas}; reason: cpu resource utilization (percentage of request) {direction} "
+                       "target",
+            "source": {"component": "horizontal-pod-autoscaler"}, "firstTimestamp": f"2026-11-29T05:1{number}:00Z",
+            "lastTimestamp": f"2026-11-29T05:1{number}:00Z", "reportingComponent": "", "reportingInstance": "",
+        })
+
+    def restart(self, pod_name: str, reason: str = "OOMKilled", exit_code: int = 137) -> None:
+        """What the kubelet does when a container exits: restart it, count it, keep how it ended."""
+        self.exits.setdefault(pod_name, []).append({
+            "exitCode": exit_code, "reason": reason, "startedAt": "2026-11-29T04:58:14Z",
+            "finishedAt": "2026-11-29T05:01:02Z", "containerID": "containerd://" + "ef" * 32,
+        })
 
     def kubeconfig(self, path: Path, namespace: str | None = None) -> Path:
         context = {"cluster": "loopback", "user": "tester"} | ({"namespace": namespace} if namespace else {})
@@ -278,22 +314,29 @@ class FakeApiServer:
             return 200, self.group_list()
         if path == f"/apis/apiregistration.k8s.io/v1/apiservices/{METRICS_APISERVICE}":
             return self.apiservice()
+        if path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" and method == "POST":
+            return self.access_review(body)
         if path == "/api/v1/nodes":
             if self.cluster_scope_forbidden:
                 return 403, self.refusal("list", "nodes", "", None, None)
             return 200, self.node_list()
         if path.startswith("/api/v1/namespaces/") and path.count("/") == 4:
             return self.namespace(path.rsplit("/", 1)[1])
+        if path == "/apis/metrics.k8s.io/v1beta1/nodes":
+            if self.cluster_scope_forbidden:
+                return 403, self.refusal("list", "nodes", "metrics.k8s.io", None, None)
+            return 200, {"kind": "NodeMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {},
+                         "items": self.node_metrics}
         if path.startswith("/apis/metrics.k8s.io/v1beta1/namespaces/") and path.endswith("/pods"):
             return self.pod_metrics_list(path.split("/")[5], query)
         match = OBJECT_PATH.match(path)
         if not match:
             return 404, status(404, "NotFound", "the server could not find the requested resource")
         group_version, namespace, resource, name = match.groups()
-        if self.forbidden_user:
+        group = "" if group_version == "api/v1" else group_version.split("/")[1]
+        if not self.allowed(f"{resource}.{group}" if group else resource, namespace):
             verb = {"GET": "list" if name is None else "get", "POST": "create", "PUT": "update",
                     "PATCH": "patch", "DELETE": "delete"}[method]
-            group = "" if group_version == "api/v1" else group_version.split("/")[1]
             return 403, self.refusal(verb, resource, group, namespace, name)
         if resource == "pods" and name is None and method == "GET":
             if self.pods_error:
@@ -318,6 +361,27 @@ class FakeApiServer:
         if method == "DELETE":
             return self.delete(key)
         return 405, status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    def allowed(self, resource: str, namespace: str | None) -> bool:
+        """What RBAC lets the tester do: nothing as `forbidden_user`; nothing at the cluster scope as a
+        namespaced user; everything else, except what `denied` names (resource.group)."""
+        if self.forbidden_user:
+            return False
+        if self.cluster_scope_forbidden and (not namespace or resource in ("nodes", "namespaces", "apiservices")):
+            return False
+        return resource not in self.denied
+
+    def access_review(self, body: dict) -> tuple[int, dict]:
+        """A SelfSubjectAccessReview answered as kube-apiserver does: the review echoed with its status."""
+        attributes = (body.get("spec") or {}).get("resourceAttributes") or {}
+        resource = attributes.get("resource", "")
+        qualified_resource = f"{resource}.{attributes['group']}" if attributes.get("group") else resource
+        allowed = self.allowed(qualified_resource, attributes.get("namespace"))
+        verdict = {"allowed": allowed}
+        if not allowed and self.denial_reason:
+            verdict["reason"] = self.denial_reason
+        return 201, {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                     "metadata": {"creationTimestamp": None}, "spec": body.get("spec") or {}, "status": verdict}
 
     def refusal(self, verb: str, resource: str, group: str, namespace: str | None, name: str | None) -> dict:
         """kube-apiserver's RBAC denial, word for word in its shape."""
@@ -515,7 +579,8 @@ class FakeApiServer:
             # The controller makes one more replica ready each time it is looked at, unless pods cannot run.
             desired = obj["spec"]["replicas"]
             if not (self.pod_waiting or self.unschedulable):
-                self.ready[key[2]] = min(desired, self.ready[key[2]] + 1)
+                schedulable = desired if self.unschedulable_from is None else min(desired, self.unschedulable_from)
+                self.ready[key[2]] = min(schedulable, self.ready[key[2]] + 1)
             ready = self.ready[key[2]]
             obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": desired,
                              "updatedReplicas": desired, "readyReplicas": ready, "availableReplicas": ready}
@@ -525,9 +590,31 @@ class FakeApiServer:
             if not self.hpa_observed:
                 obj["status"] = {"desiredReplicas": 0, "currentMetrics": None}
                 return obj
+            if self.hpa_metrics_missing:  # what the controller writes when it cannot read the pods' CPU
+                obj["status"] = {"currentReplicas": replicas, "desiredReplicas": 0, "currentMetrics": None,
+                                 "conditions": [
+                    {"type": "AbleToScale", "status": "True", "lastTransitionTime": TIMESTAMP,
+                     "reason": "SucceededGetScale", "message": "the HPA controller was able to get the target's "
+                     "current scale"},
+                    {"type": "ScalingActive", "status": "False", "lastTransitionTime": TIMESTAMP,
+                     "reason": "FailedGetResourceMetric", "message": "the HPA was unable to compute the replica "
+                     "count: failed to get cpu utilization: unable to get metrics for resource cpu: no metrics "
+                     "returned from resource metrics API"}]}
+                return obj
             obj["status"] = {"currentReplicas": replicas, "desiredReplicas": replicas, "currentMetrics": [
                 {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 42,
-                                                                             "averageValue": "210m"}}}]}
+                                                                             "averageValue": "210m"}}}],
+                             "conditions": [
+                {"type": "AbleToScale", "status": "True", "lastTransitionTime": TIMESTAMP,
+                 "reason": "ReadyForNewScale", "message": "recommended size matches current size"},
+                {"type": "ScalingActive", "status": "True", "lastTransitionTime": TIMESTAMP,
+                 "reason": "ValidMetricFound", "message": "the HPA was able to successfully calculate a replica count "
+                 "from cpu resource utilization (percentage of request)"},
+                {"type": "ScalingLimited", "status": "True" if replicas >= obj["spec"]["maxReplicas"] else "False",
+                 "lastTransitionTime": TIMESTAMP,
+                 "reason": "TooManyReplicas" if replicas >= obj["spec"]["maxReplicas"] else "DesiredWithinRange",
+                 "message": "the desired replica count is more than the maximum replica count"
+                 if replicas >= obj["spec"]["maxReplicas"] else "the desired count is within the acceptable range"}]}
         return obj
 
     def deployment_pods(self, namespace: str) -> list[dict]:
@@ -537,10 +624,19 @@ class FakeApiServer:
                 replicas = deployment["spec"]["replicas"]
                 pods += [self.derived_pod(namespace, name, i, i < self.ready[name], deployment)
                          for i in range(replicas)]
+                pods += [self.terminating(self.derived_pod(namespace, name, i, True, deployment, "5c4b7"))
+                         for i in range(self.old_pods)]
         for name, (replicas, lists_left) in list(self.gone.items()):
             if lists_left > 0:
-                pods += [self.derived_pod(namespace, name, i, False, None) for i in range(replicas)]
+                pods += [self.terminating(self.derived_pod(namespace, name, i, True, None)) for i in range(replicas)]
         return pods
+
+    @staticmethod
+    def terminating(pod_obj: dict) -> dict:
+        """A pod whose deletion was asked for: listed with a deletion timestamp until its containers stop; the
+        kubelet still reports the container running and ready through its preStop pause."""
+        pod_obj["metadata"].update(deletionTimestamp="2026-11-29T05:20:00Z", deletionGracePeriodSeconds=30)
+        return pod_obj
 
     def pod_list(self, namespace: str, selector: str) -> dict:
         candidates = self.deployment_pods(namespace) + [p for p in self.pods if p["metadata"]["namespace"] == namespace]
@@ -550,15 +646,20 @@ class FakeApiServer:
                 self.gone[name] = (replicas, lists_left - 1)
         return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "48250"}, "items": items}
 
-    def derived_pod(self, namespace: str, app_name: str, index: int, ready: bool, deployment: dict | None) -> dict:
+    def derived_pod(self, namespace: str, app_name: str, index: int, ready: bool, deployment: dict | None,
+                    revision: str = "7d9f8") -> dict:
         containers = [{"name": "ml-app", "image": "servetune:0.1.0"}]
         if deployment is not None:
             containers = [{"name": c["name"], "image": c["image"], "resources": c.get("resources", {})}
                           for c in deployment["spec"]["template"]["spec"]["containers"]]
-        result = pod(f"{app_name}-7d9f8-{index}", namespace, containers, {"app": app_name})
+        result = pod(f"{app_name}-{revision}-{index}", namespace, containers, {"app": app_name})
+        unscheduled = self.unschedulable or (self.unschedulable_from is not None and index >= self.unschedulable_from)
+        ready = ready and not unscheduled
         container = result["status"]["containerStatuses"][0]
         container["ready"] = ready
-        if self.unschedulable:
+        if exits := self.exits.get(result["metadata"]["name"]):
+            container.update(restartCount=len(exits), lastState={"terminated": exits[-1]})
+        if unscheduled:
             result["status"] = {"phase": "Pending", "qosClass": "Burstable", "conditions": [
                 {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "lastProbeTime": None,
                  "lastTransitionTime": TIMESTAMP, "message": "0/3 nodes are available: 3 Insufficient cpu."}]}
@@ -576,7 +677,9 @@ class FakeApiServer:
 
     def event_list(self, namespace: str, field_selector: str) -> dict:
         wanted = dict(term.split("=", 1) for term in field_selector.split(",") if term)
-        items = []
+        items = [event for event in self.hpa_events if event["metadata"]["namespace"] == namespace and all(
+            {"type": event["type"], "reason": event["reason"], "involvedObject.kind": event["involvedObject"]["kind"],
+             "involvedObject.name": event["involvedObject"]["name"]}.get(k) == v for k, v in wanted.items())]
         for index, pod_obj in enumerate(self.deployment_pods(namespace)):
             if any(c["type"] == "Ready" for c in pod_obj["status"]["conditions"]):
                 continue
@@ -647,3 +750,37 @@ def serve(api: FakeApiServer) -> ThreadingHTTPServer:
     api.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server
+
+
+class DeployedService:
+    """A stand-in for the deployed app behind its NodePort: answers GET /test as the app does and calls
+    `on_request` (with the request's number, from 1) before each answer. `close()` after the test."""
+
+    def __init__(self, on_request: Callable[[int], None] = lambda number: None) -> None:
+        self.hits = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                outer.hits += 1
+                on_request(outer.hits)
+                body = b'{"prediction": "Soup", "probability": 0.9}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from deploy import test_kubernetes as kubernetes_contract
 from environment import require_tool
+from kubernetes_api import DeployedService
 from onnx_models import tiny_artifact
 from servetune.analyze.stats import summarize
 from servetune.backend.protocol import BackendName
@@ -141,6 +142,10 @@ def test_the_whole_protocol_keeps_every_artifact(tmp_path, spec_file, profile_fi
     assert host["cores"] == os.cpu_count() and host["seconds"] == pytest.approx(8, abs=2)
     assert 0 < host["run_cores"] <= host["cores"] and host["others_cores"] >= 0
     assert host["others_cores"] == pytest.approx(max(0.0, host["busy_cores"] - host["run_cores"]), abs=0.002)
+    assert "less this run's processes (the load driver, the cluster and its replicas)" in host["counts"]
+    states = (run_dir / "replica_states.csv").read_text().splitlines()  # row for row with the reference CSV
+    assert [line.split(",")[0] for line in states[1:]] == [s.time for s in read_resource_csv(
+        run_dir / "resource_usage.csv")] and all(line.endswith(",0") for line in states[1:])
 
     # The summary agrees with the logs.
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -284,32 +289,11 @@ def test_evaluate_without_a_model_copy_keeps_hash_and_accuracy(tmp_path, spec_fi
 
 @pytest.fixture
 def service(api_server):
-    """A stand-in for the deployed service: answers GET /test and notes how far the API requests had got."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Thread
-
+    """A stand-in for the deployed service that notes how far the API requests had got at each request."""
     hits: list[int] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):
-            hits.append(len(api_server.requests))
-            body = b'{"prediction": "Soup", "probability": 0.9}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    server.shutdown()
-    server.server_close()
+    stand_in = DeployedService(lambda number: hits.append(len(api_server.requests)))
+    yield stand_in.url, hits
+    stand_in.close()
 
 
 def test_kubernetes_protocol_order_warm_up_apply_load_delete(tmp_path, api_server, service, monkeypatch):

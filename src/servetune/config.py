@@ -65,6 +65,18 @@ class ModelSpec(BaseModel):
     version: str = "0"
 
 
+class ReplicaStates(BaseModel):
+    """What one resource sample's columns cannot say: the counted replicas by state, and how many of them had
+    no usage measured yet (the usage columns count those as 0). One row of replica_states.csv."""
+
+    time: str  # the resource_usage.csv row's own `time`
+    ready: int
+    starting: int  # placed, not ready yet (starting, probing, or waiting out a restart back-off)
+    pending: int  # waiting for capacity: no node (no room on this machine) can take it
+    terminating: int
+    usage_unmeasured: int = 0  # never measured yet: a new pod before metrics-server's first sample of it
+
+
 class ResourceSample(BaseModel):
     """One row of resource_usage.csv (the reference monitor's columns, every 5 s)."""
 
@@ -76,9 +88,10 @@ class ResourceSample(BaseModel):
     mem_lim_KB: float
     cpu_use_core: float
     mem_use_KB: float
+    states: ReplicaStates | None = Field(default=None, exclude=True)  # a live monitor's; not a CSV column
 
 
-RESOURCE_COLUMNS: list[str] = list(ResourceSample.model_fields)
+RESOURCE_COLUMNS: list[str] = [name for name in ResourceSample.model_fields if name != "states"]
 
 
 class LoadRunRow(BaseModel):
@@ -161,6 +174,8 @@ class PredictionResponse(BaseModel):
 
 # --- deployment ---------------------------------------------------------------------------------------
 
+CONTAINER_NAME = "ml-app"  # the serving container: the reference resource monitor counts only containers so named
+
 
 class ResourceAmounts(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -221,6 +236,7 @@ class ProbeSpec(BaseModel):
     initial_delay_seconds: int = Field(default=0, ge=0, le=3600)
     period_seconds: int = Field(default=5, ge=1, le=3600)
     timeout_seconds: int = Field(default=2, ge=1, le=3600)
+    success_threshold: int = Field(default=1, ge=1, le=100, description="readiness only; 1 for the others")
     failure_threshold: int = Field(default=3, ge=1, le=100)
 
 
@@ -263,9 +279,13 @@ class DeploymentSpec(BaseModel):
     name: str = Field(default="ml-app", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     model: str = Field(default="default", description="artifact path, or 'default' for the packaged model")
     image: str = "servetune:0.1.0"
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
     namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     node_port: int = Field(default=32000, ge=30000, le=32767)
     service_type: Literal["NodePort", "LoadBalancer"] = "NodePort"
+    service_name: str | None = Field(default=None, pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
+                                     description="the Service's name; None: the spec's name")
+    service_port: int | None = Field(default=None, ge=1, le=65535, description="None: the container port")
     container_port: int = Field(default=5000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64, description="server worker processes per pod")
     threads: int | None = Field(default=None, ge=1, le=256, description="inference threads; None: CPU quota")
@@ -274,8 +294,8 @@ class DeploymentSpec(BaseModel):
     replicas: int = Field(default=1, ge=0, le=100, description="initial replicas")
     autoscaling: AutoscalingSpec | None = None
     readiness_probe: ProbeSpec = ProbeSpec(period_seconds=2, failure_threshold=2)
-    liveness_probe: ProbeSpec = ProbeSpec(period_seconds=10, timeout_seconds=5, failure_threshold=3)
-    startup_probe: ProbeSpec = ProbeSpec(period_seconds=1, failure_threshold=60)
+    liveness_probe: ProbeSpec | None = ProbeSpec(period_seconds=10, timeout_seconds=5, failure_threshold=3)
+    startup_probe: ProbeSpec | None = ProbeSpec(period_seconds=1, failure_threshold=60)  # None: no such probe
     termination_grace_period_seconds: int = Field(default=30, ge=1, le=3600)
     pre_stop_seconds: int = Field(default=5, ge=0, le=600, description="sleep before SIGTERM so endpoints drain")
     labels: LabelsSpec | None = Field(default=None, description="labels from users; None: off")
@@ -288,6 +308,17 @@ class DeploymentSpec(BaseModel):
         if grace is not None and value >= grace:
             raise ValueError(f"must be < termination_grace_period_seconds ({grace})")
         return value
+
+    @field_validator("liveness_probe", "startup_probe")
+    @classmethod
+    def _one_success_is_enough(cls, value: ProbeSpec | None) -> ProbeSpec | None:
+        if value is not None and value.success_threshold != 1:
+            raise ValueError("success_threshold must be 1 (Kubernetes allows more for readiness only)")
+        return value
+
+    @property
+    def service_object_name(self) -> str:
+        return self.service_name or self.name
 
     @model_validator(mode="after")
     def _limits_cover_requests(self) -> DeploymentSpec:
@@ -398,16 +429,23 @@ class RunSummary(BaseModel):
     run_dir: str
     name: str
     memory_requested_KB: float = Field(description="mean of mem_req_KB")
-    memory_used_KB: float = Field(description="mean of mem_use_KB")
+    memory_used_KB: float | None = Field(description="mean of mem_use_KB over the samples whose usage was "
+                                         "measured; None when none was")
     transaction_rate: float = Field(description="sum(OKAY) / evaluation seconds (sum of Elap Time)")
     response_time_s: float | None = Field(description="sum(OKAY x Resp Time) / sum(OKAY); None without OKAY")
     cpu_requested_core: float
-    cpu_used_core: float
+    cpu_used_core: float | None = Field(description="mean of cpu_use_core, over the same samples as memory used")
     cpu_limit_core: float
     memory_limit_KB: float
     replica_seconds: float = Field(description="n_replica integrated over the monitored time")
+    pending_replica_seconds: float | None = Field(default=None, description="replicas waiting for capacity "
+                                                  "(Pending), integrated over time (replica_states.csv)")
+    max_pending: int | None = Field(default=None, description="the most replicas Pending at once")
     mean_replicas: float
     max_replicas: int
+    samples: int = Field(default=0, description="resource samples")
+    usage_samples: int = Field(default=0, description="resource samples whose usage was measured for every "
+                               "replica (replica_states.csv; all of them without it)")
     evaluation_s: float = Field(description="sum of Elap Time over the load runs")
     runs: int
     transactions: int
@@ -430,4 +468,9 @@ class RunSummary(BaseModel):
     others_cores: float | None = Field(default=None, description="cores other processes on the load's machine "
                                        "took during the load (run.json host_cpu)")
     machine_cores: int | None = Field(default=None, description="that machine's cores (run.json host_cpu)")
+    others_counts: str | None = Field(default=None, description="what others_cores counts (run.json node_cpu on "
+                                      "Kubernetes: the replicas' nodes; else host_cpu: this machine)")
+    time_scale: float = Field(default=1.0, description="the run's --time-scale (run.json)")
+    not_compressed: list[str] = Field(default_factory=list, description="what --time-scale could not compress "
+                                      "on a real cluster (run.json time_scale_on_cluster)")
     phases: list[PhaseSummary] = Field(default_factory=list)

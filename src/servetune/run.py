@@ -32,6 +32,7 @@ from rich.console import Console
 from servetune import __version__
 from servetune.backend.protocol import Backend, BackendName, Measurement
 from servetune.config import DeploymentSpec, LabelsSpec, LoadProfile
+from servetune.deploy.compressed_hpa import compressed_spec
 from servetune.deploy.manifests import render_manifests, to_yaml
 from servetune.deploy.spec import DEFAULT_MODEL, read_deployment, spec_model_path
 from servetune.errors import ServetuneError
@@ -142,7 +143,10 @@ def keep_inputs(folder: RunFolder, inputs: Inputs, options: RunOptions) -> dict:
 
     spec = inputs.spec
     (folder / SPEC_FILE).write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    manifests = render_manifests(spec, store_password=PASSWORD_PLACEHOLDER)  # the Secret's real one: at apply
+    on_cluster = spec
+    if options.backend == BackendName.KUBERNETES:  # the objects as applied: the HPA's behavior compressed
+        on_cluster = compressed_spec(spec, options.time_scale)[0]
+    manifests = render_manifests(on_cluster, store_password=PASSWORD_PLACEHOLDER)  # the Secret's real one: at apply
     (folder / MANIFEST_FILE).write_text(to_yaml(manifests), encoding="utf-8")
     path = inputs.model_path
     if path is None:
@@ -176,7 +180,8 @@ def open_backend(options: RunOptions, inputs: Inputs, folder: RunFolder, on_even
     from servetune.backend.kubernetes import KubernetesBackend
 
     return KubernetesBackend(inputs.spec, options.kubeconfig, options.context, url=options.url,
-                             ready_timeout_s=options.ready_timeout_s, progress=options.progress, on_event=on_event)
+                             ready_timeout_s=options.ready_timeout_s, progress=options.progress, on_event=on_event,
+                             time_scale=options.time_scale)
 
 
 def machine() -> dict:

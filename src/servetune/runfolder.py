@@ -29,6 +29,7 @@ MANIFEST_FILE = "deployment.yaml"
 RESOURCE_FILE = "resource_usage.csv"
 LOAD_FILE = "load_output.csv"
 REQUESTS_FILE = "requests.csv"
+STATES_FILE = "replica_states.csv"
 PROFILE_FILES = ("load_profile.yaml", "profile.yaml")  # the load drivers write the first; a hand-made folder may hold the second
 SUMMARY_FILE = "summary.json"
 EVENTS_FILE = "events.log"
@@ -62,6 +63,7 @@ class RunFolder:
         self.resource_csv = self.path / RESOURCE_FILE
         self.load_log = self.path / LOAD_FILE
         self.request_log = self.path / REQUESTS_FILE
+        self.replica_states = self.path / STATES_FILE
         self.profile_copy = self.path / PROFILE_FILES[0]
         self.summary_file = self.path / SUMMARY_FILE
         self.events_log = self.path / EVENTS_FILE

@@ -25,6 +25,29 @@ def test_four_reference_statistics_on_a_handmade_run(tmp_path):
     assert (summary.runs, summary.transactions, summary.okay, summary.failed) == (3, 40, 38, 7)
 
 
+def test_usage_not_measured_is_left_out_and_none_measured_is_n_a(tmp_path):
+    run = handmade_run(tmp_path / "run")
+    states = run / "replica_states.csv"
+    # The third sample's second replica had no metrics yet: its 230000 KB counts only the first replica.
+    states.write_text("time,ready,starting,pending,terminating,usage_unmeasured\n"
+                      "2026-11-29 05:00:00,1,0,0,0,0\n2026-11-29 05:00:05,1,0,0,0,0\n"
+                      "2026-11-29 05:00:10,1,1,0,0,1\n2026-11-29 05:00:15,2,0,0,0,0\n")
+    summary = summarize(run)
+    assert summary.memory_used_KB == pytest.approx((100000 + 110000 + 240000) / 3)
+    assert summary.cpu_used_core == pytest.approx((0.2 + 0.4 + 1.1) / 3)
+    assert (summary.usage_samples, summary.samples) == (3, 4)
+    assert summary.memory_requested_KB == pytest.approx(393216)  # requests are known for every sample
+    rows = dict(statistics_rows(summary))
+    assert rows["memory used (mean mem_use_KB)"] == "150,000 KB (over the 3 of 4 samples that measured every replica)"
+    states.write_text("time,ready,starting,pending,terminating,usage_unmeasured\n" + "".join(
+        f"2026-11-29 05:00:{second:02d},1,0,0,0,1\n" for second in (0, 5, 10, 15)))
+    summary = summarize(run)
+    assert summary.memory_used_KB is None and summary.cpu_used_core is None
+    rows = dict(statistics_rows(summary))
+    assert rows["memory used (mean mem_use_KB)"] == "n/a (not measured in any of 4 samples)"
+    assert rows["CPU used (mean)"].startswith("n/a")
+
+
 def test_resources_percentiles_and_failures_on_a_handmade_run(tmp_path):
     summary = summarize(handmade_run(tmp_path / "run"))
     assert summary.cpu_requested_core == pytest.approx(0.75)
@@ -99,6 +122,7 @@ def test_what_other_processes_took_comes_from_run_json(tmp_path, host_cpu, expec
     (run / "run.json").write_text(json.dumps({"name": "shared machine", "host_cpu": host_cpu}))
     summary = summarize(run)
     assert (summary.others_cores, summary.machine_cores) == expected
+    assert summary.others_counts is None  # an older run.json does not say what it counts
     report_rows = dict(statistics_rows(summary))
     assert ("CPU other processes took during the load" in report_rows) == (expected[0] is not None)
 

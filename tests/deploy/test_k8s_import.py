@@ -3,14 +3,17 @@ that pass the strict Kubernetes schemas."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
+from kubernetes.utils import parse_quantity
 from typer.testing import CliRunner
 
 from servetune.cli import app
+from servetune.config import DeploymentSpec
 from servetune.deploy.k8s_import import ManifestError, memory_mib, translate
 from servetune.deploy.manifests import KUBERNETES_VERSION, render_manifests
 from servetune.deploy.spec import load_deployment_spec
@@ -66,6 +69,78 @@ def test_course_manifests_render_to_schema_valid_objects(file_name, replicas, se
         assert hpa["metrics"][0]["resource"]["target"]["averageUtilization"] == 40
         assert container["resources"] == {"requests": {"cpu": "1", "memory": "2048Mi"},
                                           "limits": {"cpu": "2", "memory": "4096Mi"}}
+
+
+def leaves(obj, prefix: str = "") -> dict[str, object]:
+    if isinstance(obj, dict) and obj:
+        return {p: v for key, value in obj.items() for p, v in leaves(value, f"{prefix}.{key}".lstrip(".")).items()}
+    if isinstance(obj, list) and obj:
+        return {p: v for i, value in enumerate(obj) for p, v in leaves(value, f"{prefix}[{i}]").items()}
+    return {prefix: obj}
+
+
+# Where a field of the manifest lives in the rendered object when the API version moves it.
+MOVED = {("HorizontalPodAutoscaler", "spec.targetCPUUtilizationPercentage"):
+         "spec.metrics[0].resource.target.averageUtilization"}
+K8S_PROBE_DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1,
+                      "failureThreshold": 3}
+
+
+def named_in(notes: list[str], path: str, value: object) -> bool:
+    """A note that names this field: its value, and its key or the object it belongs to."""
+    keys = [re.sub(r"\[\d+\]", "", part).rstrip("s") for part in path.split(".")[-2:]]
+    return any(str(value) in note and any(key in note for key in keys) for note in notes)
+
+
+@pytest.mark.parametrize("file_name", ["deployment_k8s.yaml", "deployment_lb.yaml", "deployment_hpa.yaml"])
+def test_every_field_of_a_course_manifest_is_carried_over_or_named(file_name):
+    """Import, render, and compare each field of the input objects with the rendered ones: equal (quantities as
+    quantities), or named in a note. The rendered objects have no probe the manifest lacks, and each probe timing
+    the manifest left out is Kubernetes' default, as the API server would have filled it in."""
+    documents = list(yaml.safe_load_all((COURSE / file_name).read_text()))
+    translation = translate(documents)
+    rendered = by_kind(render_manifests(DeploymentSpec.model_validate(translation.fields)))
+    for obj in documents:
+        out = rendered[obj["kind"]]
+        out_leaves = leaves(out)
+        for path, value in leaves(obj).items():
+            if named_in(translation.notes, path, value):
+                continue
+            got = out_leaves.get(MOVED.get((obj["kind"], path), path))
+            if ".resources." in path:
+                value, got = parse_quantity(str(value)), parse_quantity(str(got))
+            assert got == value, f"{obj['kind']} {path}: {value!r} became {got!r} and no note says so"
+    theirs = documents[-1]["spec"]["template"]["spec"]["containers"][0]
+    ours = rendered["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert {key for key in ours if key.endswith("Probe")} == {key for key in theirs if key.endswith("Probe")}
+    for kind in (key for key in theirs if key.endswith("Probe")):
+        for timing, default in K8S_PROBE_DEFAULTS.items():
+            assert ours[kind][timing] == theirs[kind].get(timing, default), (kind, timing)
+
+
+def test_what_the_course_manifest_changes_is_kept():
+    """The readiness probe's successThreshold 3, the Service's own name and port, the pull policy Always; no
+    liveness or startup probe, and no timeout or failure threshold of servetune's own."""
+    spec = load_deployment_spec(COURSE / "deployment_hpa.yaml")
+    assert spec.readiness_probe.success_threshold == 3
+    assert (spec.readiness_probe.timeout_seconds, spec.readiness_probe.failure_threshold) == (1, 3)
+    assert spec.liveness_probe is None and spec.startup_probe is None
+    assert (spec.service_name, spec.service_port, spec.image_pull_policy) == ("ml-service-lb", 6000, "Always")
+    objects = by_kind(render_manifests(spec))
+    assert objects["Service"]["metadata"]["name"] == "ml-service-lb"
+    assert objects["Service"]["spec"]["selector"] == {"app": "ml-app-hpa"}
+
+
+def test_fields_with_no_place_in_a_spec_are_named():
+    documents = list(yaml.safe_load_all((COURSE / "deployment_k8s.yaml").read_text()))
+    container = documents[1]["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [{"name": "WORKERS", "value": "4"}]
+    documents[1]["spec"]["template"]["spec"]["nodeSelector"] = {"disk": "ssd"}
+    notes = translate(documents).notes
+    assert ("Deployment ml-kube-app: spec.template.spec.containers[0].env[0].name, "
+            "spec.template.spec.containers[0].env[0].value, spec.template.spec.nodeSelector.disk: not carried over "
+            "(no place in a servetune spec)") in notes
+    assert "container ml-kube-app becomes ml-app (the reference resource monitor counts only containers named ml-app)" in notes
 
 
 def test_render_takes_a_manifest_directly_with_a_model(tmp_path):

@@ -339,7 +339,15 @@ def test_no_kubeconfig(tmp_path, spec_file, monkeypatch):
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     result = deploy("apply", spec_file)
-    assert_clear_failure(result, "no kubeconfig", "pass --kubeconfig FILE")
+    assert_clear_failure(result, f"no kubeconfig found: $KUBECONFIG is unset and {tmp_path}/.kube/config "
+                         "(kubectl's ~/.kube/config) does not exist, and this is not a pod in a cluster "
+                         "($KUBERNETES_SERVICE_HOST is unset); pass --kubeconfig FILE")
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path}/a.yaml:~/b.yaml")
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube" / "config").write_text("{}")  # not read: $KUBECONFIG is set, as kubectl does
+    listed = deploy("apply", spec_file)
+    assert_clear_failure(listed, f"no kubeconfig found: $KUBECONFIG lists {tmp_path}/a.yaml, ~/b.yaml, and none "
+                         "of them is a file")
     missing = deploy("status", spec_file, "--kubeconfig", tmp_path / "absent")
     assert_clear_failure(missing, f"kubeconfig {tmp_path / 'absent'}: no such file")
 
@@ -493,3 +501,44 @@ def test_warm_up_deploys_five_replicas_then_removes_them(api_server, kubeconfig,
     assert deleted == [("/apis/apps/v1/namespaces/default/deployments/ml-app-warmup",
                         {"propagationPolicy": ["Background"]})]
     assert not api_server.objects and api_server.gone["ml-app-warmup"][1] == 0
+
+
+def test_status_during_a_rollout_shows_terminating_pods_as_such(api_server, kubeconfig, spec_file):
+    assert deploy("apply", spec_file, "--kubeconfig", kubeconfig).exit_code == 0
+    api_server.old_pods = 2  # the previous ReplicaSet's pods, deleted, still in their preStop pause
+    result = deploy("status", spec_file, "--kubeconfig", kubeconfig)
+    assert result.exit_code == 0, result.output
+    rows = [[cell for cell in line.split() if cell != "│"] for line in result.stdout.splitlines() if "ml-app-" in line]
+    old = [row for row in rows if "ml-app-5c4b7-" in row[0]]
+    assert len(old) == 2 and all(row[1:3] == ["Terminating", "no"] for row in old), result.stdout
+    assert all(row[1:3] == ["Running", "yes"] for row in rows if "ml-app-7d9f8-" in row[0])
+
+
+def test_status_before_the_autoscaler_has_computed_anything(api_server, kubeconfig, spec_file):
+    api_server.hpa_metrics_missing = True
+    assert deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--no-wait").exit_code == 0
+    result = deploy("status", spec_file, "--kubeconfig", kubeconfig)
+    assert result.exit_code == 0, result.output
+    assert ("autoscaler: 3..5 replicas, current 3, desired not computed yet (ScalingActive FailedGetResourceMetric: "
+            "the HPA was unable to compute the replica count") in " ".join(result.stdout.split())
+    assert "desired 0" not in result.stdout
+
+
+def test_a_failed_wait_says_what_stays_on_the_cluster_and_how_to_delete_it(api_server, kubeconfig, spec_file,
+                                                                           monkeypatch):
+    monkeypatch.setattr(cluster_module, "UNSCHEDULABLE_GRACE_S", 0.05)
+    api_server.unschedulable = True
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig)
+    assert_clear_failure(result, "cannot be scheduled", "deployment/ml-app, service/ml-app, horizontalpodautoscaler/"
+                         f"ml-app stay on the cluster in namespace default; delete them with: servetune deploy delete "
+                         f"{spec_file} --kubeconfig {kubeconfig} (or apply with --cleanup-on-failure)")
+    assert ("deployments", "default", "ml-app") in api_server.objects
+
+
+def test_cleanup_on_failure_deletes_what_a_failed_apply_left(api_server, kubeconfig, spec_file, monkeypatch):
+    monkeypatch.setattr(cluster_module, "UNSCHEDULABLE_GRACE_S", 0.05)
+    api_server.unschedulable = True
+    result = deploy("apply", spec_file, "--kubeconfig", kubeconfig, "--cleanup-on-failure", "--timeout", "20")
+    assert_clear_failure(result, "cannot be scheduled", "; --cleanup-on-failure: horizontalpodautoscaler/ml-app "
+                         "deleted, service/ml-app deleted, deployment/ml-app deleted")
+    assert not api_server.objects

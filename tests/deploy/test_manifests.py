@@ -169,8 +169,8 @@ def test_probes_drain_and_hardening():
     spec = SPECS["default"]
     pod = render_manifests(spec)[0]["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 5000}  # the container port
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 5000}
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert container["startupProbe"]["failureThreshold"] == spec.startup_probe.failure_threshold
     assert container["readinessProbe"]["periodSeconds"] == spec.readiness_probe.period_seconds

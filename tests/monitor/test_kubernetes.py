@@ -112,6 +112,9 @@ def test_metrics_gap_carries_last_usage_and_a_new_pod_counts_zero(api, caplog):
     assert after.n_replica == 3 and after.cpu_req_core == pytest.approx(1.5)
     assert after.cpu_use_core == pytest.approx(first.cpu_use_core)
     assert "ml-app-7d9c-new01 has no metrics yet" in caplog.text
+    # ... and the sample says its usage left one replica unmeasured, where the others said none.
+    assert [s.states.usage_unmeasured for s in (first, during_503, during_404, after)] == [0, 0, 0, 1]
+    assert (after.states.ready, after.states.starting, after.states.pending, after.states.terminating) == (3, 0, 0, 0)
 
 
 def test_pod_without_metrics_keeps_its_last_value_and_gone_pods_drop_out(api):

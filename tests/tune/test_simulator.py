@@ -177,3 +177,15 @@ def test_the_same_seed_gives_the_same_simulation() -> None:
     first = simulate(fixed(1, 0.5, 0.5), profile, default_calibration(), seed=9).statistics
     again = simulate(fixed(1, 0.5, 0.5), profile, default_calibration(), seed=9).statistics
     assert first == again
+
+
+def test_a_compressed_kubernetes_run_scales_down_with_its_hpa_behavior_compressed() -> None:
+    """On Kubernetes --time-scale compresses the HPA's behavior (its 300 s scale-down window becomes 30 s) but
+    not the controller's 15 s sync: the simulated verification of a compressed run does the same."""
+    spec = DeploymentSpec(requests=ResourceAmounts(cpu=0.25, memory_mb=192),
+                          autoscaling=AutoscalingSpec(min_replicas=1, max_replicas=3, target_cpu_utilization=50))
+    profile = LoadProfile(name="burst", time_scale=0.1, phases=[
+        LoadPhase(users=20, delay=0, duration_s=90), LoadPhase(users=1, delay=100, duration_s=120)])
+    busy, idle = simulate(spec, profile, constant_calibration(50.0), seed=3).statistics.phases
+    assert busy.mean_replicas > 2
+    assert idle.mean_replicas < 2  # down within the 120 s idle phase (at 300 s it would have stayed up)

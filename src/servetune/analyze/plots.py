@@ -15,6 +15,7 @@ from servetune.monitor.resource_csv import parse_time
 
 REQUESTED, LIMIT, USED = "#1f77b4", "#9aa5b1", "#d62728"
 RATE, RESPONSE = "#2ca02c", "#ff7f0e"
+REPLICA_STATES = [("ready", "#2ca02c"), ("starting", "#1f77b4"), ("pending", "#d62728"), ("terminating", "#9aa5b1")]
 DPI = 110
 
 
@@ -57,7 +58,13 @@ def resources_over_time(data: RunData, path: Path) -> Path:
     response.set_ylabel("mean response time (s)", color=RESPONSE)
     response.set_ylim(bottom=0)
     load.set_title("Each load run: transaction rate (left) and mean response time (right)")
-    replicas.step(minutes, [s.n_replica for s in samples], where="post", color="black")
+    replicas.step(minutes, [s.n_replica for s in samples], where="post", color="black", label="counted")
+    if all(state is not None for state in data.states):
+        # The reference counts every pod; what each was doing, stacked: served, starting, waiting, leaving.
+        layers = [[getattr(state, name) for state in data.states] for name, _ in REPLICA_STATES]
+        replicas.stackplot(minutes, layers, step="post", colors=[color for _, color in REPLICA_STATES],
+                           labels=[name for name, _ in REPLICA_STATES], alpha=0.6)
+        replicas.legend(loc="upper left", fontsize=8, ncols=5)
     replicas.set_ylabel("replicas")
     replicas.set_ylim(0, max(s.n_replica for s in samples) + 1)
     replicas.yaxis.get_major_locator().set_params(integer=True)
@@ -67,8 +74,11 @@ def resources_over_time(data: RunData, path: Path) -> Path:
     ):
         for column, color, label, style in zip(columns, (REQUESTED, LIMIT, USED), ("requested", "limit", "used"),
                                                ("-", "--", "-"), strict=True):
-            axis.step(minutes, [getattr(s, column) * scale for s in samples], where="post", color=color,
-                      ls=style, label=label)
+            values = [getattr(s, column) * scale for s in samples]
+            if label == "used":  # a sample that measured no usage for some replica draws no "used" line
+                values = [np.nan if state is not None and state.usage_unmeasured else value
+                          for value, state in zip(values, data.states, strict=True)]
+            axis.step(minutes, values, where="post", color=color, ls=style, label=label)
         axis.set_ylabel(unit)
         axis.set_ylim(bottom=0)
         axis.legend(loc="upper left", fontsize=8, ncols=3)

@@ -30,7 +30,9 @@ def headline_rows(summary: RunSummary, style: Literal["report", "terminal"] = "t
     """
     terminal = style == "terminal"
 
-    def memory(kb: float) -> str:
+    def memory(kb: float | None) -> str:
+        if kb is None:
+            return "n/a"
         return f"{kb / 1024:,.0f} MiB" if terminal else _number(kb, 0, " KB")
 
     source = summary.accuracy_source
@@ -38,7 +40,7 @@ def headline_rows(summary: RunSummary, style: Literal["report", "terminal"] = "t
         source = summary.model  # run.json took it from this model's card
     rows = [  # (statistic, how it is computed, value)
         ("memory requested", "mean mem_req_KB", memory(summary.memory_requested_KB)),
-        ("memory used", "mean mem_use_KB", memory(summary.memory_used_KB)),
+        ("memory used", "mean mem_use_KB", memory(summary.memory_used_KB) + usage_coverage(summary)),
         ("transaction rate", "sum OKAY / s", _number(summary.transaction_rate, 2 if terminal else 3, " /s")),
         ("response time", "OKAY-weighted Resp Time", _ms(summary.response_time_s)),
         ("accuracy", "", "n/a" if summary.accuracy is None else f"{summary.accuracy:.2%} ({source})"),
@@ -53,9 +55,27 @@ def headline_rows(summary: RunSummary, style: Literal["report", "terminal"] = "t
     if not terminal:
         return [(f"{name} ({how})" if how else name, value) for name, how, value in rows]
     return [(name, f"{value} ({how})" if how else value) for name, how, value in rows] + [
-        ("replicas", f"mean {summary.mean_replicas:.2f}, max {summary.max_replicas}"),
+        ("replicas", f"mean {summary.mean_replicas:.2f}, max {summary.max_replicas}" + pending_text(summary, ", ")),
         ("failure rate", f"{summary.failure_rate:.2%} of {summary.okay + summary.failed:,} requests"),
     ]
+
+
+def pending_text(summary: RunSummary, before: str = "") -> str:
+    """How long replicas waited for capacity, where recorded: `1 waited for capacity (Pending) 45 s`."""
+    if not summary.max_pending:
+        return ""
+    return (f"{before}up to {summary.max_pending} waiting for capacity (Pending), "
+            f"{summary.pending_replica_seconds:,.0f} replica-seconds in all")
+
+
+def usage_coverage(summary: RunSummary) -> str:
+    """Over how many samples usage was measured, when not over all of them (a new pod has no metrics for its
+    first 15-30 s; a run stopped before metrics-server's first sample measured none)."""
+    if summary.usage_samples >= summary.samples:
+        return ""
+    if summary.usage_samples == 0:
+        return f" (not measured in any of {summary.samples} samples)"
+    return f" (over the {summary.usage_samples} of {summary.samples} samples that measured every replica)"
 
 
 def restarts_text(summary: RunSummary) -> str:
@@ -71,7 +91,16 @@ def others_rows(summary: RunSummary) -> list[tuple[str, str]]:
     if summary.others_cores is None:
         return []
     cores = f" of {summary.machine_cores}" if summary.machine_cores else ""
-    return [("CPU other processes took during the load", f"{summary.others_cores:.2f}{cores} cores")]
+    counts = f" ({summary.others_counts})" if summary.others_counts else ""
+    return [("CPU other processes took during the load", f"{summary.others_cores:.2f}{cores} cores{counts}")]
+
+
+def time_scale_rows(summary: RunSummary) -> list[tuple[str, str]]:
+    """A compressed run on a real cluster: what kept its real length (its autoscaling is slower than the
+    load's compressed clock suggests)."""
+    if not summary.not_compressed:
+        return []
+    return [(f"not compressed by --time-scale {summary.time_scale:g}", "; ".join(summary.not_compressed))]
 
 
 def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
@@ -79,9 +108,11 @@ def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
     return [
         *headline_rows(summary, "report"),
         ("CPU requested (mean)", _number(summary.cpu_requested_core, 3, " cores")),
-        ("CPU used (mean)", _number(summary.cpu_used_core, 3, " cores")),
+        ("CPU used (mean)", _number(summary.cpu_used_core, 3, " cores") + usage_coverage(summary)),
         ("replica-seconds", _number(summary.replica_seconds, 0, " s")),
         ("replicas (mean / max)", f"{summary.mean_replicas:.2f} / {summary.max_replicas}"),
+        *([("replicas waiting for capacity", pending_text(summary) or "none")]
+          if summary.max_pending is not None else []),
         ("latency p50 / p95 / p99", " / ".join(_ms(v) for v in (summary.latency_p50_s, summary.latency_p95_s,
                                                                  summary.latency_p99_s))),
         ("failure rate", f"{summary.failure_rate:.2%}"),
@@ -89,6 +120,7 @@ def statistics_rows(summary: RunSummary) -> list[tuple[str, str]]:
         ("transactions (OKAY / failed)", f"{summary.okay:,} / {summary.failed:,}"),
         ("evaluation (sum of Elap Time)", f"{summary.evaluation_s:,.0f} s in {summary.runs} runs"),
         *others_rows(summary),
+        *time_scale_rows(summary),
     ]
 
 

@@ -5,7 +5,10 @@ A run folder holds `resource_usage.csv` (monitor) and `load_output.csv` (siege -
 `profile.yaml` also works), `run.json` (optional `name`, `accuracy`, `model`) and a model artifact (`*.onnx`).
 
 The four reference statistics, exactly:
-- memory requested = mean of `mem_req_KB`; memory used = mean of `mem_use_KB` (plain means over samples);
+- memory requested = mean of `mem_req_KB`; memory used = mean of `mem_use_KB` (plain means over samples;
+  where `replica_states.csv` says a sample had a replica whose usage was not measured yet, that sample's
+  usage, 0 for that replica, is left out of the used means: memory and CPU used are over the samples
+  measured, and None when there was none);
 - transaction rate = sum(OKAY) / evaluation seconds;
 - response time = sum(OKAY x Resp Time) / sum(OKAY) (an OKAY-weighted mean, not the column's mean).
 
@@ -29,11 +32,20 @@ from pathlib import Path
 
 import numpy as np
 
-from servetune.config import LoadPhase, LoadRunRow, PhaseSummary, RequestRecord, ResourceSample, RunSummary
+from servetune.config import (
+    LoadPhase,
+    LoadRunRow,
+    PhaseSummary,
+    ReplicaStates,
+    RequestRecord,
+    ResourceSample,
+    RunSummary,
+)
 from servetune.errors import ServetuneError
 from servetune.load.profile import LoadProfileError, parse_profile
 from servetune.load.request_log import RequestLogError, read_request_log
 from servetune.load.siege import SiegeLogError, read_siege_log
+from servetune.monitor.replica_states import ReplicaStatesError, read_replica_states
 from servetune.monitor.resource_csv import ResourceCsvError, on_wall_clock, parse_time, read_resource_csv
 from servetune.runfolder import (
     LOAD_FILE,
@@ -67,12 +79,17 @@ class RunData:
             profile = self.folder.profile_file()
             self.profile = parse_profile(profile) if profile else None
             self.run_info = self.folder.read_record()
-        except (ResourceCsvError, SiegeLogError, RequestLogError, LoadProfileError, RunFolderError) as error:
+            states = read_replica_states(self.folder.replica_states) if self.folder.replica_states.is_file() else []
+        except (ResourceCsvError, SiegeLogError, RequestLogError, LoadProfileError, RunFolderError,
+                ReplicaStatesError) as error:
             raise AnalysisError(str(error)) from None
         if not self.resources:
             raise AnalysisError(f"{self.folder.resource_csv}: no samples (only a header)")
         if not self.load_rows:
             raise AnalysisError(f"{self.folder.load_log}: no load runs (only a header)")
+        by_time = {row.time: row for row in states}
+        # Each resource sample's states (None: not recorded), matched by the `time` both rows carry.
+        self.states: list[ReplicaStates | None] = [by_time.get(sample.time) for sample in self.resources]
         if isinstance(first := self.run_info.get("monitor_first_sample_at"), int | float):
             self.resources = on_wall_clock(self.resources, first)  # seconds since the first sample -> clock
 
@@ -129,13 +146,24 @@ def sample_seconds(samples: Sequence[ResourceSample]) -> list[float]:
     return [t.timestamp() if isinstance(t, datetime) else t for t in times]
 
 
-def replica_seconds(samples: Sequence[ResourceSample]) -> float:
-    """n_replica integrated as a step function: each sample holds until the next one; the last one holds
-    for the median sampling interval (5 s when there is a single sample)."""
+def replica_seconds(samples: Sequence[ResourceSample], counts: Sequence[int] | None = None) -> float:
+    """n_replica (or `counts`, one per sample) integrated as a step function: each sample holds until the
+    next one; the last one holds for the median sampling interval (5 s when there is a single sample)."""
     times = sample_seconds(samples)
     steps = [b - a for a, b in itertools.pairwise(times)]
     last = float(np.median(steps)) if steps else DEFAULT_INTERVAL_S
-    return sum(s.n_replica * dt for s, dt in zip(samples, [*steps, last], strict=True))
+    counts = [s.n_replica for s in samples] if counts is None else counts
+    return sum(count * dt for count, dt in zip(counts, [*steps, last], strict=True))
+
+
+def pending_statistics(samples: Sequence[ResourceSample],
+                       states: Sequence[ReplicaStates | None]) -> dict[str, float | int | None]:
+    """How long replicas waited for capacity (replica-seconds Pending) and the most at once; None without
+    replica_states.csv (a reference run folder)."""
+    if not states or any(state is None for state in states):
+        return {"pending_replica_seconds": None, "max_pending": None}
+    pending = [state.pending for state in states if state is not None]
+    return {"pending_replica_seconds": replica_seconds(samples, pending), "max_pending": max(pending)}
 
 
 def is_okay(record: RequestRecord) -> bool:
@@ -184,6 +212,7 @@ def summarize_phases(data: RunData) -> list[PhaseSummary]:
         records = requests_by_phase.get(index, [])
         p50, p95, p99 = percentiles(records)
         in_phase = phase_samples(data.resources, rows) if wall_clock else []
+        in_phase_measured = phase_samples(usage_measured(data.resources, data.states), rows) if wall_clock else []
         summaries.append(PhaseSummary(
             phase=index,
             label=phase_label(index, phases[index]),
@@ -201,7 +230,7 @@ def summarize_phases(data: RunData) -> list[PhaseSummary]:
             latency_p99_s=p99,
             failure_rate=failure_rate(records) if records else siege_failure_rate(rows),
             mean_replicas=mean([s.n_replica for s in in_phase]) if in_phase else None,
-            cpu_used_core=mean([s.cpu_use_core for s in in_phase]) if in_phase else None,
+            cpu_used_core=mean([s.cpu_use_core for s in in_phase_measured]) if in_phase_measured else None,
         ))
     return summaries
 
@@ -244,15 +273,21 @@ def restart_count(info: dict) -> int | None:
     return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
 
 
-def others_cores(info: dict) -> tuple[float | None, int | None]:
-    """(cores other processes took during the load, the machine's cores) from run.json's `host_cpu`."""
+def others_cores(info: dict) -> tuple[float | None, int | None, str | None]:
+    """(cores other work took during the load, the machine's cores, what that counts): from run.json's
+    `node_cpu` (Kubernetes: the replicas' nodes, from the metrics API), else its `host_cpu` (this machine)."""
+    nodes = info.get("node_cpu")
+    if isinstance(nodes, dict) and isinstance(others := nodes.get("others_cores"), int | float) and others >= 0:
+        counts = nodes.get("counts")
+        return float(others), None, str(counts) if counts else None
     host = info.get("host_cpu")
     if not isinstance(host, dict):
-        return None, None
-    others, cores = host.get("others_cores"), host.get("cores")
+        return None, None, None
+    others, cores, counts = host.get("others_cores"), host.get("cores"), host.get("counts")
     if not isinstance(others, int | float) or isinstance(others, bool) or others < 0:
-        return None, None
-    return float(others), cores if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0 else None
+        return None, None, None
+    return (float(others), cores if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0 else None,
+            str(counts) if counts else None)
 
 
 def restart_reasons(info: dict) -> dict[str, int]:
@@ -262,18 +297,37 @@ def restart_reasons(info: dict) -> dict[str, int]:
     return {str(k): v for k, v in reasons.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
+def time_scale(info: dict) -> tuple[float, list[str]]:
+    """(the run's time scale, what it could not compress on a real cluster) from run.json."""
+    scale = info.get("time_scale")
+    scale = float(scale) if isinstance(scale, int | float) and not isinstance(scale, bool) and scale > 0 else 1.0
+    on_cluster = info.get("time_scale_on_cluster")
+    left = on_cluster.get("not_compressed") if isinstance(on_cluster, dict) else None
+    return scale, [str(item) for item in left] if isinstance(left, list) else []
+
+
 def summarize(run_dir: str | Path) -> RunSummary:
     """The statistics of the run folder; AnalysisError naming the file and line when an input is bad."""
     return summarize_data(RunData(run_dir))
 
 
-def sample_statistics(samples: Sequence[ResourceSample]) -> dict[str, float]:
-    """The RunSummary fields taken from the monitor's samples alone (plain means, the most replicas)."""
+def usage_measured(samples: Sequence[ResourceSample], states: Sequence[ReplicaStates | None]) -> list[ResourceSample]:
+    """The samples whose usage columns measured every replica they count."""
+    return [s for s, state in zip(samples, states, strict=True) if state is None or state.usage_unmeasured == 0]
+
+
+def sample_statistics(samples: Sequence[ResourceSample],
+                      states: Sequence[ReplicaStates | None] | None = None) -> dict[str, float | int | None]:
+    """The RunSummary fields taken from the monitor's samples alone (plain means, the most replicas); usage
+    over the samples that measured it (`states`: each sample's, where recorded)."""
+    measured = usage_measured(samples, states or [None] * len(samples))
     return {
         "memory_requested_KB": mean([s.mem_req_KB for s in samples]),
-        "memory_used_KB": mean([s.mem_use_KB for s in samples]),
+        "memory_used_KB": mean([s.mem_use_KB for s in measured]) if measured else None,
         "cpu_requested_core": mean([s.cpu_req_core for s in samples]),
-        "cpu_used_core": mean([s.cpu_use_core for s in samples]),
+        "cpu_used_core": mean([s.cpu_use_core for s in measured]) if measured else None,
+        "samples": len(samples),
+        "usage_samples": len(measured),
         "cpu_limit_core": mean([s.cpu_lim_core for s in samples]),
         "memory_limit_KB": mean([s.mem_lim_KB for s in samples]),
         "mean_replicas": mean([s.n_replica for s in samples]),
@@ -304,13 +358,15 @@ def summarize_data(data: RunData) -> RunSummary:
     value, source, model = accuracy(data)
     live = data.run_info.get("live_accuracy")
     live = live if isinstance(live, dict) and isinstance(live.get("accuracy"), int | float) else {}
-    others, cores = others_cores(data.run_info)
+    others, cores, counts = others_cores(data.run_info)
+    scale, not_compressed = time_scale(data.run_info)
     return RunSummary(
         run_dir=str(data.run_dir),
         name=str(data.run_info.get("name") or data.run_dir.resolve().name),
-        **sample_statistics(samples),
+        **sample_statistics(samples, data.states),
         **load_statistics(rows),
         replica_seconds=replica_seconds(samples),
+        **pending_statistics(samples, data.states),
         failure_rate=failures if failures is not None else 0.0,
         requests=len(data.requests) if data.requests is not None else None,
         latency_p50_s=p50,
@@ -327,5 +383,8 @@ def summarize_data(data: RunData) -> RunSummary:
         restart_reasons=restart_reasons(data.run_info),
         others_cores=others,
         machine_cores=cores,
+        others_counts=counts,
+        time_scale=scale,
+        not_compressed=not_compressed,
         phases=summarize_phases(data),
     )

@@ -19,6 +19,8 @@ from servetune.runfolder import RunRecord
 class LocalBackend:
     name = BackendName.LOCAL
     warm_up_description = "load the model once"
+    host_cpu_counts = ("this machine's busy cores less this run's processes (the load driver, the cluster and its "
+                       "replicas): what other work took from the replicas")
 
     def __init__(self, spec: DeploymentSpec, model_path: Path, workdir: Path, port: int = 0,
                  time_scale: float = 1.0, ready_timeout_s: float = 300.0,

@@ -1,7 +1,8 @@
 """The load + monitor step of a backend with real replicas: the resource monitor (a thread) takes its first
 sample, then the load profile starts at once in this thread; both run on this process's wall clock and stop
-together, when the load ends, fails or is stopped by Ctrl-C. run.json's `host_cpu` says what else the
-machine's CPU did meanwhile (host/machine_cpu.py)."""
+together, when the load ends, fails or is stopped by Ctrl-C. What a sample's reference columns cannot say
+(replicas by state, usage not measured yet) goes to replica_states.csv, row for row. run.json's `host_cpu`
+says what else the machine's CPU did meanwhile (host/machine_cpu.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from servetune.labels.stats import wilson_interval
 from servetune.load.driver import LoadOptions
 from servetune.load.labelling_users import LabellingPlan, LabellingTally, LabellingUsers, write_tally
 from servetune.load.runner import run_with_driver
+from servetune.monitor.replica_states import ReplicaStatesWriter
 from servetune.runfolder import RunFolder, RunRecord, StepFailed, message_of
 
 FIRST_SAMPLE_WAIT_S = 30.0
@@ -27,9 +29,14 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
     first_sample = threading.Event()
     monitor_error: list[BaseException] = []
     samples: list[float] = []
+    states: list[ReplicaStatesWriter] = []
 
     def on_sample(sample) -> None:
         samples.append(time.time())
+        if sample.states is not None:
+            if not states:
+                states.append(ReplicaStatesWriter(folder.replica_states))
+            states[0].write(sample.states.model_copy(update={"time": sample.time}))
         first_sample.set()
         if not stop_load.is_set() and (failure := backend.failure()) is not None:
             record.fail("load", f"the deployment failed during the load: {failure}")
@@ -61,13 +68,15 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
         finally:
             if labelling is not None:
                 record.update(live_accuracy=live_accuracy(measurement.labelling, labelling.stop(), folder))
-        record.update(host_cpu=host_cpu(cpu_at_start, snapshot()))
+        record.update(host_cpu=host_cpu(cpu_at_start, snapshot(), backend.host_cpu_counts))
         if measurement.progress and not record.console.is_terminal:
             record.console.line()  # the live view's last frame ends without a newline when not on a terminal
         record.update(load_ended_at=time.time())
     finally:
         stop_monitor.set()
         thread.join(timeout=30)
+        for writer in states:
+            writer.close()
         record.update(monitor_samples=len(samples))
     if monitor_error:
         raise StepFailed(f"resource monitor: {message_of(monitor_error[0])}")

@@ -56,7 +56,9 @@ class Backend(Protocol):
     @property
     def url(self) -> str: ...  # where the load goes; known once apply() returned
 
-    def limits(self) -> dict: ...  # run.json's limits_enforced, limits_note (and restarts, where counted)
+    # run.json's limits_enforced, limits_note, and what else the backend knows of the run (restarts, where
+    # counted; what a time scale could not compress on a real cluster)
+    def limits(self) -> dict: ...
 
     def measure(self, measurement: Measurement, record: RunRecord) -> str: ...  # the step's outcome
 
@@ -65,6 +67,8 @@ class Backend(Protocol):
 
 class LiveBackend(Backend, Protocol):
     """A backend with real replicas: a resource monitor source and a way to notice that they broke."""
+
+    host_cpu_counts: str  # what run.json's host_cpu.others_cores counts as "other processes" here
 
     def monitor(self, out: Path, interval_s: float, stop: threading.Event,
                 on_sample: Callable[[ResourceSample], None]) -> int: ...

@@ -81,21 +81,39 @@ def deploy_apply(
     spec_path: Spec,
     timeout: Annotated[float, typer.Option(min=1, help="seconds to wait until every replica is ready")] = 300,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait until every replica is ready")] = True,
+    cleanup_on_failure: Annotated[bool, typer.Option("--cleanup-on-failure", help="when the apply or the wait "
+                                                     "fails, delete the spec's objects again")] = False,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
 ) -> None:
     """Create or update the Deployment, Service and HPA on a cluster, then wait until ready."""
-    from servetune.deploy.kubernetes import KubernetesCluster
+    from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError
 
     spec = read_spec(spec_path)
     cluster = KubernetesCluster(kubeconfig, context)
     if spec.autoscaling is not None and (warning := cluster.metrics_api_warning()):
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
-    for action in cluster.apply(spec):
-        typer.echo(action)
-    if wait:
-        status = cluster.wait_ready(spec, timeout)
-        typer.echo(f"deployment/{spec.name}: {status.ready}/{status.desired} replicas ready")
+    try:
+        for action in cluster.apply(spec):
+            typer.echo(action)
+        if wait:
+            status = cluster.wait_ready(spec, timeout)
+            typer.echo(f"deployment/{spec.name}: {status.ready}/{status.desired} replicas ready")
+    except KubernetesError as error:
+        if not cluster.applied:  # refused at the dry run: nothing changed
+            raise
+        if cleanup_on_failure:
+            try:
+                deleted = cluster.delete(spec, timeout)
+            except KubernetesError as cleanup_error:
+                raise CommandFailed(f"{error}; --cleanup-on-failure failed: {cleanup_error}") from None
+            raise CommandFailed(f"{error}; --cleanup-on-failure: {', '.join(deleted) or 'nothing left to delete'}"
+                                ) from None
+        options = "".join(f" --{name} {value}" for name, value in (("kubeconfig", kubeconfig), ("context", context))
+                          if value is not None)
+        raise CommandFailed(
+            f"{error}\n{', '.join(cluster.applied)} stay on the cluster in namespace {spec.namespace}; delete them "
+            f"with: servetune deploy delete {spec_path}{options} (or apply with --cleanup-on-failure)") from None
 
 
 @deploy_app.command("status")

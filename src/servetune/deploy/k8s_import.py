@@ -1,21 +1,35 @@
 """Translate a Kubernetes manifest (the course's deployment.yaml) into a servetune deployment spec.
 
 Takes a Deployment, an optional HorizontalPodAutoscaler (autoscaling/v1 or v2) and an optional Service
-(NodePort or LoadBalancer), keeps every number that has a place in a `DeploymentSpec` (requests, limits,
-replicas, HPA bounds, target and behavior, ports, probe timings) and says, in `notes`, what it could not
-carry over and why. A pure step: parsed YAML documents in, spec fields and notes out.
+(NodePort or LoadBalancer). Every field of the manifest is either carried over, so that the rendered
+object has it with the same meaning (requests, limits, replicas, HPA bounds, target and behavior, the
+Service's name, type and ports, the pull policy, probe timings with Kubernetes' defaults for the ones not
+given, and no probe the manifest has not), or named in `notes` with what becomes of it and why. A pure
+step: parsed YAML documents in, spec fields and notes out.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
+
+from servetune.config import CONTAINER_NAME
 
 SERVETUNE_PROBE_PATHS = {"readiness_probe": "/readyz", "liveness_probe": "/healthz", "startup_probe": "/readyz"}
 K8S_PROBES = {"readiness_probe": "readinessProbe", "liveness_probe": "livenessProbe", "startup_probe": "startupProbe"}
 PROBE_FIELDS = {"initialDelaySeconds": "initial_delay_seconds", "periodSeconds": "period_seconds",
-                "timeoutSeconds": "timeout_seconds", "failureThreshold": "failure_threshold"}
+                "timeoutSeconds": "timeout_seconds", "successThreshold": "success_threshold",
+                "failureThreshold": "failure_threshold"}
+# What the API server fills in for a probe field the manifest leaves out: the rendered probe writes them.
+K8S_PROBE_DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1,
+                      "failureThreshold": 3}
 MEMORY_UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+SERVETUNE_ADDS = (
+    "servetune adds to the pod what its server needs: the `servetune serve` args and environment, a /tmp "
+    "volume on a read-only root filesystem, a non-root security context, a preStop pause before SIGTERM, and a "
+    "rolling update that keeps every replica serving (maxUnavailable 0)"
+)
 
 
 class ManifestError(ValueError):
@@ -25,7 +39,52 @@ class ManifestError(ValueError):
 @dataclass
 class Translation:
     fields: dict  # DeploymentSpec fields
-    notes: list[str] = field(default_factory=list)  # what was not carried over, and why
+    notes: list[str] = field(default_factory=list)  # what was not carried over as it is, and why
+
+
+class ObjectFields:
+    """One object's fields, read by path (`spec.ports[0].port`); what was never read was not carried over."""
+
+    def __init__(self, obj: dict) -> None:
+        self.obj = obj
+        self.unread = set(leaf_paths(obj))
+        self.kind = str(obj.get("kind"))
+        self.name = str((obj.get("metadata") or {}).get("name", "?"))
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The value at `path` (default when absent); it and every field under it count as read."""
+        self.unread = {p for p in self.unread if not (p == path or p.startswith((f"{path}.", f"{path}[")))}
+        return self.peek(path, default)
+
+    def peek(self, path: str, default: Any = None) -> Any:
+        """The value at `path`, without counting it as read."""
+        value: Any = self.obj
+        for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+            if part.startswith("["):
+                index = int(part[1:-1])
+                value = value[index] if isinstance(value, list) and index < len(value) else None
+            else:
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is None:
+                return default
+        return value
+
+    def left_over_note(self) -> str | None:
+        if not self.unread:
+            return None
+        return f"{self}: {', '.join(sorted(self.unread))}: not carried over (no place in a servetune spec)"
+
+
+def leaf_paths(obj: Any, prefix: str = "") -> list[str]:
+    """`a.b[0].c` for every value that is not a non-empty mapping or list."""
+    if isinstance(obj, dict) and obj:
+        return [p for key, value in obj.items() for p in leaf_paths(value, f"{prefix}.{key}" if prefix else key)]
+    if isinstance(obj, list) and obj:
+        return [p for index, value in enumerate(obj) for p in leaf_paths(value, f"{prefix}[{index}]")]
+    return [prefix]
 
 
 def is_manifest(documents: list) -> bool:
@@ -39,63 +98,114 @@ def translate(documents: list) -> Translation:
     if len(deployments) != 1:
         raise ManifestError(f"expected one Deployment, found {len(deployments)}")
     result = Translation(fields={})
-    deployment_fields(deployments[0], result)
+    read = [ObjectFields(deployments[0])]
+    deployment_fields(read[0], result)
     for obj in objects:
         kind = obj.get("kind")
         if kind == "HorizontalPodAutoscaler":
-            autoscaler_fields(obj, result)
+            read.append(ObjectFields(obj))
+            autoscaler_fields(read[-1], read[0], result)
         elif kind == "Service":
-            service_fields(obj, result)
+            read.append(ObjectFields(obj))
+            service_fields(read[-1], read[0], result)
         elif kind != "Deployment":
-            result.notes.append(f"{kind} {name_of(obj)}: not carried over (servetune renders Deployment, "
-                                "Service and HorizontalPodAutoscaler only)")
+            result.notes.append(f"{kind} {(obj.get('metadata') or {}).get('name', '?')}: not carried over "
+                                "(servetune renders Deployment, Service and HorizontalPodAutoscaler only)")
+    result.notes += [note for fields in read if (note := fields.left_over_note())]
+    result.notes.append(SERVETUNE_ADDS)
     return result
 
 
-def name_of(obj: dict) -> str:
-    return str((obj.get("metadata") or {}).get("name", "?"))
+def common_fields(obj: ObjectFields, deployment: ObjectFields, result: Translation) -> None:
+    """apiVersion and kind (the rendered object's own), and a namespace that must be the Deployment's."""
+    obj.get("apiVersion")
+    obj.get("kind")
+    namespace = obj.get("metadata.namespace")
+    if obj is not deployment and namespace not in (None, deployment.get("metadata.namespace")):
+        result.notes.append(f"{obj}: namespace {namespace} becomes the Deployment's "
+                            f"({deployment.get('metadata.namespace', 'default')})")
 
 
-def deployment_fields(obj: dict, result: Translation) -> None:
-    metadata, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+def app_label(obj: ObjectFields, path: str, name: str, result: Translation, what: str) -> None:
+    """A selector or label `app` must be the Deployment's name, as servetune renders it."""
+    value = obj.get(path)
+    if value is not None and value != name:
+        result.notes.append(f"{obj}: {path} {value} becomes {name} ({what} the Deployment's name)")
+
+
+def deployment_fields(obj: ObjectFields, result: Translation) -> None:
     fields = result.fields
-    if "name" in metadata:
-        fields["name"] = metadata["name"]
-    if "namespace" in metadata:
-        fields["namespace"] = metadata["namespace"]
-    if "replicas" in spec:
-        fields["replicas"] = spec["replicas"]
-    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    common_fields(obj, obj, result)
+    name = obj.get("metadata.name")
+    if name is not None:
+        fields["name"] = name
+    name = name or "ml-app"
+    if (namespace := obj.get("metadata.namespace")) is not None:
+        fields["namespace"] = namespace
+    if (replicas := obj.get("spec.replicas")) is not None:
+        fields["replicas"] = replicas
+    for path in ("metadata.labels.app", "spec.selector.matchLabels.app", "spec.template.metadata.labels.app"):
+        app_label(obj, path, name, result, "servetune labels and selects pods by")
+    if (grace := obj.get("spec.template.spec.terminationGracePeriodSeconds")) is not None:
+        fields["termination_grace_period_seconds"] = grace
+        if grace <= 5:  # the default preStop pause must end within the grace period
+            fields["pre_stop_seconds"] = grace - 1
+            result.notes.append(f"{obj}: terminationGracePeriodSeconds {grace}: the preStop pause is {grace - 1} s")
+    containers = obj.peek("spec.template.spec.containers") or []
     if not containers:
-        raise ManifestError(f"Deployment {name_of(obj)}: spec.template.spec.containers is empty")
+        raise ManifestError(f"{obj}: spec.template.spec.containers is empty")
     if len(containers) > 1:
-        result.notes.append(f"Deployment {name_of(obj)}: {len(containers) - 1} extra container(s) not carried "
-                            "over (servetune runs one serving container)")
-    container = containers[0]
-    if container.get("image"):
+        result.notes.append(f"{obj}: {len(containers) - 1} extra container(s) not carried over (servetune runs one "
+                            "serving container)")
+        for index in range(1, len(containers)):
+            obj.get(f"spec.template.spec.containers[{index}]")
+    container_fields(obj, "spec.template.spec.containers[0]", result)
+
+
+def container_fields(obj: ObjectFields, at: str, result: Translation) -> None:
+    fields = result.fields
+    if (name := obj.get(f"{at}.name")) not in (None, CONTAINER_NAME):
+        result.notes.append(f"container {name} becomes {CONTAINER_NAME} (the reference resource monitor counts only "
+                            f"containers named {CONTAINER_NAME})")
+    if image := obj.get(f"{at}.image"):
         result.notes.append(
-            f"image {container['image']}: not carried over; servetune runs its own serving image "
+            f"image {image}: not carried over; servetune runs its own serving image "
             "(spec field `image`, default servetune:0.1.0, built with `make image`) with the model at /models"
         )
-    ports = container.get("ports") or []
-    if ports and "containerPort" in ports[0]:
-        fields["container_port"] = ports[0]["containerPort"]
-    resources = container.get("resources") or {}
+    if (policy := obj.get(f"{at}.imagePullPolicy")) is not None:
+        fields["image_pull_policy"] = policy
+    if (port := obj.get(f"{at}.ports[0].containerPort")) is not None:
+        fields["container_port"] = port
+    if (protocol := obj.get(f"{at}.ports[0].protocol")) not in (None, "TCP"):
+        result.notes.append(f"container port protocol {protocol} becomes TCP (HTTP)")
     for kind in ("requests", "limits"):
-        amounts = resources.get(kind)
+        amounts = obj.get(f"{at}.resources.{kind}")
         if amounts:
-            fields[kind] = resource_amounts(amounts, f"Deployment {name_of(obj)}: resources.{kind}")
-    if resources.get("requests") and not resources.get("limits"):
+            fields[kind] = resource_amounts(amounts, f"{obj}: resources.{kind}", result)
+    if obj.get(f"{at}.resources.requests") and not obj.get(f"{at}.resources.limits"):
         fields["limits"] = None
     for ours, theirs in K8S_PROBES.items():
-        if theirs in container:
-            fields[ours] = probe_fields(container[theirs], theirs, SERVETUNE_PROBE_PATHS[ours], result)
+        probe = obj.get(f"{at}.{theirs}")
+        if probe is not None:
+            fields[ours] = probe_fields(probe, theirs, SERVETUNE_PROBE_PATHS[ours], fields.get("container_port", 5000),
+                                        result)
+        elif ours == "readiness_probe":
+            result.notes.append(f"{obj}: no readinessProbe; servetune adds one on /readyz (every 2 s), so a replica "
+                                "takes traffic only once its model is loaded")
+        else:
+            fields[ours] = None  # none in the manifest: none rendered
 
 
-def resource_amounts(amounts: dict, where: str) -> dict:
+def resource_amounts(amounts: dict, where: str, result: Translation) -> dict:
     if "cpu" not in amounts or "memory" not in amounts:
         raise ManifestError(f"{where}: give both cpu and memory (servetune needs both)")
-    return {"cpu": cpu_cores(amounts["cpu"], where), "memory_mb": memory_mib(amounts["memory"], where)}
+    cores, mib = cpu_cores(amounts["cpu"], where), memory_mib(amounts["memory"], where)
+    if mib * 2**20 != memory_bytes(amounts["memory"], where):
+        result.notes.append(f"{where}.memory {amounts['memory']} becomes {mib}Mi (servetune counts whole MiB)")
+    if round(cores * 1000) != cores * 1000:
+        result.notes.append(f"{where}.cpu {amounts['cpu']} becomes {round(cores * 1000)}m (Kubernetes counts "
+                            "whole millicores)")
+    return {"cpu": cores, "memory_mb": mib}
 
 
 def cpu_cores(value, where: str) -> float:
@@ -107,43 +217,66 @@ def cpu_cores(value, where: str) -> float:
     return number / 1000 if match.group(2) else number
 
 
-def memory_mib(value, where: str) -> int:
+def memory_bytes(value, where: str = "memory") -> float:
     text = str(value).strip()
     match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?", text)
     if not match:
         raise ManifestError(f"{where}.memory: {text!r} is not a memory quantity (e.g. 2Gi, 512Mi, 1G)")
-    mib = float(match.group(1)) * MEMORY_UNITS[match.group(2) or ""] / 2**20
-    return max(1, round(mib))
+    return float(match.group(1)) * MEMORY_UNITS[match.group(2) or ""]
 
 
-def probe_fields(probe: dict, kind: str, our_path: str, result: Translation) -> dict:
+def memory_mib(value, where: str) -> int:
+    return max(1, round(memory_bytes(value, where) / 2**20))
+
+
+def probe_fields(probe: dict, kind: str, our_path: str, container_port: int, result: Translation) -> dict:
+    """The probe's timings, with Kubernetes' defaults for those not given (so the rendered probe, which writes
+    every timing, behaves as the manifest's did)."""
     http = probe.get("httpGet")
     if http is None:
         result.notes.append(f"{kind}: not an httpGet probe; servetune's probe on {our_path} is used instead")
-    elif http.get("path") != our_path:
-        result.notes.append(f"{kind}: httpGet {http.get('path')} becomes {our_path} (servetune's endpoint for it; "
-                            "the timings are kept)")
-    return {ours: probe[theirs] for theirs, ours in PROBE_FIELDS.items() if theirs in probe}
+    else:
+        if http.get("path") != our_path:
+            result.notes.append(f"{kind}: httpGet {http.get('path')} becomes {our_path} (servetune's endpoint for "
+                                "it; the timings are kept)")
+        if http.get("port") not in (container_port, "http"):
+            result.notes.append(f"{kind}: httpGet port {http.get('port')} becomes the container port {container_port}")
+        if http.get("scheme", "HTTP") != "HTTP" or set(http) - {"path", "port", "scheme"}:
+            result.notes.append(f"{kind}: httpGet {', '.join(sorted(set(http) - {'path', 'port'}))} not carried over "
+                                "(servetune probes plain HTTP)")
+    left = set(probe) - set(PROBE_FIELDS) - {"httpGet", "exec", "tcpSocket", "grpc"}
+    if left:
+        result.notes.append(f"{kind}: {', '.join(sorted(left))} not carried over")
+    return {ours: probe.get(theirs, K8S_PROBE_DEFAULTS[theirs]) for theirs, ours in PROBE_FIELDS.items()}
 
 
-def autoscaler_fields(obj: dict, result: Translation) -> None:
-    spec = obj.get("spec") or {}
-    where = f"HorizontalPodAutoscaler {name_of(obj)}"
-    autoscaling: dict = {"min_replicas": spec.get("minReplicas", 1)}
-    if "maxReplicas" not in spec:
-        raise ManifestError(f"{where}: spec.maxReplicas is missing")
-    autoscaling["max_replicas"] = spec["maxReplicas"]
-    if "targetCPUUtilizationPercentage" in spec:  # autoscaling/v1
-        autoscaling["target_cpu_utilization"] = spec["targetCPUUtilizationPercentage"]
-    for metric in spec.get("metrics") or []:  # autoscaling/v2
+def autoscaler_fields(obj: ObjectFields, deployment: ObjectFields, result: Translation) -> None:
+    common_fields(obj, deployment, result)
+    name = result.fields.get("name", "ml-app")
+    if (own := obj.get("metadata.name")) not in (None, name):
+        result.notes.append(f"{obj}: its name becomes {name} (servetune names it after its Deployment)")
+    if obj.get("apiVersion") == "autoscaling/v1":
+        result.notes.append(f"{obj}: apiVersion autoscaling/v1 becomes autoscaling/v2, the same rule "
+                            "(targetCPUUtilizationPercentage is the cpu metric's averageUtilization)")
+    target_ref = obj.get("spec.scaleTargetRef") or {}
+    if target_ref.get("name") not in (None, name) or target_ref.get("kind", "Deployment") != "Deployment":
+        result.notes.append(f"{obj}: scaleTargetRef {target_ref.get('kind')} {target_ref.get('name')} becomes "
+                            f"Deployment {name}")
+    autoscaling: dict = {"min_replicas": obj.get("spec.minReplicas", 1)}
+    if (most := obj.get("spec.maxReplicas")) is None:
+        raise ManifestError(f"HorizontalPodAutoscaler {own or '?'}: spec.maxReplicas is missing")
+    autoscaling["max_replicas"] = most
+    if (target := obj.get("spec.targetCPUUtilizationPercentage")) is not None:  # autoscaling/v1
+        autoscaling["target_cpu_utilization"] = target
+    for metric in obj.get("spec.metrics") or []:  # autoscaling/v2
         resource = metric.get("resource") or {}
         target = resource.get("target") or {}
         if metric.get("type") == "Resource" and resource.get("name") == "cpu" and "averageUtilization" in target:
             autoscaling["target_cpu_utilization"] = target["averageUtilization"]
         else:
-            result.notes.append(f"{where}: metric {metric.get('type')} {resource.get('name', '')} not carried over "
+            result.notes.append(f"{obj}: metric {metric.get('type')} {resource.get('name', '')} not carried over "
                                 "(servetune scales on CPU utilisation only)")
-    behavior = spec.get("behavior")
+    behavior = obj.get("spec.behavior")
     if behavior:
         autoscaling["behavior"] = {
             ours: scaling_rules(behavior[theirs]) for theirs, ours in (("scaleUp", "scale_up"), ("scaleDown", "scale_down"))
@@ -171,17 +304,27 @@ def scaling_rules(rules: dict) -> dict:
     return out
 
 
-def service_fields(obj: dict, result: Translation) -> None:
-    spec = obj.get("spec") or {}
-    kind = spec.get("type", "ClusterIP")
+def service_fields(obj: ObjectFields, deployment: ObjectFields, result: Translation) -> None:
+    common_fields(obj, deployment, result)
+    fields = result.fields
+    name = fields.get("name", "ml-app")
+    if (own := obj.get("metadata.name")) not in (None, name):
+        fields["service_name"] = own
+    app_label(obj, "spec.selector.app", name, result, "servetune's Service selects pods by")
+    kind = obj.get("spec.type", "ClusterIP")
     if kind in ("NodePort", "LoadBalancer"):
-        result.fields["service_type"] = kind
+        fields["service_type"] = kind
     else:
-        result.notes.append(f"Service {name_of(obj)}: type {kind} becomes NodePort (servetune's load test reaches "
-                            "the service through a node port)")
-    ports = spec.get("ports") or []
-    if ports and "nodePort" in ports[0]:
-        result.fields["node_port"] = ports[0]["nodePort"]
-    if ports and ports[0].get("port") not in (None, ports[0].get("targetPort"), result.fields.get("container_port")):
-        result.notes.append(f"Service {name_of(obj)}: port {ports[0]['port']} becomes the container port "
-                            "(servetune's Service listens on the container's port)")
+        result.notes.append(f"{obj}: type {kind} becomes NodePort (servetune's load test reaches the service "
+                            "through a node port)")
+    container_port = fields.get("container_port", 5000)
+    if (node_port := obj.get("spec.ports[0].nodePort")) is not None:
+        fields["node_port"] = node_port
+    if (port := obj.get("spec.ports[0].port")) not in (None, container_port):
+        fields["service_port"] = port
+    if (target := obj.get("spec.ports[0].targetPort")) not in (None, container_port, "http"):
+        result.notes.append(f"{obj}: targetPort {target} becomes the container port {container_port}")
+    if (protocol := obj.get("spec.ports[0].protocol")) not in (None, "TCP"):
+        result.notes.append(f"{obj}: protocol {protocol} becomes TCP")
+    if obj.get("spec.ports[0].name") not in (None, "http"):
+        result.notes.append(f"{obj}: port name {obj.get('spec.ports[0].name')} becomes http")

@@ -53,6 +53,8 @@ class PodStatus:
     restarts: int
     reason: str = ""  # why it is not running or not ready, when known
     node: str = ""
+    uid: str = ""
+    last_exit: str = ""  # why its container last ended (lastState.terminated), in restart_reason's words
 
 
 @dataclass
@@ -84,6 +86,7 @@ class KubernetesCluster:
         self.custom = client.CustomObjectsApi(self.api_client)
         self.versions = client.VersionApi(self.api_client)
         self._version: tuple[int, int] | None = None
+        self.applied: list[str] = []  # `kind/name` of each object this connection has applied (not dry runs)
         # kind -> (patch with the HTTP status, delete), each taking (name, namespace, ...)
         self.verbs = {
             "Deployment": (
@@ -110,9 +113,9 @@ class KubernetesCluster:
 
     # --- requests ---------------------------------------------------------------------------------
 
-    def request(self, what: str, method, *args, **kwargs):
+    def request(self, what: str, method, *args, timeout=REQUEST_TIMEOUT, **kwargs):
         """Call one client method; every failure is a KubernetesError that says what it was."""
-        return call(self.host, what, method, *args, timeout=REQUEST_TIMEOUT, **kwargs)
+        return call(self.host, what, method, *args, timeout=timeout, **kwargs)
 
     def server_version(self) -> tuple[int, int]:
         """(major, minor) of the API server, e.g. (1, 24); read once."""
@@ -185,6 +188,7 @@ class KubernetesCluster:
         for body in bodies:
             try:
                 actions.append(self.server_side_apply(body))
+                self.applied.append(f"{body['kind'].lower()}/{body['metadata']['name']}")
             except KubernetesError as error:
                 changed = ", ".join(actions) if actions else "nothing"
                 raise type(error)(f"{error} (already applied: {changed})") from None
@@ -273,13 +277,14 @@ class KubernetesCluster:
         newest = max(ours, key=lambda e: str(e.last_timestamp or e.event_time or e.first_timestamp or ""))
         return f"{newest.reason}: {newest.message}".strip()
 
-    def hpa_status(self, namespace: str, name: str) -> dict | None:
+    def hpa_status(self, namespace: str, name: str, timeout=REQUEST_TIMEOUT) -> dict | None:
         try:
             hpa = self.request(
                 f"read horizontalpodautoscaler/{name}",
                 self.autoscaling.read_namespaced_horizontal_pod_autoscaler,
                 name,
                 namespace,
+                timeout=timeout,
             )
         except NotFound:
             return None
@@ -290,6 +295,8 @@ class KubernetesCluster:
         for metric in (hpa.status.current_metrics or []) if hpa.status else []:
             if metric.resource is not None and metric.resource.name == "cpu":
                 current = metric.resource.current.average_utilization
+        conditions = [(c.type, c.status, c.reason or "", c.message or "")
+                      for c in ((hpa.status.conditions if hpa.status else None) or [])]
         return {
             "min": hpa.spec.min_replicas,
             "max": hpa.spec.max_replicas,
@@ -297,7 +304,15 @@ class KubernetesCluster:
             "desired": hpa.status.desired_replicas if hpa.status else None,
             "cpu_utilization": current,
             "cpu_target": target,
+            "conditions": conditions,  # (type, status, reason, message): AbleToScale, ScalingActive, ...
         }
+
+    def hpa_events(self, namespace: str, name: str, timeout=REQUEST_TIMEOUT) -> list:
+        """The events of the HPA `name` (SuccessfulRescale, FailedGetResourceMetric, ...), as core/v1 Events."""
+        return self.request(
+            "list events", self.core.list_namespaced_event, namespace, timeout=timeout,
+            field_selector=f"involvedObject.kind=HorizontalPodAutoscaler,involvedObject.name={name}",
+        ).items
 
     def wait_ready(self, spec: DeploymentSpec, timeout: float = 300, show_progress: bool = True) -> RolloutStatus:
         return self.wait_deployment_ready(spec.namespace, spec.name, timeout, show_progress)
@@ -343,9 +358,9 @@ class KubernetesCluster:
     def delete(self, spec: DeploymentSpec, timeout: float = 300) -> list[str]:
         """Delete the HPA, Service and Deployment, then wait until their pods are gone."""
         actions = []
-        for kind in ("HorizontalPodAutoscaler", "Service", "Deployment"):
-            if self.delete_object(kind, spec.namespace, spec.name):
-                actions.append(f"{kind.lower()}/{spec.name} deleted")
+        for kind, name in object_names(spec):
+            if self.delete_object(kind, spec.namespace, name):
+                actions.append(f"{kind.lower()}/{name} deleted")
         self.wait_pods_gone(spec.namespace, {"app": spec.name}, timeout)
         return actions
 
@@ -384,12 +399,19 @@ class KubernetesCluster:
         self.wait_pods_gone(spec.namespace, {"app": name}, timeout)
 
 
+def object_names(spec: DeploymentSpec) -> list[tuple[str, str]]:
+    """(kind, name) of the objects a spec may have on a cluster, in the order to delete them."""
+    return [("HorizontalPodAutoscaler", spec.name), ("Service", spec.service_object_name), ("Deployment", spec.name)]
+
+
 def pod_status(pod) -> PodStatus:
     containers = [c for c in pod.status.container_statuses or [] if c.name == CONTAINER_NAME]
     restarts = sum(c.restart_count or 0 for c in containers)
     ready = bool(containers) and all(c.ready for c in containers)
-    reason = ""
+    reason = last_exit = ""
     for c in containers:
+        if c.last_state is not None and c.last_state.terminated is not None:
+            last_exit = restart_reason(c.last_state.terminated)
         if c.state is not None and c.state.waiting is not None:
             reason = c.state.waiting.reason or ""
             detail = c.state.waiting.message or ""
@@ -401,14 +423,30 @@ def pod_status(pod) -> PodStatus:
         for condition in pod.status.conditions or []:
             if condition.type == "PodScheduled" and condition.status == "False":
                 reason = f"{condition.reason}: {condition.message}" if condition.message else condition.reason
+    terminating = pod.metadata.deletion_timestamp is not None
     return PodStatus(
         name=pod.metadata.name,
-        phase=pod.status.phase or "Unknown",
-        ready=ready,
+        # kubectl's word: the kubelet reports the pod Running (and its container ready) through the preStop
+        # pause, but its endpoints are gone and it takes no new traffic.
+        phase="Terminating" if terminating else pod.status.phase or "Unknown",
+        ready=ready and not terminating,
         restarts=restarts,
         reason=reason,
         node=(pod.spec.node_name or "") if pod.spec is not None else "",
+        uid=pod.metadata.uid or "",
+        last_exit=last_exit,
     )
+
+
+def restart_reason(terminated) -> str:
+    """The kubelet's lastState.terminated in the one-machine cluster's words: `OOMKilled`, `Error (exit code
+    137)`, `Error (signal 9)`."""
+    reason = terminated.reason or "Error"
+    if reason == "OOMKilled":
+        return reason
+    if terminated.signal:
+        return f"{reason} (signal {terminated.signal})"
+    return f"{reason} (exit code {terminated.exit_code})" if terminated.exit_code is not None else reason
 
 
 def pod_failure(pods: list[PodStatus]) -> str | None:
@@ -468,6 +506,11 @@ def status_report(status: RolloutStatus) -> list[str | Table]:
         replicas = f"current {hpa['current']}, desired {hpa['desired']}"
         if hpa["current"] is None:  # the controller has not looked at it yet (its first sync is ~15 s away)
             replicas = "replicas not yet observed"
+        elif not hpa["desired"]:  # looked, computed nothing yet: no CPU metrics for the pods so far
+            inactive = [f"{reason}: {message}" for kind, status, reason, message in hpa["conditions"]
+                        if kind == "ScalingActive" and status != "True"]
+            replicas = f"current {hpa['current']}, desired not computed yet" + (
+                f" (ScalingActive {inactive[0]})" if inactive else "")
         lines.append(
             f"autoscaler: {hpa['min']}..{hpa['max']} replicas, {replicas}, CPU {utilisation} of target "
             f"{hpa['cpu_target']}%"

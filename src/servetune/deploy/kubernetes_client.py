@@ -1,7 +1,8 @@
 """The connection to a Kubernetes API server, shared by the deploy commands and the resource monitor.
 
 Where the configuration comes from, in kubectl's order: `--kubeconfig FILE`; else every file listed in
-$KUBECONFIG (merged, as kubectl merges them); else ~/.kube/config; else, inside a pod, the service account.
+$KUBECONFIG (merged, as kubectl merges them); else, when $KUBECONFIG is unset, ~/.kube/config; else, inside
+a pod, the service account. When none is found the error names every place looked at.
 The namespace is the context's (or the service account's); the deploy commands use their spec's instead.
 
 The `kubernetes` client is an optional extra (`pip install 'servetune[kubernetes]'`), imported here only.
@@ -70,17 +71,16 @@ def connect(kubeconfig: str | Path | None = None, context: str | None = None) ->
         if not Path(source).is_file():
             raise KubernetesError(f"kubeconfig {kubeconfig}: no such file")
     else:
-        listed = os.environ.get("KUBECONFIG", "").split(os.pathsep)
-        found = [str(Path(p).expanduser()) for p in listed if p and Path(p).expanduser().is_file()]
-        if not found and Path(DEFAULT_KUBECONFIG).expanduser().is_file():
-            found = [str(Path(DEFAULT_KUBECONFIG).expanduser())]
+        listed = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+        found = [str(Path(p).expanduser()) for p in listed if Path(p).expanduser().is_file()]
+        default = Path(DEFAULT_KUBECONFIG).expanduser()
+        if not listed and default.is_file():  # kubectl reads ~/.kube/config only when $KUBECONFIG is unset
+            found = [str(default)]
         if not found:
             if os.environ.get("KUBERNETES_SERVICE_HOST"):
                 return in_cluster(client, config, configuration)
-            raise KubernetesError(
-                f"no kubeconfig found: $KUBECONFIG names no file, {DEFAULT_KUBECONFIG} does not exist and this "
-                "is not a pod in a cluster; pass --kubeconfig FILE"
-            )
+            raise KubernetesError(f"no kubeconfig found: {kubeconfig_places(listed, default)}, and this is not a "
+                                  "pod in a cluster ($KUBERNETES_SERVICE_HOST is unset); pass --kubeconfig FILE")
         source = os.pathsep.join(found)  # the client merges the files as kubectl does
     try:
         config.load_kube_config(
@@ -93,6 +93,13 @@ def connect(kubeconfig: str | Path | None = None, context: str | None = None) ->
         active = next((c for c in contexts if c["name"] == context), None)
     namespace = ((active or {}).get("context") or {}).get("namespace") or "default"
     return Connection(client.ApiClient(configuration), namespace, configuration.host)
+
+
+def kubeconfig_places(listed: list[str], default: Path) -> str:
+    """Where a kubeconfig was looked for, in kubectl's order, and what was there."""
+    if listed:
+        return f"$KUBECONFIG lists {', '.join(listed)}, and none of them is a file"
+    return f"$KUBECONFIG is unset and {default} (kubectl's {DEFAULT_KUBECONFIG}) does not exist"
 
 
 def in_cluster(client: Any, config: Any, configuration: Any) -> Connection:

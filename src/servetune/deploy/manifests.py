@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from servetune.config import DeploymentSpec, ProbeSpec, ScalingRules
+from servetune.config import CONTAINER_NAME, DeploymentSpec, ProbeSpec, ScalingRules
 from servetune.deploy.label_store import labels_db_env, render_label_store
 from servetune.deploy.spec import DEFAULT_MODEL
 from servetune.serve.settings import ServerSettings, label_fields
@@ -24,7 +24,6 @@ KUBERNETES_VERSION = "1.34.0"
 OLDEST_KUBERNETES_VERSION = "1.25.0"  # the oldest schema the manifests are checked against
 SLEEP_ACTION_SINCE = (1, 30)
 
-CONTAINER_NAME = "ml-app"  # the reference resource monitor counts only containers with this name
 MODELS_DIR_IN_IMAGE = PurePosixPath("/models")
 RUN_AS_USER = 10001  # the image's non-root user (Dockerfile)
 WARMUP_REPLICAS = 5
@@ -124,15 +123,12 @@ def container(spec: DeploymentSpec, sleep_action: bool = True) -> dict:
     body = {
         "name": CONTAINER_NAME,
         "image": spec.image,
-        "imagePullPolicy": "IfNotPresent",
+        "imagePullPolicy": spec.image_pull_policy,
         "args": ["servetune", "serve", "--host", "0.0.0.0", "--port", str(port), "--workers", str(spec.workers)],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": environment(spec),
         "resources": resources(spec),
-        "readinessProbe": probe(spec.readiness_probe, "/readyz"),
-        "livenessProbe": probe(spec.liveness_probe, "/healthz"),
-        # On /readyz: liveness waits until the model is loaded and warmed, however long that takes.
-        "startupProbe": probe(spec.startup_probe, "/readyz"),
+        "readinessProbe": probe(spec.readiness_probe, "/readyz", port),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -142,6 +138,11 @@ def container(spec: DeploymentSpec, sleep_action: bool = True) -> dict:
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    if spec.liveness_probe is not None:
+        body["livenessProbe"] = probe(spec.liveness_probe, "/healthz", port)
+    if spec.startup_probe is not None:
+        # On /readyz: liveness waits until the model is loaded and warmed, however long that takes.
+        body["startupProbe"] = probe(spec.startup_probe, "/readyz", port)
     if spec.pre_stop_seconds > 0:
         # The endpoint removal and SIGTERM race; sleeping first lets kube-proxy stop routing to the pod.
         pause = {"sleep": {"seconds": spec.pre_stop_seconds}}
@@ -183,12 +184,13 @@ def cpu_quantity(cores: float) -> str:
     return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
 
 
-def probe(settings: ProbeSpec, path: str) -> dict:
+def probe(settings: ProbeSpec, path: str, port: int) -> dict:
     return {
-        "httpGet": {"path": path, "port": "http"},
+        "httpGet": {"path": path, "port": port},
         "initialDelaySeconds": settings.initial_delay_seconds,
         "periodSeconds": settings.period_seconds,
         "timeoutSeconds": settings.timeout_seconds,
+        "successThreshold": settings.success_threshold,
         "failureThreshold": settings.failure_threshold,
     }
 
@@ -197,7 +199,7 @@ def service(spec: DeploymentSpec) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(spec, spec.name),
+        "metadata": {**metadata(spec, spec.name), "name": spec.service_object_name},
         "spec": {
             "type": spec.service_type,  # a LoadBalancer also opens the node port
             "selector": {"app": spec.name},
@@ -205,7 +207,7 @@ def service(spec: DeploymentSpec) -> dict:
                 {
                     "name": "http",
                     "protocol": "TCP",
-                    "port": spec.container_port,
+                    "port": spec.service_port or spec.container_port,
                     "targetPort": spec.container_port,
                     "nodePort": spec.node_port,
                 }

@@ -84,12 +84,12 @@ def read_deployment(path: str | Path, model: str | None = None) -> tuple[Deploym
 def spec_yaml(spec: DeploymentSpec, *, every_field: bool = False) -> str:
     """The spec as YAML that `servetune deploy apply|render` and `servetune run -c` read back, in the model's
     order: the fields that were given, or with `every_field` each one that holds a value (a spec that pins
-    every setting, as the optimizer writes them; `limits: null` stays, since no limits is not the default)."""
+    every setting, as the optimizer writes them; `limits: null` or `liveness_probe: null` stays, since none is
+    not the default there)."""
     if not every_field:
         return yaml.safe_dump(spec.model_dump(mode="json", exclude_unset=True), sort_keys=False)
-    data = spec.model_dump(mode="json", exclude_none=True)
-    if spec.limits is None:
-        data["limits"] = None
+    data = {name: value for name, value in spec.model_dump(mode="json").items()
+            if value is not None or DeploymentSpec.model_fields[name].default is not None}
     return yaml.safe_dump(data, sort_keys=False)
 
 

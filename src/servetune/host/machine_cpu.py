@@ -63,10 +63,11 @@ def snapshot() -> CpuSnapshot:
     return CpuSnapshot(time.time(), machine_busy_seconds(), process_tree_seconds())
 
 
-def host_cpu(start: CpuSnapshot, end: CpuSnapshot) -> dict | None:
+def host_cpu(start: CpuSnapshot, end: CpuSnapshot, counts: str = "") -> dict | None:
     """run.json's `host_cpu` between two snapshots: the cores /proc/stat counts (the host's, also in a
-    container), how many were busy, the run's and the others' (never below 0); None when the machine's
-    busy time is unknown or no time passed."""
+    container), how many were busy, the run's and the others' (never below 0), and `counts`, what "the run's"
+    took in (the caller knows what runs under it); None when the machine's busy time is unknown or no time
+    passed."""
     elapsed = end.at - start.at
     if start.machine_busy_s is None or end.machine_busy_s is None or elapsed <= 0:
         return None
@@ -78,4 +79,5 @@ def host_cpu(start: CpuSnapshot, end: CpuSnapshot) -> dict | None:
         "run_cores": round(run, 3),
         "others_cores": round(max(0.0, busy - run), 3),
         "seconds": round(elapsed, 1),
+        **({"counts": counts} if counts else {}),
     }

@@ -10,7 +10,10 @@ What one sample counts (the reference monitor's semantics, with its usage bug fi
 
 Gaps: metrics-server answers 404/503 while it starts, and a new pod has no metrics for its first
 ~15-60 s. Neither crashes the monitor or delays the cadence: each pod's usage carries its last measured
-value, and a pod never measured yet contributes 0 (a warning names it). If the pod list itself cannot
+value, and a pod never measured yet contributes 0 to the row (a warning names it) and is counted in the
+sample's `states.usage_unmeasured`, so a run's statistics can leave that row's usage out instead of
+reading 0 as a measurement. `states` also splits the replicas into ready, starting, pending (unschedulable:
+waiting for capacity) and terminating (a deletion timestamp). If the pod list itself cannot
 be read (API server unreachable), that sample is skipped with a warning; authentication or permission
 errors (401/403) stop the monitor with a clear error.
 
@@ -26,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from servetune.config import ResourceSample
+from servetune.config import ReplicaStates, ResourceSample
 from servetune.deploy.kubernetes_client import (
     AccessRefused,
     Connection,
@@ -64,7 +67,9 @@ class KubernetesSampler:
         selector: str | None = None,
         usage_all_pods: bool = False,
         request_timeout_s: float = 4.0,
+        on_pods: Callable[[list[Any]], None] | None = None,
     ) -> None:
+        """`on_pods`: called with each pod listing (the client's V1Pod objects), e.g. to count restarts."""
         client = kubernetes_client()
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
@@ -72,6 +77,7 @@ class KubernetesSampler:
         self.selector = selector or None
         self.usage_all_pods = usage_all_pods
         self.request_timeout_s = request_timeout_s
+        self.on_pods = on_pods
         self._last_usage: dict[str, tuple[float, float]] = {}  # pod name -> (cores, KiB)
         self._metrics_gap = False
         self._warned_pods: set[str] = set()
@@ -83,11 +89,14 @@ class KubernetesSampler:
                           label_selector=self.selector)
         if pods is None:
             return None
-        containers = {}
+        if self.on_pods is not None:
+            self.on_pods(pods.items)
+        containers, counted = {}, []
         for pod in pods.items:
             ml_app = [c for c in pod.spec.containers if c.name == CONTAINER_NAME]
             if ml_app:
                 containers[pod.metadata.name] = ml_app[0]
+                counted.append(pod)
         if not containers and not self._warned_no_pods:
             self._warned_no_pods = True
             matching = f" matching {self.selector!r}" if self.selector else ""
@@ -95,7 +104,7 @@ class KubernetesSampler:
                         "does", matching, self.namespace, CONTAINER_NAME)
         requests = [c.resources.requests if c.resources else None for c in containers.values()]
         limits = [c.resources.limits if c.resources else None for c in containers.values()]
-        cpu_use, mem_use = self._usage(set(containers))
+        cpu_use, mem_use, unmeasured = self._usage(set(containers))
         return ResourceSample(
             time=now,
             n_replica=len(containers),
@@ -105,6 +114,7 @@ class KubernetesSampler:
             mem_lim_KB=_sum(limits, "memory", 1024),
             cpu_use_core=cpu_use,
             mem_use_KB=mem_use,
+            states=replica_states(counted, now, len(unmeasured)),
         )
 
     def _call(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -125,7 +135,8 @@ class KubernetesSampler:
             log.warning("%s failed: %s", what, error)
         return None
 
-    def _usage(self, counted: set[str]) -> tuple[float, float]:
+    def _usage(self, counted: set[str]) -> tuple[float, float, set[str]]:
+        """(cores, KiB) summed, and the counted pods whose usage was never measured (they add 0)."""
         metrics = self._call(
             "reading metrics.k8s.io PodMetrics", self.custom.list_namespaced_custom_object,
             "metrics.k8s.io", "v1beta1", self.namespace, "pods",
@@ -151,9 +162,10 @@ class KubernetesSampler:
                 usage[pod] = self._last_usage[pod]
             elif pod not in self._warned_pods and metrics is not None:
                 self._warned_pods.add(pod)
-                log.warning("pod %s has no metrics yet: its usage counts as 0 until it has", pod)
+                log.warning("pod %s has no metrics yet: its usage is not measured (0 in the CSV) until it has", pod)
         self._last_usage = usage
-        return sum(u[0] for u in usage.values()), sum(u[1] for u in usage.values())
+        unmeasured = counted - set(usage)
+        return sum(u[0] for u in usage.values()), sum(u[1] for u in usage.values()), unmeasured
 
     def _measured(self, metrics: dict[str, Any]) -> dict[str, tuple[float, float]]:
         """pod name -> (cores, KiB) of the container this monitor counts in each PodMetrics item."""
@@ -172,6 +184,24 @@ class KubernetesSampler:
             except (KeyError, TypeError, ValueError, ArithmeticError):
                 continue  # an item without usable numbers counts as a pod without metrics
         return measured
+
+
+def replica_states(pods: list[Any], time: str, usage_unmeasured: int) -> ReplicaStates:
+    """The counted pods by state: terminating (deletion requested), ready, pending (the scheduler found no
+    node: waiting for capacity), else starting."""
+    counts = dict.fromkeys(("ready", "starting", "pending", "terminating"), 0)
+    for pod in pods:
+        conditions = {c.type: c for c in (pod.status.conditions if pod.status else None) or []}
+        scheduled, ready = conditions.get("PodScheduled"), conditions.get("Ready")
+        if pod.metadata.deletion_timestamp is not None:
+            counts["terminating"] += 1
+        elif ready is not None and ready.status == "True":
+            counts["ready"] += 1
+        elif scheduled is not None and scheduled.status == "False":
+            counts["pending"] += 1
+        else:
+            counts["starting"] += 1
+    return ReplicaStates(time=time, usage_unmeasured=usage_unmeasured, **counts)
 
 
 def require_namespace(connection: Connection, namespace: str) -> None:
@@ -222,11 +252,13 @@ def monitor_namespace(
     usage_all_pods: bool = False,
     stop_event: threading.Event | None = None,
     on_sample: Callable[[ResourceSample], None] | None = None,
+    on_pods: Callable[[list[Any]], None] | None = None,
 ) -> int:
     """monitor_kubernetes through a connection that is open already (a deployment's own, say)."""
     sampler = KubernetesSampler(
         api_client, namespace, selector=selector, usage_all_pods=usage_all_pods,
         request_timeout_s=max(0.5, min(4.0, interval_s * 0.8)),  # a sample gives up before the next is due
+        on_pods=on_pods,
     )
     return record(sampler, out_path, interval_s=interval_s, duration_s=duration_s, stop_event=stop_event,
                   on_sample=on_sample)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from servetune.config import LocalClusterState, ResourceSample
+from servetune.config import LocalClusterState, ReplicaStates, ResourceSample
 from servetune.host.usage import CpuMeter, working_set_bytes
 from servetune.monitor.record import record
 from servetune.monitor.resource_csv import wall_clock_text
@@ -37,8 +37,9 @@ def sample_state(state: LocalClusterState, meter: CpuMeter, now: float | None = 
         cpu_used += meter.cores(pid, now, since_start_if_new=True) or 0.0
         memory_used += working_set_bytes(pid) or 0
     meter.forget_others(pids)
+    time_text = wall_clock_text(now)
     return ResourceSample(
-        time=wall_clock_text(now),
+        time=time_text,
         n_replica=count,
         cpu_req_core=round(count * state.cpu_request_cores, 6),
         mem_req_KB=count * state.mem_request_bytes / 1024,
@@ -46,6 +47,13 @@ def sample_state(state: LocalClusterState, meter: CpuMeter, now: float | None = 
         mem_lim_KB=count * state.mem_limit_bytes / 1024,
         cpu_use_core=round(cpu_used, 6),
         mem_use_KB=round(memory_used / 1024, 3),
+        states=ReplicaStates(
+            time=time_text,
+            ready=sum(1 for r in state.replicas if r.phase == "Running" and r.ready),
+            starting=sum(1 for r in state.replicas if r.phase == "Running" and not r.ready),
+            pending=sum(1 for r in state.replicas if r.phase == "Pending"),
+            terminating=sum(1 for r in state.replicas if r.phase == "Terminating"),
+        ),
     )
 
 

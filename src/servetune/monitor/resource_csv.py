@@ -70,21 +70,18 @@ def _number_text(value: float) -> str:
     return repr(value)
 
 
-class ResourceCsvWriter:
-    """Writes resource_usage.csv, flushing every row so a crash or Ctrl-C keeps what was measured."""
+class FlushedCsvWriter:
+    """A CSV file with its header, flushing every row so a crash or Ctrl-C keeps what was measured."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, header: list[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: TextIO = self.path.open("w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file, lineterminator="\n")
-        self._writer.writerow(RESOURCE_COLUMNS)
-        self._file.flush()
+        self.write_row(header)
 
-    def write(self, sample: ResourceSample) -> None:
-        row = [sample.time, str(sample.n_replica)]
-        row += [_number_text(getattr(sample, column)) for column in RESOURCE_COLUMNS[2:]]
-        self._writer.writerow(row)
+    def write_row(self, cells: list[str]) -> None:
+        self._writer.writerow(cells)
         self._file.flush()
 
     def close(self) -> None:
@@ -95,6 +92,18 @@ class ResourceCsvWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class ResourceCsvWriter(FlushedCsvWriter):
+    """Writes resource_usage.csv."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, RESOURCE_COLUMNS)
+
+    def write(self, sample: ResourceSample) -> None:
+        row = [sample.time, str(sample.n_replica)]
+        row += [_number_text(getattr(sample, column)) for column in RESOURCE_COLUMNS[2:]]
+        self.write_row(row)
 
 
 def read_resource_csv(path: str | Path) -> list[ResourceSample]:

@@ -44,7 +44,8 @@ def statistic_values(statistics: RunSummary | None) -> dict[str, object]:
             s.cpu_requested_core, 4), "response_time_ms": ms(s.response_time_s), "p95_ms": ms(s.latency_p95_s),
         "failure_rate": round(s.failure_rate, 6), "transaction_rate": round(s.transaction_rate, 3),
         "mean_replicas": round(s.mean_replicas, 3), "max_replicas_seen": s.max_replicas,
-        "memory_used_MiB": round(s.memory_used_KB / 1024, 1), "cpu_used_core": round(s.cpu_used_core, 4),
+        "memory_used_MiB": "" if s.memory_used_KB is None else round(s.memory_used_KB / 1024, 1),
+        "cpu_used_core": "" if s.cpu_used_core is None else round(s.cpu_used_core, 4),
     }
 
 

@@ -32,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from servetune.config import DeploymentSpec, LoadProfile
+from servetune.deploy.compressed_hpa import compressed_spec
 from servetune.deploy.hpa import HpaMemory, HpaTimings, PodObservation, hpa_step
 from servetune.tune.calibration import Calibration
 from servetune.tune.capacity import Capacity, CapacityError, parse_capacity
@@ -156,11 +157,12 @@ class _Engine:
     def __init__(self, spec: DeploymentSpec, profile: LoadProfile, calibration: Calibration,
                  capacity: Capacity | None, seed: int, record: bool, metrics: MetricsTiming,
                  node_cpu: float | None, open_loop: bool) -> None:
-        self.spec = spec
         self.open_loop = open_loop
         self.profile = profile
         self.metrics = metrics
         self.local = metrics.backend == "local"
+        # On Kubernetes a compressed run's HPA has its behavior compressed, its controller's clocks not.
+        self.spec = spec if self.local else compressed_spec(spec, profile.time_scale)[0]
         targets = {phase.target for phase in profile.phases}
         self.setup = _setup(spec, calibration, capacity, self.local, node_cpu)
         self.cpu_quantiles = {t: _cpu_quantiles(calibration, t) for t in targets}
@@ -685,7 +687,8 @@ def simulate(
     `capacity`: the cluster's allocatable resources (None: every pod fits). `record`: keep every request
     (requests.csv). `metrics`: how usage reaches the HPA (default: Kubernetes' metrics-server); with
     MetricsTiming(backend="local") the autoscaler's time constants are scaled by profile.time_scale as
-    `servetune run --backend local` does, each replica is one worker and the load driver's CPU per request
+    `servetune run --backend local` does (on Kubernetes only the HPA's behavior is, as `servetune run --backend
+    kubernetes` applies it: deploy/compressed_hpa.py), each replica is one worker and the load driver's CPU per request
     (from the calibration) comes out of the node's cores. `node_cpu`: the cores the pods (one node) really
     get, all quotas together, e.g. a shared machine's cores minus what other processes use; None: no limit
     beyond each pod's quota (one-worker pods only; more workers per pod are limited by their quota alone).
