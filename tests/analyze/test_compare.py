@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import json
+
+from typer.testing import CliRunner
+
 from analyze.run_folders import handmade_run, realistic_run
-from servetune.analyze.compare import pareto_optimal, write_comparison
+from servetune.analyze.compare import comparison_table, pareto_optimal, write_comparison
 from servetune.analyze.stats import summarize
+from servetune.cli import app
 
 
 def test_pareto_front_by_hand(tmp_path):
@@ -36,3 +41,53 @@ def test_comparison_files_mark_the_pareto_runs(tmp_path):
     rows = [line for line in markdown.splitlines() if line.startswith("| lite")]
     assert [row.split("|")[2].strip() for row in rows] == ["yes", "yes", ""]
     assert page.read_text().count("<tr class=mark>") == 2
+
+
+def with_live_accuracy_and_states(run_dir, *, pending_from: int, unmeasured_every: int):
+    """Give a realistic run what a live-accuracy run on Kubernetes records: run.json's live_accuracy and a
+    replica_states.csv whose samples from `pending_from` on have a replica Pending, and every
+    `unmeasured_every`-th sample a replica not measured yet."""
+    record = json.loads((run_dir / "run.json").read_text())
+    record["live_accuracy"] = {"accuracy": 0.704, "correct": 176, "n": 250, "wilson_95": [0.657, 0.747],
+                               "source": "held-out labels of 4 labelling users (photos)"}
+    (run_dir / "run.json").write_text(json.dumps(record))
+    times = [line.split(",")[0] for line in (run_dir / "resource_usage.csv").read_text().splitlines()[1:]]
+    rows = [f"{t},1,0,{int(i >= pending_from)},0,{int(i % unmeasured_every == 0)}\n" for i, t in enumerate(times)]
+    (run_dir / "replica_states.csv").write_text("time,ready,starting,pending,terminating,usage_unmeasured\n"
+                                               + "".join(rows))
+    return len(times), len(times) - len(range(0, len(times), unmeasured_every))
+
+
+def test_comparison_shows_live_accuracy_pending_time_and_usage_coverage(tmp_path):
+    live = realistic_run(tmp_path / "live", cpu_per_replica=0.5, accuracy=0.69, seed=2)
+    samples, measured = with_live_accuracy_and_states(live, pending_from=300, unmeasured_every=4)
+    plain = realistic_run(tmp_path / "plain", cpu_per_replica=1.0, accuracy=0.86, seed=3)
+    summaries, optimal, page = write_comparison([live, plain], tmp_path / "out")
+    columns, rows = comparison_table(summaries, optimal)
+    by_run = {row[0]: dict(zip(columns, row, strict=True)) for row in rows}
+    assert columns.index("live accuracy") == columns.index("accuracy") + 1
+    assert by_run["live"]["accuracy"] == "69.00%"  # the offline figure stays what it was
+    assert by_run["live"]["live accuracy"] == "live 70.40% (95 % Wilson 65.7%..74.7%, n=250)"
+    assert by_run["plain"]["live accuracy"] == "n/a"
+    assert by_run["live"]["mem used KB"].endswith(f" (measured in {measured} of {samples} samples)")
+    assert by_run["live"]["CPU used"].endswith(f" (measured in {measured} of {samples} samples)")
+    assert "samples" not in by_run["plain"]["mem used KB"]  # measured in every sample: as before
+    waited = by_run["live"]["waited for capacity"]
+    assert waited.startswith("up to 1 waiting for capacity (Pending), ") and waited.endswith(" replica-seconds in all")
+    assert by_run["plain"]["waited for capacity"] == "n/a"  # no replica_states.csv: not recorded
+    markdown = (tmp_path / "out" / "comparison.md").read_text()
+    assert "| live accuracy |" in markdown and "live 70.40% (95 % Wilson 65.7%..74.7%, n=250)" in markdown
+    assert "live accuracy: held-out user labels measured during the run" in markdown
+    assert "waiting for capacity" in page.read_text()
+    terminal = CliRunner().invoke(app, ["compare", str(live), str(plain), "--out", str(tmp_path / "cli")],
+                                  env={"COLUMNS": "400"})
+    assert terminal.exit_code == 0, terminal.output
+    assert "live accuracy" in terminal.output and "waited for capacity" in terminal.output
+    assert "held-out user labels measured during the run" in terminal.output
+
+
+def test_comparison_without_live_accuracy_or_states_keeps_its_columns(tmp_path):
+    runs = [realistic_run(tmp_path / name, accuracy=0.8, seed=seed) for name, seed in (("a", 1), ("b", 2))]
+    summaries, optimal, _ = write_comparison(runs, tmp_path / "out")
+    columns, _ = comparison_table(summaries, optimal)
+    assert "live accuracy" not in columns and "waited for capacity" not in columns

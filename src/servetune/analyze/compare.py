@@ -14,12 +14,24 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from servetune.analyze.report import embedded_png, html_page, html_table, markdown_table
+from servetune.analyze.report import (
+    embedded_png,
+    html_page,
+    html_table,
+    live_accuracy_text,
+    markdown_table,
+    pending_text,
+    usage_coverage,
+)
 from servetune.analyze.stats import summarize
 from servetune.config import RunSummary
 
 COLUMNS = ["run", "Pareto", "accuracy", "mem req KB", "mem used KB", "CPU req", "CPU used", "OKAY/s",
            "resp. time ms", "p95 ms", "failures", "replica-s"]
+LIVE_COLUMN = "live accuracy"  # beside "accuracy", when a run measured it
+PENDING_COLUMN = "waited for capacity"  # last, when a run recorded its replicas' states
+LIVE_NOTE = ("live accuracy: held-out user labels measured during the run, beside the offline accuracy (the "
+             "model's, on a fixed data set), which is the one Pareto compares.")
 
 
 def objectives(summary: RunSummary) -> tuple[float, float, float, float]:
@@ -44,15 +56,39 @@ def _cell(value: float | None, fmt: str) -> str:
 
 
 def comparison_rows(summaries: Sequence[RunSummary], optimal: set[int]) -> list[list[str]]:
+    """The COLUMNS of each run."""
     return [
         [s.name, "yes" if i in optimal else "", _cell(s.accuracy, ".2%"), _cell(s.memory_requested_KB, ",.0f"),
-         _cell(s.memory_used_KB, ",.0f"), _cell(s.cpu_requested_core, ".3f"), _cell(s.cpu_used_core, ".3f"),
-         _cell(s.transaction_rate, ".3f"),
+         _cell(s.memory_used_KB, ",.0f") + usage_coverage(s, brief=True), _cell(s.cpu_requested_core, ".3f"),
+         _cell(s.cpu_used_core, ".3f") + usage_coverage(s, brief=True), _cell(s.transaction_rate, ".3f"),
          _cell(None if s.response_time_s is None else s.response_time_s * 1000, ".1f"),
          _cell(None if s.latency_p95_s is None else s.latency_p95_s * 1000, ".1f"),
          f"{s.failure_rate:.2%}", _cell(s.replica_seconds, ",.0f")]
         for i, s in enumerate(summaries)
     ]
+
+
+def _pending_cell(summary: RunSummary) -> str:
+    if summary.max_pending is None:
+        return "n/a"  # no replica_states.csv (a reference run folder, a simulation)
+    return pending_text(summary) or "none"
+
+
+def comparison_table(summaries: Sequence[RunSummary], optimal: set[int]) -> tuple[list[str], list[list[str]]]:
+    """(columns, rows): COLUMNS, with live accuracy beside accuracy when a run measured it and the time
+    replicas waited for capacity when a run recorded it."""
+    columns, rows = list(COLUMNS), comparison_rows(summaries, optimal)
+    if any(live_accuracy_text(s) is not None for s in summaries):
+        at = columns.index("accuracy") + 1
+        columns.insert(at, LIVE_COLUMN)
+        for row, s in zip(rows, summaries, strict=True):
+            live = live_accuracy_text(s)
+            row.insert(at, "n/a" if live is None else f"live {live}")
+    if any(s.max_pending is not None for s in summaries):
+        columns.append(PENDING_COLUMN)
+        for row, s in zip(rows, summaries, strict=True):
+            row.append(_pending_cell(s))
+    return columns, rows
 
 
 def comparison_plot(summaries: Sequence[RunSummary], optimal: set[int], path: Path) -> Path:
@@ -94,16 +130,18 @@ def write_comparison(run_dirs: Sequence[str | Path], out_dir: str | Path) -> tup
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot = comparison_plot(summaries, optimal, out / "comparison.png")
-    rows = comparison_rows(summaries, optimal)
+    columns, rows = comparison_table(summaries, optimal)
     note = ("Pareto-optimal: no other run has higher-or-equal accuracy and lower-or-equal memory requested, "
             "CPU requested and response time, better on at least one.")
+    if LIVE_COLUMN in columns:
+        note += " " + LIVE_NOTE
     (out / "comparison.md").write_text(
-        f"# Runs compared\n\n{note}\n\n{markdown_table(COLUMNS, rows)}\n![comparison]({plot.name})\n",
+        f"# Runs compared\n\n{note}\n\n{markdown_table(columns, rows)}\n![comparison]({plot.name})\n",
         encoding="utf-8",
     )
     page = out / "comparison.html"
     page.write_text(html_page("Runs compared", "\n".join([
         "<h1>Runs compared</h1>", f"<p class=note>{html.escape(note)}</p>",
-        html_table(COLUMNS, rows, marked=optimal), embedded_png(plot, "comparison"),
+        html_table(columns, rows, marked=optimal), embedded_png(plot, "comparison"),
     ])), encoding="utf-8")
     return summaries, optimal, page

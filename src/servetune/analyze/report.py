@@ -45,19 +45,23 @@ def headline_rows(summary: RunSummary, style: Literal["report", "terminal"] = "t
         ("response time", "OKAY-weighted Resp Time", _ms(summary.response_time_s)),
         ("accuracy", "", "n/a" if summary.accuracy is None else f"{summary.accuracy:.2%} ({source})"),
     ]
-    if summary.live_accuracy is not None and summary.live_accuracy_interval is not None:
+    if (live := live_accuracy_text(summary)) is not None:
         # Next to the offline figure (the model card's, on a fixed data set): this run's own measurement.
-        low, high = summary.live_accuracy_interval
-        rows.append((
-            "live accuracy", "held-out user labels during this run; the accuracy above is offline",
-            f"{summary.live_accuracy:.2%} (95 % Wilson {low:.1%}..{high:.1%}, n={summary.live_accuracy_n})",
-        ))
+        rows.append(("live accuracy", "held-out user labels during this run; the accuracy above is offline", live))
     if not terminal:
         return [(f"{name} ({how})" if how else name, value) for name, how, value in rows]
     return [(name, f"{value} ({how})" if how else value) for name, how, value in rows] + [
         ("replicas", f"mean {summary.mean_replicas:.2f}, max {summary.max_replicas}" + pending_text(summary, ", ")),
         ("failure rate", f"{summary.failure_rate:.2%} of {summary.okay + summary.failed:,} requests"),
     ]
+
+
+def live_accuracy_text(summary: RunSummary) -> str | None:
+    """`70.40% (95 % Wilson 65.7%..74.7%, n=250)`; None for a run without held-out labels."""
+    if summary.live_accuracy is None or summary.live_accuracy_interval is None:
+        return None
+    low, high = summary.live_accuracy_interval
+    return f"{summary.live_accuracy:.2%} (95 % Wilson {low:.1%}..{high:.1%}, n={summary.live_accuracy_n})"
 
 
 def pending_text(summary: RunSummary, before: str = "") -> str:
@@ -68,11 +72,14 @@ def pending_text(summary: RunSummary, before: str = "") -> str:
             f"{summary.pending_replica_seconds:,.0f} replica-seconds in all")
 
 
-def usage_coverage(summary: RunSummary) -> str:
+def usage_coverage(summary: RunSummary, brief: bool = False) -> str:
     """Over how many samples usage was measured, when not over all of them (a new pod has no metrics for its
-    first 15-30 s; a run stopped before metrics-server's first sample measured none)."""
+    first 15-30 s; a run stopped before metrics-server's first sample measured none); `brief` for a table
+    cell."""
     if summary.usage_samples >= summary.samples:
         return ""
+    if brief:
+        return f" (measured in {summary.usage_samples} of {summary.samples} samples)"
     if summary.usage_samples == 0:
         return f" (not measured in any of {summary.samples} samples)"
     return f" (over the {summary.usage_samples} of {summary.samples} samples that measured every replica)"

@@ -48,11 +48,13 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    from servetune.analyze.compare import COLUMNS, comparison_rows, write_comparison
+    from servetune.analyze.compare import LIVE_COLUMN, LIVE_NOTE, comparison_table, write_comparison
 
     summaries, optimal, page = write_comparison(run_dirs, out)
-    table = Table(*COLUMNS, title="runs compared (Pareto: not dominated on accuracy, resources, response time)")
-    for i, row in enumerate(comparison_rows(summaries, optimal)):
+    columns, rows = comparison_table(summaries, optimal)
+    table = Table(*columns, title="runs compared (Pareto: not dominated on accuracy, resources, response time)",
+                  caption=LIVE_NOTE if LIVE_COLUMN in columns else None)
+    for i, row in enumerate(rows):
         table.add_row(*row, style="bold green" if i in optimal else None)
     Console(width=200).print(table)
     typer.echo(f"comparison: {page}")
