@@ -16,7 +16,7 @@ from servetune.cli import app
 from servetune.config import DeploymentSpec
 from servetune.deploy.k8s_import import ManifestError, memory_mib, translate
 from servetune.deploy.manifests import KUBERNETES_VERSION, render_manifests
-from servetune.deploy.spec import load_deployment_spec
+from servetune.deploy.spec import load_deployment_spec, read_deployment
 
 COURSE = Path(__file__).parents[1] / "data" / "course_manifests"
 
@@ -201,6 +201,9 @@ def test_memory_quantities():
         (("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  template:\n    spec:\n"
           "      containers:\n      - name: a\n        resources: {requests: {cpu: lots, memory: 1Gi}}\n"),
          "'lots' is not a CPU quantity"),
+        (("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  template:\n    spec:\n"
+          "      containers:\n      - name: a\n        env: [{name: SERVETUNE_HOLDOUT_FRACTION, value: '2'}]\n"),
+         "Deployment a: labels.holdout_fraction 2 (SERVETUNE_HOLDOUT_FRACTION): Input should be less than or equal to 1"),
     ],
 )
 def test_bad_manifests_are_clear_errors(tmp_path, text, reason):
@@ -211,3 +214,79 @@ def test_bad_manifests_are_clear_errors(tmp_path, text, reason):
     assert not (tmp_path / "spec.yaml").exists()
     with pytest.raises(ManifestError):
         translate(list(yaml.safe_load_all(text)))
+
+
+LABELLED = {"name": "food", "namespace": "shop", "service_type": "LoadBalancer", "node_port": 31500,
+            "labels": {"holdout_fraction": 0.2, "review_below": 0.3, "feedback": True, "label_ttl_s": 600,
+                       "label_rate_per_min": 30, "database": "postgresql",
+                       "postgres": {"image": "postgres:16", "storage_gb": 5, "storage_class": "fast"}}}
+
+
+def without_secret_data(objects: list[dict]) -> list[dict]:
+    """The objects with the Secret's password and URL left out: render makes a new password each time."""
+    return [{**obj, "stringData": None} if obj["kind"] == "Secret" else obj for obj in objects]
+
+
+@pytest.mark.parametrize("store_last", [False, True])
+def test_a_rendered_label_store_reads_back_as_the_spec_it_came_from(tmp_path, store_last):
+    """`deploy render` of a spec with its own PostgreSQL, read back with -c: the app's Service is the one that
+    selects the Deployment's pods (whichever comes first), the labels section comes back whole, and the only
+    thing not carried over is the Secret's password, which the notes name."""
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(LABELLED))
+    code, output = run_cli("deploy", "render", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "out.yaml"))
+    assert code == 0, output
+    documents = list(yaml.safe_load_all((tmp_path / "out.yaml").read_text()))
+    assert [doc["kind"] for doc in documents] == ["Secret", "Service", "StatefulSet", "Deployment", "Service"]
+    if store_last:
+        documents = documents[3:] + documents[:3]
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump_all(documents))
+
+    spec, notes = read_deployment(tmp_path / "manifest.yaml")
+    original = DeploymentSpec.model_validate(LABELLED)
+    assert spec.labels == original.labels
+    assert (spec.service_name, spec.service_port, spec.service_type, spec.node_port) == (None, None, "LoadBalancer", 31500)
+    assert without_secret_data(render_manifests(spec)) == without_secret_data(render_manifests(original))
+    [secret_note] = [note for note in notes if note.startswith("Secret food-labels-db")]
+    assert "stringData.password" in secret_note and "a new password" in secret_note
+    assert not [note for note in notes if "food-labels-db" in note and note is not secret_note]
+    [app_deployment] = [doc for doc in documents if doc["kind"] == "Deployment"]
+    env = app_deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    label_env = [f"env[{i}]." for i, variable in enumerate(env) if variable["name"].startswith("SERVETUNE_")]
+    assert len(label_env) == 6 and not [note for note in notes if any(path in note for path in label_env)]
+
+    code, output = run_cli("deploy", "render", str(tmp_path / "manifest.yaml"))  # the CLI reads it too
+    assert code == 0, output
+    assert "note: Secret food-labels-db" in output and "note: Service food-labels-db" not in output
+
+
+def test_a_label_store_from_an_existing_secret_and_a_changed_store_are_named(tmp_path):
+    """A spec that takes the store's URL from a Secret of its own renders no store; the import carries the
+    Secret's name back. A StatefulSet edited by hand keeps its storage and image, and what servetune would
+    render differently is named."""
+    external = {"name": "food", "labels": {"holdout_fraction": 0.1, "database_secret": "shared-db"}}
+    spec, _ = read_deployment(manifest_file(tmp_path / "external.yaml", render_manifests(
+        DeploymentSpec.model_validate(external))))
+    assert spec.labels == DeploymentSpec.model_validate(external).labels
+    in_pod = {"name": "food", "labels": {"holdout_fraction": 0.1, "feedback": True}}  # SQLite in the pod's /tmp
+    spec, notes = read_deployment(manifest_file(tmp_path / "in-pod.yaml", render_manifests(
+        DeploymentSpec.model_validate(in_pod))))
+    assert spec.labels == DeploymentSpec.model_validate(in_pod).labels
+    assert not [note for note in notes if any(f"env[{i}]" in note for i in (2, 3, 4))]  # the label variables
+
+    objects = render_manifests(DeploymentSpec.model_validate(LABELLED))
+    stateful_set = next(obj for obj in objects if obj["kind"] == "StatefulSet")
+    stateful_set["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = "20Gi"
+    stateful_set["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = "2Gi"
+    objects.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "metrics"},
+                    "spec": {"selector": {"app": "prometheus"}, "ports": [{"port": 9090}]}})
+    spec, notes = read_deployment(manifest_file(tmp_path / "edited.yaml", objects))
+    assert spec.labels.postgres.storage_gb == 20 and spec.labels.postgres.image == "postgres:16"
+    assert spec.service_name is None and spec.service_port is None
+    assert any(note.startswith("StatefulSet food-labels-db: spec.template.spec.containers[0].resources.limits.memory")
+               and "2Gi" in note for note in notes), notes
+    assert any(note.startswith("Service metrics: ") and "selects no pod of Deployment food" in note for note in notes)
+
+
+def manifest_file(path: Path, objects: list[dict]) -> Path:
+    path.write_text(yaml.safe_dump_all(objects))
+    return path

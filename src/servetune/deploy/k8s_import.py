@@ -11,10 +11,12 @@ step: parsed YAML documents in, spec fields and notes out.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
 
 from servetune.config import CONTAINER_NAME
+from servetune.deploy.label_store_import import labels_section, selects
+from servetune.deploy.manifest_fields import ManifestError, ObjectFields, Translation, memory_bytes
+
+__all__ = ["ManifestError", "Translation", "is_manifest", "memory_mib", "translate"]
 
 SERVETUNE_PROBE_PATHS = {"readiness_probe": "/readyz", "liveness_probe": "/healthz", "startup_probe": "/readyz"}
 K8S_PROBES = {"readiness_probe": "readinessProbe", "liveness_probe": "livenessProbe", "startup_probe": "startupProbe"}
@@ -24,67 +26,12 @@ PROBE_FIELDS = {"initialDelaySeconds": "initial_delay_seconds", "periodSeconds":
 # What the API server fills in for a probe field the manifest leaves out: the rendered probe writes them.
 K8S_PROBE_DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1,
                       "failureThreshold": 3}
-MEMORY_UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+APP_CONTAINER = "spec.template.spec.containers[0]"  # the serving container; others are not carried over
 SERVETUNE_ADDS = (
     "servetune adds to the pod what its server needs: the `servetune serve` args and environment, a /tmp "
     "volume on a read-only root filesystem, a non-root security context, a preStop pause before SIGTERM, and a "
     "rolling update that keeps every replica serving (maxUnavailable 0)"
 )
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot be translated; the message says which object and field."""
-
-
-@dataclass
-class Translation:
-    fields: dict  # DeploymentSpec fields
-    notes: list[str] = field(default_factory=list)  # what was not carried over as it is, and why
-
-
-class ObjectFields:
-    """One object's fields, read by path (`spec.ports[0].port`); what was never read was not carried over."""
-
-    def __init__(self, obj: dict) -> None:
-        self.obj = obj
-        self.unread = set(leaf_paths(obj))
-        self.kind = str(obj.get("kind"))
-        self.name = str((obj.get("metadata") or {}).get("name", "?"))
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.name}"
-
-    def get(self, path: str, default: Any = None) -> Any:
-        """The value at `path` (default when absent); it and every field under it count as read."""
-        self.unread = {p for p in self.unread if not (p == path or p.startswith((f"{path}.", f"{path}[")))}
-        return self.peek(path, default)
-
-    def peek(self, path: str, default: Any = None) -> Any:
-        """The value at `path`, without counting it as read."""
-        value: Any = self.obj
-        for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-            if part.startswith("["):
-                index = int(part[1:-1])
-                value = value[index] if isinstance(value, list) and index < len(value) else None
-            else:
-                value = value.get(part) if isinstance(value, dict) else None
-            if value is None:
-                return default
-        return value
-
-    def left_over_note(self) -> str | None:
-        if not self.unread:
-            return None
-        return f"{self}: {', '.join(sorted(self.unread))}: not carried over (no place in a servetune spec)"
-
-
-def leaf_paths(obj: Any, prefix: str = "") -> list[str]:
-    """`a.b[0].c` for every value that is not a non-empty mapping or list."""
-    if isinstance(obj, dict) and obj:
-        return [p for key, value in obj.items() for p in leaf_paths(value, f"{prefix}.{key}" if prefix else key)]
-    if isinstance(obj, list) and obj:
-        return [p for index, value in enumerate(obj) for p in leaf_paths(value, f"{prefix}[{index}]")]
-    return [prefix]
 
 
 def is_manifest(documents: list) -> bool:
@@ -98,22 +45,38 @@ def translate(documents: list) -> Translation:
     if len(deployments) != 1:
         raise ManifestError(f"expected one Deployment, found {len(deployments)}")
     result = Translation(fields={})
-    read = [ObjectFields(deployments[0])]
-    deployment_fields(read[0], result)
-    for obj in objects:
+    deployment = ObjectFields(deployments[0])
+    read = [deployment]
+    deployment_fields(deployment, result)
+    store = labels_section(objects, deployment, APP_CONTAINER, result)
+    others = [obj for obj in objects if obj is not deployments[0] and not any(obj is mine for mine in store)]
+    app_service = pick_service(others, deployment)
+    for obj in others:
         kind = obj.get("kind")
         if kind == "HorizontalPodAutoscaler":
             read.append(ObjectFields(obj))
-            autoscaler_fields(read[-1], read[0], result)
-        elif kind == "Service":
+            autoscaler_fields(read[-1], deployment, result)
+        elif obj is app_service:
             read.append(ObjectFields(obj))
-            service_fields(read[-1], read[0], result)
-        elif kind != "Deployment":
+            service_fields(read[-1], deployment, result)
+        elif kind == "Service":
+            result.notes.append(f"Service {(obj.get('metadata') or {}).get('name', '?')}: selects no pod of "
+                                f"{deployment} or another of its Services: not carried over (servetune renders one)")
+        else:
             result.notes.append(f"{kind} {(obj.get('metadata') or {}).get('name', '?')}: not carried over "
-                                "(servetune renders Deployment, Service and HorizontalPodAutoscaler only)")
+                                "(servetune renders Deployment, Service and HorizontalPodAutoscaler, and a label "
+                                "store's PostgreSQL)")
     result.notes += [note for fields in read if (note := fields.left_over_note())]
     result.notes.append(SERVETUNE_ADDS)
     return result
+
+
+def pick_service(objects: list[dict], deployment: ObjectFields) -> dict | None:
+    """The app's Service: the first whose selector picks the Deployment's pods, else the only Service (its
+    selector becomes the Deployment's, and a note says so)."""
+    services = [obj for obj in objects if obj.get("kind") == "Service"]
+    pods = deployment.peek("spec.template.metadata.labels") or {}
+    return next((obj for obj in services if selects(obj, pods)), services[0] if len(services) == 1 else None)
 
 
 def common_fields(obj: ObjectFields, deployment: ObjectFields, result: Translation) -> None:
@@ -159,7 +122,7 @@ def deployment_fields(obj: ObjectFields, result: Translation) -> None:
                             "serving container)")
         for index in range(1, len(containers)):
             obj.get(f"spec.template.spec.containers[{index}]")
-    container_fields(obj, "spec.template.spec.containers[0]", result)
+    container_fields(obj, APP_CONTAINER, result)
 
 
 def container_fields(obj: ObjectFields, at: str, result: Translation) -> None:
@@ -215,14 +178,6 @@ def cpu_cores(value, where: str) -> float:
         raise ManifestError(f"{where}.cpu: {text!r} is not a CPU quantity (e.g. 1, 0.5, 500m)")
     number = float(match.group(1))
     return number / 1000 if match.group(2) else number
-
-
-def memory_bytes(value, where: str = "memory") -> float:
-    text = str(value).strip()
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?", text)
-    if not match:
-        raise ManifestError(f"{where}.memory: {text!r} is not a memory quantity (e.g. 2Gi, 512Mi, 1G)")
-    return float(match.group(1)) * MEMORY_UNITS[match.group(2) or ""]
 
 
 def memory_mib(value, where: str) -> int:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import secrets
 
 from servetune.config import DeploymentSpec, LabelsSpec
+from servetune.serve.settings import ENV_NAMES
 
 DB_USER = "servetune"
 DB_NAME = "servetune"
 DB_PORT = 5432
 POSTGRES_UID = 999  # the postgres image's user
 URL_KEY = "url"
+LABELS_DB_VARIABLE = ENV_NAMES["labels_db"]
+SQLITE_IN_POD = "/tmp/labels.db"  # the pod's own store, lost with it: only for trying the flow
 
 
 def store_name(spec: DeploymentSpec) -> str:
@@ -41,8 +44,8 @@ def labels_db_env(spec: DeploymentSpec) -> list[dict]:
     if labels is None or not (labels.holdout_fraction > 0 or labels.review_below > 0 or labels.feedback):
         return []
     if not uses_postgresql(spec.labels):
-        return [{"name": "SERVETUNE_LABELS_DB", "value": "/tmp/labels.db"}]
-    return [{"name": "SERVETUNE_LABELS_DB",
+        return [{"name": LABELS_DB_VARIABLE, "value": SQLITE_IN_POD}]
+    return [{"name": LABELS_DB_VARIABLE,
              "valueFrom": {"secretKeyRef": {"name": secret_name(spec), "key": URL_KEY}}}]
 
 
