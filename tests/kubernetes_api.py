@@ -222,7 +222,7 @@ class FakeApiServer:
     cluster_scope_forbidden: bool = False  # a namespaced user: no namespaces, nodes or apiservices
     denied: set[str] = field(default_factory=set)  # resource.group the tester's Role leaves out (reviews say so)
     denial_reason: str = ""  # what an access review adds to `allowed: false` (RBAC usually says nothing)
-    pod_waiting: tuple[str, str] | None = None  # (reason, message) of every pod's container
+    pod_waiting: tuple[str, str] | None = None  # (reason, message) of every pod's container, which is not ready
     last_terminated: dict | None = None
     exits: dict[str, list[dict]] = field(default_factory=dict)  # pod name -> its container's ends (restart())
     unschedulable: bool = False
@@ -578,7 +578,9 @@ class FakeApiServer:
         if key[0] == "deployments":
             # The controller makes one more replica ready each time it is looked at, unless pods cannot run.
             desired = obj["spec"]["replicas"]
-            if not (self.pod_waiting or self.unschedulable):
+            if self.pod_waiting:
+                self.ready[key[2]] = 0  # its pods' containers wait to (re)start: none is ready
+            elif not self.unschedulable:
                 schedulable = desired if self.unschedulable_from is None else min(desired, self.unschedulable_from)
                 self.ready[key[2]] = min(schedulable, self.ready[key[2]] + 1)
             ready = self.ready[key[2]]
@@ -666,7 +668,8 @@ class FakeApiServer:
             result["spec"].pop("nodeName")
         elif self.pod_waiting:
             reason, message = self.pod_waiting
-            container["state"] = {"waiting": {"reason": reason, "message": message}}
+            ready = False  # a container waiting to (re)start is neither started nor ready
+            container.update(state={"waiting": {"reason": reason, "message": message}}, ready=False, started=False)
             result["status"]["phase"] = "Pending" if "Image" in reason or "Sandbox" in reason else "Running"
             if self.last_terminated:
                 container["lastState"] = {"terminated": self.last_terminated}

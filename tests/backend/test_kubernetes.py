@@ -16,9 +16,11 @@ import yaml
 from rich.console import Console
 
 from kubernetes_api import DeployedService, FakeApiServer, node_metrics, pod_metrics, serve
+from servetune.analyze.stats import summarize
 from servetune.backend.protocol import BackendName
 from servetune.config import RESOURCE_COLUMNS
 from servetune.deploy import kubernetes as cluster_module
+from servetune.load.siege import read_siege_log
 from servetune.run import RunOptions, evaluate
 
 KILLED_POD = "ml-app-7d9f8-0"
@@ -172,14 +174,16 @@ def test_the_autoscalers_decisions_and_conditions_are_in_the_events_log(cluster_
         assert line in " ".join(output.split())  # and on the terminal
 
 
-def run_against(api: FakeApiServer, folder, url: str | None = None):
-    """A run (one 2 s phase) of an autoscaled spec against the fake API server; its result and terminal output."""
+def run_against(api: FakeApiServer, folder, url: str | None = None, repeats: int = 1):
+    """A run (a 20 s phase, compressed to 2 s, `repeats` times) of an autoscaled spec against the fake API
+    server; its result and terminal output."""
     server = serve(api)
     try:
         spec = folder / "k8s.yaml"
         spec.write_text("name: ml-app\nautoscaling: {min_replicas: 1, max_replicas: 3}\n")
         profile = folder / "short.yaml"
-        profile.write_text(yaml.safe_dump({"name": "short", "phases": [{"users": 2, "delay": 0.1, "duration_s": 20}]}))
+        profile.write_text(yaml.safe_dump({"name": "short", "phases": [
+            {"users": 2, "delay": 0.1, "duration_s": 20, "repeats": repeats}]}))
         console = Console(file=(output := io.StringIO()), width=200)
         result = evaluate(RunOptions(
             spec=str(spec), out=folder / "run", backend=BackendName.KUBERNETES, profile=str(profile), time_scale=0.1,
@@ -255,3 +259,49 @@ def test_a_user_who_may_not_read_node_metrics_gets_the_reason(tmp_path):
         server.shutdown()
         server.server_close()
     assert others.record() == {"unavailable": "the kubeconfig's user may not list nodes.metrics.k8s.io (HTTP 403)"}
+
+
+def test_a_crash_loop_with_no_replica_ready_fails_the_run_and_keeps_the_rows(tmp_path):
+    """As the local backend does for a deployment that dies during the load: once the first of ten runs is
+    logged, the only replica is OOM-killed again and again (the kubelet backs off: CrashLoopBackOff), so no
+    replica is ready; the run fails with the reason at the next sample and keeps the rows measured."""
+    api = FakeApiServer(namespaces={"default"})
+    load_log = tmp_path / "run" / "load_output.csv"
+
+    def crash_loop(number: int) -> None:
+        if api.pod_waiting is None and load_log.is_file() and len(load_log.read_text().splitlines()) >= 2:
+            with api.lock:
+                api.pod_waiting = ("CrashLoopBackOff", ("back-off 20s restarting failed container=ml-app "
+                                   "pod=ml-app-7d9f8-0_default(0b6c0000-51f2-4c2e-9a3d-6a8f2f0c1e77)"))
+                api.last_terminated = {"exitCode": 137, "reason": "OOMKilled", "startedAt": "2026-11-29T05:01:10Z",
+                                       "finishedAt": "2026-11-29T05:01:12Z",
+                                       "containerID": "containerd://" + "ef" * 32}
+
+    service = DeployedService(crash_loop)
+    try:
+        result, output = run_against(api, tmp_path, url=service.url, repeats=10)
+    finally:
+        service.close()
+    record = result.record
+    assert result.status == "failed" and record["failed_step"] == "load", output
+    assert record["error"] == (
+        "the deployment failed during the load: no replica is ready: pod ml-app-7d9f8-0 is crash-looping "
+        "(CrashLoopBackOff: last exit code 137 (OOMKilled), 4 restarts); raise limits.memory_mb; see "
+        "`kubectl logs ml-app-7d9f8-0 -c ml-app --previous`")
+    assert record["restarts"] == 4 and record["restart_reasons"] == {"OOMKilled": 4}
+    assert record["steps"][-1]["name"] == "tear-down"  # what was applied is deleted
+    rows = read_siege_log(load_log)
+    assert 1 <= len(rows) < 10 and rows[0].okay > 0
+    assert record["analysis"] == "completed" and summarize(result.run_dir).okay >= rows[0].okay
+
+
+def test_a_crash_loop_beside_a_ready_replica_is_counted_and_the_run_goes_on(tmp_path):
+    from servetune.deploy.kubernetes import PodStatus, load_failure
+
+    looping = PodStatus(name="ml-app-7d9f8-1", phase="Running", ready=False, restarts=3,
+                        reason="CrashLoopBackOff: last exit code 137 (OOMKilled)")
+    serving = PodStatus(name="ml-app-7d9f8-0", phase="Running", ready=True, restarts=0)
+    starting = PodStatus(name="ml-app-7d9f8-2", phase="Running", ready=False, restarts=0)
+    assert load_failure([serving, looping]) is None  # the other replica serves: counted in restarts only
+    assert load_failure([starting]) is None  # not ready yet, nothing wrong: e.g. a restart's readiness probe
+    assert load_failure([starting, looping]).startswith("no replica is ready: pod ml-app-7d9f8-1 is crash-looping")

@@ -12,7 +12,7 @@ from servetune.config import DeploymentSpec, ResourceSample
 from servetune.deploy.access_check import NODES, missing_access
 from servetune.deploy.compressed_hpa import compressed_spec
 from servetune.deploy.hpa_watch import AutoscalerWatch
-from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError, pod_status
+from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError, load_failure, pod_status
 from servetune.deploy.pod_restarts import PodRestarts
 from servetune.monitor.node_usage import NodeOthers
 from servetune.runfolder import RunRecord
@@ -42,6 +42,7 @@ class KubernetesBackend:
         self.applied = False
         self._url = url
         self.restarts: PodRestarts | None = None  # counted from apply() on
+        self.broken: str | None = None  # why the deployment went down during the load (deploy/kubernetes.py)
         self.node_others = NodeOthers(self.cluster.api_client)
 
     def warm_up(self) -> str:
@@ -113,8 +114,11 @@ class KubernetesBackend:
         nodes: set[str] = set()
 
         def each_listing(pods) -> None:
-            """With each sample: the restarts since the last one, what the autoscaler did, where replicas run."""
-            self.count_restarts([pod_status(pod) for pod in pods])
+            """With each sample: the restarts since the last one, whether the deployment is down, what the
+            autoscaler did, where replicas run."""
+            statuses = [pod_status(pod) for pod in pods]
+            self.count_restarts(statuses)
+            self.broken = self.broken or load_failure(statuses)
             for line in watch.poll() if watch is not None else []:
                 self.on_event(line)
             nodes.clear()
@@ -143,7 +147,7 @@ class KubernetesBackend:
         return load_and_monitor(self, measurement, record)
 
     def failure(self) -> str | None:
-        return None
+        return self.broken
 
     def limits(self) -> dict:
         counted = self.restarts.record() if self.restarts is not None else {}

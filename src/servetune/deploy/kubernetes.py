@@ -37,6 +37,7 @@ POLL_SECONDS = 1.0
 REQUEST_TIMEOUT = (5, 30)  # seconds to connect, seconds to read one response
 IMAGE_PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONTAINER_FAILURES = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+CRASH_LOOP = "CrashLoopBackOff"  # the kubelet backs off restarting a container that keeps exiting
 FIELD_MANAGER = "servetune"
 APPLY_PATCH = "application/apply-patch+yaml"
 OLDEST_SERVER = (1, 23)  # autoscaling/v2 is served from 1.23
@@ -415,7 +416,7 @@ def pod_status(pod) -> PodStatus:
         if c.state is not None and c.state.waiting is not None:
             reason = c.state.waiting.reason or ""
             detail = c.state.waiting.message or ""
-            if reason == "CrashLoopBackOff" and c.last_state is not None and c.last_state.terminated is not None:
+            if reason == CRASH_LOOP and c.last_state is not None and c.last_state.terminated is not None:
                 ended = c.last_state.terminated
                 detail = f"last exit code {ended.exit_code}" + (f" ({ended.reason})" if ended.reason else "")
             reason = f"{reason}: {detail}" if detail else reason
@@ -458,15 +459,28 @@ def pod_failure(pods: list[PodStatus]) -> str | None:
                 f"pod {pod.name} cannot pull its image ({pod.reason}); push the image to a registry the nodes "
                 "can reach, or load it into the nodes, and check the spec's `image`"
             )
-        if kind == "CrashLoopBackOff":
-            hint = "; raise limits.memory_mb" if "OOMKilled" in pod.reason else ""
-            return (
-                f"pod {pod.name} is crash-looping ({pod.reason}, {pod.restarts} restarts){hint}; see "
-                f"`kubectl logs {pod.name} -c {CONTAINER_NAME} --previous`"
-            )
+        if kind == CRASH_LOOP:
+            return crash_loop(pod)
         if kind in CONTAINER_FAILURES:
             return f"pod {pod.name} cannot start its container ({pod.reason})"
     return None
+
+
+def crash_loop(pod: PodStatus) -> str:
+    hint = "; raise limits.memory_mb" if "OOMKilled" in pod.reason else ""
+    return (f"pod {pod.name} is crash-looping ({pod.reason}, {pod.restarts} restarts){hint}; see "
+            f"`kubectl logs {pod.name} -c {CONTAINER_NAME} --previous`")
+
+
+def load_failure(pods: list[PodStatus]) -> str | None:
+    """Why the deployment is down during the load, or None: no replica ready and one crash-looping (its
+    container exited again and again and the kubelet backs off restarting it). A replica not ready for a
+    while (a restart's readiness probe) or one crash-looping beside replicas that serve is not a failure:
+    its restarts are counted."""
+    if any(pod.ready for pod in pods):
+        return None
+    looping = next((pod for pod in pods if pod.reason.split(":", 1)[0] == CRASH_LOOP), None)
+    return None if looping is None else f"no replica is ready: {crash_loop(looping)}"
 
 
 def unschedulable_failure(pods: list[PodStatus], since: dict[str, float], now: float) -> str | None:
