@@ -261,10 +261,11 @@ def test_a_user_who_may_not_read_node_metrics_gets_the_reason(tmp_path):
     assert others.record() == {"unavailable": "the kubeconfig's user may not list nodes.metrics.k8s.io (HTTP 403)"}
 
 
-def test_a_crash_loop_with_no_replica_ready_fails_the_run_and_keeps_the_rows(tmp_path):
+def test_a_crash_loop_with_no_replica_ready_fails_the_run_and_keeps_the_rows(tmp_path, monkeypatch):
     """As the local backend does for a deployment that dies during the load: once the first of ten runs is
     logged, the only replica is OOM-killed again and again (the kubelet backs off: CrashLoopBackOff), so no
     replica is ready; the run fails with the reason at the next sample and keeps the rows measured."""
+    monkeypatch.setattr(cluster_module, "POLL_SECONDS", 0.01)
     api = FakeApiServer(namespaces={"default"})
     load_log = tmp_path / "run" / "load_output.csv"
 
