@@ -16,6 +16,7 @@ from servetune.deploy.spec import load_deployment_spec
 from servetune.model.artifact import default_model_path, file_sha256
 from servetune.tune.constraints import Constraints
 from servetune.tune.pipeline import baseline_seeds
+from servetune.tune.record import folder_names
 from servetune.tune.space import SearchSpace
 
 SMALL_SPACE = {
@@ -70,6 +71,31 @@ def test_a_small_tune_writes_the_front_the_recommended_spec_and_the_report(tmp_p
         assert (out / "simulated" / name / "resource_usage.csv").is_file()
     again = servetune("tune", "--out", str(out), "--budget", "5", "--verify", "0")
     assert again.returncode == 2 and "already holds a tune" in again.stderr
+
+
+def test_baselines_given_as_paths_get_folders_named_after_them_inside_the_tune_folder(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    fixed = load_deployment_spec("fixed-1")
+    mine, other = tmp_path / "mine.yaml", tmp_path / "x.yaml"
+    for path in (mine, other):
+        path.write_text(f"replicas: 1\nrequests: {{cpu: {fixed.requests.cpu}, memory_mb: {fixed.requests.memory_mb}}}\n")
+    before = mine.read_text()
+    result = servetune("tune", "--profile", "quick", "--out", "tune", "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "6", "--population", "6", "--verify", "0", "--jobs", "1",
+                       "--better-than", str(mine), "--baseline", "../x.yaml", cwd=str(work))
+    assert result.returncode == 0, result.stderr
+    assert mine.read_text() == before and other.is_file()  # the user's files are left alone
+    assert sorted(p.name for p in (work / "tune" / "simulated").iterdir()) == ["mine", "recommended", "x"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml", "space.yaml", "work", "x.yaml"]
+    assert (work / "tune" / "report.html").is_file()
+
+
+def test_folder_names_are_sanitised_stems_never_paths():
+    names = folder_names(["/home/me/mine.yaml", "../mine.yml", "course-hpa", "..", "a b/c:d.yaml", "rec.yaml"],
+                         reserved=["rec"])
+    assert names == {"/home/me/mine.yaml": "mine", "../mine.yml": "mine-2", "course-hpa": "course-hpa",
+                     "..": "spec", "a b/c:d.yaml": "c-d", "rec.yaml": "rec-2"}
 
 
 def test_an_unknown_space_field_is_named(tmp_path):

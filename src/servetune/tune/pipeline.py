@@ -55,7 +55,14 @@ from servetune.tune.evaluate import (
 )
 from servetune.tune.frontier import EmptyFrontier, frontier, why_empty
 from servetune.tune.plots import pareto_plot, replicas_plot
-from servetune.tune.record import candidate_id, write_candidates, write_frontier, write_manifests, write_spec
+from servetune.tune.record import (
+    candidate_id,
+    folder_names,
+    write_candidates,
+    write_frontier,
+    write_manifests,
+    write_spec,
+)
 from servetune.tune.report import SearchFacts, write_tune_report
 from servetune.tune.search import Evaluation, Genome, Problem, evolve
 from servetune.tune.simulator import MetricsTiming
@@ -198,6 +205,7 @@ def tune(options: TuneOptions, console: Console | None = None,
     out.mkdir(parents=True, exist_ok=True)
     jobs = options.jobs or os.cpu_count() or 1
 
+    folders = folder_names(list(inputs.baselines), reserved=["recommended"])  # a label may be a user's path
     simulated = {name: inputs.simulator.spec_simulation(spec, spec.model, record=True)
                  for name, spec in inputs.baselines.items()}
     baselines = {name: simulation.statistics for name, simulation in simulated.items()}
@@ -246,7 +254,7 @@ def tune(options: TuneOptions, console: Console | None = None,
     if options.verify > 0 and options.bounding():
         measured = {}
         for name in options.bounding():
-            run = verify_spec(f"baseline-{name}", name, inputs.baselines[name], inputs.constraints)
+            run = verify_spec(f"baseline-{folders[name]}", name, inputs.baselines[name], inputs.constraints)
             baseline_runs.append(run)
             if run.status == "interrupted":
                 break
@@ -272,8 +280,9 @@ def tune(options: TuneOptions, console: Console | None = None,
     write_spec(spec, out / "recommended.yaml", f"{recommended.candidate.label()}\n{note}")
     write_manifests(spec, out / "recommended-manifests.yaml")
     simulated = {"recommended": inputs.simulator.simulation(recommended.candidate, record=True), **simulated}
+    folders["recommended"] = "recommended"
     for name, simulation in simulated.items():
-        simulation.write(out / "simulated" / name)
+        simulation.write(out / "simulated" / folders[name])
 
     figures = [
         (pareto_plot(evaluations, front, recommended, baselines, out / "pareto.png"),

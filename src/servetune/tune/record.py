@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +30,23 @@ COLUMNS = ["id", "generation", "label", *CANDIDATE_FIELDS, "accuracy", "simulate
 
 def candidate_id(index: int) -> str:
     return f"c{index + 1:04d}"
+
+
+def folder_names(labels: Sequence[str], reserved: Sequence[str] = ()) -> dict[str, str]:
+    """A folder name inside the tune folder for each baseline label, which may be a path the user gave
+    (`/home/me/mine.yaml`, `../x.yaml`): the file's stem, with anything but letters, digits, `.`, `_` and
+    `-` turned into `-`; a name already taken (by an earlier label, or one of `reserved`) gets `-2`, `-3`...
+    A label never becomes a path, so a folder cannot land on the user's file or outside the tune folder."""
+    names: dict[str, str] = {}
+    for label in labels:
+        stem = re.sub(r"\.ya?ml$", "", label.replace("\\", "/").rsplit("/", 1)[-1])
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-") or "spec"
+        name, number = base, 1
+        while name in names.values() or name in reserved:
+            number += 1
+            name = f"{base}-{number}"
+        names[label] = name
+    return names
 
 
 def statistic_values(statistics: RunSummary | None) -> dict[str, object]:
