@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from command import servetune
+from servetune.analyze.stats import summarize
 from servetune.cli import app
 from servetune.deploy.spec import load_deployment_spec
 from servetune.model.artifact import default_model_path, file_sha256
@@ -89,6 +90,29 @@ def test_baselines_given_as_paths_get_folders_named_after_them_inside_the_tune_f
     assert sorted(p.name for p in (work / "tune" / "simulated").iterdir()) == ["mine", "recommended", "x"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml", "space.yaml", "work", "x.yaml"]
     assert (work / "tune" / "report.html").is_file()
+
+
+def test_with_no_response_bound_the_knee_is_recommended_within_twice_the_fastest_baseline(tmp_path):
+    out = tmp_path / "tune"
+    space = {**SMALL_SPACE, "cpu_request": [0.05, 0.1, 0.25, 0.5], "autoscaling": {
+        "min_replicas": [1, 2], "max_replicas": [1, 2, 3], "target_cpu_utilization": [50, 80]}}
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, space),
+                       "--budget", "30", "--population", "10", "--verify", "0", "--jobs", "1")
+    assert result.returncode == 0, result.stderr
+    cap = "(2 x the simulated response time of default, the fastest baseline: no response bound was given)"
+    assert "response time bound: " in result.stdout and cap in result.stdout
+    front = json.loads((out / "frontier.json").read_text())
+    assert front["rule"].startswith("no bound on the response time: the knee of the front")
+    bound = float(front["constraints"]["--max-response-ms"].split(" ms")[0])
+    default = summarize(out / "simulated" / "default")
+    assert bound == pytest.approx(2 * default.response_time_s * 1000, rel=1e-3)
+    first = front["candidates"][0]["statistics"]
+    assert first["response_time_s"] * 1000 <= bound * (1 + 1e-5)
+    products = [c["statistics"]["memory_requested_KB"] * c["statistics"]["cpu_requested_core"]
+                * c["statistics"]["response_time_s"] for c in front["candidates"]]
+    assert products[0] == min(products)
+    labels = [r["label"] for r in csv.DictReader((out / "candidates.csv").open())]
+    assert not any("hpa1-1@" in label or "hpa2-2@" in label or "hpa2-1@" in label for label in labels)
 
 
 def test_folder_names_are_sanitised_stems_never_paths():

@@ -123,7 +123,7 @@ def run_with_progress(options):
             feasible = [e for e in evaluations if e.feasible and e.statistics is not None]
             best = ""
             if feasible:
-                s = recommend(feasible).statistics
+                s = recommend(feasible, options.rule()).statistics
                 best = (f"best: {s.memory_requested_KB / 1024:.0f} MiB, {s.cpu_requested_core:.2f} CPU, "
                         f"{s.response_time_s * 1000:.1f} ms ({len(feasible):,} feasible)")
             progress.update(task, completed=sum(1 for e in evaluations if e.statistics is not None), best=best)

@@ -36,6 +36,9 @@ DEFAULT_MEMORY_MARGIN = 0.15  # like the VPA recommender's 15 % safety margin ov
 # baseline can measure just over it. None by default: on the reference profile the course's deployment is
 # within 2 % of the fastest response time any candidate at default's CPU reaches, and 2 % left nothing.
 DEFAULT_HEADROOM = 0.0
+# With no bound on the response time at all, the tune bounds it by this multiple of the fastest baseline's
+# simulated one, so that no candidate several times slower than what the user compares it with is picked.
+UNBOUNDED_RESPONSE_FACTOR = 2.0
 # A statistic equal to its bound meets it; this only absorbs float rounding (a baseline's own figures,
 # recomputed, must meet the bounds taken from them), it is no tolerance on the measurement.
 ROUNDING = 1e-9
@@ -247,6 +250,21 @@ def baseline_bounds(constraints: Constraints, baselines: Mapping[str, RunSummary
         runs = repeats_text(statistic, spreads[name])
         changes[statistic.source_field] = f"the {how} {statistic.name} of {name}{runs}{less}, {flags[name]}"
     return replace(constraints, **changes)
+
+
+def response_cap(constraints: Constraints, baselines: Mapping[str, RunSummary]) -> Constraints:
+    """Where nothing bounds the response time, `UNBOUNDED_RESPONSE_FACTOR` x the fastest baseline's simulated
+    one; the constraints unchanged where something does, or no baseline answered a request."""
+    if constraints.max_response_ms is not None:
+        return constraints
+    times = {name: RESPONSE_TIME.read(s) for name, s in baselines.items()}
+    times = {name: value for name, value in times.items() if value is not None and value > 0}
+    if not times:
+        return constraints
+    name = min(times, key=lambda name: times[name])
+    return replace(constraints, max_response_ms=UNBOUNDED_RESPONSE_FACTOR * times[name],
+                   response_source=f"{UNBOUNDED_RESPONSE_FACTOR:g} x the simulated response time of {name}, the "
+                   "fastest baseline: no response bound was given")
 
 
 def space_problems(space: SearchSpace, facts: dict[str, ModelFacts], constraints: Constraints) -> list[str]:

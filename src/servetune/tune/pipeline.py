@@ -43,6 +43,7 @@ from servetune.tune.constraints import (
     baseline_bounds,
     limit_ratio,
     model_facts,
+    response_cap,
     space_problems,
 )
 from servetune.tune.evaluate import (
@@ -53,7 +54,7 @@ from servetune.tune.evaluate import (
     memory_never_binds,
     process_pool,
 )
-from servetune.tune.frontier import EmptyFrontier, frontier, why_empty
+from servetune.tune.frontier import EmptyFrontier, Rule, frontier, why_empty
 from servetune.tune.plots import pareto_plot, replicas_plot
 from servetune.tune.record import (
     candidate_id,
@@ -100,6 +101,12 @@ class TuneOptions:
     no_slower_than: list[str] = field(default_factory=list)  # specs whose response time bounds the candidates'
     better_than: list[str] = field(default_factory=list)  # specs whose memory, CPU requested and response time do
     headroom: float = DEFAULT_HEADROOM  # the search's bounds from baselines this fraction below their simulation
+
+    def rule(self) -> Rule:
+        """The knee of the front when nothing bounds the response time, else least memory first."""
+        if self.constraints.max_response_ms is None and not self.bounding():
+            return Rule.KNEE
+        return Rule.LEAST_MEMORY
 
     def bounding(self) -> list[str]:
         """The baselines that bound the candidates, each once."""
@@ -209,7 +216,8 @@ def tune(options: TuneOptions, console: Console | None = None,
     simulated = {name: inputs.simulator.spec_simulation(spec, spec.model, record=True)
                  for name, spec in inputs.baselines.items()}
     baselines = {name: simulation.statistics for name, simulation in simulated.items()}
-    constraints = options.search_bounds(inputs.constraints, baselines)
+    rule = options.rule()
+    constraints = response_cap(options.search_bounds(inputs.constraints, baselines), baselines)
 
     seeds, notes = baseline_seeds(inputs.space, inputs.baselines, constraints)
     for note in notes:
@@ -227,12 +235,12 @@ def tune(options: TuneOptions, console: Console | None = None,
     evaluations = problem.evaluations
     ids = {id(e): candidate_id(index) for index, e in enumerate(evaluations)}
 
-    front = frontier(evaluations)
+    front = frontier(evaluations, rule)
     write_candidates(evaluations, front, out / "candidates.csv")
     if not front:
         raise EmptyFrontier(why_empty(evaluations, constraints))
     specs = [candidate_spec(e.candidate, inputs.simulator.base) for e in front]
-    write_frontier(front, ids, specs, constraints, out)
+    write_frontier(front, ids, specs, constraints, rule, out)
 
     short_profile = load_profile(options.real.profile, options.real.time_scale)
 
@@ -250,7 +258,7 @@ def tune(options: TuneOptions, console: Console | None = None,
 
     # The baselines that bound the candidates run first, on the same machine: their measured statistics are
     # the bar for the candidates' measured ones (a loaded machine slows every run alike).
-    baseline_runs, bar = [], inputs.constraints
+    baseline_runs, bar = [], response_cap(inputs.constraints, baselines)
     if options.verify > 0 and options.bounding():
         measured = {}
         for name in options.bounding():
@@ -296,7 +304,7 @@ def tune(options: TuneOptions, console: Console | None = None,
                         seconds, jobs, options.profile, options.real.backend, [*seeding, *notes],
                         inputs.calibrations.used, inputs.calibrations.warnings)
     report = write_tune_report(out, facts=facts, constraints=constraints, bar=bar, front=front, ids=ids,
-                               recommended=recommended, recommended_note=note, baselines=baselines,
+                               recommended=recommended, recommended_note=note, rule=rule, baselines=baselines,
                                verifications=[*baseline_runs, *verifications], figures=figures)
     return TuneResult(out, evaluations, front, recommended, verifications, baselines, baseline_runs, constraints,
                       bar, seconds, report)

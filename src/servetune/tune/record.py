@@ -12,7 +12,7 @@ from servetune.config import DeploymentSpec, RunSummary
 from servetune.deploy.manifests import render_manifests, to_yaml
 from servetune.deploy.spec import spec_yaml
 from servetune.tune.constraints import Constraints
-from servetune.tune.frontier import RULE
+from servetune.tune.frontier import Rule
 from servetune.tune.search import Evaluation
 from servetune.tune.space import Candidate
 
@@ -88,7 +88,7 @@ def write_candidates(evaluations: Sequence[Evaluation], front: Sequence[Evaluati
 
 
 def write_frontier(front: Sequence[Evaluation], ids: dict[int, str], specs: Sequence[DeploymentSpec],
-                   constraints: Constraints, out: Path) -> tuple[Path, Path]:
+                   constraints: Constraints, rule: Rule, out: Path) -> tuple[Path, Path]:
     """frontier.csv (one row per Pareto candidate, in the rule's order) and frontier.json (with specs)."""
     rows = [{"rank": rank + 1, "id": ids[id(e)], "label": e.candidate.label(), **candidate_values(e.candidate),
              "accuracy": "" if e.accuracy is None else e.accuracy, **statistic_values(e.statistics)}
@@ -99,7 +99,7 @@ def write_frontier(front: Sequence[Evaluation], ids: dict[int, str], specs: Sequ
         writer.writeheader()
         writer.writerows(rows)
     document = {
-        "rule": RULE,
+        "rule": rule.value,
         "constraints": dict(constraints.describe()),
         "candidates": [
             {**row, "accuracy": e.accuracy, "accuracy_measured": e.accuracy is not None,

@@ -11,7 +11,7 @@ from pathlib import Path
 from servetune.analyze.report import embedded_png, html_page, html_table
 from servetune.config import RunSummary
 from servetune.tune.constraints import BOUNDED, Constraints
-from servetune.tune.frontier import RULE
+from servetune.tune.frontier import Rule
 from servetune.tune.repeats import spread
 from servetune.tune.search import Evaluation
 from servetune.tune.verify import Verification
@@ -93,7 +93,7 @@ def verification_bounds(constraints: Constraints, bar: Constraints) -> list[str]
 
 def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints, bar: Constraints,
                       front: Sequence[Evaluation],
-                      ids: dict[int, str], recommended: Evaluation, recommended_note: str,
+                      ids: dict[int, str], recommended: Evaluation, recommended_note: str, rule: Rule,
                       baselines: dict[str, RunSummary], verifications: Sequence[Verification],
                       figures: Sequence[tuple[Path, str]]) -> Path:
     rate = facts.simulated / facts.seconds if facts.seconds > 0 else 0.0
@@ -111,7 +111,7 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
         "<h2>Constraints</h2>",
         html_table(["flag", "value"], [list(item) for item in constraints.describe()]),
         *verification_bounds(constraints, bar),
-        f"<p>Recommendation rule: {html.escape(RULE)}.</p>",
+        f"<p>Recommendation rule: {html.escape(rule.value)}.</p>",
         "<h2>Recommended</h2>",
         (f"<p><b>{html.escape(recommended.candidate.label())}</b> ({html.escape(recommended_note)}); "
         "<code>recommended.yaml</code> is ready for <code>servetune deploy apply</code> and "
