@@ -14,7 +14,8 @@ from command import servetune
 from servetune.analyze.stats import summarize
 from servetune.cli import app
 from servetune.deploy.spec import load_deployment_spec
-from servetune.model.artifact import default_model_path, file_sha256
+from servetune.model.artifact import default_model_path, file_sha256, record_accuracy
+from servetune.tune.calibration import default_calibration, save_calibration
 from servetune.tune.constraints import Constraints
 from servetune.tune.pipeline import baseline_seeds
 from servetune.tune.record import folder_names
@@ -113,6 +114,32 @@ def test_with_no_response_bound_the_knee_is_recommended_within_twice_the_fastest
     assert products[0] == min(products)
     labels = [r["label"] for r in csv.DictReader((out / "candidates.csv").open())]
     assert not any("hpa1-1@" in label or "hpa2-2@" in label or "hpa2-1@" in label for label in labels)
+
+
+def test_the_closing_lines_say_the_pick_is_unverified_name_the_manifests_and_a_baseline_of_another_model(
+        tmp_path):
+    variant = model_copy(tmp_path, "variant.onnx")
+    record_accuracy(variant, "evaluation", 0.5)  # another model file (another sha256), calibrated below
+    calibration = default_calibration().model_copy(update={
+        "model": "variant", "model_file": variant.name, "model_sha256": file_sha256(variant)})
+    calibration_file = save_calibration(calibration, tmp_path / "variant-calibration" / "calibration.json")
+    out = tmp_path / "tune"
+    space = space_file(tmp_path, {**SMALL_SPACE, "models": [str(variant)]})
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space, "--budget", "6",
+                       "--population", "6", "--verify", "0", "--jobs", "1", "--calibration", str(calibration_file))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    packaged = default_calibration().model
+    assert any(line.startswith(f"│ default (model {packaged})") for line in lines), result.stdout
+    note = (f"note: baseline default serves another model ({packaged}) than the recommended one: its figures "
+            "compare another model as well as another deployment")
+    assert note in lines
+    assert "  NOT verified (--verify 0, or stopped before): every figure above is simulated" in lines
+    manifests = out / "recommended-manifests.yaml"
+    assert f"  manifests: {manifests} (kubectl apply -f {manifests})" in lines
+    assert f"  spec: {out / 'recommended.yaml'} (servetune run -c / servetune deploy apply)" in lines
+    assert "another model" in (out / "report.html").read_text()
+    assert "RuntimeWarning" not in result.stderr
 
 
 def test_folder_names_are_sanitised_stems_never_paths():

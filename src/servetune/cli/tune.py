@@ -118,17 +118,18 @@ def run_with_progress(options):
                TextColumn("{task.fields[best]}")]
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("search", total=options.budget, best="")
+        rule = options.rule()
 
         def on_batch(evaluations) -> None:
             feasible = [e for e in evaluations if e.feasible and e.statistics is not None]
             best = ""
             if feasible:
-                s = recommend(feasible, options.rule()).statistics
+                s = recommend(feasible, rule).statistics
                 best = (f"best: {s.memory_requested_KB / 1024:.0f} MiB, {s.cpu_requested_core:.2f} CPU, "
                         f"{s.response_time_s * 1000:.1f} ms ({len(feasible):,} feasible)")
             progress.update(task, completed=sum(1 for e in evaluations if e.statistics is not None), best=best)
 
-        return tune(options, console, on_batch)
+        return tune(options, console, on_batch, on_searched=progress.stop)  # the bar ends before any run
 
 
 def show_result(result) -> None:
@@ -141,15 +142,22 @@ def show_result(result) -> None:
                   title="recommended against the baselines (simulated, full profile)")
     for name, s in [("recommended", result.recommended.statistics), *result.baselines.items()]:
         response = "n/a" if s.response_time_s is None else f"{s.response_time_s * 1000:.1f}"
-        table.add_row(name, f"{s.memory_requested_KB / 1024:,.0f}", f"{s.cpu_requested_core:.3f}", response,
+        shown = f"{name} (model {result.other_models[name]})" if name in result.other_models else name
+        table.add_row(shown, f"{s.memory_requested_KB / 1024:,.0f}", f"{s.cpu_requested_core:.3f}", response,
                       f"{s.failure_rate:.2%}", f"{s.mean_replicas:.2f} / {s.max_replicas}")
     Console(width=120).print(table)
     for item in [*result.baseline_runs, *result.verifications]:
         typer.echo(f"verify {item.label}: {item.verdict()}{measured_text(item.measured)}")
+    for name, model in result.other_models.items():
+        typer.echo(f"note: baseline {name} serves another model ({model}) than the recommended one: its "
+                   "figures compare another model as well as another deployment")
     accuracy = result.recommended.accuracy
     accuracy_text = "not measured (cannot be ranked on accuracy)" if accuracy is None else f"{accuracy:.2%}"
-    typer.echo(f"recommended: {result.recommended.candidate.label()} (accuracy {accuracy_text}) -> "
-               f"{result.out / 'recommended.yaml'}")
+    typer.echo(f"recommended: {result.recommended.candidate.label()} (accuracy {accuracy_text})")
+    typer.echo(f"  {verification_text(result.recommended_verification)}")
+    typer.echo(f"  spec: {result.out / 'recommended.yaml'} (servetune run -c / servetune deploy apply)")
+    typer.echo(f"  manifests: {result.out / 'recommended-manifests.yaml'} "
+               f"(kubectl apply -f {result.out / 'recommended-manifests.yaml'})")
     size = len(result.front)
     typer.echo(f"front: {size} candidate{'s' if size != 1 else ''} of {len(result.evaluations):,} evaluated "
                f"in {result.seconds:.1f} s -> {result.out / 'frontier.csv'}")
@@ -162,6 +170,18 @@ def show_result(result) -> None:
                 text += f"; in the verification: {verification.bound_text(statistic)}"
             typer.echo(text)
     typer.echo(f"report: {result.report}")
+
+
+def verification_text(verification) -> str:
+    """Whether the pick passed verification, in plain words, and which of its figures are measured."""
+    if verification is None:
+        return "NOT verified (--verify 0, or stopped before): every figure above is simulated"
+    if verification.passed:
+        runs = len(verification.measured)
+        return (f"verified: passed in {runs} real run{'s' if runs != 1 else ''}{measured_text(verification.measured)}"
+                "; the table above is simulated")
+    return (f"FAILED verification ({verification.verdict().removeprefix('failed verification: ')}): no verified "
+            "candidate passed; its figures above are simulated")
 
 
 def measured_text(measured) -> str:

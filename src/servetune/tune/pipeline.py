@@ -146,6 +146,20 @@ class TuneResult:
     verified_against: Constraints  # in the verification: the baselines' bounds measured
     seconds: float
     report: Path
+    recommended_note: str = ""  # how it was chosen: verified, or why not
+    recommended_verification: Verification | None = None  # its own real runs, when it was verified
+    other_models: dict[str, str] = field(default_factory=dict)  # baseline -> its model, where not the pick's
+
+
+def other_models(baselines: Mapping[str, DeploymentSpec], model: str,
+                 calibrations: ModelCalibrations) -> dict[str, str]:
+    """The baselines that serve another model file than `model`, each with that model's name: their figures
+    compare a deployment of another model, not only another deployment."""
+    def identity(entry: str) -> str:
+        return calibrations.calibrations[entry].model_sha256 or entry
+
+    return {name: calibrations.calibrations[spec.model].model for name, spec in baselines.items()
+            if identity(spec.model) != identity(model)}
 
 
 def read_inputs(options: TuneOptions) -> Inputs:
@@ -201,9 +215,12 @@ def baseline_seeds(space: SearchSpace, baselines: dict[str, DeploymentSpec],
 
 
 def tune(options: TuneOptions, console: Console | None = None,
-         on_batch: Callable[[list[Evaluation]], None] | None = None) -> TuneResult:
+         on_batch: Callable[[list[Evaluation]], None] | None = None,
+         on_searched: Callable[[], None] | None = None) -> TuneResult:
     """The whole tune into options.out. TuneError before anything runs; EmptyFrontier (after writing
-    candidates.csv) when no candidate met the constraints."""
+    candidates.csv) when no candidate met the constraints. `on_batch` follows the search, `on_searched` is
+    called once it is over, before anything else is printed (a progress bar ends there, so that it does not
+    share the terminal with the verification's live load table)."""
     console = console or Console(stderr=True)
     inputs = read_inputs(options)
     for warning in inputs.calibrations.warnings:
@@ -232,6 +249,8 @@ def tune(options: TuneOptions, console: Console | None = None,
         problem.mapper = mapper
         evolve(problem, options.budget, options.population, options.seed, seeds)
     seconds = time.perf_counter() - began
+    if on_searched is not None:
+        on_searched()
     evaluations = problem.evaluations
     ids = {id(e): candidate_id(index) for index, e in enumerate(evaluations)}
 
@@ -275,15 +294,19 @@ def tune(options: TuneOptions, console: Console | None = None,
             break  # Ctrl-C: keep what was measured and write the report
         verifications.append(verify_spec(ids[id(evaluation)], evaluation.candidate.label(), spec, bar))
 
-    recommended, note = front[0], "the rule's first pick, by simulation; not verified"
+    recommended, note, own_runs = front[0], "the rule's first pick, by simulation; not verified", None
     if verifications:
         passed = [v for v in verifications if v.passed]
+        own_runs = passed[0] if passed else verifications[0]
         if passed:
             index = verifications.index(passed[0])
             recommended = front[index]
             note = "verified by a real run" + (" (the candidates before it failed verification)" if index else "")
         else:
             note = "the rule's first pick by simulation; every verified candidate failed verification"
+    others = other_models(inputs.baselines, recommended.candidate.model, inputs.calibrations)
+    notes += [f"baseline {name} serves another model ({model}) than the recommended one: its figures compare "
+              "another model as well as another deployment" for name, model in others.items()]
     spec = specs[front.index(recommended)]
     write_spec(spec, out / "recommended.yaml", f"{recommended.candidate.label()}\n{note}")
     write_manifests(spec, out / "recommended-manifests.yaml")
@@ -307,5 +330,5 @@ def tune(options: TuneOptions, console: Console | None = None,
                                recommended=recommended, recommended_note=note, rule=rule, baselines=baselines,
                                verifications=[*baseline_runs, *verifications], figures=figures)
     return TuneResult(out, evaluations, front, recommended, verifications, baselines, baseline_runs, constraints,
-                      bar, seconds, report)
+                      bar, seconds, report, note, own_runs, others)
 
