@@ -34,6 +34,10 @@ def model_import(
     int8_max_loss: Annotated[
         float, typer.Option(min=0, max=100, help="refuse an INT8 twin losing more top-1 accuracy (percentage points)")
     ] = 1.0,
+    int8_min_agreement: Annotated[
+        float, typer.Option(min=0, max=100, help="refuse an INT8 twin naming the fp32 model's class on fewer "
+                            "evaluation photos (percent)")
+    ] = 97.0,
     mean: Annotated[str, typer.Option(help=".onnx: per-channel mean on the 0..1 scale, e.g. 0.485,0.456,0.406")] = "0,0,0",
     std: Annotated[str, typer.Option(help=".onnx: per-channel std on the 0..1 scale, e.g. 0.229,0.224,0.225")] = "1,1,1",
     layout: Annotated[str | None, typer.Option(help=".onnx: nchw or nhwc [default: from the input shape]")] = None,
@@ -42,11 +46,55 @@ def model_import(
                                           "(softmax) or logits")] = False,
 ) -> None:
     """Convert an image classifier into a servetune artifact: a Keras model (input HxWx3, pixels x/255,
-    softmax; Keras 2 files from TensorFlow 2.x too), or a plain ONNX model with its preprocessing given."""
+    softmax; Keras 2 files from TensorFlow 2.x too), or a plain ONNX model with its preprocessing given.
+    With --int8-data, the fp32 accuracy on DATA/evaluation is stored in the artifact, and the INT8 twin is
+    written only when it passes both gates (accuracy change, top-1 agreement with fp32)."""
     from servetune.model.artifact import parse_class_names
     from servetune.model.preprocess import describe
 
     class_names = parse_class_names(classes) if classes is not None else None
+    with steps_progress() as progress:
+        importing = progress.add_task(f"import {source.name}", total=None)
+        path, spec, agreement = import_model(source, out, name, class_names, input_size, mean, std, layout,
+                                             resize_filter, softmax)
+        progress.remove_task(importing)
+    typer.echo(
+        f"wrote {path}: {spec.layout} {spec.input_size}x{spec.input_size}, {len(spec.class_names)} classes, "
+        f"output {spec.output}, backbone {spec.backbone}, {path.stat().st_size / 1e6:.1f} MB"
+    )
+    typer.echo(f"classes: {', '.join(spec.class_names)}")
+    typer.echo(f"preprocessing: {describe(spec)}")
+    if agreement is not None:
+        typer.echo(agreement.describe("Keras"))
+    if int8_data is not None:
+        from servetune.model.export import int8_path
+        from servetune.model.quantize import Int8LossError, quantize_checked
+
+        try:
+            with steps_progress() as progress:
+                quantized, check = quantize_checked(path, int8_path(path), int8_data, int8_max_loss / 100,
+                                                    int8_min_agreement / 100, progress=progress)
+        except Int8LossError:
+            typer.echo(f"{path}: fp32 accuracy on {int8_data / 'evaluation'} stored in the artifact")
+            raise
+        typer.echo(check.describe())
+        typer.echo(f"{path}: fp32 accuracy {check.fp32_accuracy:.2%} ({check.split}) stored in the artifact")
+        typer.echo(f"wrote {quantized}: INT8, {quantized.stat().st_size / 1e6:.1f} MB")
+
+
+def steps_progress():
+    """A progress display on stderr for a command's long steps (bars that vanish when done)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True)
+
+
+def import_model(source: Path, out: Path | None, name: str | None, class_names: list[str] | None,
+                 input_size: int | None, mean: str, std: str, layout: str | None, resize_filter: str,
+                 softmax: bool):
+    """(artifact path, spec, agreement with Keras or None) for a Keras or plain ONNX source."""
     agreement = None
     if source.suffix.lower() == ".onnx":
         from servetune.model.onnx_import import import_onnx_model, parse_channel_values
@@ -63,21 +111,7 @@ def model_import(
         from servetune.model.keras_import import import_keras_model
 
         path, spec, agreement = import_keras_model(source, out, name, class_names, input_size)
-    typer.echo(
-        f"wrote {path}: {spec.layout} {spec.input_size}x{spec.input_size}, {len(spec.class_names)} classes, "
-        f"output {spec.output}, backbone {spec.backbone}, {path.stat().st_size / 1e6:.1f} MB"
-    )
-    typer.echo(f"classes: {', '.join(spec.class_names)}")
-    typer.echo(f"preprocessing: {describe(spec)}")
-    if agreement is not None:
-        typer.echo(agreement.describe("Keras"))
-    if int8_data is not None:
-        from servetune.model.export import int8_path
-        from servetune.model.quantize import quantize_checked
-
-        quantized, check = quantize_checked(path, int8_path(path), int8_data, int8_max_loss / 100)
-        typer.echo(check.describe())
-        typer.echo(f"wrote {quantized}: INT8, {quantized.stat().st_size / 1e6:.1f} MB")
+    return path, spec, agreement
 
 
 @model_app.command("train")
