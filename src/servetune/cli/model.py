@@ -114,6 +114,35 @@ def import_model(source: Path, out: Path | None, name: str | None, class_names: 
     return path, spec, agreement
 
 
+@model_app.command("resize")
+def model_resize(
+    model: Annotated[Path, typer.Argument(help="artifact (.onnx) of a network with global pooling")],
+    input_size: Annotated[int, typer.Option(min=16, max=1024, help="the new input side in pixels")],
+    out: Annotated[Path | None, typer.Option(help="artifact path [default: MODEL with -SIZE]")] = None,
+    data: Annotated[Path | None, typer.Option(help="Food-11 folder: measure the accuracy at the new size on "
+                                              "its evaluation split and store it")] = None,
+) -> None:
+    """Serve the same weights at another input size (e.g. 224 -> 160: about half the work per photo): the
+    graph re-shaped, the preprocessing resized to match; a network that cannot take another size (no global
+    pooling: Flatten + Dense) is refused with the reason."""
+    from servetune.model.artifact import existing_model_path, record_accuracy
+    from servetune.model.resize import resize_artifact
+
+    source = existing_model_path(model)
+    target = out if out is not None else source.with_name(f"{source.stem}-{input_size}.onnx")
+    path, spec = resize_artifact(source, input_size, target)
+    typer.echo(f"wrote {path}: input {spec.input_size}x{spec.input_size}, resize {spec.resize}, crop {spec.crop}, "
+               f"{path.stat().st_size / 1e6:.1f} MB")
+    if data is not None:
+        from servetune.model.evaluate import evaluate
+
+        with steps_progress() as progress:
+            result = evaluate(path, data, "evaluation", progress=progress)
+        record_accuracy(path, "evaluation", round(result.accuracy, 4))
+        typer.echo(f"accuracy at {input_size} px on {result.count} evaluation images: {result.accuracy:.2%} "
+                   "(stored in the artifact)")
+
+
 @model_app.command("train")
 def model_train(
     data: Annotated[Path, typer.Option(help="Food-11 folder with training/ and validation/ (any layout)")],

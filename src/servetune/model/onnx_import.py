@@ -91,7 +91,8 @@ def input_geometry(source: Path, dims: list, layout: str | None, input_size: int
         raise OnnxImportError(f"{source}: input {height}x{width} is not square; servetune needs a square input")
     fixed = height or width
     if fixed is not None and input_size is not None and input_size != fixed:
-        raise OnnxImportError(f"{source}: the model's input is fixed at {fixed}x{fixed}, not {input_size}")
+        raise OnnxImportError(f"{source}: the model's input is fixed at {fixed}x{fixed}, not {input_size}; import it "
+                              f"as it is, then `servetune model resize ARTIFACT --input-size {input_size}`")
     size = fixed or input_size
     if size is None:
         raise OnnxImportError(f"{source}: the input size is not fixed in the graph; pass --input-size")
