@@ -237,7 +237,7 @@ def quantize_checked(
         images = calibration_images(data, spec, progress=progress)
         candidate = quantize_int8(fp32_path, Path(tmp) / out_path.name, images)
         check = check_int8(fp32_path, candidate, data, progress=progress)
-        record_accuracy(fp32_path, check.split, check.fp32_accuracy)
+        record_accuracy(fp32_path, check.split, round(check.fp32_accuracy, 4))  # as `model eval --record` does
         problems = []
         if check.loss > max_loss:
             problems.append(f"the loss exceeds {max_loss * 100:g} pp (allow more with --int8-max-loss)")
