@@ -8,7 +8,19 @@ from typing import Annotated
 import typer
 
 from servetune.cli.errors import OptionError
-from servetune.cli.options import choice, comma_list
+from servetune.cli.options import (
+    Classes,
+    Int8MaxLoss,
+    Int8MinAgreement,
+    Layout,
+    Mean,
+    ResizeFilter,
+    Softmax,
+    Std,
+    choice,
+    comma_list,
+    steps_progress,
+)
 
 model_app = typer.Typer(help="Import, train, evaluate, export, quantize and profile models.", no_args_is_help=True,
                         rich_markup_mode=None)
@@ -19,10 +31,7 @@ def model_import(
     source: Annotated[Path, typer.Argument(help="the model file: Keras (.keras, legacy .h5) or plain .onnx")],
     out: Annotated[Path | None, typer.Option(help="artifact path [default: SOURCE with .onnx]")] = None,
     name: Annotated[str | None, typer.Option(help="model name [default: the file's stem]")] = None,
-    classes: Annotated[
-        str | None,
-        typer.Option(help="class names in output order: comma-separated, or a text file, one per line"),
-    ] = None,
+    classes: Classes = None,
     input_size: Annotated[
         int | None,
         typer.Option(min=16, help="input side for models whose input size is not fixed [default: 224]"),
@@ -31,19 +40,13 @@ def model_import(
         Path | None, typer.Option(help="also write the INT8 twin (-int8.onnx), calibrated on DATA/training and "
                                   "checked on DATA/evaluation")
     ] = None,
-    int8_max_loss: Annotated[
-        float, typer.Option(min=0, max=100, help="refuse an INT8 twin losing more top-1 accuracy (percentage points)")
-    ] = 1.0,
-    int8_min_agreement: Annotated[
-        float, typer.Option(min=0, max=100, help="refuse an INT8 twin naming the fp32 model's class on fewer "
-                            "evaluation photos (percent)")
-    ] = 97.0,
-    mean: Annotated[str, typer.Option(help=".onnx: per-channel mean on the 0..1 scale, e.g. 0.485,0.456,0.406")] = "0,0,0",
-    std: Annotated[str, typer.Option(help=".onnx: per-channel std on the 0..1 scale, e.g. 0.229,0.224,0.225")] = "1,1,1",
-    layout: Annotated[str | None, typer.Option(help=".onnx: nchw or nhwc [default: from the input shape]")] = None,
-    resize_filter: Annotated[str, typer.Option(help=".onnx: bilinear or bicubic")] = "bilinear",
-    softmax: Annotated[bool, typer.Option("--softmax/--logits", help=".onnx: the output is probabilities "
-                                          "(softmax) or logits")] = False,
+    int8_max_loss: Int8MaxLoss = 1.0,
+    int8_min_agreement: Int8MinAgreement = 97.0,
+    mean: Mean = "0,0,0",
+    std: Std = "1,1,1",
+    layout: Layout = None,
+    resize_filter: ResizeFilter = "bilinear",
+    softmax: Softmax = False,
 ) -> None:
     """Convert an image classifier into a servetune artifact: a Keras model (input HxWx3, pixels x/255,
     softmax; Keras 2 files from TensorFlow 2.x too), or a plain ONNX model with its preprocessing given.
@@ -82,13 +85,19 @@ def model_import(
         typer.echo(f"wrote {quantized}: INT8, {quantized.stat().st_size / 1e6:.1f} MB")
 
 
-def steps_progress():
-    """A progress display on stderr for a command's long steps (bars that vanish when done)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def import_settings(name: str | None, classes: str | None, input_size: int | None, mean: str, std: str,
+                    layout: str | None, resize_filter: str, softmax: bool):
+    """The import flags, checked, as model.variants.ImportSettings (for `tune --model`)."""
+    from servetune.model.artifact import parse_class_names
+    from servetune.model.onnx_import import parse_channel_values
+    from servetune.model.variants import ImportSettings
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True)
+    return ImportSettings(
+        name=name, class_names=parse_class_names(classes) if classes is not None else None, input_size=input_size,
+        mean=parse_channel_values("--mean", mean), std=parse_channel_values("--std", std, positive=True),
+        layout=choice(layout.upper(), ["NCHW", "NHWC"], "--layout") if layout else None,
+        interpolation=choice(resize_filter, ["bilinear", "bicubic"], "--resize-filter"),
+        output="probabilities" if softmax else "logits")
 
 
 def import_model(source: Path, out: Path | None, name: str | None, class_names: list[str] | None,

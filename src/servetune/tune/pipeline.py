@@ -101,6 +101,7 @@ class TuneOptions:
     no_slower_than: list[str] = field(default_factory=list)  # specs whose response time bounds the candidates'
     better_than: list[str] = field(default_factory=list)  # specs whose memory, CPU requested and response time do
     headroom: float = DEFAULT_HEADROOM  # the search's bounds from baselines this fraction below their simulation
+    report_sections: list[str] = field(default_factory=list)  # HTML placed at the top of report.html
 
     def rule(self) -> Rule:
         """The knee of the front when nothing bounds the response time, else least memory first."""
@@ -328,7 +329,8 @@ def tune(options: TuneOptions, console: Console | None = None,
                         inputs.calibrations.used, inputs.calibrations.warnings)
     report = write_tune_report(out, facts=facts, constraints=constraints, bar=bar, front=front, ids=ids,
                                recommended=recommended, recommended_note=note, rule=rule, baselines=baselines,
-                               verifications=[*baseline_runs, *verifications], figures=figures)
+                               verifications=[*baseline_runs, *verifications], figures=figures,
+                               sections=options.report_sections)
     return TuneResult(out, evaluations, front, recommended, verifications, baselines, baseline_runs, constraints,
                       bar, seconds, report, note, own_runs, others)
 

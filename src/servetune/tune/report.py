@@ -95,7 +95,7 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
                       front: Sequence[Evaluation],
                       ids: dict[int, str], recommended: Evaluation, recommended_note: str, rule: Rule,
                       baselines: dict[str, RunSummary], verifications: Sequence[Verification],
-                      figures: Sequence[tuple[Path, str]]) -> Path:
+                      figures: Sequence[tuple[Path, str]], sections: Sequence[str] = ()) -> Path:
     rate = facts.simulated / facts.seconds if facts.seconds > 0 else 0.0
     body = [
         "<h1>Tune report</h1>",
@@ -105,6 +105,7 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
         f"candidates differing only in memory settings share one) in {facts.seconds:.1f} s on {facts.jobs} "
         f"process(es) ({rate:.1f} candidates/s).</p>"),
         *[f"<p class=note>{html.escape(line)}</p>" for line in facts.seeding],
+        *sections,
         *(["<h2>Calibrations</h2>"] if facts.calibrations else []),
         *[f"<p class=note>{html.escape(line)}</p>" for line in facts.calibrations],
         *[f"<p class=note><b>warning:</b> {html.escape(line)}</p>" for line in facts.calibration_warnings],
