@@ -62,6 +62,16 @@ def test_a_model_at_chance_level_gets_a_note_instead_of_variants(tmp_path, data)
     assert "is at chance level" in note and "no variants are built" in note
 
 
+def test_an_int8_model_gets_its_sizes_and_no_int8_twin(tmp_path, data):
+    from servetune.model.artifact import update_spec
+
+    source = centroid_artifact(tmp_path / "given-int8.onnx", data, input_size=32, crop="none", resize=32)
+    update_spec(source, lambda spec: {"precision": "int8"})  # as an INT8 artifact says of itself
+    result = build_variants(source, data, tmp_path / "cache", VariantSettings(sizes=(24,), int8=True))
+    assert [(v.input_size, v.precision) for v in result.variants] == [(32, "int8"), (24, "int8")]
+    assert result.notes == ["given-int8 is already INT8: no INT8 twins are made"]
+
+
 def test_chance_level_is_chance_plus_three_standard_errors():
     assert chance_level(0.10, 11, 1650) is not None and chance_level(0.50, 11, 1650) is None
     assert chance_level(0.25, 11, 22) is not None  # on 22 images a quarter right is still luck

@@ -173,7 +173,7 @@ def build_variants(source: Path, data: Path, cache: Path, settings: VariantSetti
     if original is None:
         step(f"import {source.name}")
         path = import_source(source, folder / f"{stem}.onnx", imported)
-        original = steps.put("fp32", measured(path, "fp32", data, progress))
+        original = steps.put("fp32", measured(path, data, progress))
     result = Variants([original], cache=folder)
     spec = read_spec(original.path)
     below = chance_level(original.accuracy or 0.0, len(spec.class_names), original.images)
@@ -183,7 +183,7 @@ def build_variants(source: Path, data: Path, cache: Path, settings: VariantSetti
             f"level (at most {below:.2%} for {len(spec.class_names)} classes): no variants are built, their "
             "accuracy could not be told apart; check the class order (--classes) and the preprocessing")
         return result
-    fp32 = [original]
+    fp32 = [original]  # the model as given and its sizes (INT8 twins are made of these)
     for size in sorted({s for s in settings.sizes if s < original.input_size}, reverse=True):
         resized = steps.get(f"size-{size}")
         if resized is None:
@@ -195,23 +195,25 @@ def build_variants(source: Path, data: Path, cache: Path, settings: VariantSetti
             except ResizeError as error:
                 result.notes.append(str(error))
                 break
-            resized = steps.put(f"size-{size}", measured(path, "fp32", data, progress))
+            resized = steps.put(f"size-{size}", measured(path, data, progress))
         fp32.append(resized)
     result.variants = list(fp32)
-    if settings.int8:
+    if settings.int8 and spec.precision == "int8":
+        result.notes.append(f"{original.name} is already INT8: no INT8 twins are made")
+    elif settings.int8:
         for base in fp32:
             result.variants.append(int8_variant(base, data, settings, steps, progress, step))
     return result
 
 
-def measured(path: Path, precision: str, data: Path, progress) -> Variant:
+def measured(path: Path, data: Path, progress) -> Variant:
     """A variant file with its accuracy on DATA/evaluation, measured and stored in the artifact."""
     from servetune.model.evaluate import evaluate
 
     spec = read_spec(path)
     result = evaluate(path, data, "evaluation", progress=progress, description=f"accuracy of {path.stem}")
     record_accuracy(path, "evaluation", round(result.accuracy, 4))
-    return Variant(path.stem, spec.input_size, precision, path, round(result.accuracy, 4), result.count)
+    return Variant(path.stem, spec.input_size, spec.precision, path, round(result.accuracy, 4), result.count)
 
 
 def int8_variant(base: Variant, data: Path, settings: VariantSettings, steps: StepCache, progress,
