@@ -84,3 +84,21 @@ def test_a_missing_model_or_data_is_a_clear_error(tmp_path, data):
     with pytest.raises(DataError, match="nodata: no such data folder"):
         build_variants(source, tmp_path / "nodata", tmp_path / "cache")
     assert not (tmp_path / "cache").exists()  # nothing was started
+
+
+def test_a_plain_onnx_model_comes_in_with_the_preprocessing_given(tmp_path):
+    import onnx
+
+    from onnx_models import tiny_classifier
+    from servetune.model.variants import ImportSettings, import_source
+
+    plain = tmp_path / "plain.onnx"
+    onnx.save_model(tiny_classifier(32), str(plain))  # no servetune metadata: the flags say how it is fed
+    settings = ImportSettings(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bicubic")
+    path = import_source(plain, tmp_path / "out" / "plain.onnx", settings)
+    spec = read_spec(path)
+    assert (spec.mean, spec.std, spec.interpolation, spec.layout, spec.input_size) == (
+        (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bicubic", "NCHW", 32)
+    artifact = tiny_artifact(tmp_path / "artifact.onnx")
+    copied = import_source(artifact, tmp_path / "out" / "artifact.onnx", settings)  # an artifact as it is
+    assert copied.read_bytes() == artifact.read_bytes()
