@@ -102,3 +102,27 @@ def test_a_plain_onnx_model_comes_in_with_the_preprocessing_given(tmp_path):
     artifact = tiny_artifact(tmp_path / "artifact.onnx")
     copied = import_source(artifact, tmp_path / "out" / "artifact.onnx", settings)  # an artifact as it is
     assert copied.read_bytes() == artifact.read_bytes()
+
+
+def test_a_plain_onnx_model_already_quantized_is_int8_and_a_failed_quantization_is_a_refused_twin(tmp_path, data):
+    import onnx
+
+    from servetune.model.artifact import default_model_path, update_spec
+    from servetune.model.variants import ImportSettings, import_source
+
+    packaged = onnx.load(str(default_model_path()))  # QDQ INT8
+    kept = [prop for prop in packaged.metadata_props if not prop.key.startswith("servetune.")]
+    del packaged.metadata_props[:]
+    packaged.metadata_props.extend(kept)
+    plain = tmp_path / "plain.onnx"
+    onnx.save_model(packaged, str(plain))
+    imported = import_source(plain, tmp_path / "imported.onnx", ImportSettings(mean=(0.5,) * 3, std=(0.5,) * 3))
+    assert read_spec(imported).precision == "int8"  # its graph says so
+    from servetune.model.quantize import calibration_images, quantize_int8
+
+    right = centroid_artifact(tmp_path / "right.onnx", data, input_size=32, crop="none", resize=32)
+    mislabelled = quantize_int8(right, tmp_path / "mislabelled.onnx", calibration_images(data, read_spec(right)))
+    update_spec(mislabelled, lambda spec: {"precision": "fp32"})  # quantizing it again cannot work
+    result = build_variants(mislabelled, data, tmp_path / "cache", VariantSettings(sizes=(), int8=True))
+    [_, twin] = result.variants
+    assert twin.path is None and twin.refused.startswith("INT8 quantization failed: ")

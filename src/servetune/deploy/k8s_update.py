@@ -34,8 +34,8 @@ def updated_manifest(documents: list, spec: DeploymentSpec, image: str) -> tuple
     if spec.autoscaling is None:
         for hpa in autoscalers:
             objects.remove(hpa)
-            notes.append(f"HorizontalPodAutoscaler {name_of(hpa)}: removed (the pick is a fixed count of "
-                         f"{spec.replicas} replicas)")
+            replicas = f"{spec.replicas} replica{'s' if spec.replicas != 1 else ''}"
+            notes.append(f"HorizontalPodAutoscaler {name_of(hpa)}: removed (the pick is a fixed count of {replicas})")
     elif autoscalers:
         for hpa in autoscalers:
             notes.extend(update_autoscaler(hpa, spec))

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from servetune.errors import ServetuneError
+from servetune.errors import ServetuneError, first_line
 from servetune.model.artifact import ArtifactError, file_sha256, read_spec, record_accuracy
 from servetune.model.data import read_split
 
@@ -234,5 +234,8 @@ def int8_variant(base: Variant, data: Path, settings: VariantSettings, steps: St
     except Int8LossError as error:
         reason = str(error).split(": not written: ", 1)[-1]
         return steps.put(key, Variant(out.stem, base.input_size, "int8", None, refused=reason))
+    except Exception as error:  # noqa: BLE001 - ONNX Runtime's quantizer raises many types; the twin is optional
+        return steps.put(key, Variant(out.stem, base.input_size, "int8", None,
+                                      refused=f"INT8 quantization failed: {first_line(error)}"))
     return steps.put(key, Variant(path.stem, base.input_size, "int8", path, round(check.int8_accuracy, 4),
                                   check.images))

@@ -177,7 +177,7 @@ def prepare(own: OwnModel, options: TuneOptions, progress=None,
         if variant.path is None:
             row.status = f"refused: {variant.refused}"
         elif bound is not None and variant.accuracy is not None and variant.accuracy < bound - 1e-9:
-            row.status = f"not tuned: accuracy below {bound:.2%} (--max-accuracy-loss)"
+            row.status = f"not tuned: below {bound:.2%}"  # the accuracy bound, printed under the table
         else:
             row.calibration, row.calibration_file = cached_calibration(variant.path, own, progress, step)
             row.status = "searched"
