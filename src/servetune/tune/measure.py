@@ -29,6 +29,7 @@ import psutil
 from servetune import __version__
 from servetune.config import DeploymentSpec, LoadPhase, LoadProfile, ResourceAmounts
 from servetune.deploy.local import LocalCluster, model_footprint
+from servetune.errors import FailedError
 from servetune.host.cpu import cpu_model
 from servetune.host.usage import working_set_bytes
 from servetune.load.driver import LoadOptions, run_load_test
@@ -42,6 +43,10 @@ CPU_LIMITS = (0.25, 0.5, 1.0, 2.0)
 TARGETS: tuple[Target, ...] = ("GET /test", "POST /predict")
 SATURATING_USERS = 20  # like a profile's run starting all its users at once
 MEMORY_MB = 1024  # generous: the calibration measures memory, it must not be limited by it
+
+
+class CalibrationFailed(FailedError):
+    """A measurement the calibration needs did not happen; the message says which and what to try."""
 
 
 def machine_text() -> str:
@@ -99,7 +104,8 @@ def measure_target(url: str, pid: int, target: Target, seconds: float, images: P
         cpu = sum(worker.cpu_times()[:2]) - cpu_before
         records = [r for r in read_request_log(RunFolder(out).request_log) if r.status == 200]
         if not records:
-            raise RuntimeError(f"{target} answered no request with 200 (see {out})")
+            raise CalibrationFailed(f"{target} answered no request with 200 in {length:g} s with {users} user(s) "
+                                    "(a model this slow needs more --calibration-seconds, or the replica failed)")
         results.append((records, cpu, own))
     (single, cpu1, own1), (busy, cpu_busy, _) = results
     count = len(single)
@@ -146,7 +152,10 @@ def calibrate_model(
                 url = f"http://127.0.0.1:{cluster.port}"
                 for target in TARGETS:
                     progress(f"{model.name}: {target} at {limit:g} CPU")
-                    measured = measure_target(url, pid, target, seconds, images, work / f"load-{limit:g}")
+                    try:
+                        measured = measure_target(url, pid, target, seconds, images, work / f"load-{limit:g}")
+                    except CalibrationFailed as error:
+                        raise CalibrationFailed(f"{model_path}: at {limit:g} CPU: {error}") from None
                     settings.append(_Setting(target, limit, *measured))
                     rss_peak = max(rss_peak, resident(pid))
                 rss_loaded.append(resident(pid))
@@ -165,7 +174,7 @@ def added_replica_ready_s(cluster: LocalCluster, timeout_s: float = 120.0) -> fl
         if sum(1 for replica in cluster.state().replicas if replica.ready) >= 2:
             return time.perf_counter() - began
         time.sleep(0.1)
-    raise RuntimeError(f"a second replica was not ready within {timeout_s:.0f} s")
+    raise CalibrationFailed(f"a second replica was not ready within {timeout_s:.0f} s")
 
 
 def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], settings: list[_Setting],
