@@ -352,3 +352,18 @@ def test_verify_repeats_runs_the_candidate_into_numbered_folders_and_reports_the
     assert (f"verify {first}" in result.stdout and verdict in result.stdout
             and "(mean (min-max) of 2 runs) " in result.stdout
             and f"{sum(cpu) / 2:.3f} ({min(cpu):.3f}-{max(cpu):.3f}) CPU" in result.stdout), result.stdout
+
+
+def test_a_calibration_measured_on_another_backend_is_warned_of(tmp_path):
+    out = tmp_path / "tune"
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "6", "--population", "6", "--verify", "0", "--jobs", "1", "--backend", "kubernetes")
+    assert result.returncode == 0, result.stderr
+    warning = ("model default: its calibration was measured on the local backend and the tune simulates --backend "
+               "kubernetes")
+    assert warning in " ".join(result.stderr.split())  # the console wraps long lines
+    assert warning in (out / "report.html").read_text()
+    same = servetune("tune", "--profile", "quick", "--out", str(tmp_path / "local"), "--space",
+                     space_file(tmp_path, SMALL_SPACE), "--budget", "6", "--population", "6", "--verify", "0",
+                     "--jobs", "1")
+    assert same.returncode == 0 and "was measured on the" not in same.stderr

@@ -182,6 +182,13 @@ def read_inputs(options: TuneOptions) -> Inputs:
             calibrations.add(spec.model)
         except CalibrationError as error:
             raise TuneError(f"baseline {name}: {error}") from None
+    backend = str(options.real.backend)
+    for model, calibration in calibrations.calibrations.items():
+        if calibration.backend != backend:
+            calibrations.warnings.append(
+                f"model {model}: its calibration was measured on the {calibration.backend} backend and the "
+                f"tune simulates --backend {backend}: that backend's CPUs may be faster or slower (recalibrate "
+                f"from a completed run there: servetune tune calibrate --from-run RUN)")
     constraints, node_cpu = options.constraints, None
     if options.real.backend == BackendName.LOCAL:
         # The one-machine cluster: this machine's cores and memory hold the pods, and its cores the load
