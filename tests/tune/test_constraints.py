@@ -144,3 +144,19 @@ def test_the_rule_is_the_knee_only_when_nothing_bounds_the_response_time(tmp_pat
     assert TuneOptions(out=tmp_path, constraints=Constraints(max_response_ms=50)).rule() is Rule.LEAST_MEMORY
     assert TuneOptions(out=tmp_path, better_than=["default"]).rule() is Rule.LEAST_MEMORY
     assert TuneOptions(out=tmp_path, no_slower_than=["default"]).rule() is Rule.LEAST_MEMORY
+
+
+def test_a_memory_limit_below_the_one_machine_clusters_footprint_is_excluded_before_simulating():
+    from servetune.tune.capacity import MIB
+    from servetune.tune.constraints import ModelFacts, static_violations
+    from servetune.tune.space import Candidate
+
+    facts = ModelFacts("default", "m", 0.6, "evaluation", 70 * MIB, footprint_bytes=181 * MIB)
+    tight = Candidate("default", 0.5, 0.5, 128, 128, 1, None, 1)
+    [violation] = static_violations(tight, facts, Constraints())
+    assert violation.message == ("memory limit 128 MiB < 181 MiB, the model's footprint as a replica of the "
+                                 "one-machine cluster (it would refuse to start it)")
+    roomy = Candidate("default", 0.5, 0.5, 128, 256, 1, None, 1)
+    assert static_violations(roomy, facts, Constraints()) == []
+    elsewhere = ModelFacts("default", "m", 0.6, "evaluation", 70 * MIB)  # verified on Kubernetes: no floor
+    assert static_violations(tight, elsewhere, Constraints()) == []

@@ -117,6 +117,9 @@ class ModelFacts:
     accuracy: float | None
     accuracy_split: str | None
     rss_peak_bytes: int  # per worker process
+    # the least memory limit the one-machine cluster starts a replica with (deploy/local.py refuses less: the
+    # peak RSS of loading the model in a fresh process); 0 where the verification runs elsewhere
+    footprint_bytes: int = 0
 
     def minimum_memory_mb(self, workers: int, margin: float) -> int:
         return math.ceil(workers * self.rss_peak_bytes * (1 + margin) / MIB)
@@ -155,6 +158,12 @@ def static_violations(candidate: Candidate, facts: ModelFacts, constraints: Cons
             f"memory request {candidate.memory_request_mb} MiB < {least} MiB ({candidate.workers} worker(s) x "
             f"peak RSS {facts.rss_peak_bytes / MIB:.0f} MiB + {constraints.memory_margin:.0%})",
             1 - candidate.memory_request_mb / least))
+    if candidate.memory_limit_mb * MIB < facts.footprint_bytes:
+        floor = math.ceil(facts.footprint_bytes / MIB)
+        found.append(Violation(
+            "--memory-margin", f"memory limit {candidate.memory_limit_mb} MiB < {floor} MiB, the model's footprint "
+            "as a replica of the one-machine cluster (it would refuse to start it)",
+            1 - candidate.memory_limit_mb / floor))
     for what, request, limit in (("CPU", candidate.cpu_request, candidate.cpu_limit),
                                  ("memory", candidate.memory_request_mb, candidate.memory_limit_mb)):
         ratio = limit / request
