@@ -8,5 +8,5 @@ import sys
 CLI = [sys.executable, "-c", "from servetune.cli import app; app()"]
 
 
-def servetune(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, timeout=timeout)
+def servetune(*args: str, timeout: float = 300, cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, timeout=timeout, cwd=cwd)

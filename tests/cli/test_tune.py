@@ -107,3 +107,33 @@ def test_simulate_warns_of_a_calibration_of_another_model_file_and_refuses_a_mod
     assert none.returncode == 2 and "Traceback" not in none.stderr
     assert f"error: {variant}: no calibration for this model (sha256 {file_sha256(variant)[:12]}); measure" in (
         none.stderr)
+
+
+def test_the_search_bar_ends_before_the_verification_prints_anything(tmp_path, monkeypatch):
+    """The bar is finished before the first real run starts, so it never shares the terminal with the run's
+    live load table. The real run is replaced by what Ctrl-C at its start leaves (an interrupted run)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from servetune.cli import app
+    from servetune.tune import pipeline
+    from servetune.tune.verify import Repeat, judge
+
+    def interrupted(label, spec_file, out, simulated, real, constraints, console=None):
+        return judge(label, spec_file, [Repeat(out, "interrupted", "stopped by Ctrl-C", None)], simulated,
+                     constraints)
+
+    monkeypatch.setattr(pipeline, "verify", interrupted)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"cpu_request": [0.5, 1.0], "memory_request_mb": [128, 256], "replicas": [2, 3],
+                                     "autoscaling": None}))
+    result = CliRunner().invoke(app, ["tune", "--profile", "quick", "--out", str(tmp_path / "t"), "--space",
+                                      str(space), "--budget", "4", "--population", "4", "--verify", "1",
+                                      "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    bar = max(i for i, line in enumerate(lines) if line.startswith("search "))
+    first_run = min(i for i, line in enumerate(lines) if line.startswith("verify c"))
+    assert bar < first_run, result.stderr
+    assert "  FAILED verification (run interrupted (stopped by Ctrl-C)): no verified candidate passed" in (
+        result.stdout)

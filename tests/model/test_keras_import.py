@@ -10,6 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from PIL import Image
+from rich.console import Console
+from rich.progress import Progress
 from typer.testing import CliRunner
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras' first import, as the importer does
@@ -172,11 +174,15 @@ def test_cli_import_writes_an_int8_twin_calibrated_on_training_images(tmp_path):
     small_classifier(size=32).save(source)
 
     code, output = run_cli(str(source), "--out", str(tmp_path / "food.onnx"), "--int8-data", str(data),
-                           "--int8-max-loss", "100")
+                           "--int8-max-loss", "100", "--int8-min-agreement", "0")
 
     assert code == 0, output
-    assert re.search(r"INT8 on 22 evaluation images: accuracy [\d.]+% vs fp32 [\d.]+% \(change [-+][\d.]+ pp\), "
-                     r"top-1 agreement [\d.]+%", output), output
+    found = re.search(r"INT8 on 22 evaluation images: accuracy [\d.]+% vs fp32 ([\d.]+)% \(change [-+][\d.]+ "
+                      r"pp\), top-1 agreement [\d.]+%", output)
+    assert found, output
+    fp32_accuracy = read_spec(tmp_path / "food.onnx").accuracy["evaluation"]  # measured beside INT8, kept
+    assert f"{fp32_accuracy:.2%}" == f"{found.group(1)}%"
+    assert f"food.onnx: fp32 accuracy {fp32_accuracy:.2%} (evaluation) stored in the artifact" in output
     int8 = tmp_path / "food-int8.onnx"
     spec = read_spec(int8)
     assert spec.precision == "int8" and spec.layout == "NHWC" and spec.scale == pytest.approx(1 / 255)
@@ -198,9 +204,28 @@ def test_int8_twin_losing_more_than_allowed_is_not_written(tmp_path):
 
     check = check_int8(fp32, fp32, data)  # a model against itself: no loss, full agreement
     assert (check.loss, check.agreement, check.images) == (0.0, 1.0, 11)
+    progress = Progress(console=Console(file=io.StringIO()))
     with pytest.raises(Int8LossError, match=r"not written: INT8 on 11 evaluation images: .* exceeds -1 pp"):
-        quantize_checked(fp32, tmp_path / "food-int8.onnx", data, max_loss=-0.01)
+        quantize_checked(fp32, tmp_path / "food-int8.onnx", data, max_loss=-0.01, progress=progress)
     assert not (tmp_path / "food-int8.onnx").exists()
+    assert set(read_spec(fp32).accuracy) == {"evaluation"}  # the fp32 figure is kept though the twin is not
+    # each long step showed its progress, to the end
+    assert [(t.description, t.completed, t.total) for t in progress.tasks] == [
+        ("INT8 calibration images", 11, 11), ("fp32 on evaluation", 11, 11), ("INT8 on evaluation", 11, 11)]
+
+
+def test_int8_twin_agreeing_with_fp32_too_rarely_is_not_written_whatever_its_accuracy(tmp_path):
+    data = write_photo_data(tmp_path / "data", per_class=1)
+    source = tmp_path / "food.keras"
+    small_classifier(size=32).save(source)
+    fp32, _, _ = import_keras_model(source, tmp_path / "food.onnx")
+    # no agreement can reach 101 %: the accuracy gate alone (any loss allowed) would have written it
+    with pytest.raises(Int8LossError, match=r"top-1 agreement [\d.]+%; the top-1 agreement is below 101% "
+                                            r"\(--int8-min-agreement\)"):
+        quantize_checked(fp32, tmp_path / "food-int8.onnx", data, max_loss=1.0, min_agreement=1.01)
+    assert not (tmp_path / "food-int8.onnx").exists()
+    code, output = run_cli(str(source), "--int8-data", str(data), "--int8-min-agreement", "101")
+    assert code == 2 and "--int8-min-agreement" in output and "Traceback" not in output  # a percentage
 
 
 def test_cli_int8_without_usable_training_images_is_a_clear_error(tmp_path):

@@ -10,7 +10,9 @@ from servetune.tune.constraints import (
     Constraints,
     baseline_bounds,
     measured_violations,
+    response_cap,
 )
+from servetune.tune.frontier import Rule
 from servetune.tune.pipeline import TuneOptions
 from tune.synthetic import summary
 
@@ -125,3 +127,36 @@ def test_a_failed_request_in_any_run_fails_even_when_the_mean_is_within_the_boun
     bounds = Constraints(max_failure_rate=0.015)  # the mean failure rate, 1 %, would meet it
     [failed] = measured_violations(runs, bounds)
     assert failed.constraint == "--max-failure-rate" and failed.message == "failure rate 2.00% (run 2 of 2) > 1.50%"
+
+
+def test_with_no_response_bound_the_response_time_is_capped_at_twice_the_fastest_baseline():
+    capped = response_cap(Constraints(), {"default": DEFAULT, "course-hpa": COURSE})
+    assert capped.max_response_ms == pytest.approx(40)
+    assert dict(capped.describe())["--max-response-ms"] == (
+        "40 ms (2 x the simulated response time of course-hpa, the fastest baseline: no response bound was given)")
+    bounded = Constraints(max_response_ms=500)
+    assert response_cap(bounded, {"default": DEFAULT}) is bounded  # a bound given stays as it is
+    assert response_cap(Constraints(), {}) == Constraints()
+
+
+def test_the_rule_is_the_knee_only_when_nothing_bounds_the_response_time(tmp_path):
+    assert TuneOptions(out=tmp_path).rule() is Rule.KNEE
+    assert TuneOptions(out=tmp_path, constraints=Constraints(max_response_ms=50)).rule() is Rule.LEAST_MEMORY
+    assert TuneOptions(out=tmp_path, better_than=["default"]).rule() is Rule.LEAST_MEMORY
+    assert TuneOptions(out=tmp_path, no_slower_than=["default"]).rule() is Rule.LEAST_MEMORY
+
+
+def test_a_memory_limit_below_the_one_machine_clusters_footprint_is_excluded_before_simulating():
+    from servetune.tune.capacity import MIB
+    from servetune.tune.constraints import ModelFacts, static_violations
+    from servetune.tune.space import Candidate
+
+    facts = ModelFacts("default", "m", 0.6, "evaluation", 70 * MIB, footprint_bytes=181 * MIB)
+    tight = Candidate("default", 0.5, 0.5, 128, 128, 1, None, 1)
+    [violation] = static_violations(tight, facts, Constraints())
+    assert violation.message == ("memory limit 128 MiB < 181 MiB, the model's footprint as a replica of the "
+                                 "one-machine cluster (it would refuse to start it)")
+    roomy = Candidate("default", 0.5, 0.5, 128, 256, 1, None, 1)
+    assert static_violations(roomy, facts, Constraints()) == []
+    elsewhere = ModelFacts("default", "m", 0.6, "evaluation", 70 * MIB)  # verified on Kubernetes: no floor
+    assert static_violations(tight, elsewhere, Constraints()) == []

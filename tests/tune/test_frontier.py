@@ -1,6 +1,6 @@
 from servetune.tune.capacity import MIB, Capacity
 from servetune.tune.constraints import Constraints, ModelFacts, baseline_bounds, space_problems
-from servetune.tune.frontier import by_rule, frontier, recommend, why_empty
+from servetune.tune.frontier import Rule, by_rule, frontier, recommend, why_empty
 from servetune.tune.search import Evaluation, Problem, evolve
 from servetune.tune.space import Candidate
 from tune.synthetic import FACTS, evaluate, small_space, summary
@@ -18,6 +18,25 @@ def test_the_rule_takes_least_memory_then_least_cpu_then_fastest_within_two_perc
     d = evaluation(150, 0.10, 5)  # far more memory
     assert recommend([a, b, c, d]) is c
     assert by_rule([a, b, c, d]) == [c, b, a, d]
+
+
+def test_with_no_response_bound_the_knee_is_picked_not_the_slowest_starved_candidate():
+    starved = evaluation(96, 0.05, 2705)  # least memory and CPU: what least-memory-first picks
+    knee = evaluation(96, 0.5, 26.8)
+    costly = evaluation(200, 1.0, 20)
+    assert recommend([starved, knee, costly]) is starved
+    assert recommend([starved, knee, costly], Rule.KNEE) is knee
+    assert by_rule([costly, starved, knee], Rule.KNEE) == [knee, costly, starved]
+    assert frontier([starved, knee, costly], Rule.KNEE)[0] is knee
+    # units do not matter: the same candidates in KiB and seconds order alike (the product of ratios)
+    twice = evaluation(192, 0.5, 26.8)
+    assert by_rule([twice, knee], Rule.KNEE) == [knee, twice]
+
+
+def test_the_knee_breaks_a_tie_by_accuracy():
+    low, high = evaluation(100, 0.3, 10, accuracy=0.5), evaluation(100, 0.3, 10, accuracy=0.7)
+    assert recommend([low, high], Rule.KNEE) is high
+    assert recommend([low, high]) is high
 
 
 def test_a_model_without_measured_accuracy_cannot_win_on_accuracy():

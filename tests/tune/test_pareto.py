@@ -31,3 +31,12 @@ def test_hypervolume_matches_hand_computed_areas_and_volumes():
     assert hypervolume([(5, 0)], (4, 4)) == 0  # beyond the reference
     # 3-D against (2, 2, 3): (0, 0, 1) holds a 2x2x2 box, (1, 1, 0) a 1x1x3 one; they share 1x1x2: 8 + 3 - 2.
     assert math.isclose(hypervolume([(0, 0, 1), (1, 1, 0)], (2, 2, 3)), 9)
+
+
+def test_crowding_over_an_axis_of_infinities_warns_of_nothing():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's RuntimeWarning on inf - inf would be an error here
+        distance = crowding([(math.inf, 1.0), (math.inf, 2.0), (math.inf, 4.0)])
+    assert distance == [math.inf, 1.0, math.inf]

@@ -11,11 +11,14 @@ import yaml
 from typer.testing import CliRunner
 
 from command import servetune
+from servetune.analyze.stats import summarize
 from servetune.cli import app
 from servetune.deploy.spec import load_deployment_spec
-from servetune.model.artifact import default_model_path, file_sha256
+from servetune.model.artifact import default_model_path, file_sha256, record_accuracy
+from servetune.tune.calibration import default_calibration, save_calibration
 from servetune.tune.constraints import Constraints
 from servetune.tune.pipeline import baseline_seeds
+from servetune.tune.record import folder_names
 from servetune.tune.space import SearchSpace
 
 SMALL_SPACE = {
@@ -70,6 +73,80 @@ def test_a_small_tune_writes_the_front_the_recommended_spec_and_the_report(tmp_p
         assert (out / "simulated" / name / "resource_usage.csv").is_file()
     again = servetune("tune", "--out", str(out), "--budget", "5", "--verify", "0")
     assert again.returncode == 2 and "already holds a tune" in again.stderr
+
+
+def test_baselines_given_as_paths_get_folders_named_after_them_inside_the_tune_folder(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    fixed = load_deployment_spec("fixed-1")
+    mine, other = tmp_path / "mine.yaml", tmp_path / "x.yaml"
+    for path in (mine, other):
+        path.write_text(f"replicas: 1\nrequests: {{cpu: {fixed.requests.cpu}, memory_mb: {fixed.requests.memory_mb}}}\n")
+    before = mine.read_text()
+    result = servetune("tune", "--profile", "quick", "--out", "tune", "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "6", "--population", "6", "--verify", "0", "--jobs", "1",
+                       "--better-than", str(mine), "--baseline", "../x.yaml", cwd=str(work))
+    assert result.returncode == 0, result.stderr
+    assert mine.read_text() == before and other.is_file()  # the user's files are left alone
+    assert sorted(p.name for p in (work / "tune" / "simulated").iterdir()) == ["mine", "recommended", "x"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml", "space.yaml", "work", "x.yaml"]
+    assert (work / "tune" / "report.html").is_file()
+
+
+def test_with_no_response_bound_the_knee_is_recommended_within_twice_the_fastest_baseline(tmp_path):
+    out = tmp_path / "tune"
+    space = {**SMALL_SPACE, "cpu_request": [0.05, 0.1, 0.25, 0.5], "autoscaling": {
+        "min_replicas": [1, 2], "max_replicas": [1, 2, 3], "target_cpu_utilization": [50, 80]}}
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, space),
+                       "--budget", "30", "--population", "10", "--verify", "0", "--jobs", "1")
+    assert result.returncode == 0, result.stderr
+    cap = "(2 x the simulated response time of default, the fastest baseline: no response bound was given)"
+    assert "response time bound: " in result.stdout and cap in result.stdout
+    front = json.loads((out / "frontier.json").read_text())
+    assert front["rule"].startswith("no bound on the response time: the knee of the front")
+    bound = float(front["constraints"]["--max-response-ms"].split(" ms")[0])
+    default = summarize(out / "simulated" / "default")
+    assert bound == pytest.approx(2 * default.response_time_s * 1000, rel=1e-3)
+    first = front["candidates"][0]["statistics"]
+    assert first["response_time_s"] * 1000 <= bound * (1 + 1e-5)
+    products = [c["statistics"]["memory_requested_KB"] * c["statistics"]["cpu_requested_core"]
+                * c["statistics"]["response_time_s"] for c in front["candidates"]]
+    assert products[0] == min(products)
+    labels = [r["label"] for r in csv.DictReader((out / "candidates.csv").open())]
+    assert not any("hpa1-1@" in label or "hpa2-2@" in label or "hpa2-1@" in label for label in labels)
+
+
+def test_the_closing_lines_say_the_pick_is_unverified_name_the_manifests_and_a_baseline_of_another_model(
+        tmp_path):
+    variant = model_copy(tmp_path, "variant.onnx")
+    record_accuracy(variant, "evaluation", 0.5)  # another model file (another sha256), calibrated below
+    calibration = default_calibration().model_copy(update={
+        "model": "variant", "model_file": variant.name, "model_sha256": file_sha256(variant)})
+    calibration_file = save_calibration(calibration, tmp_path / "variant-calibration" / "calibration.json")
+    out = tmp_path / "tune"
+    space = space_file(tmp_path, {**SMALL_SPACE, "models": [str(variant)]})
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space, "--budget", "6",
+                       "--population", "6", "--verify", "0", "--jobs", "1", "--calibration", str(calibration_file))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    packaged = default_calibration().model
+    assert any(line.startswith(f"│ default (model {packaged})") for line in lines), result.stdout
+    note = (f"note: baseline default serves another model ({packaged}) than the recommended one: its figures "
+            "compare another model as well as another deployment")
+    assert note in lines
+    assert "  NOT verified (--verify 0, or stopped before): every figure above is simulated" in lines
+    manifests = out / "recommended-manifests.yaml"
+    assert f"  manifests: {manifests} (kubectl apply -f {manifests})" in lines
+    assert f"  spec: {out / 'recommended.yaml'} (servetune run -c / servetune deploy apply)" in lines
+    assert "another model" in (out / "report.html").read_text()
+    assert "RuntimeWarning" not in result.stderr
+
+
+def test_folder_names_are_sanitised_stems_never_paths():
+    names = folder_names(["/home/me/mine.yaml", "../mine.yml", "course-hpa", "..", "a b/c:d.yaml", "rec.yaml"],
+                         reserved=["rec"])
+    assert names == {"/home/me/mine.yaml": "mine", "../mine.yml": "mine-2", "course-hpa": "course-hpa",
+                     "..": "spec", "a b/c:d.yaml": "c-d", "rec.yaml": "rec-2"}
 
 
 def test_an_unknown_space_field_is_named(tmp_path):
@@ -275,3 +352,18 @@ def test_verify_repeats_runs_the_candidate_into_numbered_folders_and_reports_the
     assert (f"verify {first}" in result.stdout and verdict in result.stdout
             and "(mean (min-max) of 2 runs) " in result.stdout
             and f"{sum(cpu) / 2:.3f} ({min(cpu):.3f}-{max(cpu):.3f}) CPU" in result.stdout), result.stdout
+
+
+def test_a_calibration_measured_on_another_backend_is_warned_of(tmp_path):
+    out = tmp_path / "tune"
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "6", "--population", "6", "--verify", "0", "--jobs", "1", "--backend", "kubernetes")
+    assert result.returncode == 0, result.stderr
+    warning = ("model default: its calibration was measured on the local backend and the tune simulates --backend "
+               "kubernetes")
+    assert warning in " ".join(result.stderr.split())  # the console wraps long lines
+    assert warning in (out / "report.html").read_text()
+    same = servetune("tune", "--profile", "quick", "--out", str(tmp_path / "local"), "--space",
+                     space_file(tmp_path, SMALL_SPACE), "--budget", "6", "--population", "6", "--verify", "0",
+                     "--jobs", "1")
+    assert same.returncode == 0 and "was measured on the" not in same.stderr

@@ -57,6 +57,13 @@ def test_recalibrating_from_the_run_takes_its_cpu_and_memory(tmp_path) -> None:
     assert recalibrated.cpu_ms_quantiles["POST /predict"] == base.cpu_ms_quantiles["POST /predict"]
     assert 40 * 2**20 < recalibrated.rss_loaded_bytes < 200 * 2**20
     assert recalibrated.source == f"run folder {RUN}"
+    # where it was measured: the run's backend (a Kubernetes run's calibration simulates that cluster)
+    run_info = json.loads((RUN / "run.json").read_text())
+    assert recalibrated.backend == run_info["backend"]
+    on_a_cluster = tmp_path / "k8s-run"
+    shutil.copytree(RUN, on_a_cluster)
+    (on_a_cluster / "run.json").write_text(json.dumps({**run_info, "backend": "kubernetes"}))
+    assert calibration_from_run(on_a_cluster, base).backend == "kubernetes"
     # the run's model, not the base calibration's: tune matches calibrations to models by this hash
     model_file = json.loads((RUN / "run.json").read_text())["model_file"]
     assert (recalibrated.model_sha256, recalibrated.model_file) == (model_file["sha256"], "food11-lite0-int8.onnx")

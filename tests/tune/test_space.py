@@ -50,10 +50,26 @@ def test_every_candidate_becomes_a_valid_spec_that_reads_back(tmp_path):
             assert spec.autoscaling is None and spec.replicas == candidate.replicas
 
 
+def test_an_autoscaler_whose_max_is_not_above_its_min_is_a_fixed_count():
+    space = SearchSpace.model_validate({"cpu_request": [0.5], "memory_request_mb": [256], "replicas": [],
+                                        "autoscaling": {"min_replicas": [1, 2], "max_replicas": [1, 3]}})
+    names = [name for name, _ in space.genes()]
+    genome = tuple({"scaling": 0, "min_replicas": 0, "max_replicas": 0}.get(name, 0) for name in names)
+    candidate = candidate_from_genes(space, genome)
+    assert not candidate.autoscaled and candidate.replicas == 1
+    assert candidate.label().endswith(" fixed1") and "hpa" not in candidate.label()
+    spec = candidate_spec(candidate, DeploymentSpec())
+    assert spec.autoscaling is None and spec.replicas == 1
+    above = candidate_from_genes(space, tuple({"min_replicas": 1, "max_replicas": 0}.get(n, 0) for n in names))
+    assert above.replicas == 2  # max 1 below min 2: it cannot scale either
+    # 9 ratio pairs x (fixed 1 and 2, from min = max and max below min, + hpa1-3 and hpa2-3 x 3 targets)
+    assert space.size() == 9 * (2 + 2 * 3)
+
+
 def test_a_scale_up_policy_reaches_the_hpa_behavior():
     space = load_space()
     names = [name for name, _ in space.genes()]
-    genome = tuple({"scaling": 1, "scale_up": 2}.get(name, 0) for name in names)
+    genome = tuple({"scaling": 1, "scale_up": 2, "max_replicas": 1}.get(name, 0) for name in names)
     spec = candidate_spec(candidate_from_genes(space, genome), DeploymentSpec())
     [policy] = spec.autoscaling.behavior.scale_up.policies
     assert (policy.type, policy.value, policy.period_seconds) == ("Pods", 1, 60)

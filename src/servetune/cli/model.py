@@ -8,7 +8,19 @@ from typing import Annotated
 import typer
 
 from servetune.cli.errors import OptionError
-from servetune.cli.options import choice, comma_list
+from servetune.cli.options import (
+    Classes,
+    Int8MaxLoss,
+    Int8MinAgreement,
+    Layout,
+    Mean,
+    ResizeFilter,
+    Softmax,
+    Std,
+    choice,
+    comma_list,
+    steps_progress,
+)
 
 model_app = typer.Typer(help="Import, train, evaluate, export, quantize and profile models.", no_args_is_help=True,
                         rich_markup_mode=None)
@@ -19,10 +31,7 @@ def model_import(
     source: Annotated[Path, typer.Argument(help="the model file: Keras (.keras, legacy .h5) or plain .onnx")],
     out: Annotated[Path | None, typer.Option(help="artifact path [default: SOURCE with .onnx]")] = None,
     name: Annotated[str | None, typer.Option(help="model name [default: the file's stem]")] = None,
-    classes: Annotated[
-        str | None,
-        typer.Option(help="class names in output order: comma-separated, or a text file, one per line"),
-    ] = None,
+    classes: Classes = None,
     input_size: Annotated[
         int | None,
         typer.Option(min=16, help="input side for models whose input size is not fixed [default: 224]"),
@@ -31,22 +40,70 @@ def model_import(
         Path | None, typer.Option(help="also write the INT8 twin (-int8.onnx), calibrated on DATA/training and "
                                   "checked on DATA/evaluation")
     ] = None,
-    int8_max_loss: Annotated[
-        float, typer.Option(min=0, max=100, help="refuse an INT8 twin losing more top-1 accuracy (percentage points)")
-    ] = 1.0,
-    mean: Annotated[str, typer.Option(help=".onnx: per-channel mean on the 0..1 scale, e.g. 0.485,0.456,0.406")] = "0,0,0",
-    std: Annotated[str, typer.Option(help=".onnx: per-channel std on the 0..1 scale, e.g. 0.229,0.224,0.225")] = "1,1,1",
-    layout: Annotated[str | None, typer.Option(help=".onnx: nchw or nhwc [default: from the input shape]")] = None,
-    resize_filter: Annotated[str, typer.Option(help=".onnx: bilinear or bicubic")] = "bilinear",
-    softmax: Annotated[bool, typer.Option("--softmax/--logits", help=".onnx: the output is probabilities "
-                                          "(softmax) or logits")] = False,
+    int8_max_loss: Int8MaxLoss = 1.0,
+    int8_min_agreement: Int8MinAgreement = 97.0,
+    mean: Mean = "0,0,0",
+    std: Std = "1,1,1",
+    layout: Layout = None,
+    resize_filter: ResizeFilter = "bilinear",
+    softmax: Softmax = False,
 ) -> None:
     """Convert an image classifier into a servetune artifact: a Keras model (input HxWx3, pixels x/255,
-    softmax; Keras 2 files from TensorFlow 2.x too), or a plain ONNX model with its preprocessing given."""
+    softmax; Keras 2 files from TensorFlow 2.x too), or a plain ONNX model with its preprocessing given.
+    With --int8-data, the fp32 accuracy on DATA/evaluation is stored in the artifact, and the INT8 twin is
+    written only when it passes both gates (accuracy change, top-1 agreement with fp32)."""
     from servetune.model.artifact import parse_class_names
     from servetune.model.preprocess import describe
 
     class_names = parse_class_names(classes) if classes is not None else None
+    with steps_progress() as progress:
+        importing = progress.add_task(f"import {source.name}", total=None)
+        path, spec, agreement = import_model(source, out, name, class_names, input_size, mean, std, layout,
+                                             resize_filter, softmax)
+        progress.remove_task(importing)
+    typer.echo(
+        f"wrote {path}: {spec.layout} {spec.input_size}x{spec.input_size}, {len(spec.class_names)} classes, "
+        f"output {spec.output}, backbone {spec.backbone}, {path.stat().st_size / 1e6:.1f} MB"
+    )
+    typer.echo(f"classes: {', '.join(spec.class_names)}")
+    typer.echo(f"preprocessing: {describe(spec)}")
+    if agreement is not None:
+        typer.echo(agreement.describe("Keras"))
+    if int8_data is not None:
+        from servetune.model.export import int8_path
+        from servetune.model.quantize import Int8LossError, quantize_checked
+
+        try:
+            with steps_progress() as progress:
+                quantized, check = quantize_checked(path, int8_path(path), int8_data, int8_max_loss / 100,
+                                                    int8_min_agreement / 100, progress=progress)
+        except Int8LossError:
+            typer.echo(f"{path}: fp32 accuracy on {int8_data / 'evaluation'} stored in the artifact")
+            raise
+        typer.echo(check.describe())
+        typer.echo(f"{path}: fp32 accuracy {check.fp32_accuracy:.2%} ({check.split}) stored in the artifact")
+        typer.echo(f"wrote {quantized}: INT8, {quantized.stat().st_size / 1e6:.1f} MB")
+
+
+def import_settings(name: str | None, classes: str | None, input_size: int | None, mean: str, std: str,
+                    layout: str | None, resize_filter: str, softmax: bool):
+    """The import flags, checked, as model.variants.ImportSettings (for `tune --model`)."""
+    from servetune.model.artifact import parse_class_names
+    from servetune.model.onnx_import import parse_channel_values
+    from servetune.model.variants import ImportSettings
+
+    return ImportSettings(
+        name=name, class_names=parse_class_names(classes) if classes is not None else None, input_size=input_size,
+        mean=parse_channel_values("--mean", mean), std=parse_channel_values("--std", std, positive=True),
+        layout=choice(layout.upper(), ["NCHW", "NHWC"], "--layout") if layout else None,
+        interpolation=choice(resize_filter, ["bilinear", "bicubic"], "--resize-filter"),
+        output="probabilities" if softmax else "logits")
+
+
+def import_model(source: Path, out: Path | None, name: str | None, class_names: list[str] | None,
+                 input_size: int | None, mean: str, std: str, layout: str | None, resize_filter: str,
+                 softmax: bool):
+    """(artifact path, spec, agreement with Keras or None) for a Keras or plain ONNX source."""
     agreement = None
     if source.suffix.lower() == ".onnx":
         from servetune.model.onnx_import import import_onnx_model, parse_channel_values
@@ -63,21 +120,36 @@ def model_import(
         from servetune.model.keras_import import import_keras_model
 
         path, spec, agreement = import_keras_model(source, out, name, class_names, input_size)
-    typer.echo(
-        f"wrote {path}: {spec.layout} {spec.input_size}x{spec.input_size}, {len(spec.class_names)} classes, "
-        f"output {spec.output}, backbone {spec.backbone}, {path.stat().st_size / 1e6:.1f} MB"
-    )
-    typer.echo(f"classes: {', '.join(spec.class_names)}")
-    typer.echo(f"preprocessing: {describe(spec)}")
-    if agreement is not None:
-        typer.echo(agreement.describe("Keras"))
-    if int8_data is not None:
-        from servetune.model.export import int8_path
-        from servetune.model.quantize import quantize_checked
+    return path, spec, agreement
 
-        quantized, check = quantize_checked(path, int8_path(path), int8_data, int8_max_loss / 100)
-        typer.echo(check.describe())
-        typer.echo(f"wrote {quantized}: INT8, {quantized.stat().st_size / 1e6:.1f} MB")
+
+@model_app.command("resize")
+def model_resize(
+    model: Annotated[Path, typer.Argument(help="artifact (.onnx) of a network with global pooling")],
+    input_size: Annotated[int, typer.Option(min=16, max=1024, help="the new input side in pixels")],
+    out: Annotated[Path | None, typer.Option(help="artifact path [default: MODEL with -SIZE]")] = None,
+    data: Annotated[Path | None, typer.Option(help="Food-11 folder: measure the accuracy at the new size on "
+                                              "its evaluation split and store it")] = None,
+) -> None:
+    """Serve the same weights at another input size (e.g. 224 -> 160: about half the work per photo): the
+    graph re-shaped, the preprocessing resized to match; a network that cannot take another size (no global
+    pooling: Flatten + Dense) is refused with the reason."""
+    from servetune.model.artifact import existing_model_path, record_accuracy
+    from servetune.model.resize import resize_artifact
+
+    source = existing_model_path(model)
+    target = out if out is not None else source.with_name(f"{source.stem}-{input_size}.onnx")
+    path, spec = resize_artifact(source, input_size, target)
+    typer.echo(f"wrote {path}: input {spec.input_size}x{spec.input_size}, resize {spec.resize}, crop {spec.crop}, "
+               f"{path.stat().st_size / 1e6:.1f} MB")
+    if data is not None:
+        from servetune.model.evaluate import evaluate
+
+        with steps_progress() as progress:
+            result = evaluate(path, data, "evaluation", progress=progress)
+        record_accuracy(path, "evaluation", round(result.accuracy, 4))
+        typer.echo(f"accuracy at {input_size} px on {result.count} evaluation images: {result.accuracy:.2%} "
+                   "(stored in the artifact)")
 
 
 @model_app.command("train")

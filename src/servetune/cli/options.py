@@ -40,3 +40,26 @@ Kubeconfig = Annotated[
 ]
 Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context [default: its current context]")]
 Spec = Annotated[str, typer.Argument(metavar="SPEC", help="deployment spec YAML, or bundled: default, fixed-1, demo")]
+
+# How a plain ONNX model is fed (`model import`, `tune --model`).
+Classes = Annotated[str | None, typer.Option(
+    help="class names in output order: comma-separated, or a text file, one per line")]
+Mean = Annotated[str, typer.Option(help=".onnx: per-channel mean on the 0..1 scale, e.g. 0.485,0.456,0.406")]
+Std = Annotated[str, typer.Option(help=".onnx: per-channel std on the 0..1 scale, e.g. 0.229,0.224,0.225")]
+Layout = Annotated[str | None, typer.Option(help=".onnx: nchw or nhwc [default: from the input shape]")]
+ResizeFilter = Annotated[str, typer.Option(help=".onnx: bilinear or bicubic")]
+Softmax = Annotated[bool, typer.Option("--softmax/--logits", help=".onnx: the output is probabilities (softmax) "
+                                       "or logits")]
+Int8MaxLoss = Annotated[float, typer.Option(
+    min=0, max=100, help="refuse an INT8 twin losing more top-1 accuracy (percentage points)")]
+Int8MinAgreement = Annotated[float, typer.Option(
+    min=0, max=100, help="refuse an INT8 twin naming the fp32 model's class on fewer evaluation photos (percent)")]
+
+
+def steps_progress():
+    """A progress display on stderr for a command's long steps (bars that vanish when done)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True)

@@ -114,7 +114,7 @@ def demo(
     on this run, recommends a spec for the same profile (simulated; into RUN/tune)."""
     import time
 
-    from servetune.cli.tune import run_with_progress, show_result
+    from servetune.cli.tune_output import run_with_progress, show_result
     from servetune.demo import DEMO_PROFILE, DEMO_TIME_SCALE, demo_options, demo_tune_options
 
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")

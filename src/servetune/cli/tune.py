@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 from servetune.backend.protocol import BackendName
+from servetune.cli import options as flags
 from servetune.cli.errors import OptionError
-from servetune.cli.options import Context, Kubeconfig, choice, time_scale_option
+from servetune.cli.options import Context, Kubeconfig, choice, comma_list, time_scale_option
 
 tune_app = typer.Typer(
     help="Find the best model + deployment for a load profile: simulate thousands of candidates, verify the best "
@@ -73,9 +74,42 @@ def tune(
     jobs: Annotated[int | None, typer.Option(min=1, help="simulation processes [default: every core]")] = None,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
+    model: Annotated[Path | None, typer.Option(help="YOUR model (Keras .keras/.h5, plain .onnx with the flags "
+                                               "below, or a servetune artifact): import it, build and measure "
+                                               "its variants, calibrate them and tune them against your "
+                                               "--deployment (needs --deployment and --data)")] = None,
+    deployment: Annotated[Path | None, typer.Option(help="with --model: your Kubernetes manifest (Deployment "
+                                                    "[+ Service] [+ HPA]); your pair is the baseline and the "
+                                                    "default --better-than, and the pick is written back into "
+                                                    "it")] = None,
+    data: Annotated[Path | None, typer.Option(help="with --model: a Food-11 folder (accuracy on evaluation/, "
+                                              "INT8 calibration on training/)")] = None,
+    input_sizes: Annotated[str, typer.Option(help="with --model: input sides to try below your model's own "
+                                             "(comma-separated; networks with global pooling)")] = "224,192,160,128",
+    int8: Annotated[bool, typer.Option(help="with --model: also try the INT8 twin of each size")] = True,
+    int8_max_loss: flags.Int8MaxLoss = 1.0,
+    int8_min_agreement: flags.Int8MinAgreement = 97.0,
+    max_accuracy_loss: Annotated[float, typer.Option(min=0, max=100, help="with --model: accuracy at most this "
+                                                     "many percentage points below your model's")] = 1.0,
+    calibration_seconds: Annotated[float, typer.Option(min=1, max=120, help="with --model: seconds of load per "
+                                                       "CPU limit and endpoint when calibrating a variant")] = 6.0,
+    calibration_limits: Annotated[str, typer.Option(help="with --model: the CPU limits (cores) each variant is "
+                                                    "calibrated at, comma-separated")] = "0.25,0.5,1,2",
+    cache: Annotated[Path | None, typer.Option(help="with --model: where variants and calibrations are kept by "
+                                               "sha256 (a re-run skips finished work) [default: "
+                                               "$XDG_CACHE_HOME/servetune or ~/.cache/servetune]")] = None,
+    name: Annotated[str | None, typer.Option(help="with --model: model name [default: the file's stem]")] = None,
+    classes: flags.Classes = None,
+    mean: flags.Mean = "0,0,0",
+    std: flags.Std = "1,1,1",
+    layout: flags.Layout = None,
+    resize_filter: flags.ResizeFilter = "bilinear",
+    softmax: flags.Softmax = False,
 ) -> None:
     """Search the space by simulation (NSGA-II), keep the Pareto front, verify the best K with `servetune
-    run`, and write frontier.csv/json, candidates.csv, recommended.yaml and report.html into --out."""
+    run`, and write frontier.csv/json, candidates.csv, recommended.yaml and report.html into --out. With
+    --model, --deployment and --data: your own model and its variants through the whole loop, and your
+    manifest with the chosen numbers in OUT/chosen/."""
     if ctx.invoked_subcommand is not None:
         return
     from servetune.tune.capacity import CapacityError, parse_capacity
@@ -99,87 +133,47 @@ def tune(
                                 max_cpu_requested=max_cpu_requested),
         budget=budget, population=population, seed=seed, jobs=jobs, verify=verify,
         real=RealRun(backend, profile, time_scale, kubeconfig, context, repeats=verify_repeats),
-        baselines=baseline or ["default"],
+        baselines=baseline or ([] if model else ["default"]),
         no_slower_than=no_slower_than or [], better_than=better_than or [], headroom=headroom,
     )
-    show_result(run_with_progress(options))  # an empty front (EmptyFrontier) exits 1, bad input 2
+    if model is None:
+        from servetune.cli.tune_output import run_with_progress, show_result
+
+        if deployment is not None or data is not None:
+            raise OptionError("--deployment and --data go with --model (your model file)")
+        show_result(run_with_progress(options))  # an empty front (EmptyFrontier) exits 1, bad input 2
+        return
+    from servetune.cli.model import import_settings
+    from servetune.cli.tune_model import tune_own_model
+    from servetune.model.variants import VariantSettings
+    from servetune.tune.own_model import OwnModel
+
+    if deployment is None or data is None:
+        raise OptionError("--model needs --deployment (your manifest) and --data (a Food-11 folder)")
+    if space is not None:
+        raise OptionError("--space and --model: with --model the space is made from your model's variants")
+    try:
+        sizes = tuple(int(size) for size in comma_list(input_sizes))
+    except ValueError:
+        raise OptionError(f"--input-sizes {input_sizes!r}: give whole numbers separated by commas") from None
+    try:
+        limits = tuple(float(limit) for limit in comma_list(calibration_limits))
+    except ValueError:
+        limits = ()
+    if not limits or min(limits) <= 0:
+        raise OptionError(f"--calibration-limits {calibration_limits!r}: give CPU limits > 0 separated by commas")
+    own = OwnModel(model, deployment, data, cache or default_cache(),
+                   import_settings(name, classes, None, mean, std, layout, resize_filter, softmax),
+                   VariantSettings(sizes, int8, int8_max_loss / 100, int8_min_agreement / 100),
+                   max_accuracy_loss / 100, calibration_seconds, limits)
+    tune_own_model(own, options)
 
 
-def run_with_progress(options):
-    """The tune with a progress bar of simulated candidates and the best so far by the recommendation rule."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def default_cache() -> Path:
+    """$XDG_CACHE_HOME/servetune, else ~/.cache/servetune."""
+    import os
 
-    from servetune.tune.frontier import recommend
-    from servetune.tune.pipeline import tune
-
-    console = Console(stderr=True)
-    columns = [TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[best]}")]
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("search", total=options.budget, best="")
-
-        def on_batch(evaluations) -> None:
-            feasible = [e for e in evaluations if e.feasible and e.statistics is not None]
-            best = ""
-            if feasible:
-                s = recommend(feasible).statistics
-                best = (f"best: {s.memory_requested_KB / 1024:.0f} MiB, {s.cpu_requested_core:.2f} CPU, "
-                        f"{s.response_time_s * 1000:.1f} ms ({len(feasible):,} feasible)")
-            progress.update(task, completed=sum(1 for e in evaluations if e.statistics is not None), best=best)
-
-        return tune(options, console, on_batch)
-
-
-def show_result(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from servetune.tune.constraints import BOUNDED, RESPONSE_TIME
-
-    table = Table("spec", "mem req MiB", "CPU req", "resp. ms", "failures", "replicas mean/max",
-                  title="recommended against the baselines (simulated, full profile)")
-    for name, s in [("recommended", result.recommended.statistics), *result.baselines.items()]:
-        response = "n/a" if s.response_time_s is None else f"{s.response_time_s * 1000:.1f}"
-        table.add_row(name, f"{s.memory_requested_KB / 1024:,.0f}", f"{s.cpu_requested_core:.3f}", response,
-                      f"{s.failure_rate:.2%}", f"{s.mean_replicas:.2f} / {s.max_replicas}")
-    Console(width=120).print(table)
-    for item in [*result.baseline_runs, *result.verifications]:
-        typer.echo(f"verify {item.label}: {item.verdict()}{measured_text(item.measured)}")
-    accuracy = result.recommended.accuracy
-    accuracy_text = "not measured (cannot be ranked on accuracy)" if accuracy is None else f"{accuracy:.2%}"
-    typer.echo(f"recommended: {result.recommended.candidate.label()} (accuracy {accuracy_text}) -> "
-               f"{result.out / 'recommended.yaml'}")
-    size = len(result.front)
-    typer.echo(f"front: {size} candidate{'s' if size != 1 else ''} of {len(result.evaluations):,} evaluated "
-               f"in {result.seconds:.1f} s -> {result.out / 'frontier.csv'}")
-    verified = bool(result.verifications or result.baseline_runs)
-    for statistic in BOUNDED:
-        search, verification = result.constraints, result.verified_against
-        if statistic is RESPONSE_TIME or search.bound(statistic) is not None:
-            text = f"{statistic.name} bound: {search.bound_text(statistic)}"
-            if verified and verification.bound_text(statistic) != search.bound_text(statistic):
-                text += f"; in the verification: {verification.bound_text(statistic)}"
-            typer.echo(text)
-    typer.echo(f"report: {result.report}")
-
-
-def measured_text(measured) -> str:
-    """': measured 224 MiB, 0.933 CPU, 39.5 ms, failures 0.00%', over several runs each figure's mean with
-    its min-max range."""
-    from servetune.tune.repeats import spread
-
-    if not measured:
-        return ""
-
-    def figure(read, fmt: str) -> str:
-        return spread([read(s) for s in measured]).text(fmt)
-
-    runs = f" (mean (min-max) of {len(measured)} runs)" if len(measured) > 1 else ""
-    return (f": measured{runs} {figure(lambda s: s.memory_requested_KB / 1024, ',.0f')} MiB, "
-            f"{figure(lambda s: s.cpu_requested_core, '.3f')} CPU, "
-            f"{figure(lambda s: (s.response_time_s or 0) * 1000, '.1f')} ms, "
-            f"failures {figure(lambda s: s.failure_rate, '.2%')}")
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "servetune"
 
 
 @tune_app.command()

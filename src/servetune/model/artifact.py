@@ -75,7 +75,9 @@ def save_artifact(model: onnx.ModelProto, spec: ModelSpec, path: str | Path) -> 
 
 def record_accuracy(path: str | Path, name: str, accuracy: float) -> None:
     """Store a measured accuracy under `name` in the artifact's metadata (ModelSpec.accuracy), keeping the
-    others; the file is rewritten in place."""
+    others; the file is rewritten in place, unless it already holds that figure (its sha256 stays)."""
+    if read_spec(path).accuracy.get(name) == accuracy:
+        return
     update_spec(path, lambda spec: {"accuracy": {**spec.accuracy, name: accuracy}})
 
 

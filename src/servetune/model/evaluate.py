@@ -152,10 +152,12 @@ def metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str
 
 
 def evaluate(model: str | Path | None, data: str | Path, split: str = "evaluation", per_class: int | None = None,
-             url: str | None = None, threads: int | None = None, progress=None) -> Evaluation:
-    """Evaluate an artifact offline, or the server at `url` (then `model` may be None)."""
+             url: str | None = None, threads: int | None = None, progress=None,
+             description: str | None = None) -> Evaluation:
+    """Evaluate an artifact offline, or the server at `url` (then `model` may be None); `progress` (a rich
+    Progress) shows a task named `description` [default: evaluate SPLIT]."""
     samples = subset(read_split(data, split, require_all_classes=False).samples, per_class)
-    task = progress.add_task(f"evaluate {split}", total=len(samples)) if progress else None
+    task = progress.add_task(description or f"evaluate {split}", total=len(samples)) if progress else None
     advance = (lambda: progress.advance(task)) if progress else None
     if url:
         probs, kept, skipped = predict_http(url, samples, FOOD11_CLASSES, advance)

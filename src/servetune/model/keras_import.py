@@ -204,7 +204,8 @@ def input_geometry(model, source: Path, input_size: int | None) -> tuple[Literal
     if height != width or None in (height, width):
         raise KerasImportError(f"{source}: input {height}x{width} is not square; servetune needs a square input")
     if input_size is not None and input_size != height:
-        raise KerasImportError(f"{source}: the model's input is fixed at {height}x{width}, not {input_size}")
+        raise KerasImportError(f"{source}: the model's input is fixed at {height}x{width}, not {input_size}; import "
+                               f"it as it is, then `servetune model resize ARTIFACT --input-size {input_size}`")
     return layout, int(height)
 
 

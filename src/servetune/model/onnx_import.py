@@ -67,13 +67,22 @@ def import_onnx_model(
     spec = ModelSpec(
         name=name or source.stem, class_names=classes, input_size=size, resize=size, crop="none",
         interpolation=interpolation, decode="full", mean=mean, std=std, scale=1.0 / 255.0, layout=layout,
-        output=output, backbone="unknown", precision="fp32",
+        output=output, backbone="unknown", precision=precision_of(model),
         data=f"imported from the ONNX model {source.name}; training data not recorded in the file",
     )
     check_runs(model, spec, source)
     from servetune.model.artifact import save_artifact
 
     return save_artifact(model, spec, out), spec
+
+
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                 "MatMulInteger", "DynamicQuantizeLinear"}
+
+
+def precision_of(model) -> str:
+    """int8 for a graph already quantized (QDQ or integer operators), else fp32."""
+    return "int8" if any(node.op_type in QUANTIZED_OPS for node in model.graph.node) else "fp32"
 
 
 def input_geometry(source: Path, dims: list, layout: str | None, input_size: int | None) -> tuple:
@@ -91,7 +100,8 @@ def input_geometry(source: Path, dims: list, layout: str | None, input_size: int
         raise OnnxImportError(f"{source}: input {height}x{width} is not square; servetune needs a square input")
     fixed = height or width
     if fixed is not None and input_size is not None and input_size != fixed:
-        raise OnnxImportError(f"{source}: the model's input is fixed at {fixed}x{fixed}, not {input_size}")
+        raise OnnxImportError(f"{source}: the model's input is fixed at {fixed}x{fixed}, not {input_size}; import it "
+                              f"as it is, then `servetune model resize ARTIFACT --input-size {input_size}`")
     size = fixed or input_size
     if size is None:
         raise OnnxImportError(f"{source}: the input size is not fixed in the graph; pass --input-size")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,10 @@ from servetune.model.ranking import top1
 WEIGHT_SCHEMES = ("u8", "s8-reduced", "s8")  # the first is the default: see the module docstring for why
 CALIBRATION_BATCH = 1  # images whose activations are held at once while calibrating (memory ~ batch x activations)
 MAX_INT8_LOSS = 0.01  # largest top-1 accuracy loss (fraction) accepted for an INT8 twin by default
+# Least share of photos on which an INT8 twin must name the class its fp32 model names: the accuracy change
+# alone lets through a twin that is right as often but on other photos (one agreed with its fp32 model on
+# 57.5 % of photos at the same accuracy), which is another model, not a faster copy.
+MIN_INT8_AGREEMENT = 0.97
 
 
 class Int8LossError(FailedError):
@@ -128,21 +132,36 @@ class Calibration:
         return self.count
 
 
-def calibration_images(data: str | Path, spec: ModelSpec, count: int = 256, seed: int = 0) -> Calibration:
-    """`count` training images drawn evenly at random, preprocessed exactly as serving does, one at a time.
+def task(progress, description: str, total: int) -> Callable[[], None] | None:
+    """A task of `total` steps on a rich Progress (None: no progress shown), as the function that advances it."""
+    if progress is None:
+        return None
+    handle = progress.add_task(description, total=total)
+    return lambda: progress.advance(handle)
+
+
+def calibration_images(data: str | Path, spec: ModelSpec, count: int = 256, seed: int = 0,
+                       progress=None) -> Calibration:
+    """`count` training images drawn evenly at random, preprocessed exactly as serving does, one at a time;
+    each image read advances a task on `progress` (a rich Progress) when given.
 
     The split is listed (and a missing or empty one reported) before the first image is read."""
     samples = read_split(data, "training").samples
     chosen = np.random.default_rng(seed).choice(len(samples), size=min(count, len(samples)), replace=False)
-    return Calibration(preprocessed([samples[i].path for i in sorted(chosen)], spec), len(chosen))
+    advance = task(progress, "INT8 calibration images", len(chosen))
+    return Calibration(preprocessed([samples[i].path for i in sorted(chosen)], spec, advance), len(chosen))
 
 
-def preprocessed(paths: list[Path], spec: ModelSpec) -> Iterator[np.ndarray]:
+def preprocessed(paths: list[Path], spec: ModelSpec, advance: Callable[[], None] | None = None) -> Iterator[np.ndarray]:
     for path in paths:
         try:
-            yield load_and_preprocess(path.read_bytes(), spec)
+            array = load_and_preprocess(path.read_bytes(), spec)
         except ImageError:
             continue  # an unreadable training image only means one calibration image fewer
+        finally:
+            if advance is not None:
+                advance()
+        yield array
 
 
 def quantize_int8(
@@ -186,13 +205,15 @@ def quantize_int8(
     return save_artifact(model, spec, out_path)
 
 
-def check_int8(fp32_path: str | Path, int8_path: str | Path, data: str | Path, split: str = "evaluation") -> Int8Check:
-    """Both models on the split, through the serving preprocessing; ties ranked as the server ranks them."""
+def check_int8(fp32_path: str | Path, int8_path: str | Path, data: str | Path, split: str = "evaluation",
+               progress=None) -> Int8Check:
+    """Both models on the split, through the serving preprocessing; ties ranked as the server ranks them.
+    `progress`: a rich Progress to show each model's pass on."""
     from servetune.model.evaluate import predict_offline
 
     samples = read_split(data, split, require_all_classes=False).samples
-    fp32, kept, _, _ = predict_offline(fp32_path, samples)
-    int8, _, _, _ = predict_offline(int8_path, samples)
+    fp32, kept, _, _ = predict_offline(fp32_path, samples, advance=task(progress, f"fp32 on {split}", len(samples)))
+    int8, _, _, _ = predict_offline(int8_path, samples, advance=task(progress, f"INT8 on {split}", len(samples)))
     labels = np.array([samples[i].label for i in kept])
     fp32_top, int8_top = top1(fp32), top1(int8)
     return Int8Check(
@@ -203,20 +224,29 @@ def check_int8(fp32_path: str | Path, int8_path: str | Path, data: str | Path, s
 
 
 def quantize_checked(
-    fp32_path: str | Path, out_path: str | Path, data: str | Path, max_loss: float = MAX_INT8_LOSS
+    fp32_path: str | Path, out_path: str | Path, data: str | Path, max_loss: float = MAX_INT8_LOSS,
+    min_agreement: float = MIN_INT8_AGREEMENT, progress=None,
 ) -> tuple[Path, Int8Check]:
     """The INT8 twin, written only when it loses at most `max_loss` top-1 accuracy on DATA's evaluation
-    split; its metadata records the accuracy measured there. Raises Int8LossError otherwise."""
+    split and names the fp32 model's class on at least `min_agreement` of its photos; its metadata records
+    the accuracy measured there, and the fp32 artifact's the fp32 accuracy measured beside it (also when the
+    twin is refused). Raises Int8LossError otherwise. `progress`: a rich Progress for the long steps."""
     out_path = Path(out_path)
     spec = read_spec(fp32_path)
     with tempfile.TemporaryDirectory() as tmp:
-        candidate = quantize_int8(fp32_path, Path(tmp) / out_path.name, calibration_images(data, spec))
-        check = check_int8(fp32_path, candidate, data)
+        images = calibration_images(data, spec, progress=progress)
+        candidate = quantize_int8(fp32_path, Path(tmp) / out_path.name, images)
+        check = check_int8(fp32_path, candidate, data, progress=progress)
+        record_accuracy(fp32_path, check.split, round(check.fp32_accuracy, 4))  # as `model eval --record` does
+        problems = []
         if check.loss > max_loss:
-            raise Int8LossError(
-                f"{out_path}: not written: {check.describe()}; the loss exceeds {max_loss * 100:g} pp "
-                "(allow more with --int8-max-loss, or calibrate on more representative images)"
-            )
+            problems.append(f"the loss exceeds {max_loss * 100:g} pp (allow more with --int8-max-loss)")
+        if check.agreement < min_agreement:
+            problems.append(f"the top-1 agreement is below {min_agreement:.0%} (--int8-min-agreement): it "
+                            "answers differently from the fp32 model on too many photos")
+        if problems:
+            raise Int8LossError(f"{out_path}: not written: {check.describe()}; {'; '.join(problems)}; "
+                                "calibrating on more representative images may help")
         record_accuracy(candidate, check.split, check.int8_accuracy)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(candidate, out_path)

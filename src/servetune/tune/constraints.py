@@ -36,6 +36,9 @@ DEFAULT_MEMORY_MARGIN = 0.15  # like the VPA recommender's 15 % safety margin ov
 # baseline can measure just over it. None by default: on the reference profile the course's deployment is
 # within 2 % of the fastest response time any candidate at default's CPU reaches, and 2 % left nothing.
 DEFAULT_HEADROOM = 0.0
+# With no bound on the response time at all, the tune bounds it by this multiple of the fastest baseline's
+# simulated one, so that no candidate several times slower than what the user compares it with is picked.
+UNBOUNDED_RESPONSE_FACTOR = 2.0
 # A statistic equal to its bound meets it; this only absorbs float rounding (a baseline's own figures,
 # recomputed, must meet the bounds taken from them), it is no tolerance on the measurement.
 ROUNDING = 1e-9
@@ -114,6 +117,9 @@ class ModelFacts:
     accuracy: float | None
     accuracy_split: str | None
     rss_peak_bytes: int  # per worker process
+    # the least memory limit the one-machine cluster starts a replica with (deploy/local.py refuses less: the
+    # peak RSS of loading the model in a fresh process); 0 where the verification runs elsewhere
+    footprint_bytes: int = 0
 
     def minimum_memory_mb(self, workers: int, margin: float) -> int:
         return math.ceil(workers * self.rss_peak_bytes * (1 + margin) / MIB)
@@ -152,6 +158,12 @@ def static_violations(candidate: Candidate, facts: ModelFacts, constraints: Cons
             f"memory request {candidate.memory_request_mb} MiB < {least} MiB ({candidate.workers} worker(s) x "
             f"peak RSS {facts.rss_peak_bytes / MIB:.0f} MiB + {constraints.memory_margin:.0%})",
             1 - candidate.memory_request_mb / least))
+    if candidate.memory_limit_mb * MIB < facts.footprint_bytes:
+        floor = math.ceil(facts.footprint_bytes / MIB)
+        found.append(Violation(
+            "--memory-margin", f"memory limit {candidate.memory_limit_mb} MiB < {floor} MiB, the model's footprint "
+            "as a replica of the one-machine cluster (it would refuse to start it)",
+            1 - candidate.memory_limit_mb / floor))
     for what, request, limit in (("CPU", candidate.cpu_request, candidate.cpu_limit),
                                  ("memory", candidate.memory_request_mb, candidate.memory_limit_mb)):
         ratio = limit / request
@@ -247,6 +259,21 @@ def baseline_bounds(constraints: Constraints, baselines: Mapping[str, RunSummary
         runs = repeats_text(statistic, spreads[name])
         changes[statistic.source_field] = f"the {how} {statistic.name} of {name}{runs}{less}, {flags[name]}"
     return replace(constraints, **changes)
+
+
+def response_cap(constraints: Constraints, baselines: Mapping[str, RunSummary]) -> Constraints:
+    """Where nothing bounds the response time, `UNBOUNDED_RESPONSE_FACTOR` x the fastest baseline's simulated
+    one; the constraints unchanged where something does, or no baseline answered a request."""
+    if constraints.max_response_ms is not None:
+        return constraints
+    times = {name: RESPONSE_TIME.read(s) for name, s in baselines.items()}
+    times = {name: value for name, value in times.items() if value is not None and value > 0}
+    if not times:
+        return constraints
+    name = min(times, key=lambda name: times[name])
+    return replace(constraints, max_response_ms=UNBOUNDED_RESPONSE_FACTOR * times[name],
+                   response_source=f"{UNBOUNDED_RESPONSE_FACTOR:g} x the simulated response time of {name}, the "
+                   "fastest baseline: no response bound was given")
 
 
 def space_problems(space: SearchSpace, facts: dict[str, ModelFacts], constraints: Constraints) -> list[str]:

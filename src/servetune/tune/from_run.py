@@ -82,6 +82,7 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
         "machine": json.dumps(data.run_info.get("machine")) if data.run_info.get("machine") else base.machine,
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": f"run folder {run_dir}",
+        "backend": str(data.run_info.get("backend") or base.backend),
     })
 
 

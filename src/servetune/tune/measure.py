@@ -14,6 +14,7 @@ the simulator takes it out of the node's cores when it simulates the one-machine
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import statistics
 import tempfile
@@ -29,6 +30,7 @@ import psutil
 from servetune import __version__
 from servetune.config import DeploymentSpec, LoadPhase, LoadProfile, ResourceAmounts
 from servetune.deploy.local import LocalCluster, model_footprint
+from servetune.errors import FailedError
 from servetune.host.cpu import cpu_model
 from servetune.host.usage import working_set_bytes
 from servetune.load.driver import LoadOptions, run_load_test
@@ -42,6 +44,11 @@ CPU_LIMITS = (0.25, 0.5, 1.0, 2.0)
 TARGETS: tuple[Target, ...] = ("GET /test", "POST /predict")
 SATURATING_USERS = 20  # like a profile's run starting all its users at once
 MEMORY_MB = 1024  # generous: the calibration measures memory, it must not be limited by it
+LONGER = 4  # a load that got no answer runs again this many times as long (a slow model at a small limit)
+
+
+class CalibrationFailed(FailedError):
+    """A measurement the calibration needs did not happen; the message says which and what to try."""
 
 
 def machine_text() -> str:
@@ -65,8 +72,10 @@ def resident(pid: int) -> int:
     return working_set_bytes(pid) or psutil.Process(pid).memory_info().rss
 
 
-def one_replica(limit: float) -> DeploymentSpec:
-    amounts = ResourceAmounts(cpu=limit, memory_mb=MEMORY_MB)
+def one_replica(limit: float, footprint_bytes: int = 0) -> DeploymentSpec:
+    """One replica at `limit` CPU with memory to spare: MEMORY_MB, or 3 x the model's footprint when larger
+    (a VGG16 holds more than 1 GiB under load, and a replica killed for memory measures nothing)."""
+    amounts = ResourceAmounts(cpu=limit, memory_mb=max(MEMORY_MB, math.ceil(3 * footprint_bytes / 2**20)))
     return DeploymentSpec(name="calibrate", replicas=1, requests=amounts, limits=amounts)
 
 
@@ -85,26 +94,32 @@ class _Setting:
 
 def measure_target(url: str, pid: int, target: Target, seconds: float, images: Path, work: Path) -> tuple:
     """(latencies ms at concurrency 1, replica CPU ms per request, driver CPU ms per request, answers/s
-    with SATURATING_USERS users, replica CPU ms per request with them)."""
+    with SATURATING_USERS users, replica CPU ms per request with them). A load that got no answer in its
+    time (a model slower than `seconds` per request at this limit) is run again LONGER x as long, twice."""
     worker = psutil.Process(pid)
     results = []
-    for users, length in ((1, seconds), (SATURATING_USERS, seconds / 2)):
-        out = work / f"{target.split()[1].strip('/')}-{users}"
-        profile = LoadProfile(name="calibrate", phases=[
-            LoadPhase(users=users, delay=0, duration_s=length, target=target)])
-        cpu_before = sum(worker.cpu_times()[:2])
-        own_before = time.process_time()
-        run_load_test(profile, url, out, LoadOptions(images=images, progress=False, seed=1))
-        own = time.process_time() - own_before
-        cpu = sum(worker.cpu_times()[:2]) - cpu_before
-        records = [r for r in read_request_log(RunFolder(out).request_log) if r.status == 200]
-        if not records:
-            raise RuntimeError(f"{target} answered no request with 200 (see {out})")
-        results.append((records, cpu, own))
-    (single, cpu1, own1), (busy, cpu_busy, _) = results
+    for users, base in ((1, seconds), (SATURATING_USERS, seconds / 2)):
+        for length in (base, base * LONGER, base * LONGER**2):
+            out = work / f"{target.split()[1].strip('/')}-{users}-{length:g}s"
+            profile = LoadProfile(name="calibrate", phases=[
+                LoadPhase(users=users, delay=0, duration_s=length, target=target)])
+            cpu_before = sum(worker.cpu_times()[:2])
+            own_before = time.process_time()
+            run_load_test(profile, url, out, LoadOptions(images=images, progress=False, seed=1))
+            own = time.process_time() - own_before
+            cpu = sum(worker.cpu_times()[:2]) - cpu_before
+            records = [r for r in read_request_log(RunFolder(out).request_log) if r.status == 200]
+            if records:
+                break
+        else:
+            raise CalibrationFailed(f"{target} answered no request with 200 in {length:g} s with {users} user(s) "
+                                    "(the replica failed, or the model is slower still: more "
+                                    "--calibration-seconds)")
+        results.append((records, cpu, own, length))
+    (single, cpu1, own1, _), (busy, cpu_busy, _, busy_s) = results
     count = len(single)
     return ([r.latency_s * 1000 for r in single], 1000 * cpu1 / count, 1000 * own1 / count,
-            len(busy) / (seconds / 2), 1000 * cpu_busy / len(busy))
+            len(busy) / busy_s, 1000 * cpu_busy / len(busy))
 
 
 def calibrate_model(
@@ -131,7 +146,7 @@ def calibrate_model(
         footprint = model_footprint(model_path)  # the same at every limit: load the model for it once
         for limit in limits:
             progress(f"{model.name}: one replica at {limit:g} CPU: start")
-            cluster = LocalCluster(one_replica(limit), model_path, workdir=work / f"cluster-{limit:g}",
+            cluster = LocalCluster(one_replica(limit, footprint), model_path, workdir=work / f"cluster-{limit:g}",
                                    footprint_bytes=footprint)
             with cluster:
                 cluster.wait_ready(120)
@@ -146,7 +161,10 @@ def calibrate_model(
                 url = f"http://127.0.0.1:{cluster.port}"
                 for target in TARGETS:
                     progress(f"{model.name}: {target} at {limit:g} CPU")
-                    measured = measure_target(url, pid, target, seconds, images, work / f"load-{limit:g}")
+                    try:
+                        measured = measure_target(url, pid, target, seconds, images, work / f"load-{limit:g}")
+                    except CalibrationFailed as error:
+                        raise CalibrationFailed(f"{model_path}: at {limit:g} CPU: {error}") from None
                     settings.append(_Setting(target, limit, *measured))
                     rss_peak = max(rss_peak, resident(pid))
                 rss_loaded.append(resident(pid))
@@ -165,7 +183,7 @@ def added_replica_ready_s(cluster: LocalCluster, timeout_s: float = 120.0) -> fl
         if sum(1 for replica in cluster.state().replicas if replica.ready) >= 2:
             return time.perf_counter() - began
         time.sleep(0.1)
-    raise RuntimeError(f"a second replica was not ready within {timeout_s:.0f} s")
+    raise CalibrationFailed(f"a second replica was not ready within {timeout_s:.0f} s")
 
 
 def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], settings: list[_Setting],

@@ -57,10 +57,11 @@ def crowding(points: Sequence[Point]) -> list[float]:
     for axis in range(values.shape[1]):
         order = np.argsort(values[:, axis], kind="stable")
         column = values[order, axis]
-        span = column[-1] - column[0]
         distance[order[0]] = distance[order[-1]] = math.inf
-        if span > 0 and math.isfinite(span):
-            distance[order[1:-1]] += (column[2:] - column[:-2]) / span
+        # an axis with an infinite end (e.g. every accuracy unknown) spreads nothing; inf - inf is not computed
+        if not (math.isfinite(column[0]) and math.isfinite(column[-1])) or column[-1] <= column[0]:
+            continue
+        distance[order[1:-1]] += (column[2:] - column[:-2]) / (column[-1] - column[0])
     return [float(d) for d in distance]
 
 

@@ -29,7 +29,8 @@ from rich.console import Console
 
 from servetune.backend.protocol import BackendName
 from servetune.config import DeploymentSpec, RunSummary
-from servetune.deploy.spec import SpecError, load_deployment_spec
+from servetune.deploy.local import model_footprint
+from servetune.deploy.spec import SpecError, load_deployment_spec, spec_model_path
 from servetune.errors import ServetuneError
 from servetune.host.cgroups import allocatable
 from servetune.load.profile import LoadProfileError, load_profile
@@ -43,6 +44,7 @@ from servetune.tune.constraints import (
     baseline_bounds,
     limit_ratio,
     model_facts,
+    response_cap,
     space_problems,
 )
 from servetune.tune.evaluate import (
@@ -53,9 +55,16 @@ from servetune.tune.evaluate import (
     memory_never_binds,
     process_pool,
 )
-from servetune.tune.frontier import EmptyFrontier, frontier, why_empty
+from servetune.tune.frontier import EmptyFrontier, Rule, frontier, why_empty
 from servetune.tune.plots import pareto_plot, replicas_plot
-from servetune.tune.record import candidate_id, write_candidates, write_frontier, write_manifests, write_spec
+from servetune.tune.record import (
+    candidate_id,
+    folder_names,
+    write_candidates,
+    write_frontier,
+    write_manifests,
+    write_spec,
+)
 from servetune.tune.report import SearchFacts, write_tune_report
 from servetune.tune.search import Evaluation, Genome, Problem, evolve
 from servetune.tune.simulator import MetricsTiming
@@ -93,6 +102,13 @@ class TuneOptions:
     no_slower_than: list[str] = field(default_factory=list)  # specs whose response time bounds the candidates'
     better_than: list[str] = field(default_factory=list)  # specs whose memory, CPU requested and response time do
     headroom: float = DEFAULT_HEADROOM  # the search's bounds from baselines this fraction below their simulation
+    report_sections: list[str] = field(default_factory=list)  # HTML placed at the top of report.html
+
+    def rule(self) -> Rule:
+        """The knee of the front when nothing bounds the response time, else least memory first."""
+        if self.constraints.max_response_ms is None and not self.bounding():
+            return Rule.KNEE
+        return Rule.LEAST_MEMORY
 
     def bounding(self) -> list[str]:
         """The baselines that bound the candidates, each once."""
@@ -132,6 +148,20 @@ class TuneResult:
     verified_against: Constraints  # in the verification: the baselines' bounds measured
     seconds: float
     report: Path
+    recommended_note: str = ""  # how it was chosen: verified, or why not
+    recommended_verification: Verification | None = None  # its own real runs, when it was verified
+    other_models: dict[str, str] = field(default_factory=dict)  # baseline -> its model, where not the pick's
+
+
+def other_models(baselines: Mapping[str, DeploymentSpec], model: str,
+                 calibrations: ModelCalibrations) -> dict[str, str]:
+    """The baselines that serve another model file than `model`, each with that model's name: their figures
+    compare a deployment of another model, not only another deployment."""
+    def identity(entry: str) -> str:
+        return calibrations.calibrations[entry].model_sha256 or entry
+
+    return {name: calibrations.calibrations[spec.model].model for name, spec in baselines.items()
+            if identity(spec.model) != identity(model)}
 
 
 def read_inputs(options: TuneOptions) -> Inputs:
@@ -153,7 +183,18 @@ def read_inputs(options: TuneOptions) -> Inputs:
             calibrations.add(spec.model)
         except CalibrationError as error:
             raise TuneError(f"baseline {name}: {error}") from None
+    backend = str(options.real.backend)
+    for model, calibration in calibrations.calibrations.items():
+        if calibration.backend != backend:
+            calibrations.warnings.append(
+                f"model {model}: its calibration was measured on the {calibration.backend} backend and the "
+                f"tune simulates --backend {backend}: that backend's CPUs may be faster or slower (recalibrate "
+                f"from a completed run there: servetune tune calibrate --from-run RUN)")
     constraints, node_cpu = options.constraints, None
+    if options.real.backend == BackendName.LOCAL and options.verify > 0:
+        # the verification's replicas start only with a memory limit above the model's footprint
+        facts = {model: replace(fact, footprint_bytes=model_footprint(spec_model_path(model)))
+                 for model, fact in facts.items()}
     if options.real.backend == BackendName.LOCAL:
         # The one-machine cluster: this machine's cores and memory hold the pods, and its cores the load
         # driver too, as `servetune simulate --backend local` assumes.
@@ -187,9 +228,12 @@ def baseline_seeds(space: SearchSpace, baselines: dict[str, DeploymentSpec],
 
 
 def tune(options: TuneOptions, console: Console | None = None,
-         on_batch: Callable[[list[Evaluation]], None] | None = None) -> TuneResult:
+         on_batch: Callable[[list[Evaluation]], None] | None = None,
+         on_searched: Callable[[], None] | None = None) -> TuneResult:
     """The whole tune into options.out. TuneError before anything runs; EmptyFrontier (after writing
-    candidates.csv) when no candidate met the constraints."""
+    candidates.csv) when no candidate met the constraints. `on_batch` follows the search, `on_searched` is
+    called once it is over, before anything else is printed (a progress bar ends there, so that it does not
+    share the terminal with the verification's live load table)."""
     console = console or Console(stderr=True)
     inputs = read_inputs(options)
     for warning in inputs.calibrations.warnings:
@@ -198,10 +242,12 @@ def tune(options: TuneOptions, console: Console | None = None,
     out.mkdir(parents=True, exist_ok=True)
     jobs = options.jobs or os.cpu_count() or 1
 
+    folders = folder_names(list(inputs.baselines), reserved=["recommended"])  # a label may be a user's path
     simulated = {name: inputs.simulator.spec_simulation(spec, spec.model, record=True)
                  for name, spec in inputs.baselines.items()}
     baselines = {name: simulation.statistics for name, simulation in simulated.items()}
-    constraints = options.search_bounds(inputs.constraints, baselines)
+    rule = options.rule()
+    constraints = response_cap(options.search_bounds(inputs.constraints, baselines), baselines)
 
     seeds, notes = baseline_seeds(inputs.space, inputs.baselines, constraints)
     for note in notes:
@@ -216,15 +262,17 @@ def tune(options: TuneOptions, console: Console | None = None,
         problem.mapper = mapper
         evolve(problem, options.budget, options.population, options.seed, seeds)
     seconds = time.perf_counter() - began
+    if on_searched is not None:
+        on_searched()
     evaluations = problem.evaluations
     ids = {id(e): candidate_id(index) for index, e in enumerate(evaluations)}
 
-    front = frontier(evaluations)
+    front = frontier(evaluations, rule)
     write_candidates(evaluations, front, out / "candidates.csv")
     if not front:
         raise EmptyFrontier(why_empty(evaluations, constraints))
     specs = [candidate_spec(e.candidate, inputs.simulator.base) for e in front]
-    write_frontier(front, ids, specs, constraints, out)
+    write_frontier(front, ids, specs, constraints, rule, out)
 
     short_profile = load_profile(options.real.profile, options.real.time_scale)
 
@@ -242,11 +290,13 @@ def tune(options: TuneOptions, console: Console | None = None,
 
     # The baselines that bound the candidates run first, on the same machine: their measured statistics are
     # the bar for the candidates' measured ones (a loaded machine slows every run alike).
+    # The response cap (no bound given) is the search's only: it is a simulated full-profile figure, and a
+    # verification run (compressed, on a shared machine) is judged by measured bounds only.
     baseline_runs, bar = [], inputs.constraints
     if options.verify > 0 and options.bounding():
         measured = {}
         for name in options.bounding():
-            run = verify_spec(f"baseline-{name}", name, inputs.baselines[name], inputs.constraints)
+            run = verify_spec(f"baseline-{folders[name]}", name, inputs.baselines[name], inputs.constraints)
             baseline_runs.append(run)
             if run.status == "interrupted":
                 break
@@ -259,21 +309,26 @@ def tune(options: TuneOptions, console: Console | None = None,
             break  # Ctrl-C: keep what was measured and write the report
         verifications.append(verify_spec(ids[id(evaluation)], evaluation.candidate.label(), spec, bar))
 
-    recommended, note = front[0], "the rule's first pick, by simulation; not verified"
+    recommended, note, own_runs = front[0], "the rule's first pick, by simulation; not verified", None
     if verifications:
         passed = [v for v in verifications if v.passed]
+        own_runs = passed[0] if passed else verifications[0]
         if passed:
             index = verifications.index(passed[0])
             recommended = front[index]
             note = "verified by a real run" + (" (the candidates before it failed verification)" if index else "")
         else:
             note = "the rule's first pick by simulation; every verified candidate failed verification"
+    others = other_models(inputs.baselines, recommended.candidate.model, inputs.calibrations)
+    notes += [f"baseline {name} serves another model ({model}) than the recommended one: its figures compare "
+              "another model as well as another deployment" for name, model in others.items()]
     spec = specs[front.index(recommended)]
     write_spec(spec, out / "recommended.yaml", f"{recommended.candidate.label()}\n{note}")
     write_manifests(spec, out / "recommended-manifests.yaml")
     simulated = {"recommended": inputs.simulator.simulation(recommended.candidate, record=True), **simulated}
+    folders["recommended"] = "recommended"
     for name, simulation in simulated.items():
-        simulation.write(out / "simulated" / name)
+        simulation.write(out / "simulated" / folders[name])
 
     figures = [
         (pareto_plot(evaluations, front, recommended, baselines, out / "pareto.png"),
@@ -287,8 +342,9 @@ def tune(options: TuneOptions, console: Console | None = None,
                         seconds, jobs, options.profile, options.real.backend, [*seeding, *notes],
                         inputs.calibrations.used, inputs.calibrations.warnings)
     report = write_tune_report(out, facts=facts, constraints=constraints, bar=bar, front=front, ids=ids,
-                               recommended=recommended, recommended_note=note, baselines=baselines,
-                               verifications=[*baseline_runs, *verifications], figures=figures)
+                               recommended=recommended, recommended_note=note, rule=rule, baselines=baselines,
+                               verifications=[*baseline_runs, *verifications], figures=figures,
+                               sections=options.report_sections)
     return TuneResult(out, evaluations, front, recommended, verifications, baselines, baseline_runs, constraints,
-                      bar, seconds, report)
+                      bar, seconds, report, note, own_runs, others)
 

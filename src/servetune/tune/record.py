@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from servetune.config import DeploymentSpec, RunSummary
 from servetune.deploy.manifests import render_manifests, to_yaml
 from servetune.deploy.spec import spec_yaml
 from servetune.tune.constraints import Constraints
-from servetune.tune.frontier import RULE
+from servetune.tune.frontier import Rule
 from servetune.tune.search import Evaluation
 from servetune.tune.space import Candidate
 
@@ -29,6 +30,23 @@ COLUMNS = ["id", "generation", "label", *CANDIDATE_FIELDS, "accuracy", "simulate
 
 def candidate_id(index: int) -> str:
     return f"c{index + 1:04d}"
+
+
+def folder_names(labels: Sequence[str], reserved: Sequence[str] = ()) -> dict[str, str]:
+    """A folder name inside the tune folder for each baseline label, which may be a path the user gave
+    (`/home/me/mine.yaml`, `../x.yaml`): the file's stem, with anything but letters, digits, `.`, `_` and
+    `-` turned into `-`; a name already taken (by an earlier label, or one of `reserved`) gets `-2`, `-3`...
+    A label never becomes a path, so a folder cannot land on the user's file or outside the tune folder."""
+    names: dict[str, str] = {}
+    for label in labels:
+        stem = re.sub(r"\.ya?ml$", "", label.replace("\\", "/").rsplit("/", 1)[-1])
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-") or "spec"
+        name, number = base, 1
+        while name in names.values() or name in reserved:
+            number += 1
+            name = f"{base}-{number}"
+        names[label] = name
+    return names
 
 
 def statistic_values(statistics: RunSummary | None) -> dict[str, object]:
@@ -71,7 +89,7 @@ def write_candidates(evaluations: Sequence[Evaluation], front: Sequence[Evaluati
 
 
 def write_frontier(front: Sequence[Evaluation], ids: dict[int, str], specs: Sequence[DeploymentSpec],
-                   constraints: Constraints, out: Path) -> tuple[Path, Path]:
+                   constraints: Constraints, rule: Rule, out: Path) -> tuple[Path, Path]:
     """frontier.csv (one row per Pareto candidate, in the rule's order) and frontier.json (with specs)."""
     rows = [{"rank": rank + 1, "id": ids[id(e)], "label": e.candidate.label(), **candidate_values(e.candidate),
              "accuracy": "" if e.accuracy is None else e.accuracy, **statistic_values(e.statistics)}
@@ -82,7 +100,7 @@ def write_frontier(front: Sequence[Evaluation], ids: dict[int, str], specs: Sequ
         writer.writeheader()
         writer.writerows(rows)
     document = {
-        "rule": RULE,
+        "rule": rule.value,
         "constraints": dict(constraints.describe()),
         "candidates": [
             {**row, "accuracy": e.accuracy, "accuracy_measured": e.accuracy is not None,

@@ -11,7 +11,7 @@ from pathlib import Path
 from servetune.analyze.report import embedded_png, html_page, html_table
 from servetune.config import RunSummary
 from servetune.tune.constraints import BOUNDED, Constraints
-from servetune.tune.frontier import RULE
+from servetune.tune.frontier import Rule
 from servetune.tune.repeats import spread
 from servetune.tune.search import Evaluation
 from servetune.tune.verify import Verification
@@ -93,9 +93,9 @@ def verification_bounds(constraints: Constraints, bar: Constraints) -> list[str]
 
 def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints, bar: Constraints,
                       front: Sequence[Evaluation],
-                      ids: dict[int, str], recommended: Evaluation, recommended_note: str,
+                      ids: dict[int, str], recommended: Evaluation, recommended_note: str, rule: Rule,
                       baselines: dict[str, RunSummary], verifications: Sequence[Verification],
-                      figures: Sequence[tuple[Path, str]]) -> Path:
+                      figures: Sequence[tuple[Path, str]], sections: Sequence[str] = ()) -> Path:
     rate = facts.simulated / facts.seconds if facts.seconds > 0 else 0.0
     body = [
         "<h1>Tune report</h1>",
@@ -105,13 +105,14 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
         f"candidates differing only in memory settings share one) in {facts.seconds:.1f} s on {facts.jobs} "
         f"process(es) ({rate:.1f} candidates/s).</p>"),
         *[f"<p class=note>{html.escape(line)}</p>" for line in facts.seeding],
+        *sections,
         *(["<h2>Calibrations</h2>"] if facts.calibrations else []),
         *[f"<p class=note>{html.escape(line)}</p>" for line in facts.calibrations],
         *[f"<p class=note><b>warning:</b> {html.escape(line)}</p>" for line in facts.calibration_warnings],
         "<h2>Constraints</h2>",
         html_table(["flag", "value"], [list(item) for item in constraints.describe()]),
         *verification_bounds(constraints, bar),
-        f"<p>Recommendation rule: {html.escape(RULE)}.</p>",
+        f"<p>Recommendation rule: {html.escape(rule.value)}.</p>",
         "<h2>Recommended</h2>",
         (f"<p><b>{html.escape(recommended.candidate.label())}</b> ({html.escape(recommended_note)}); "
         "<code>recommended.yaml</code> is ready for <code>servetune deploy apply</code> and "

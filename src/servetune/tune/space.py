@@ -3,7 +3,9 @@
 A candidate picks one value per setting. Limits are given as ratios of the requests (a limit of 2 x the
 request), so every candidate satisfies `limits >= requests` and the limit/request constraint reads directly.
 A candidate is either fixed (`replicas`) or autoscaled (`autoscaling`: min, max, target, scale-down
-stabilisation, scale-up policy); the space may hold both kinds. The bundled default space is
+stabilisation, scale-up policy); the space may hold both kinds. An autoscaler whose max is not above its
+min can never scale: such a candidate is the fixed count it is (no HorizontalPodAutoscaler, labelled
+`fixedN`). The bundled default space is
 `tune/spaces/default.yaml`; `servetune tune --space FILE` reads another. `spec_genome` maps a spec the user
 already has to the nearest candidate, so the search can start from it.
 """
@@ -136,12 +138,14 @@ class SearchSpace(BaseModel):
                      "workers", "threads"):
             shared *= len(dict(self.genes())[name])
         hpa = self.autoscaling
-        autoscaled = 0
+        autoscaled, fixed = 0, set(self.replicas)
         if hpa is not None:
-            pairs = sum(1 for low in hpa.min_replicas for high in hpa.max_replicas if high >= low)
+            pairs = sum(1 for low in hpa.min_replicas for high in hpa.max_replicas if high > low)
             autoscaled = (pairs * len(hpa.target_cpu_utilization) * len(hpa.scale_down_stabilization_s)
                           * len(hpa.scale_up))
-        return shared * (len(self.replicas) + autoscaled)
+            # a pair whose max is not above its min is a fixed count (`candidate_from_genes`)
+            fixed |= {low for low in hpa.min_replicas if min(hpa.max_replicas) <= low}
+        return shared * (len(fixed) + autoscaled)
 
 
 @dataclass(frozen=True)
@@ -190,9 +194,10 @@ def candidate_from_genes(space: SearchSpace, genome: tuple[int, ...]) -> Candida
     }
     if values["scaling"] == "fixed":
         return Candidate(**common, replicas=values["replicas"])
+    if values["max_replicas"] <= values["min_replicas"]:  # an autoscaler that can never scale: a fixed count
+        return Candidate(**common, replicas=values["min_replicas"])
     return Candidate(
-        **common, replicas=None, min_replicas=values["min_replicas"],
-        max_replicas=max(values["min_replicas"], values["max_replicas"]),
+        **common, replicas=None, min_replicas=values["min_replicas"], max_replicas=values["max_replicas"],
         target_cpu_utilization=values["target_cpu_utilization"],
         scale_down_stabilization_s=values["scale_down_stabilization_s"],
         scale_up=scale_up_text(values["scale_up"]),
