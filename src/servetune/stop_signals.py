@@ -23,3 +23,11 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
 def sigterm_as_interrupt() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def leave_signals_to_the_parent() -> None:
+    """In a forked pool's worker: Ctrl-C is the parent's to handle, and the SIGTERM that ends the pool ends the
+    worker at once. The parent's handlers, inherited by the fork, would print a traceback or, where the
+    parent's SIGINT handler only sets a flag (the load driver's), leave a terminated worker waiting forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import numpy as np
 import torch
 from PIL import Image
@@ -9,6 +12,7 @@ from PIL import Image
 from servetune.model.augment import Augmentation
 from servetune.model.augment_workers import BatchAugmenter
 from servetune.model.train import TrainConfig, model_spec, train
+from servetune.stop_signals import sigterm_as_interrupt
 
 
 def photos(count: int) -> list[Image.Image]:
@@ -43,3 +47,27 @@ def test_training_with_augment_workers_ends_in_the_same_weights(tiny_food11, tmp
     serial, pooled = trained(0), trained(2)
     assert all(torch.equal(serial[name], pooled[name]) for name in serial)
     assert not torch.equal(serial["_fc.weight"], torch.zeros_like(serial["_fc.weight"]))
+
+
+def test_closing_the_pool_ends_its_workers_whatever_signal_handlers_the_parent_has(tmp_path):
+    # The parent's SIGTERM-as-Ctrl-C handler and a SIGINT handler that only sets a flag (the load driver's
+    # "finish this run first") are inherited by forked workers; a worker waiting for a job then survives the
+    # SIGTERM that terminates the pool, and close() waits for it forever.
+    spec = model_spec(TrainConfig(data=tmp_path, out=tmp_path, input_size=32))
+    stops = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stops.append(signum))
+    previous_term = signal.getsignal(signal.SIGTERM)
+    sigterm_as_interrupt()
+    try:
+        # Whether a worker is left waiting depends on who takes the pool's queue first: try a few times.
+        for _ in range(8):
+            augmenter = BatchAugmenter(photos(4), spec, Augmentation(), workers=4)
+            assert len(list(augmenter.batches([[0], [1]], [1, 2]))) == 2
+            closing = threading.Thread(target=augmenter.close, daemon=True)
+            closing.start()
+            closing.join(timeout=30)
+            assert not closing.is_alive(), "the pool's workers did not end on terminate"
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+    assert stops == []  # the workers' SIGTERM never reached the parent's handlers

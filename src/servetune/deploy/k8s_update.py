@@ -18,7 +18,7 @@ import yaml
 
 from servetune.config import DeploymentSpec, ScalingRules
 from servetune.deploy.hpa import DOWNSCALE_STABILIZATION_S
-from servetune.deploy.k8s_import import ManifestError, name_of
+from servetune.deploy.manifest_fields import ManifestError, name_of
 from servetune.deploy.manifests import cpu_quantity, scaling_rules
 
 

@@ -21,6 +21,11 @@ class Translation:
     notes: list[str] = field(default_factory=list)  # what was not carried over as it is, and why
 
 
+def name_of(obj: dict) -> str:
+    """An object's metadata.name, or "?" when it has none."""
+    return str((obj.get("metadata") or {}).get("name", "?"))
+
+
 class ObjectFields:
     """One object's fields, read by path (`spec.ports[0].port`); what was never read was not carried over."""
 
@@ -28,7 +33,7 @@ class ObjectFields:
         self.obj = obj
         self.unread = set(leaf_paths(obj))
         self.kind = str(obj.get("kind"))
-        self.name = str((obj.get("metadata") or {}).get("name", "?"))
+        self.name = name_of(obj)
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}"

@@ -15,6 +15,7 @@ import numpy as np
 
 from servetune.config import ModelSpec
 from servetune.model.augment import Augmentation, augment
+from servetune.stop_signals import leave_signals_to_the_parent
 
 # What forked workers read: set before the pool starts, inherited by fork, never sent through a pipe.
 _shared: tuple[Sequence, ModelSpec, Augmentation] | None = None
@@ -43,7 +44,7 @@ class BatchAugmenter:
             _shared = (images, spec, augmentation)
             # fork: the workers inherit the decoded photos instead of unpickling them; they run only PIL
             # and numpy, never torch, so a parent that has started CUDA or OpenMP threads is safe to fork.
-            self.pool = multiprocessing.get_context("fork").Pool(workers)
+            self.pool = multiprocessing.get_context("fork").Pool(workers, initializer=leave_signals_to_the_parent)
 
     def batches(self, index_batches: Sequence[Sequence[int]], seeds: Sequence[int]) -> Iterator[np.ndarray]:
         jobs = [(list(map(int, indices)), int(seed)) for indices, seed in zip(index_batches, seeds, strict=True)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from servetune.config import DeploymentSpec, LoadProfile, RunSummary
 from servetune.deploy.spec import DEFAULT_MODEL, spec_model_path
+from servetune.stop_signals import leave_signals_to_the_parent
 from servetune.tune.calibration import Calibration, CalibrationError, default_calibration, load_calibration
 from servetune.tune.capacity import MIB, Capacity
 from servetune.tune.search import Sharing
@@ -73,13 +73,6 @@ def memory_never_binds(space: SearchSpace, capacity: Capacity | None) -> bool:
         return True
     pods = max([*space.replicas, *(space.autoscaling.max_replicas if space.autoscaling else [])])
     return capacity.memory_bytes >= pods * max(space.memory_request_mb) * MIB
-
-
-def leave_signals_to_the_parent() -> None:
-    """In a pool's worker: Ctrl-C is the parent's to handle, and the SIGTERM that ends the pool ends the
-    worker quietly (the parent's SIGTERM-as-Ctrl-C handler, inherited by the fork, would print a traceback)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextmanager
