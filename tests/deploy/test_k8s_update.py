@@ -21,6 +21,11 @@ def course(name: str) -> list:
     return list(yaml.safe_load_all((COURSE / name).read_text()))
 
 
+def of_kind(documents: list, kind: str) -> dict:
+    (found,) = [doc for doc in documents if doc["kind"] == kind]
+    return found
+
+
 def tuned(autoscaled: bool, down_s: int = 300, limits: bool = True) -> DeploymentSpec:
     hpa = None
     if autoscaled:
@@ -40,12 +45,14 @@ def test_only_the_numbers_and_the_image_change_in_the_courses_hpa_manifest():
     keys = {line[1:].split(":")[0].strip() for line in changed}
     assert keys <= {"image", "requests", "limits", "cpu", "memory", "maxReplicas",
                     "targetCPUUtilizationPercentage"}, diff
-    container = after[0]["spec"]["template"]["spec"]["containers"][0]
+    deployment, service, hpa = (of_kind(after, kind) for kind in ("Deployment", "Service", "HorizontalPodAutoscaler"))
+    assert [doc["kind"] for doc in after] == [doc["kind"] for doc in before]  # their order
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"] == {"requests": {"cpu": "500m", "memory": "96Mi"},
                                       "limits": {"cpu": "1", "memory": "192Mi"}}
-    assert (after[2]["spec"]["maxReplicas"], after[2]["spec"]["targetCPUUtilizationPercentage"]) == (3, 60)
-    deployment, service, hpa = after
-    assert deployment["metadata"] == {"name": "ml-app"} and service == before[1]  # names, Service untouched
+    assert (hpa["spec"]["maxReplicas"], hpa["spec"]["targetCPUUtilizationPercentage"]) == (3, 60)
+    # names, Service untouched
+    assert deployment["metadata"] == {"name": "ml-app-hpa"} and service == of_kind(before, "Service")
     probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     assert probe["httpGet"] == {"path": "/test", "port": 5000}  # their probe, as it was
     assert hpa["apiVersion"] == "autoscaling/v1"
@@ -55,23 +62,23 @@ def test_only_the_numbers_and_the_image_change_in_the_courses_hpa_manifest():
 
 def test_a_v1_autoscaler_cannot_hold_a_scaling_behavior_and_says_so():
     after, notes = updated_manifest(course("deployment_hpa.yaml"), tuned(autoscaled=True, down_s=60), IMAGE)
-    assert notes == [("HorizontalPodAutoscaler ml-app: autoscaling/v1 has no behavior field; the pick's scaling "
-                     "behavior is not written (Kubernetes' default applies)")]
-    assert "behavior" not in after[2]["spec"]
+    assert notes == [("HorizontalPodAutoscaler ml-app-hpa: autoscaling/v1 has no behavior field; the pick's "
+                      "scaling behavior is not written (Kubernetes' default applies)")]
+    assert "behavior" not in of_kind(after, "HorizontalPodAutoscaler")["spec"]
 
 
 def test_a_fixed_pick_removes_the_autoscaler_and_an_autoscaled_one_adds_a_v2_autoscaler():
     fixed, notes = updated_manifest(course("deployment_hpa.yaml"), tuned(autoscaled=False, limits=False), IMAGE)
-    assert [doc["kind"] for doc in fixed] == ["Deployment", "Service"]
-    assert notes == ["HorizontalPodAutoscaler ml-app: removed (the pick is a fixed count of 2 replicas)"]
-    deployment = fixed[0]
+    assert [doc["kind"] for doc in fixed] == ["Service", "Deployment"]
+    assert notes == ["HorizontalPodAutoscaler ml-app-hpa: removed (the pick is a fixed count of 2 replicas)"]
+    deployment = of_kind(fixed, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert "limits" not in deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
     plain = [doc for doc in course("deployment_hpa.yaml") if doc["kind"] != "HorizontalPodAutoscaler"]
     added, notes = updated_manifest(plain, tuned(autoscaled=True, down_s=60), IMAGE)
-    assert notes == ["HorizontalPodAutoscaler ml-app: added (the pick autoscales)"]
+    assert notes == ["HorizontalPodAutoscaler ml-app-hpa: added (the pick autoscales)"]
     hpa = added[-1]
-    assert hpa["apiVersion"] == "autoscaling/v2" and hpa["spec"]["scaleTargetRef"]["name"] == "ml-app"
+    assert hpa["apiVersion"] == "autoscaling/v2" and hpa["spec"]["scaleTargetRef"]["name"] == "ml-app-hpa"
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 60
     for obj in [*fixed, *added]:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)

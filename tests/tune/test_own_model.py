@@ -45,8 +45,10 @@ def test_the_whole_loop_writes_your_manifest_with_the_chosen_numbers_and_a_rerun
     for obj in manifest:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     recommended = load_deployment_spec(tmp_path / "a" / "recommended.yaml")
-    container = manifest[0]["spec"]["template"]["spec"]["containers"][0]
-    assert manifest[0]["metadata"]["name"] == "ml-app" and container["readinessProbe"]["httpGet"]["path"] == "/test"
+    (deployment_obj,) = [obj for obj in manifest if obj["kind"] == "Deployment"]
+    container = deployment_obj["spec"]["template"]["spec"]["containers"][0]
+    assert deployment_obj["metadata"]["name"] == "ml-app-hpa"  # their names and probe, as they were
+    assert container["readinessProbe"]["httpGet"]["path"] == "/test"
     assert container["image"] == f"node-0:5000/ml-app:servetune-{Path(recommended.model).stem}"
     assert container["resources"]["requests"]["memory"] == f"{recommended.requests.memory_mb}Mi"
     assert (chosen / Path(recommended.model).name).read_bytes() == Path(recommended.model).read_bytes()
