@@ -81,7 +81,7 @@ def one_replica(limit: float, footprint_bytes: int = 0) -> DeploymentSpec:
 
 
 @dataclass(frozen=True)
-class _Setting:
+class Setting:
     """What one (limit, target) measured."""
 
     target: Target
@@ -163,7 +163,7 @@ def calibrate_model(
 ) -> Calibration:
     """Measure `model_path` on this machine; `progress` hears one line per step."""
     model = read_spec(model_path)
-    settings: list[_Setting] = []
+    settings: list[Setting] = []
     ready_times: list[float] = []
     start_cpu: list[float] = []
     rss_idle: list[int] = []
@@ -196,7 +196,7 @@ def calibrate_model(
                                                work / f"load-{limit:g}")
                     except CalibrationFailed as error:
                         raise CalibrationFailed(f"{model_path}: at {limit:g} CPU: {error}") from None
-                    settings.append(_Setting(target, limit, *measured))
+                    settings.append(Setting(target, limit, *measured))
                     rss_peak = max(rss_peak, resident(pid))
                 rss_loaded.append(resident(pid))
                 if (limit == 1.0 or len(limits) == 1) and cluster.capacity >= 2:
@@ -217,7 +217,7 @@ def added_replica_ready_s(cluster: LocalCluster, timeout_s: float = 120.0) -> fl
     raise CalibrationFailed(f"a second replica was not ready within {timeout_s:.0f} s")
 
 
-def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], settings: list[_Setting],
+def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], settings: list[Setting],
                       ready_times: list[float], start_cpu: list[float], rss_idle: list[int],
                       rss_loaded: list[int], rss_peak: int,
                       idle_cores: list[float]) -> Calibration:
