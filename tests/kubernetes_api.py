@@ -322,6 +322,12 @@ class FakeApiServer:
             return 200, self.node_list()
         if path.startswith("/api/v1/namespaces/") and path.count("/") == 4:
             return self.namespace(path.rsplit("/", 1)[1])
+        if path.startswith("/api/v1/nodes/"):
+            if self.cluster_scope_forbidden:
+                return 403, self.refusal("get", "nodes", "", None, path.rsplit("/", 1)[1])
+            if path.rsplit("/", 1)[1] != "node-1":
+                return 404, status(404, "NotFound", f'nodes "{path.rsplit("/", 1)[1]}" not found')
+            return 200, {"kind": "Node", "apiVersion": "v1", **self.node()}
         if path == "/apis/metrics.k8s.io/v1beta1/nodes":
             if self.cluster_scope_forbidden:
                 return 403, self.refusal("list", "nodes", "metrics.k8s.io", None, None)
@@ -427,11 +433,24 @@ class FakeApiServer:
                      "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
 
     def node_list(self) -> dict:
-        node = {"metadata": {"name": "node-1", "uid": "uid-node-1", "resourceVersion": "9",
-                             "creationTimestamp": TIMESTAMP},
+        return {"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}, "items": [self.node()]}
+
+    @staticmethod
+    def node() -> dict:
+        """The one node, as a kubelet on a 4-core machine reports it."""
+        return {"metadata": {"name": "node-1", "uid": "uid-node-1", "resourceVersion": "9",
+                             "creationTimestamp": TIMESTAMP,
+                             "labels": {"kubernetes.io/hostname": "node-1", "kubernetes.io/arch": "amd64",
+                                        "node.kubernetes.io/instance-type": "e2-standard-4"}},
                 "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                                         {"type": "Hostname", "address": "node-1"}]}}
-        return {"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}, "items": [node]}
+                                         {"type": "Hostname", "address": "node-1"}],
+                           "capacity": {"cpu": "4", "memory": "16393872Ki", "pods": "110"},
+                           "allocatable": {"cpu": "3920m", "memory": "13498512Ki", "pods": "110"},
+                           "nodeInfo": {"architecture": "amd64", "kernelVersion": "6.1.0-28-cloud-amd64",
+                                        "osImage": "Debian GNU/Linux 12 (bookworm)", "operatingSystem": "linux",
+                                        "containerRuntimeVersion": "containerd://1.7.22",
+                                        "kubeletVersion": "v1.34.3", "kubeProxyVersion": "v1.34.3",
+                                        "machineID": "0" * 32, "systemUUID": "0" * 32, "bootID": "0" * 32}}}
 
     # --- writes -------------------------------------------------------------------------------------
 
@@ -756,8 +775,8 @@ def serve(api: FakeApiServer) -> ThreadingHTTPServer:
 
 
 class DeployedService:
-    """A stand-in for the deployed app behind its NodePort: answers GET /test as the app does and calls
-    `on_request` (with the request's number, from 1) before each answer. `close()` after the test."""
+    """A stand-in for the deployed app behind its NodePort: answers GET /test and POST /predict as the app
+    does and calls `on_request` (with the request's number, from 1) before each answer. `close()` after the test."""
 
     def __init__(self, on_request: Callable[[int], None] = lambda number: None) -> None:
         self.hits = 0
@@ -770,11 +789,21 @@ class DeployedService:
                 outer.hits += 1
                 on_request(outer.hits)
                 body = b'{"prediction": "Soup", "probability": 0.9}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(body)
+
+            def do_POST(self):  # POST /predict: the photo read, the same answer
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
+
+            def answer(self, body: bytes) -> None:
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):  # the load's end closed its connections
+                    self.close_connection = True
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -67,6 +67,12 @@ def test_calibrate_bad_input_is_a_clear_error(tmp_path):
     assert missing.returncode == 2 and "none.onnx: no such model file" in missing.stderr
     not_a_run = servetune("tune", "calibrate", "--from-run", str(tmp_path / "norun"), "--out", str(tmp_path))
     assert not_a_run.returncode == 2 and "norun: no such run folder" in not_a_run.stderr
+    backend = servetune("tune", "calibrate", "--backend", "k8s", "--out", str(tmp_path))
+    assert backend.returncode == 2 and "--backend must be local or kubernetes, not 'k8s'" in backend.stderr
+    no_config = servetune("tune", "calibrate", "--backend", "kubernetes", "--kubeconfig", str(tmp_path / "kc"),
+                          "--out", str(tmp_path))
+    assert no_config.returncode != 0 and f"kubeconfig {tmp_path / 'kc'}: no such file" in no_config.stderr
+    assert "Traceback" not in no_config.stderr
 
 
 def test_simulate_warns_when_no_pod_fits_the_capacity():

@@ -9,10 +9,16 @@ from pathlib import Path
 from servetune.backend.measure import load_and_monitor
 from servetune.backend.protocol import BackendName, Measurement
 from servetune.config import DeploymentSpec, ResourceSample
-from servetune.deploy.access_check import NODES, missing_access
+from servetune.deploy.access_check import missing_access, refused_needs
 from servetune.deploy.compressed_hpa import compressed_spec
 from servetune.deploy.hpa_watch import AutoscalerWatch
-from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError, load_failure, pod_status
+from servetune.deploy.kubernetes import (
+    KubernetesCluster,
+    KubernetesError,
+    load_failure,
+    node_address,
+    pod_status,
+)
 from servetune.deploy.pod_restarts import PodRestarts
 from servetune.monitor.node_usage import NodeOthers
 from servetune.runfolder import RunRecord
@@ -59,17 +65,8 @@ class KubernetesBackend:
         for refusal in useful:
             self.on_event(f"warning: the kubeconfig's user may not {refusal} in namespace {namespace}: "
                           + WITHOUT.get(refusal.access.resource + refusal.access.group, "the run carries on without"))
-        if not needed:
-            return
-        problems = []
-        namespaced = [str(r) for r in needed if r.access != NODES]
-        if namespaced:
-            problems.append(f"may not {', '.join(namespaced)} in namespace {namespace} (the README's Permissions "
-                            "section has the Role a run needs)")
-        if nodes := [r for r in needed if r.access == NODES]:
-            problems.append(f"may not {nodes[0]}, which finds a node's address for the NodePort: pass --url "
-                            f"http://NODE_ADDRESS:{self.spec.node_port}")
-        raise KubernetesError("the kubeconfig's user " + "; and ".join(problems))
+        if needed:
+            raise refused_needs(needed, namespace, self.spec.node_port)
 
     def apply(self) -> str:
         if self.spec.autoscaling is not None and (warning := self.cluster.metrics_api_warning()):
@@ -87,18 +84,8 @@ class KubernetesBackend:
         status = self.cluster.wait_ready(self.spec, self.ready_timeout_s, self.progress)
         self.count_restarts(status.pods)
         if self._url is None:
-            self._url = f"http://{self.node_address()}:{self.spec.node_port}"
+            self._url = f"http://{node_address(self.cluster)}:{self.spec.node_port}"
         return f"{status.ready}/{status.desired} replicas ready; load goes to {self._url}"
-
-    def node_address(self) -> str:
-        """A node's address for the NodePort: ExternalIP first, then InternalIP."""
-        nodes = self.cluster.request("list nodes", self.cluster.core.list_node).items
-        addresses = [a for node in nodes for a in (node.status.addresses or [])]
-        for kind in ("ExternalIP", "InternalIP"):
-            for address in addresses:
-                if address.type == kind:
-                    return address.address
-        raise KubernetesError("no node reports an address: pass --url http://NODE:PORT")
 
     @property
     def url(self) -> str:

@@ -185,12 +185,26 @@ def calibrate(
                                                   "measuring")] = None,
     calibration: Annotated[Path | None, typer.Option(help="with --from-run: the calibration to update "
                                                      "[default: the packaged model's]")] = None,
-    seconds: Annotated[float, typer.Option(min=1, max=120, help="seconds of load per CPU limit and "
-                                           "endpoint")] = 6.0,
+    seconds: Annotated[float | None, typer.Option(min=1, max=300, help="seconds of load per CPU limit and "
+                                                  "endpoint [default: 6; kubernetes: 30]")] = None,
+    backend: Annotated[str, typer.Option(help="local (this machine's one-machine cluster) or kubernetes (one "
+                                         "pod at a time on your cluster)")] = "local",
+    image: Annotated[str, typer.Option(help="kubernetes: the image holding the model (make image MODEL=...)")]
+    = "servetune:0.1.0",
+    namespace: Annotated[str, typer.Option(help="kubernetes: where the calibration pod runs")] = "default",
+    node_port: Annotated[int, typer.Option(min=30000, max=32767, help="kubernetes: the calibration Service's "
+                                           "NodePort")] = 32099,
+    url: Annotated[str | None, typer.Option(help="kubernetes: the calibration Service's URL [default: a node's "
+                                            "address and --node-port]")] = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    ready_timeout: Annotated[float, typer.Option(min=1, help="kubernetes: seconds a pod may take to be "
+                                                 "ready")] = 300.0,
 ) -> None:
-    """Measure what a replica of each model costs on this machine's one-machine cluster (service time per
-    request at CPU limits 0.25, 0.5, 1, 2 cores, CPU per request, memory, start-up) into calibration.json;
-    or recalibrate from a completed run folder."""
+    """Measure what a replica of each model costs (service time per request at CPU limits 0.25, 0.5, 1, 2
+    cores, CPU per request, memory, start-up) into calibration.json: on this machine's one-machine cluster, or
+    with --backend kubernetes on your cluster (one pod at a time, deleted after); or recalibrate from a
+    completed run folder."""
     from servetune.model.artifact import default_model_path, existing_model_path, read_spec
     from servetune.tune.calibration import default_calibration, load_calibration, save_calibration
 
@@ -207,10 +221,11 @@ def calibrate(
 
     from servetune.tune.measure import CPU_LIMITS, TARGETS, calibrate_model
 
+    on_cluster = choice(backend, list(BackendName), "--backend") == BackendName.KUBERNETES
     models = model or [default_model_path()]
     for path in models:
         read_spec(existing_model_path(path))  # a clear error before anything is measured
-    steps_per_model = len(CPU_LIMITS) * (1 + len(TARGETS)) + 1  # + the added replica
+    steps_per_model = len(CPU_LIMITS) * (1 + len(TARGETS)) + (0 if on_cluster else 1)  # + the added replica
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn()) as progress:
         task = progress.add_task("calibrate", total=steps_per_model * len(models))
@@ -218,13 +233,25 @@ def calibrate(
         def step(text: str) -> None:
             progress.update(task, advance=1, description=text)
 
+        if on_cluster:
+            from servetune.tune.measure_kubernetes import SECONDS, Place, calibrate_on_cluster
+
+            place = Place(kubeconfig, context, namespace, image, node_port, url, ready_timeout)
+
+            def measure(path: Path):
+                return calibrate_on_cluster(path, place, seconds=seconds or SECONDS, progress=step,
+                                            on_event=progress.console.print)
+        else:
+            def measure(path: Path):
+                return calibrate_model(path, seconds=seconds or 6.0, progress=step)
+
         results = []
         for path in models:
-            result = calibrate_model(path, seconds=seconds, progress=step)
+            result = measure(path)
             results.append((save_calibration(result, out / result.model), result))
     for saved, result in results:
         typer.echo(f"{saved}: {result.model}, {_cpu_text(result)}, memory {result.rss_loaded_bytes / 2**20:.0f} "
-                   f"MiB per worker, ready in {result.start_to_ready_s:.1f} s")
+                   f"MiB per worker, ready in {result.start_to_ready_s:.1f} s, measured on {result.machine}")
 
 
 def _cpu_text(calibration) -> str:

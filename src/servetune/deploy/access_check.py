@@ -33,6 +33,10 @@ RUN_NEEDS = [Access(verb, group, resource) for group, resource in (("apps", "dep
 RUN_NEEDS.append(Access("list", "", "pods"))
 RUN_WOULD_USE = [Access("list", "", "events"), Access("list", "metrics.k8s.io", "pods")]
 NODES = Access("list", "", "nodes", cluster_scope=True)
+# `tune calibrate --backend kubernetes`: a Deployment and its Service, their pods, and the pods' usage, which
+# is what it measures (no autoscaler)
+CALIBRATE_NEEDS = [*(a for a in RUN_NEEDS if a.resource != "horizontalpodautoscalers"),
+                   Access("list", "metrics.k8s.io", "pods")]
 
 
 @dataclass
@@ -60,11 +64,26 @@ def review(cluster: KubernetesCluster, access: Access, namespace: str) -> Refusa
     return Refusal(access, reason)
 
 
-def missing_access(cluster: KubernetesCluster, namespace: str, needs_nodes: bool) -> tuple[list[Refusal], list[Refusal]]:
+def missing_access(cluster: KubernetesCluster, namespace: str, needs_nodes: bool, needs: list[Access] = RUN_NEEDS,
+                   would_use: list[Access] = RUN_WOULD_USE) -> tuple[list[Refusal], list[Refusal]]:
     """(refused and needed, refused and only useful); both empty when the server does not answer reviews."""
-    needed = [*RUN_NEEDS, *([NODES] if needs_nodes else [])]
+    needed = [*needs, *([NODES] if needs_nodes else [])]
+    useful = [access for access in would_use if access not in needed]
     try:
-        refused = [r for access in [*needed, *RUN_WOULD_USE] if (r := review(cluster, access, namespace))]
+        refused = [r for access in [*needed, *useful] if (r := review(cluster, access, namespace))]
     except KubernetesError:
         return [], []
     return [r for r in refused if r.access in needed], [r for r in refused if r.access not in needed]
+
+
+def refused_needs(needed: list[Refusal], namespace: str, node_port: int, who: str = "a run") -> KubernetesError:
+    """The error for what the kubeconfig's user may not do and the command needs: the permissions, in words."""
+    problems = []
+    namespaced = [str(r) for r in needed if r.access != NODES]
+    if namespaced:
+        problems.append(f"may not {', '.join(namespaced)} in namespace {namespace} (the README's Permissions "
+                        f"section has the Role {who} needs)")
+    if nodes := [r for r in needed if r.access == NODES]:
+        problems.append(f"may not {nodes[0]}, which finds a node's address for the NodePort: pass --url "
+                        f"http://NODE_ADDRESS:{node_port}")
+    return KubernetesError("the kubeconfig's user " + "; and ".join(problems))

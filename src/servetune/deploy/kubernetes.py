@@ -400,6 +400,17 @@ class KubernetesCluster:
         self.wait_pods_gone(spec.namespace, {"app": name}, timeout)
 
 
+def node_address(cluster: KubernetesCluster) -> str:
+    """A node's address for a NodePort: ExternalIP first, then InternalIP."""
+    nodes = cluster.request("list nodes", cluster.core.list_node).items
+    addresses = [a for node in nodes for a in (node.status.addresses or [])]
+    for kind in ("ExternalIP", "InternalIP"):
+        for address in addresses:
+            if address.type == kind:
+                return address.address
+    raise KubernetesError("no node reports an address: pass --url http://NODE:PORT")
+
+
 def object_names(spec: DeploymentSpec) -> list[tuple[str, str]]:
     """(kind, name) of the objects a spec may have on a cluster, in the order to delete them."""
     return [("HorizontalPodAutoscaler", spec.name), ("Service", spec.service_object_name), ("Deployment", spec.name)]

@@ -79,7 +79,8 @@ class Calibration(BaseModel):
     version: str = Field(description="servetune version that measured it")
     source: str = Field(default="measured", description="'measured' or 'run folder <path>'")
     backend: str = Field(default="local", description="where it was measured: local (the one-machine cluster, "
-                         "this machine's cores) or kubernetes (a cluster's nodes, from a run there)")
+                         "this machine's cores) or kubernetes (a cluster's nodes: measured there, or from a run "
+                         "there)")
 
 
 def load_calibration(path: str | Path) -> Calibration:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import psutil
@@ -80,7 +81,7 @@ def one_replica(limit: float, footprint_bytes: int = 0) -> DeploymentSpec:
 
 
 @dataclass(frozen=True)
-class _Setting:
+class Setting:
     """What one (limit, target) measured."""
 
     target: Target
@@ -92,22 +93,53 @@ class _Setting:
     saturated_cpu_ms: float
 
 
-def measure_target(url: str, pid: int, target: Target, seconds: float, images: Path, work: Path) -> tuple:
+def sample_images(folder: Path) -> Path:
+    """A folder holding the server's sample image, the only photo the calibration's POST /predict sends."""
+    images = folder / "images"
+    images.mkdir()
+    (images / "sample.jpg").write_bytes(sample_image_bytes())
+    return images
+
+
+class ProcessCpu:
+    """The replica's CPU seconds during a load, from its process (psutil): what the one-machine cluster counts."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.before = 0.0
+
+    def start(self) -> None:
+        self.before = sum(self.process.cpu_times()[:2])
+
+    def stop(self) -> float:
+        return sum(self.process.cpu_times()[:2]) - self.before
+
+
+class CpuMeter(Protocol):
+    """Counts the replica's CPU seconds from start() to stop() (a load)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> float: ...
+
+
+def measure_target(url: str, meter: CpuMeter, target: Target, seconds: float, images: Path, work: Path,
+                   saturated_s: float | None = None) -> tuple:
     """(latencies ms at concurrency 1, replica CPU ms per request, driver CPU ms per request, answers/s
-    with SATURATING_USERS users, replica CPU ms per request with them). A load that got no answer in its
-    time (a model slower than `seconds` per request at this limit) is run again LONGER x as long, twice."""
-    worker = psutil.Process(pid)
+    with SATURATING_USERS users, replica CPU ms per request with them). The 20-user load runs `saturated_s`
+    [default: half of `seconds`]. A load that got no answer in its time (a model slower than `seconds` per
+    request at this limit) is run again LONGER x as long, twice."""
     results = []
-    for users, base in ((1, seconds), (SATURATING_USERS, seconds / 2)):
+    for users, base in ((1, seconds), (SATURATING_USERS, saturated_s or seconds / 2)):
         for length in (base, base * LONGER, base * LONGER**2):
             out = work / f"{target.split()[1].strip('/')}-{users}-{length:g}s"
             profile = LoadProfile(name="calibrate", phases=[
                 LoadPhase(users=users, delay=0, duration_s=length, target=target)])
-            cpu_before = sum(worker.cpu_times()[:2])
+            meter.start()
             own_before = time.process_time()
             run_load_test(profile, url, out, LoadOptions(images=images, progress=False, seed=1))
             own = time.process_time() - own_before
-            cpu = sum(worker.cpu_times()[:2]) - cpu_before
+            cpu = meter.stop()
             records = [r for r in read_request_log(RunFolder(out).request_log) if r.status == 200]
             if records:
                 break
@@ -131,7 +163,7 @@ def calibrate_model(
 ) -> Calibration:
     """Measure `model_path` on this machine; `progress` hears one line per step."""
     model = read_spec(model_path)
-    settings: list[_Setting] = []
+    settings: list[Setting] = []
     ready_times: list[float] = []
     start_cpu: list[float] = []
     rss_idle: list[int] = []
@@ -140,9 +172,7 @@ def calibrate_model(
     idle_cores: list[float] = []
     with tempfile.TemporaryDirectory(prefix="servetune-calibrate-") as folder:
         work = Path(folder)
-        images = work / "images"
-        images.mkdir()
-        (images / "sample.jpg").write_bytes(sample_image_bytes())
+        images = sample_images(work)
         footprint = model_footprint(model_path)  # the same at every limit: load the model for it once
         for limit in limits:
             progress(f"{model.name}: one replica at {limit:g} CPU: start")
@@ -162,10 +192,11 @@ def calibrate_model(
                 for target in TARGETS:
                     progress(f"{model.name}: {target} at {limit:g} CPU")
                     try:
-                        measured = measure_target(url, pid, target, seconds, images, work / f"load-{limit:g}")
+                        measured = measure_target(url, ProcessCpu(pid), target, seconds, images,
+                                               work / f"load-{limit:g}")
                     except CalibrationFailed as error:
                         raise CalibrationFailed(f"{model_path}: at {limit:g} CPU: {error}") from None
-                    settings.append(_Setting(target, limit, *measured))
+                    settings.append(Setting(target, limit, *measured))
                     rss_peak = max(rss_peak, resident(pid))
                 rss_loaded.append(resident(pid))
                 if (limit == 1.0 or len(limits) == 1) and cluster.capacity >= 2:
@@ -186,7 +217,7 @@ def added_replica_ready_s(cluster: LocalCluster, timeout_s: float = 120.0) -> fl
     raise CalibrationFailed(f"a second replica was not ready within {timeout_s:.0f} s")
 
 
-def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], settings: list[_Setting],
+def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], settings: list[Setting],
                       ready_times: list[float], start_cpu: list[float], rss_idle: list[int],
                       rss_loaded: list[int], rss_peak: int,
                       idle_cores: list[float]) -> Calibration:

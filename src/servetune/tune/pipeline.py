@@ -188,8 +188,8 @@ def read_inputs(options: TuneOptions) -> Inputs:
         if calibration.backend != backend:
             calibrations.warnings.append(
                 f"model {model}: its calibration was measured on the {calibration.backend} backend and the "
-                f"tune simulates --backend {backend}: that backend's CPUs may be faster or slower (recalibrate "
-                f"from a completed run there: servetune tune calibrate --from-run RUN)")
+                f"tune simulates --backend {backend}: that backend's CPUs may be faster or slower (calibrate "
+                f"there: servetune tune calibrate --backend {backend}, or --from-run RUN of a run there)")
     constraints, node_cpu = options.constraints, None
     if options.real.backend == BackendName.LOCAL and options.verify > 0:
         # the verification's replicas start only with a memory limit above the model's footprint
