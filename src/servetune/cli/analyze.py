@@ -48,7 +48,13 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    from servetune.analyze.compare import LIVE_COLUMN, LIVE_NOTE, comparison_table, live_notes, write_comparison
+    from servetune.analyze.compare import (
+        LIVE_COLUMN,
+        LIVE_NOTE,
+        comparison_table,
+        live_notes,
+        write_comparison,
+    )
 
     summaries, optimal, page = write_comparison(run_dirs, out)
     columns, rows = comparison_table(summaries, optimal)
