@@ -421,3 +421,4 @@ def test_labelling_users_measure_each_verified_candidates_live_accuracy_beside_t
     assert verified["label"].startswith(first["id"]) and verified["runs"] == [str(out / "verify" / first["id"])]
     assert verified["offline_accuracy"] == run["accuracy"] and verified["live_accuracy"]["n"] == live["n"]
     assert "labelling users" in verified["live_accuracy"]["source"]
+    assert f"offline; live {text} in its real runs)" in result.stdout

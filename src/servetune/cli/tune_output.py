@@ -60,6 +60,9 @@ def show_result(result) -> None:
                    "figures compare another model as well as another deployment")
     accuracy = result.recommended.accuracy
     accuracy_text = "not measured (cannot be ranked on accuracy)" if accuracy is None else f"{accuracy:.2%}"
+    own = result.recommended_verification
+    if own is not None and own.live is not None:
+        accuracy_text += f" offline; live {own.live.text()} in its real runs"
     typer.echo(f"recommended: {result.recommended.candidate.label()} (accuracy {accuracy_text})")
     typer.echo(f"  {verification_text(result.recommended_verification)}")
     typer.echo(f"  spec: {result.out / 'recommended.yaml'} (servetune run -c / servetune deploy apply)")
