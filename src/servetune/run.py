@@ -112,16 +112,24 @@ class Inputs:
     notes: list[str]  # what a Kubernetes manifest given as the spec could not carry over
 
 
-def read_inputs(options: RunOptions) -> Inputs:
-    """The spec, the profile and the model file; RunError (or the stage's own error) when one is unusable."""
-    spec, notes = read_deployment(options.spec)
-    if options.holdout_fraction is not None:
+def held_out_spec(spec: DeploymentSpec, holdout_fraction: float | None,
+                  labelling: LabellingPlan | None) -> DeploymentSpec:
+    """The spec with --holdout-fraction in its labels section; RunError when labelling users would find no
+    held-out uploads."""
+    if holdout_fraction is not None:
         labels = spec.labels or LabelsSpec()
-        spec.labels = labels.model_copy(update={"holdout_fraction": options.holdout_fraction})
-    if options.labelling is not None and (spec.labels is None or spec.labels.holdout_fraction == 0):
+        spec = spec.model_copy(update={"labels": labels.model_copy(update={"holdout_fraction": holdout_fraction})})
+    if labelling is not None and (spec.labels is None or spec.labels.holdout_fraction == 0):
         raise RunError(
             "labelling users need held-out uploads: set labels.holdout_fraction in the spec, or --holdout-fraction"
         )
+    return spec
+
+
+def read_inputs(options: RunOptions) -> Inputs:
+    """The spec, the profile and the model file; RunError (or the stage's own error) when one is unusable."""
+    spec, notes = read_deployment(options.spec)
+    spec = held_out_spec(spec, options.holdout_fraction, options.labelling)
     profile = load_profile(options.profile, options.time_scale)
     model_path: Path | None = spec_model_path(spec.model)
     if not model_path.is_file():

@@ -5,7 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from analyze.run_folders import handmade_run, realistic_run
-from servetune.analyze.compare import comparison_table, pareto_optimal, write_comparison
+from servetune.analyze.compare import comparison_table, live_notes, pareto_optimal, write_comparison
 from servetune.analyze.stats import summarize
 from servetune.cli import app
 
@@ -41,6 +41,37 @@ def test_comparison_files_mark_the_pareto_runs(tmp_path):
     rows = [line for line in markdown.splitlines() if line.startswith("| lite")]
     assert [row.split("|")[2].strip() for row in rows] == ["yes", "yes", ""]
     assert page.read_text().count("<tr class=mark>") == 2
+
+
+def with_live_accuracy(run_dir, correct: int, n: int) -> None:
+    """run.json's live_accuracy as `servetune run --labelling-users` writes it."""
+    from servetune.labels.stats import wilson_interval
+
+    record = json.loads((run_dir / "run.json").read_text())
+    record["live_accuracy"] = {"accuracy": correct / n, "correct": correct, "n": n,
+                               "wilson_95": list(wilson_interval(correct, n)), "source": "held-out labels"}
+    (run_dir / "run.json").write_text(json.dumps(record))
+
+
+def test_comparison_says_which_live_accuracy_intervals_overlap(tmp_path):
+    runs = [realistic_run(tmp_path / name, accuracy=0.7, seed=seed) for name, seed in (("a", 1), ("b", 2), ("c", 3))]
+    for run, correct in zip(runs, (176, 140, 172), strict=True):  # 70.4 %, 56 %, 68.8 % of 250
+        with_live_accuracy(run, correct, 250)
+    plain = realistic_run(tmp_path / "plain", accuracy=0.7, seed=4)
+    summaries, _, page = write_comparison([*runs, plain], tmp_path / "out")
+    notes = live_notes(summaries)
+    assert len(notes) == 3  # every pair that measured it; the run without labels is in none
+    a_b, a_c, b_c = notes
+    assert a_b == ("live accuracy of a and b: the 95 % intervals do not overlap: a (70.40% (95 % Wilson "
+                   "64.5%..75.7%, n=250)) is more accurate than b (56.00% (95 % Wilson 49.8%..62.0%, n=250)) on "
+                   "these labels")
+    assert a_c.startswith("live accuracy of a and c: the 95 % intervals overlap (") and "do not tell" in a_c
+    assert "do not overlap: c (68.80%" in b_c and "more accurate than b" in b_c
+    assert a_b in (tmp_path / "out" / "comparison.md").read_text()
+    assert "do not overlap: a (70.40%" in page.read_text()
+    terminal = CliRunner().invoke(app, ["compare", str(runs[0]), str(runs[1]), "--out", str(tmp_path / "cli")],
+                                  env={"COLUMNS": "400"})
+    assert terminal.exit_code == 0 and a_b in " ".join(terminal.output.split()), terminal.output
 
 
 def with_live_accuracy_and_states(run_dir, *, pending_from: int, unmeasured_every: int):

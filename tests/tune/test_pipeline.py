@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from command import servetune
+from food11_folders import write_split
 from servetune.analyze.stats import summarize
 from servetune.cli import app
 from servetune.deploy.spec import load_deployment_spec
@@ -293,6 +294,9 @@ def test_a_baseline_of_a_model_with_no_calibration_is_a_clear_error(tmp_path):
     (["--max-cpu-requested", "0"], "--max-cpu-requested"),
     (["--headroom", "0.9"], "--headroom"),
     (["--verify-repeats", "0"], "--verify-repeats"),
+    (["--labelling-users", "2"], "--labelling-users needs --labelling-photos"),
+    (["--labelling-photos", "photos"], "--labelling-photos needs --labelling-users"),
+    (["--holdout-fraction", "1.5"], "--holdout-fraction"),
 ])
 def test_bad_flags_are_refused_with_the_reason(tmp_path, args, expected):
     result = in_process("tune", "--out", str(tmp_path / "t"), *args)
@@ -367,3 +371,54 @@ def test_a_calibration_measured_on_another_backend_is_warned_of(tmp_path):
                      space_file(tmp_path, SMALL_SPACE), "--budget", "6", "--population", "6", "--verify", "0",
                      "--jobs", "1")
     assert same.returncode == 0 and "was measured on the" not in same.stderr
+
+
+def labelling_photos(tmp_path) -> str:
+    write_split(tmp_path / "photos", "evaluation", "flat", per_class=1)
+    return str(tmp_path / "photos" / "evaluation")
+
+
+def test_labelling_users_need_held_out_uploads_and_a_verification_before_anything_runs(tmp_path):
+    photos = labelling_photos(tmp_path)
+    common = ["tune", "--profile", "quick", "--out", str(tmp_path / "t"), "--space",
+              space_file(tmp_path, SMALL_SPACE), "--labelling-users", "2", "--labelling-photos", photos]
+    no_holdout = in_process(*common, "--verify", "1")  # the bundled base spec holds nothing out
+    assert no_holdout.exit_code == 2, no_holdout.output
+    assert ("error: --labelling-users: the space's base spec: labelling users need held-out uploads: set "
+            "labels.holdout_fraction in the spec, or --holdout-fraction") in " ".join(no_holdout.stderr.split())
+    no_runs = in_process(*common, "--verify", "0", "--holdout-fraction", "0.5")
+    assert no_runs.exit_code == 2 and "--verify 0 runs none" in " ".join(no_runs.stderr.split())
+    assert "Traceback" not in no_holdout.stderr + no_runs.stderr and not (tmp_path / "t").exists()
+
+
+@pytest.mark.slow
+def test_labelling_users_measure_each_verified_candidates_live_accuracy_beside_the_offline_one(tmp_path):
+    out = tmp_path / "tune"
+    result = servetune("tune", "--profile", "quick", "--out", str(out), "--space", space_file(tmp_path, SMALL_SPACE),
+                       "--budget", "12", "--population", "6", "--verify", "1", "--time-scale", "0.05",
+                       "--jobs", "1", "--labelling-users", "2", "--labelling-photos", labelling_photos(tmp_path),
+                       "--labelling-think", "0.2", "--holdout-fraction", "0.5", timeout=600)
+    assert result.returncode == 0, result.stderr
+    first = json.loads((out / "frontier.json").read_text())["candidates"][0]
+    run = json.loads((out / "verify" / first["id"] / "run.json").read_text())
+    live = run["live_accuracy"]
+    assert live["n"] > 0 and live["held_out"] >= live["n"]
+    low, high = live["wilson_95"]
+    text = f"{live['accuracy']:.2%} (95 % Wilson {low:.1%}..{high:.1%}, n={live['n']})"
+    offline = f"offline {run['accuracy']:.2%} (the model's, on a fixed data set)"
+    # The verification lines (stdout), the report, frontier.csv/json and verification.json carry it, each
+    # beside the offline accuracy and saying which is which.
+    assert f"  live accuracy {text} from held-out labels during the run; {offline}" in result.stdout.splitlines()
+    report = (out / "report.html").read_text()
+    assert "Accuracy: offline and live (measured in the verification runs)" in report and text in report
+    assert first["live_accuracy"]["n"] == live["n"] and first["live_accuracy"]["wilson_95"] == [low, high]
+    assert first["accuracy"] == run["accuracy"]
+    [row] = [r for r in csv.DictReader((out / "frontier.csv").open()) if r["id"] == first["id"]]
+    assert int(row["live_accuracy_n"]) == live["n"] and float(row["live_accuracy_low"]) == round(low, 6)
+    assert all(r["live_accuracy"] == "" for r in csv.DictReader((out / "frontier.csv").open())
+               if r["id"] != first["id"])  # not run for real: no live figure
+    [verified] = json.loads((out / "verification.json").read_text())
+    assert verified["label"].startswith(first["id"]) and verified["runs"] == [str(out / "verify" / first["id"])]
+    assert verified["offline_accuracy"] == run["accuracy"] and verified["live_accuracy"]["n"] == live["n"]
+    assert "labelling users" in verified["live_accuracy"]["source"]
+    assert f"offline; live {text} in its real runs)" in result.stdout

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from servetune.analyze.live_accuracy import live_accuracy, overlap_notes
 from servetune.analyze.report import (
     embedded_png,
     html_page,
@@ -91,6 +92,11 @@ def comparison_table(summaries: Sequence[RunSummary], optimal: set[int]) -> tupl
     return columns, rows
 
 
+def live_notes(summaries: Sequence[RunSummary]) -> list[str]:
+    """For each two runs that measured live accuracy, whether their 95 % Wilson intervals overlap."""
+    return overlap_notes([(s.name, live_accuracy([s])) for s in summaries])
+
+
 def comparison_plot(summaries: Sequence[RunSummary], optimal: set[int], path: Path) -> Path:
     """Response time against CPU requested, memory requested and accuracy; Pareto runs filled."""
     panels = [("CPU requested (cores, mean)", lambda s: s.cpu_requested_core),
@@ -135,13 +141,17 @@ def write_comparison(run_dirs: Sequence[str | Path], out_dir: str | Path) -> tup
             "CPU requested and response time, better on at least one.")
     if LIVE_COLUMN in columns:
         note += " " + LIVE_NOTE
+    overlaps = live_notes(summaries)
     (out / "comparison.md").write_text(
-        f"# Runs compared\n\n{note}\n\n{markdown_table(columns, rows)}\n![comparison]({plot.name})\n",
+        f"# Runs compared\n\n{note}\n\n{markdown_table(columns, rows)}\n"
+        + "".join(f"- {line}\n" for line in overlaps) + ("\n" if overlaps else "")
+        + f"![comparison]({plot.name})\n",
         encoding="utf-8",
     )
     page = out / "comparison.html"
     page.write_text(html_page("Runs compared", "\n".join([
         "<h1>Runs compared</h1>", f"<p class=note>{html.escape(note)}</p>",
-        html_table(columns, rows, marked=optimal), embedded_png(plot, "comparison"),
+        html_table(columns, rows, marked=optimal), *(f"<p>{html.escape(line)}</p>" for line in overlaps),
+        embedded_png(plot, "comparison"),
     ])), encoding="utf-8")
     return summaries, optimal, page

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from servetune.analyze import plots
+from servetune.analyze.live_accuracy import live_accuracy
 from servetune.analyze.stats import RunData, summarize_data
 from servetune.config import PhaseSummary, RunSummary
 from servetune.runfolder import RUN_FILE
@@ -58,10 +59,8 @@ def headline_rows(summary: RunSummary, style: Literal["report", "terminal"] = "t
 
 def live_accuracy_text(summary: RunSummary) -> str | None:
     """`70.40% (95 % Wilson 65.7%..74.7%, n=250)`; None for a run without held-out labels."""
-    if summary.live_accuracy is None or summary.live_accuracy_interval is None:
-        return None
-    low, high = summary.live_accuracy_interval
-    return f"{summary.live_accuracy:.2%} (95 % Wilson {low:.1%}..{high:.1%}, n={summary.live_accuracy_n})"
+    live = live_accuracy([summary])
+    return None if live is None else live.text()
 
 
 def pending_text(summary: RunSummary, before: str = "") -> str:

@@ -48,7 +48,13 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    from servetune.analyze.compare import LIVE_COLUMN, LIVE_NOTE, comparison_table, write_comparison
+    from servetune.analyze.compare import (
+        LIVE_COLUMN,
+        LIVE_NOTE,
+        comparison_table,
+        live_notes,
+        write_comparison,
+    )
 
     summaries, optimal, page = write_comparison(run_dirs, out)
     columns, rows = comparison_table(summaries, optimal)
@@ -57,4 +63,6 @@ def compare(
     for i, row in enumerate(rows):
         table.add_row(*row, style="bold green" if i in optimal else None)
     Console(width=200).print(table)
+    for line in live_notes(summaries):
+        typer.echo(line)
     typer.echo(f"comparison: {page}")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from typer.models import OptionInfo
 
 from servetune.cli.errors import OptionError
 from servetune.config import TIME_SCALE_MAX, TIME_SCALE_MIN
+
+if TYPE_CHECKING:
+    from servetune.load.labelling_users import LabellingPlan
 
 Choice = TypeVar("Choice", bound=str)  # a plain string or a StrEnum member
 
@@ -54,6 +57,35 @@ Int8MaxLoss = Annotated[float, typer.Option(
     min=0, max=100, help="refuse an INT8 twin losing more top-1 accuracy (percentage points)")]
 Int8MinAgreement = Annotated[float, typer.Option(
     min=0, max=100, help="refuse an INT8 twin naming the fp32 model's class on fewer evaluation photos (percent)")]
+
+# Labelling users beside a real run's load (`run`, and each of `tune`'s verification runs): live accuracy.
+LabellingUsers = Annotated[int, typer.Option(
+    min=0, max=100, help="users who upload photos of --labelling-photos through the held-out flow and answer "
+    "with the true class: each real run's live accuracy")]
+LabellingPhotos = Annotated[Path | None, typer.Option(
+    help="a Food-11-shaped split folder (e.g. food11-proxy/evaluation) the labelling users upload")]
+LabellingThink = Annotated[float, typer.Option(
+    min=0, max=600, help="a labelling user's think time bound, seconds (before a label, and between uploads)")]
+HoldoutFraction = Annotated[float | None, typer.Option(
+    min=0, max=1, help="the share of uploads held out [default: the spec's labels.holdout_fraction]")]
+
+
+def labelling_plan(users: int, photos: Path | None, think_s: float) -> LabellingPlan | None:
+    """The labelling users' plan: the photos of a Food-11-shaped folder with their classes."""
+    if users == 0:
+        if photos is not None:
+            raise OptionError("--labelling-photos needs --labelling-users N (N > 0)")
+        return None
+    if photos is None:
+        raise OptionError("--labelling-users needs --labelling-photos (a Food-11-shaped folder)")
+    from servetune.load.labelling_users import LabellingPlan
+    from servetune.model.data import read_folder
+
+    split = read_folder(photos, photos.name, require_all_classes=False)
+    return LabellingPlan(
+        users, tuple((sample.path, split.class_names[sample.label]) for sample in split.samples), think_s,
+        source=str(photos),
+    )
 
 
 def steps_progress():

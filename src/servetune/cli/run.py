@@ -8,10 +8,19 @@ from typing import Annotated
 import typer
 
 from servetune.backend.protocol import BackendName
-from servetune.cli.errors import CommandFailed, OptionError
-from servetune.cli.options import Context, Kubeconfig, choice, time_scale_option
+from servetune.cli.errors import CommandFailed
+from servetune.cli.options import (
+    Context,
+    HoldoutFraction,
+    Kubeconfig,
+    LabellingPhotos,
+    LabellingThink,
+    LabellingUsers,
+    choice,
+    labelling_plan,
+    time_scale_option,
+)
 from servetune.demo import DEMO_TUNE_BUDGET
-from servetune.load.labelling_users import LabellingPlan
 from servetune.load.runner import LoadDriver
 from servetune.run import RunOptions
 
@@ -63,16 +72,10 @@ def run(
     ready_timeout: Annotated[float, typer.Option(min=1, help="seconds to wait until replicas are ready")] = 300,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
-    labelling_users: Annotated[int, typer.Option(
-        min=0, max=100, help="users who upload photos of --labelling-photos through the held-out flow and "
-        "answer with the true class: the run's live accuracy")] = 0,
-    labelling_photos: Annotated[Path | None, typer.Option(
-        help="a Food-11-shaped split folder (e.g. food11-proxy/evaluation) the labelling users upload")] = None,
-    labelling_think: Annotated[float, typer.Option(
-        min=0, max=600, help="a labelling user's think time bound, seconds (before a label, and between uploads)")
-    ] = 3.0,
-    holdout_fraction: Annotated[float | None, typer.Option(
-        min=0, max=1, help="the share of uploads held out [default: the spec's labels.holdout_fraction]")] = None,
+    labelling_users: LabellingUsers = 0,
+    labelling_photos: LabellingPhotos = None,
+    labelling_think: LabellingThink = 3.0,
+    holdout_fraction: HoldoutFraction = None,
 ) -> None:
     """The evaluation protocol: warm up, apply, load test + monitor together, tear down, analyse; everything
     lands in the run folder (run.json says what happened). Ctrl-C tears down and keeps what was measured."""
@@ -83,23 +86,6 @@ def run(
         labelling=labelling_plan(labelling_users, labelling_photos, labelling_think),
         holdout_fraction=holdout_fraction,
     ))
-
-
-def labelling_plan(users: int, photos: Path | None, think_s: float) -> LabellingPlan | None:
-    """The labelling users' plan: the photos of a Food-11-shaped folder with their classes."""
-    if users == 0:
-        if photos is not None:
-            raise OptionError("--labelling-photos needs --labelling-users N (N > 0)")
-        return None
-    if photos is None:
-        raise OptionError("--labelling-users needs --labelling-photos (a Food-11-shaped folder)")
-    from servetune.model.data import read_folder
-
-    split = read_folder(photos, photos.name, require_all_classes=False)
-    return LabellingPlan(
-        users, tuple((sample.path, split.class_names[sample.label]) for sample in split.samples), think_s,
-        source=str(photos),
-    )
 
 
 def demo(

@@ -74,6 +74,10 @@ def tune(
     jobs: Annotated[int | None, typer.Option(min=1, help="simulation processes [default: every core]")] = None,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
+    labelling_users: flags.LabellingUsers = 0,
+    labelling_photos: flags.LabellingPhotos = None,
+    labelling_think: flags.LabellingThink = 3.0,
+    holdout_fraction: flags.HoldoutFraction = None,
     model: Annotated[Path | None, typer.Option(help="YOUR model (Keras .keras/.h5, plain .onnx with the flags "
                                                "below, or a servetune artifact): import it, build and measure "
                                                "its variants, calibrate them and tune them against your "
@@ -132,7 +136,9 @@ def tune(
                                 max_memory_requested_mib=max_memory_requested_mib,
                                 max_cpu_requested=max_cpu_requested),
         budget=budget, population=population, seed=seed, jobs=jobs, verify=verify,
-        real=RealRun(backend, profile, time_scale, kubeconfig, context, repeats=verify_repeats),
+        real=RealRun(backend, profile, time_scale, kubeconfig, context, repeats=verify_repeats,
+                     labelling=flags.labelling_plan(labelling_users, labelling_photos, labelling_think),
+                     holdout_fraction=holdout_fraction),
         baselines=baseline or ([] if model else ["default"]),
         no_slower_than=no_slower_than or [], better_than=better_than or [], headroom=headroom,
     )

@@ -37,6 +37,7 @@ def show_result(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from servetune.analyze.live_accuracy import overlap_notes
     from servetune.tune.constraints import BOUNDED, RESPONSE_TIME
 
     table = Table("spec", "mem req MiB", "CPU req", "resp. ms", "failures", "replicas mean/max",
@@ -47,13 +48,21 @@ def show_result(result) -> None:
         table.add_row(shown, f"{s.memory_requested_KB / 1024:,.0f}", f"{s.cpu_requested_core:.3f}", response,
                       f"{s.failure_rate:.2%}", f"{s.mean_replicas:.2f} / {s.max_replicas}")
     Console(width=120).print(table)
-    for item in [*result.baseline_runs, *result.verifications]:
+    real_runs = [*result.baseline_runs, *result.verifications]
+    for item in real_runs:
         typer.echo(f"verify {item.label}: {item.verdict()}{measured_text(item.measured)}")
+        if accuracy := item.accuracy_text():
+            typer.echo(f"  {accuracy}")
+    for note in overlap_notes([(item.label, item.live) for item in real_runs]):
+        typer.echo(note)
     for name, model in result.other_models.items():
         typer.echo(f"note: baseline {name} serves another model ({model}) than the recommended one: its "
                    "figures compare another model as well as another deployment")
     accuracy = result.recommended.accuracy
     accuracy_text = "not measured (cannot be ranked on accuracy)" if accuracy is None else f"{accuracy:.2%}"
+    own = result.recommended_verification
+    if own is not None and own.live is not None:
+        accuracy_text += f" offline; live {own.live.text()} in its real runs"
     typer.echo(f"recommended: {result.recommended.candidate.label()} (accuracy {accuracy_text})")
     typer.echo(f"  {verification_text(result.recommended_verification)}")
     typer.echo(f"  spec: {result.out / 'recommended.yaml'} (servetune run -c / servetune deploy apply)")

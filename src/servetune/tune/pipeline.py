@@ -64,6 +64,7 @@ from servetune.tune.record import (
     write_frontier,
     write_manifests,
     write_spec,
+    write_verifications,
 )
 from servetune.tune.report import SearchFacts, write_tune_report
 from servetune.tune.search import Evaluation, Genome, Problem, evolve
@@ -183,6 +184,7 @@ def read_inputs(options: TuneOptions) -> Inputs:
             calibrations.add(spec.model)
         except CalibrationError as error:
             raise TuneError(f"baseline {name}: {error}") from None
+    labelling_problems(options, base, baselines)
     backend = str(options.real.backend)
     for model, calibration in calibrations.calibrations.items():
         if calibration.backend != backend:
@@ -207,6 +209,24 @@ def read_inputs(options: TuneOptions) -> Inputs:
     simulator = CandidateSimulator(profile, calibrations.calibrations, base, constraints.capacity,
                                    MetricsTiming(backend=options.real.backend), options.seed, node_cpu)
     return Inputs(constraints, space, facts, simulator, baselines, calibrations)
+
+
+def labelling_problems(options: TuneOptions, base: DeploymentSpec, baselines: Mapping[str, DeploymentSpec]) -> None:
+    """With labelling users, every spec run for real (the candidates, made from the space's base spec, and
+    the baselines that bound them) must hold uploads out; TuneError naming the first that does not."""
+    from servetune.run import RunError, held_out_spec
+
+    real = options.real
+    if real.labelling is None:
+        return
+    if options.verify == 0:
+        raise TuneError("--labelling-users: the labelling users play beside the verification's real runs, and "
+                        "--verify 0 runs none")
+    for name, spec in [("the space's base spec", base), *((f"baseline {b}", baselines[b]) for b in options.bounding())]:
+        try:
+            held_out_spec(spec, real.holdout_fraction, real.labelling)
+        except RunError as error:
+            raise TuneError(f"--labelling-users: {name}: {error}") from None
 
 
 def baseline_seeds(space: SearchSpace, baselines: dict[str, DeploymentSpec],
@@ -284,6 +304,8 @@ def tune(options: TuneOptions, console: Console | None = None,
         same_scale = inputs.simulator.spec_simulation(spec, spec.model, profile=short_profile).statistics
         item = verify(f"{name} {label}", spec_file, out / "verify" / name, same_scale, options.real, bar, console)
         console.print(f"    {item.verdict()}", highlight=False)
+        if accuracy := item.accuracy_text():
+            console.print(f"    {accuracy}", highlight=False, markup=False)
         for note in item.shared_machine_notes():
             console.print(f"    note: {note}", style="yellow", highlight=False, markup=False)
         return item
@@ -308,6 +330,11 @@ def tune(options: TuneOptions, console: Console | None = None,
         if any(run.status == "interrupted" for run in [*baseline_runs, *verifications]):
             break  # Ctrl-C: keep what was measured and write the report
         verifications.append(verify_spec(ids[id(evaluation)], evaluation.candidate.label(), spec, bar))
+    if verifications:  # frontier.csv/json again, with the live accuracy the verified candidates measured
+        write_frontier(front, ids, specs, constraints, rule, out,
+                       {ids[id(e)]: v.live for e, v in zip(front, verifications, strict=False)})
+    if baseline_runs or verifications:
+        write_verifications([*baseline_runs, *verifications], out / "verification.json")
 
     recommended, note, own_runs = front[0], "the rule's first pick, by simulation; not verified", None
     if verifications:

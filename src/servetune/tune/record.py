@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from servetune.analyze.live_accuracy import LiveAccuracy
 from servetune.config import DeploymentSpec, RunSummary
 from servetune.deploy.manifests import render_manifests, to_yaml
 from servetune.deploy.spec import spec_yaml
@@ -15,6 +16,7 @@ from servetune.tune.constraints import Constraints
 from servetune.tune.frontier import Rule
 from servetune.tune.search import Evaluation
 from servetune.tune.space import Candidate
+from servetune.tune.verify import Verification
 
 CANDIDATE_FIELDS = ["model", "cpu_request", "cpu_limit", "memory_request_mb", "memory_limit_mb", "workers",
                     "threads", "replicas", "min_replicas", "max_replicas", "target_cpu_utilization",
@@ -22,6 +24,10 @@ CANDIDATE_FIELDS = ["model", "cpu_request", "cpu_limit", "memory_request_mb", "m
 STATISTIC_COLUMNS = ["memory_requested_MiB", "cpu_requested_core", "response_time_ms", "p95_ms",
                      "failure_rate", "transaction_rate", "mean_replicas", "max_replicas_seen", "memory_used_MiB",
                      "cpu_used_core"]
+# frontier.csv's last columns: a verified candidate's live accuracy (its labelling users' held-out labels in
+# its real runs, pooled), empty for the others; `accuracy` before them is the model's offline one.
+LIVE_COLUMNS = ["live_accuracy", "live_accuracy_low", "live_accuracy_high", "live_accuracy_n"]
+LIVE_SOURCE = "held-out labels that labelling users gave in its real runs (95 % Wilson interval)"
 # `seed` (the baselines the first generation was seeded with this candidate from) comes last: columns are only
 # ever appended, so readers of older files keep working.
 COLUMNS = ["id", "generation", "label", *CANDIDATE_FIELDS, "accuracy", "simulated", "feasible", "pareto",
@@ -88,22 +94,37 @@ def write_candidates(evaluations: Sequence[Evaluation], front: Sequence[Evaluati
     return path
 
 
+def live_values(live: LiveAccuracy | None) -> dict[str, object]:
+    if live is None:
+        return dict.fromkeys(LIVE_COLUMNS, "")
+    low, high = live.interval
+    return {"live_accuracy": round(live.value, 6), "live_accuracy_low": round(low, 6),
+            "live_accuracy_high": round(high, 6), "live_accuracy_n": live.n}
+
+
 def write_frontier(front: Sequence[Evaluation], ids: dict[int, str], specs: Sequence[DeploymentSpec],
-                   constraints: Constraints, rule: Rule, out: Path) -> tuple[Path, Path]:
-    """frontier.csv (one row per Pareto candidate, in the rule's order) and frontier.json (with specs)."""
+                   constraints: Constraints, rule: Rule, out: Path,
+                   live: Mapping[str, LiveAccuracy | None] | None = None) -> tuple[Path, Path]:
+    """frontier.csv (one row per Pareto candidate, in the rule's order) and frontier.json (with specs).
+    `accuracy` is the model's offline one; `live` (by candidate id), what a verified candidate's labelling
+    users measured in its real runs."""
+    live = live or {}
     rows = [{"rank": rank + 1, "id": ids[id(e)], "label": e.candidate.label(), **candidate_values(e.candidate),
-             "accuracy": "" if e.accuracy is None else e.accuracy, **statistic_values(e.statistics)}
+             "accuracy": "" if e.accuracy is None else e.accuracy, **statistic_values(e.statistics),
+             **live_values(live.get(ids[id(e)]))}
             for rank, e in enumerate(front)]
     csv_path = out / "frontier.csv"
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["rank", "id", "label", *CANDIDATE_FIELDS, "accuracy", *STATISTIC_COLUMNS])
+        writer = csv.DictWriter(handle, ["rank", "id", "label", *CANDIDATE_FIELDS, "accuracy", *STATISTIC_COLUMNS,
+                                         *LIVE_COLUMNS])
         writer.writeheader()
         writer.writerows(rows)
     document = {
         "rule": rule.value,
         "constraints": dict(constraints.describe()),
         "candidates": [
-            {**row, "accuracy": e.accuracy, "accuracy_measured": e.accuracy is not None,
+            {**{k: v for k, v in row.items() if k not in LIVE_COLUMNS}, "accuracy": e.accuracy,
+             "accuracy_measured": e.accuracy is not None, "live_accuracy": live_record(live.get(row["id"])),
              "spec": spec.model_dump(mode="json"),
              "statistics": e.statistics.model_dump(mode="json", exclude={"phases"}) if e.statistics else None}
             for row, e, spec in zip(rows, front, specs, strict=True)
@@ -112,6 +133,23 @@ def write_frontier(front: Sequence[Evaluation], ids: dict[int, str], specs: Sequ
     json_path = out / "frontier.json"
     json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return csv_path, json_path
+
+
+def live_record(live: LiveAccuracy | None) -> dict | None:
+    """A live accuracy in a JSON file, saying what it is."""
+    return None if live is None else {**live.as_dict(), "source": LIVE_SOURCE}
+
+
+def write_verifications(verifications: Sequence[Verification], path: Path) -> Path:
+    """verification.json: each spec run for real (the bounding baselines first, then the candidates), its
+    verdict, run folders, and its offline and live accuracy (null where not measured)."""
+    document = [{
+        "label": v.label, "spec": str(v.spec_file), "verdict": v.verdict(), "passed": v.passed,
+        "runs": [str(run.run_dir) for run in v.repeats], "offline_accuracy": v.offline_accuracy,
+        "live_accuracy": live_record(v.live),
+    } for v in verifications]
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def write_spec(spec: DeploymentSpec, path: Path, comment: str = "") -> Path:

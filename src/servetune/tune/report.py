@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from servetune.analyze.live_accuracy import overlap_notes
 from servetune.analyze.report import embedded_png, html_page, html_table
 from servetune.config import RunSummary
 from servetune.tune.constraints import BOUNDED, Constraints
@@ -91,6 +92,24 @@ def verification_bounds(constraints: Constraints, bar: Constraints) -> list[str]
             html_table(["flag", "value"], rows)]
 
 
+def live_accuracy_section(verifications: Sequence[Verification]) -> list[str]:
+    """The specs run for real with labelling users: offline against live accuracy, and which of them the
+    labels tell apart (95 % Wilson intervals that do not overlap)."""
+    measured = [v for v in verifications if v.live is not None]
+    if not measured:
+        return []
+    rows = [[v.label, "not measured" if v.offline_accuracy is None else f"{v.offline_accuracy:.2%}",
+             v.live.text()] for v in measured]
+    return [
+        "<h2>Accuracy: offline and live (measured in the verification runs)</h2>",
+        ("<p class=note>Offline: the model's own accuracy on a fixed data set (its card; the search ranks on "
+         "it). Live: the held-out uploads of labelling users during the real runs, compared with the class "
+         "they gave (pooled over a spec's runs), with its 95 % Wilson interval and n.</p>"),
+        html_table(["spec", "offline accuracy", "live accuracy"], rows),
+        *(f"<p>{html.escape(note)}</p>" for note in overlap_notes([(v.label, v.live) for v in measured])),
+    ]
+
+
 def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints, bar: Constraints,
                       front: Sequence[Evaluation],
                       ids: dict[int, str], recommended: Evaluation, recommended_note: str, rule: Rule,
@@ -132,6 +151,7 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
                      "not measured" if e.accuracy is None else f"{e.accuracy:.2%}", *statistic_cells(e.statistics)]
                     for rank, e in enumerate(front)], {0}),
     ]
+    body += live_accuracy_section(verifications)
     if verifications:
         body.append("<h2>Verification: simulated (at the run's time scale) against measured</h2>")
         for item in verifications:
@@ -141,6 +161,7 @@ def write_tune_report(out: Path, *, facts: SearchFacts, constraints: Constraints
             body += [f"<h3>{html.escape(item.label)}: {html.escape(item.verdict())}</h3>",
                      f"<p class=note>{folders} {links}, spec {html.escape(str(item.spec_file))}</p>",
                      *(f"<p class=note>{html.escape(note)}</p>" for note in item.shared_machine_notes()),
+                     *([f"<p>{html.escape(text)}</p>"] if (text := item.accuracy_text()) else []),
                      html_table(measured_header(len(item.measured)), side_by_side(item.simulated, item.measured))]
     else:
         body.append("<p class=note>No candidate was verified for real (--verify 0).</p>")

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from servetune.analyze.live_accuracy import LiveAccuracy, live_accuracy
 from servetune.backend.protocol import BackendName
 from servetune.config import RunSummary
+from servetune.load.labelling_users import LabellingPlan
 from servetune.tune.constraints import Constraints, Violation, measured_violations
 
 # Other processes' CPU during a run (run.json host_cpu) beyond which its response time is not comparable:
@@ -36,6 +38,8 @@ class RealRun:
     context: str | None = None
     url: str | None = None
     repeats: int = 1  # real runs of each spec, judged on their mean
+    labelling: LabellingPlan | None = None  # labelling users beside each run's load: its live accuracy
+    holdout_fraction: float | None = None  # overrides each spec's labels.holdout_fraction
 
 
 @dataclass
@@ -67,6 +71,26 @@ class Verification:
         return [r.measured for r in self.repeats if r.measured is not None]
 
     @property
+    def live(self) -> LiveAccuracy | None:
+        """The held-out labels of its runs' labelling users, pooled over the runs; None without them."""
+        return live_accuracy(self.measured)
+
+    @property
+    def offline_accuracy(self) -> float | None:
+        """The model's own accuracy on a fixed data set (its card), as its runs recorded it."""
+        return next((s.accuracy for s in self.measured if s.accuracy is not None), None)
+
+    def accuracy_text(self) -> str:
+        """'live accuracy 70.40% (95 % Wilson ..., n=250) from held-out labels; offline 69.00% (the model's
+        card)', or '' when its runs had no labelling users."""
+        if (live := self.live) is None:
+            return ""
+        offline = self.offline_accuracy
+        return (f"live accuracy {live.text()} from held-out labels during the run"
+                f"{'s' if len(self.measured) > 1 else ''}; offline "
+                + ("not measured" if offline is None else f"{offline:.2%} (the model's, on a fixed data set)"))
+
+    @property
     def passed(self) -> bool:
         return self.status == "completed" and len(self.measured) == len(self.repeats) and not self.violations
 
@@ -96,6 +120,7 @@ def run_spec(spec_file: Path, out: Path, real: RealRun, console: Console | None 
         result = evaluate(RunOptions(
             spec=str(spec_file), out=out, backend=real.backend, profile=real.profile,
             time_scale=real.time_scale, kubeconfig=real.kubeconfig, context=real.context, url=real.url,
+            labelling=real.labelling, holdout_fraction=real.holdout_fraction,
         ), console)
     except RunError as error:
         return "failed", str(error)
