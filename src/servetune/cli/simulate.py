@@ -40,13 +40,14 @@ def simulate(
 ) -> None:
     """Predict a deployment's statistics under a load profile in well under a second: a discrete-event
     simulation of the load, the Service, the pods under their CPU quota, the HPA and the monitor."""
+    from servetune.deploy.capacity import parse_capacity
     from servetune.deploy.spec import load_deployment_spec
     from servetune.load.profile import load_profile
     from servetune.runfolder import RUN_FILE
+    from servetune.sim.simulate import MetricsTiming
+    from servetune.sim.simulate import simulate as run_simulation
     from servetune.tune.calibration import load_calibration
     from servetune.tune.evaluate import ModelCalibrations, covering, describe, model_file, model_text
-    from servetune.tune.simulator import MetricsTiming, parse_capacity
-    from servetune.tune.simulator import simulate as run_simulation
 
     backend = choice(backend, [BackendName.KUBERNETES, BackendName.LOCAL], "--backend")
     mode = choice(mode, ["closed", "open"], "--mode")
@@ -66,8 +67,8 @@ def simulate(
         figures = ModelCalibrations({}).add(deployment.model)
     cluster = parse_capacity(capacity) if capacity else None
     if backend == BackendName.LOCAL:
+        from servetune.deploy.capacity import Capacity
         from servetune.host.cgroups import allocatable
-        from servetune.tune.simulator import Capacity
 
         # the one-machine cluster: this machine's cores hold the pods and the load driver
         cluster = cluster or Capacity(*allocatable())

@@ -78,7 +78,7 @@ def tune(
     run`, and write frontier.csv/json, candidates.csv, recommended.yaml and report.html into --out."""
     if ctx.invoked_subcommand is not None:
         return
-    from servetune.tune.capacity import CapacityError, parse_capacity
+    from servetune.deploy.capacity import CapacityError, parse_capacity
     from servetune.tune.constraints import Constraints
     from servetune.tune.pipeline import TuneOptions
     from servetune.tune.verify import RealRun

@@ -29,13 +29,14 @@ from rich.console import Console
 
 from servetune.backend.protocol import BackendName
 from servetune.config import DeploymentSpec, RunSummary
+from servetune.deploy.capacity import Capacity
 from servetune.deploy.spec import SpecError, load_deployment_spec
 from servetune.errors import ServetuneError
 from servetune.host.cgroups import allocatable
 from servetune.load.profile import LoadProfileError, load_profile
 from servetune.model.artifact import ArtifactError
+from servetune.sim.simulate import MetricsTiming
 from servetune.tune.calibration import CalibrationError
-from servetune.tune.capacity import Capacity
 from servetune.tune.constraints import (
     DEFAULT_HEADROOM,
     Constraints,
@@ -58,7 +59,6 @@ from servetune.tune.plots import pareto_plot, replicas_plot
 from servetune.tune.record import candidate_id, write_candidates, write_frontier, write_manifests, write_spec
 from servetune.tune.report import SearchFacts, write_tune_report
 from servetune.tune.search import Evaluation, Genome, Problem, evolve
-from servetune.tune.simulator import MetricsTiming
 from servetune.tune.space import (
     OutsideSpace,
     SearchSpace,
