@@ -176,6 +176,8 @@ def open_backend(options: RunOptions, inputs: Inputs, folder: RunFolder, on_even
         return LocalBackend(inputs.spec, inputs.model_path, folder.cluster_dir, port=options.port,
                             time_scale=options.time_scale, ready_timeout_s=options.ready_timeout_s,
                             on_event=on_event)
+    if options.backend == BackendName.SIMULATED:
+        raise RunError("the simulated backend needs a calibration: pass backend= (cli/run.py makes it)")
     from servetune.backend.kubernetes import KubernetesBackend
 
     return KubernetesBackend(inputs.spec, options.kubeconfig, options.context, url=options.url,
