@@ -175,6 +175,22 @@ def _percentiles(latencies: list[float]) -> tuple[float | None, float | None, fl
     return float(p50), float(p95), float(p99)
 
 
+def _load_rows(raw: RawRun, calibration: Costs, run_starts: list[float], run_ends: list[float]) -> list[LoadRunRow]:
+    """siege's log rows, one per load run."""
+    load_rows = []
+    for run, (start, end) in enumerate(zip(run_starts, run_ends, strict=True)):
+        elapsed = end - start
+        megabytes = int(raw.okay[run] * calibration.response_bytes / MIB)
+        load_rows.append(LoadRunRow(
+            date_time=wall_clock_text(EPOCH + end), trans=raw.trans[run], elap_time=elapsed,
+            # siege's log keeps Resp Time to 10 ms (%.2f s); analyze weights that column, so round as it does
+            data_trans=megabytes, resp_time=round_like_siege(c_divide(raw.total_time[run], raw.trans[run])),
+            trans_rate=c_divide(raw.trans[run], elapsed), throughput=c_divide(megabytes, elapsed),
+            concurrent=c_divide(raw.total_time[run], elapsed), okay=raw.okay[run], failed=raw.failed[run],
+        ))
+    return load_rows
+
+
 def summarize_simulation(
     spec: DeploymentSpec,
     profile: LoadProfile,
@@ -190,17 +206,7 @@ def summarize_simulation(
 ) -> Simulation:
     """The files' contents and analyze's statistics from the simulator's counters."""
     runs = profile.runs()
-    load_rows = []
-    for run, (start, end) in enumerate(zip(run_starts, run_ends, strict=True)):
-        elapsed = end - start
-        megabytes = int(raw.okay[run] * calibration.response_bytes / MIB)
-        load_rows.append(LoadRunRow(
-            date_time=wall_clock_text(EPOCH + end), trans=raw.trans[run], elap_time=elapsed,
-            # siege's log keeps Resp Time to 10 ms (%.2f s); analyze weights that column, so round as it does
-            data_trans=megabytes, resp_time=round_like_siege(c_divide(raw.total_time[run], raw.trans[run])),
-            trans_rate=c_divide(raw.trans[run], elapsed), throughput=c_divide(megabytes, elapsed),
-            concurrent=c_divide(raw.total_time[run], elapsed), okay=raw.okay[run], failed=raw.failed[run],
-        ))
+    load_rows = _load_rows(raw, calibration, run_starts, run_ends)
     cpu_request = spec.requests.cpu
     memory_request_kb = spec.requests.memory_mb * 1024
     cpu_limit = spec.limits.cpu if spec.limits else 0.0
