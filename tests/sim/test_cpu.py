@@ -72,3 +72,13 @@ def test_periods_count_from_time_zero_for_a_late_start() -> None:
     # 50 ms), then the 30 ms left in the next period: ends at 130 ms.
     ends = run(1.0, [(Group(0.05, 1.0, 1.0), [0.060])], at=0.070)
     assert ends == pytest.approx({0: 0.130})
+
+
+def test_two_throttled_pods_on_a_shared_core_resume_together_each_period() -> None:
+    # One core, two pods limited to 0.1 CPU (10 ms per period), 30 ms of work each: half a core each, both
+    # spend their 10 ms by 20 ms; both resume at 100 ms (the node divided between them again) and at 200 ms:
+    # both end at 220 ms, each having used its whole quota three times.
+    first, second = Group(0.01, 1.0, 1.0), Group(0.01, 1.0, 1.0)
+    ends = run(1.0, [(first, [0.030]), (second, [0.030])])
+    assert ends == pytest.approx({0: 0.220, 1: 0.220})
+    assert (first.cpu, second.cpu) == pytest.approx((0.030, 0.030))

@@ -214,8 +214,7 @@ class Cluster:
         pod.gone = True
         self.pods.remove(pod)
         if pod.group in self.cpu.groups:
-            self.cpu.advance(now)
-            self.cpu.groups.remove(pod.group)
+            self.cpu.remove(pod.group)
         for waiting in [p for p in self.pods if p.started is None]:
             if not self._schedule(waiting, now):
                 break
