@@ -90,7 +90,8 @@ class Processor:
         self._started = 0  # tasks started: at equal `served` the earlier one ends first
 
     def start(self, group: Group, task: Task, now: float) -> None:
-        self.advance(group, now)
+        if now != group.time or now >= self.period_end - DONE_S:
+            self.advance(group, now)
         self._started += 1
         heapq.heappush(group.tasks, (group.served + task.work, self._started, task))
         self._changed(group, now)
@@ -145,22 +146,28 @@ class Processor:
 
     def _changed(self, group: Group, now: float) -> None:
         count = len(group.tasks)
-        if not count or (group.quota is not None and group.used >= group.quota - DONE_S):
+        quota = group.quota
+        if not count or (quota is not None and group.used >= quota - DONE_S):
             group.want = 0.0
         else:
-            group.want = min(group.cap, (group.solo if count == 1 else group.shared) * count)
+            want = (group.solo if count == 1 else group.shared) * count
+            group.want = min(group.cap, want)
+        cores = self.cores
         factor = 1.0
-        if self.cores < math.inf:
-            total = sum([other.want for other in self.groups])
-            if total > self.cores:
-                factor = self.cores / total
+        if cores < math.inf:
+            total = 0.0
+            for other in self.groups:
+                total += other.want
+            if total > cores:
+                factor = cores / total
         if factor == self.factor:
             self._schedule(group, now)
             return
         self.factor = factor  # every group's rate changes: each runs at its former rate up to now first
         for other in self.groups:
-            self.advance(other, now)
-            self._schedule(other, now)
+            if other.tasks or other.rate:  # an idle group has nothing to run (a later advance catches it up)
+                self.advance(other, now)
+                self._schedule(other, now)
 
     def _schedule(self, group: Group, now: float) -> None:
         """The group's rate under the node's factor, and when it next changes (a task done, its quota spent)."""
@@ -168,8 +175,10 @@ class Processor:
         quota = group.quota
         throttled = quota is not None and group.used >= quota - DONE_S
         if rate and not throttled:
-            each = group.each = rate / len(group.tasks)
-            due = now + max(group.tasks[0][0] - group.served, 0.0) / each
+            tasks = group.tasks
+            each = group.each = rate / len(tasks)
+            left = tasks[0][0] - group.served
+            due = now + left / each if left > 0 else now
             if quota is not None:
                 spent = now + (quota - group.used) / rate
                 if spent >= self.period_end:  # not in this period: in the next, if it runs faster than its quota
