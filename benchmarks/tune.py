@@ -46,10 +46,12 @@ from pathlib import Path
 
 from servetune.analyze.stats import summarize
 from servetune.config import RunSummary
+from servetune.deploy.capacity import Capacity
 from servetune.deploy.spec import load_deployment_spec
 from servetune.host.cgroups import allocatable
 from servetune.load.profile import load_profile, parse_profile
 from servetune.runfolder import SPEC_FILE, RunFolder
+from servetune.sim.simulate import MetricsTiming, simulate
 from servetune.tune.calibration import Calibration, default_calibration, load_calibration
 from servetune.tune.constraints import Constraints, model_facts
 from servetune.tune.evaluate import MEMORY_SHARING, CandidateSimulator, memory_never_binds, process_pool
@@ -57,7 +59,6 @@ from servetune.tune.from_run import busiest_cores
 from servetune.tune.frontier import frontier
 from servetune.tune.pareto import hypervolume
 from servetune.tune.search import Problem, evolve, grid_search, random_search
-from servetune.tune.simulator import Capacity, MetricsTiming, simulate
 from servetune.tune.space import load_space
 
 SPECS = ("default", "demo", "fixed-1")

@@ -39,6 +39,7 @@ from servetune.errors import ServetuneError
 from servetune.load.labelling_users import LabellingPlan
 from servetune.load.profile import load_profile
 from servetune.load.runner import LoadDriver
+from servetune.monitor.cadence import monitor_interval_s
 from servetune.runfolder import (
     MANIFEST_FILE,
     SPEC_FILE,
@@ -49,8 +50,6 @@ from servetune.runfolder import (
     headline_accuracy,
 )
 
-MONITOR_INTERVAL_S = 5.0  # the reference monitor's cadence, before time compression
-MIN_MONITOR_INTERVAL_S = 0.5
 PASSWORD_PLACEHOLDER = "made-at-apply"
 
 
@@ -91,7 +90,7 @@ class RunOptions:
     def monitor_interval(self) -> float:
         if self.monitor_interval_s is not None:
             return self.monitor_interval_s
-        return max(MIN_MONITOR_INTERVAL_S, MONITOR_INTERVAL_S * self.time_scale)
+        return monitor_interval_s(self.time_scale)
 
 
 @dataclass
@@ -185,6 +184,8 @@ def open_backend(options: RunOptions, inputs: Inputs, folder: RunFolder, on_even
         return LocalBackend(inputs.spec, inputs.model_path, folder.cluster_dir, port=options.port,
                             time_scale=options.time_scale, ready_timeout_s=options.ready_timeout_s,
                             on_event=on_event)
+    if options.backend == BackendName.SIMULATED:
+        raise RunError("the simulated backend needs a calibration: pass backend= (cli/run.py makes it)")
     from servetune.backend.kubernetes import KubernetesBackend
 
     return KubernetesBackend(inputs.spec, options.kubeconfig, options.context, url=options.url,

@@ -8,7 +8,7 @@ the replicas may use (limits); requests fail when the replicas cannot reach 0.15
 from __future__ import annotations
 
 from servetune.config import RunSummary
-from servetune.tune.capacity import MIB
+from servetune.deploy.capacity import MIB
 from servetune.tune.constraints import ModelFacts
 from servetune.tune.space import Candidate, SearchSpace
 

@@ -147,7 +147,7 @@ def test_the_rule_is_the_knee_only_when_nothing_bounds_the_response_time(tmp_pat
 
 
 def test_a_memory_limit_below_the_one_machine_clusters_footprint_is_excluded_before_simulating():
-    from servetune.tune.capacity import MIB
+    from servetune.deploy.capacity import MIB
     from servetune.tune.constraints import ModelFacts, static_violations
     from servetune.tune.space import Candidate
 

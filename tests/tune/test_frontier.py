@@ -1,4 +1,4 @@
-from servetune.tune.capacity import MIB, Capacity
+from servetune.deploy.capacity import MIB, Capacity
 from servetune.tune.constraints import Constraints, ModelFacts, baseline_bounds, space_problems
 from servetune.tune.frontier import Rule, by_rule, frontier, recommend, why_empty
 from servetune.tune.search import Evaluation, Problem, evolve

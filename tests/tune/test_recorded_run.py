@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from servetune.analyze.stats import summarize
+from servetune.deploy.capacity import Capacity
 from servetune.deploy.spec import load_deployment_spec
 from servetune.load.profile import parse_profile
+from servetune.sim.simulate import MetricsTiming, simulate
 from servetune.tune.calibration import CalibrationError, default_calibration, load_calibration
 from servetune.tune.from_run import busiest_cores, calibration_from_run
 from servetune.tune.measure import quantile_mean
-from servetune.tune.simulator import Capacity, MetricsTiming, simulate
 
 RUN = Path(__file__).parents[1] / "data" / "recorded-hpa50"
 

@@ -29,6 +29,7 @@ from servetune.runfolder import RunFolder, RunRecord
 class BackendName(StrEnum):
     LOCAL = "local"  # the one-machine cluster: gunicorn workers as replicas (deploy/local.py)
     KUBERNETES = "kubernetes"  # a real cluster (deploy/kubernetes.py)
+    SIMULATED = "simulated"  # computed by the simulator (sim/backend.py), made by cli/ with a calibration
 
 
 @dataclass(frozen=True)

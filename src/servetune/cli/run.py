@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from servetune.backend.protocol import BackendName
+from servetune.backend.protocol import Backend, BackendName
 from servetune.cli.errors import CommandFailed
 from servetune.cli.options import (
     Context,
@@ -25,8 +25,9 @@ from servetune.load.runner import LoadDriver
 from servetune.run import RunOptions
 
 
-def evaluate_and_report(options: RunOptions) -> None:
-    """Run the protocol, print the headline statistics and where the report is; exit 1 if it failed."""
+def evaluate_and_report(options: RunOptions, backend: Backend | None = None) -> None:
+    """Run the protocol, print the headline statistics and where the report is; exit 1 if it failed.
+    `backend`: one made here rather than by run.py (the simulated one, which needs a calibration)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -35,7 +36,7 @@ def evaluate_and_report(options: RunOptions) -> None:
     from servetune.run import evaluate
     from servetune.runfolder import RunFolder
 
-    result = evaluate(options)
+    result = evaluate(options, backend=backend)
     record = result.record
     if result.report is not None:
         try:  # the analysis wrote it with the report: the run's files are not parsed again
@@ -60,7 +61,9 @@ def run(
     spec: Annotated[str, typer.Option("--spec", "-c", help="deployment spec YAML, or bundled: default, fixed-1, "
                                       "demo")],
     out: Annotated[Path, typer.Option(help="run folder to create (runs/NAME)")],
-    backend: Annotated[str, typer.Option(help="local (the one-machine cluster) or kubernetes")] = "local",
+    backend: Annotated[str, typer.Option(help="local (the one-machine cluster), kubernetes, or simulated (the "
+                                         "simulator with the model's calibration; `servetune simulate` has its "
+                                         "options)")] = "local",
     profile: Annotated[str, typer.Option(help="reference, quick, or a profile YAML file")] = "reference",
     time_scale: Annotated[float, time_scale_option("multiply the profile's run lengths, the monitor interval and "
                                                    "the local autoscaler's time constants")] = 1.0,
@@ -79,13 +82,25 @@ def run(
 ) -> None:
     """The evaluation protocol: warm up, apply, load test + monitor together, tear down, analyse; everything
     lands in the run folder (run.json says what happened). Ctrl-C tears down and keeps what was measured."""
+    chosen = choice(backend, list(BackendName), "--backend")
     evaluate_and_report(RunOptions(
-        spec=spec, out=out, backend=choice(backend, list(BackendName), "--backend"), profile=profile,
+        spec=spec, out=out, backend=chosen, profile=profile,
         time_scale=time_scale, driver=choice(driver, list(LoadDriver), "--driver"), copy_model=model_copy,
         port=port, kubeconfig=kubeconfig, context=context, url=url, ready_timeout_s=ready_timeout,
         labelling=labelling_plan(labelling_users, labelling_photos, labelling_think),
         holdout_fraction=holdout_fraction,
-    ))
+    ), simulated_backend(spec) if chosen == BackendName.SIMULATED else None)
+
+
+def simulated_backend(spec: str, **settings) -> Backend:
+    """The simulated backend for `spec`, with the calibration of its model (the packaged one's by default)."""
+    from servetune.deploy.spec import read_deployment
+    from servetune.sim.backend import SimulatedBackend
+    from servetune.tune.evaluate import ModelCalibrations
+
+    deployment, _ = read_deployment(spec)
+    calibration = settings.pop("calibration", None) or ModelCalibrations({}).add(deployment.model)
+    return SimulatedBackend(deployment, calibration, **settings)
 
 
 def demo(

@@ -1,4 +1,5 @@
-"""`servetune simulate`: predict a deployment's statistics under a load profile (tune/simulator.py)."""
+"""`servetune simulate`: predict a deployment's statistics under a load profile (sim/); with --out, the short
+form of `servetune run --backend simulated`."""
 
 from __future__ import annotations
 
@@ -40,13 +41,15 @@ def simulate(
 ) -> None:
     """Predict a deployment's statistics under a load profile in well under a second: a discrete-event
     simulation of the load, the Service, the pods under their CPU quota, the HPA and the monitor."""
+    from servetune.deploy.capacity import parse_capacity
     from servetune.deploy.spec import load_deployment_spec
     from servetune.load.profile import load_profile
     from servetune.runfolder import RUN_FILE
+    from servetune.sim.backend import SimulatedBackend
+    from servetune.sim.simulate import MetricsTiming
+    from servetune.sim.simulate import simulate as run_simulation
     from servetune.tune.calibration import load_calibration
     from servetune.tune.evaluate import ModelCalibrations, covering, describe, model_file, model_text
-    from servetune.tune.simulator import MetricsTiming, parse_capacity
-    from servetune.tune.simulator import simulate as run_simulation
 
     backend = choice(backend, [BackendName.KUBERNETES, BackendName.LOCAL], "--backend")
     mode = choice(mode, ["closed", "open"], "--mode")
@@ -66,8 +69,8 @@ def simulate(
         figures = ModelCalibrations({}).add(deployment.model)
     cluster = parse_capacity(capacity) if capacity else None
     if backend == BackendName.LOCAL:
+        from servetune.deploy.capacity import Capacity
         from servetune.host.cgroups import allocatable
-        from servetune.tune.simulator import Capacity
 
         # the one-machine cluster: this machine's cores hold the pods and the load driver
         cluster = cluster or Capacity(*allocatable())
@@ -80,12 +83,14 @@ def simulate(
         typer.secho(f"warning: one pod requests {deployment.requests.cpu:g} CPU and {deployment.requests.memory_mb} "
                     f"MiB, more than the capacity ({cluster.cpu_cores:g} CPU, {cluster.memory_bytes // 2**20} MiB): "
                     "every pod stays Pending and every request fails", err=True)
-    simulation = run_simulation(
-        deployment, load, figures, capacity=cluster, seed=seed, record=record and out is not None,
-        metrics=MetricsTiming(backend=backend.value), node_cpu=node_cpu, open_loop=mode == "open",
-    )
-    if out is not None:
-        simulation.write(out)
+    timing = MetricsTiming(backend=backend.value)
+    if out is None:
+        simulation = run_simulation(deployment, load, figures, capacity=cluster, seed=seed, metrics=timing,
+                                    node_cpu=node_cpu, open_loop=mode == "open")
+    else:  # the protocol on the simulated backend: the run folder `servetune run --backend simulated` writes
+        simulation = simulated_run(spec, out, profile, time_scale, SimulatedBackend(
+            deployment, figures, capacity=cluster, metrics=timing, node_cpu=node_cpu, open_loop=mode == "open",
+            seed=seed, record_requests=record))
     statistics = simulation.statistics
     if json_output:
         typer.echo(json.dumps(statistics.model_dump(), indent=2))
@@ -106,3 +111,14 @@ def simulate(
         typer.echo(f"run folder: {out} (run.json: simulated)")
 
 
+def simulated_run(spec: str, out: Path, profile: str, time_scale: float, backend):
+    """run.py's protocol with `backend` (a SimulatedBackend) into `out`; its simulation."""
+    from servetune.cli.errors import CommandFailed
+    from servetune.run import RunOptions, evaluate
+
+    options = RunOptions(spec=spec, out=out, backend=BackendName.SIMULATED, profile=profile, time_scale=time_scale,
+                         copy_model=False, progress=False)
+    result = evaluate(options, backend=backend)
+    if result.status != "completed" or backend.simulation is None:
+        raise CommandFailed(f"{result.record.get('failed_step')} step failed: {result.record.get('error')}")
+    return backend.simulation

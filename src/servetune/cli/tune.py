@@ -116,7 +116,7 @@ def tune(
     manifest with the chosen numbers in OUT/chosen/."""
     if ctx.invoked_subcommand is not None:
         return
-    from servetune.tune.capacity import CapacityError, parse_capacity
+    from servetune.deploy.capacity import CapacityError, parse_capacity
     from servetune.tune.constraints import Constraints
     from servetune.tune.pipeline import TuneOptions
     from servetune.tune.verify import RealRun

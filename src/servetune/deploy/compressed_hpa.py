@@ -6,7 +6,7 @@ its autoscaling/v2 `behavior` (the stabilisation windows and the policies' perio
 HPA is rendered with each of them written out, Kubernetes' defaults included (the controller's 300 s
 scale-down window is a flag, but an explicit window overrides it), multiplied by the time scale and rounded
 to the whole seconds the API takes. Everything else keeps its real length, and `NOT_COMPRESSED` says so. A
-run on Kubernetes and the simulator of one (tune/simulator.py) both take the spec from `compressed_spec`.
+run on Kubernetes and the simulator of one (sim/) both take the spec from `compressed_spec`.
 """
 
 from __future__ import annotations

@@ -10,11 +10,9 @@ step: parsed YAML documents in, spec fields and notes out.
 
 from __future__ import annotations
 
-import re
-
 from servetune.config import CONTAINER_NAME
 from servetune.deploy.label_store_import import labels_section, selects
-from servetune.deploy.manifest_fields import ManifestError, ObjectFields, Translation, memory_bytes
+from servetune.deploy.manifest_fields import ManifestError, ObjectFields, Translation, cpu_cores, memory_bytes
 
 __all__ = ["ManifestError", "Translation", "is_manifest", "memory_mib", "translate"]
 
@@ -169,15 +167,6 @@ def resource_amounts(amounts: dict, where: str, result: Translation) -> dict:
         result.notes.append(f"{where}.cpu {amounts['cpu']} becomes {round(cores * 1000)}m (Kubernetes counts "
                             "whole millicores)")
     return {"cpu": cores, "memory_mb": mib}
-
-
-def cpu_cores(value, where: str) -> float:
-    text = str(value).strip()
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(m?)", text)
-    if not match:
-        raise ManifestError(f"{where}.cpu: {text!r} is not a CPU quantity (e.g. 1, 0.5, 500m)")
-    number = float(match.group(1))
-    return number / 1000 if match.group(2) else number
 
 
 def memory_mib(value, where: str) -> int:

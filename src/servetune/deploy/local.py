@@ -45,6 +45,7 @@ import psutil
 
 from servetune.config import DeploymentSpec, LocalClusterState, LocalReplica
 from servetune.deploy.backoff import Backoff, BackoffTimings, after_exit
+from servetune.deploy.capacity import Capacity
 from servetune.deploy.footprint import measure_footprint
 from servetune.deploy.hpa import HpaMemory, HpaTimings, PodObservation, hpa_step
 from servetune.deploy.local_postgres import LocalPostgres
@@ -168,10 +169,7 @@ class LocalCluster:
             spec.limits.memory_mb * MIB if spec.limits else None,
         )
         node_cpu, node_memory = node or allocatable()
-        # A small epsilon: 4 x 0.5 cores fit 2.0 cores despite float rounding.
-        self.capacity = min(
-            math.floor(node_cpu / self.cpu_request + 1e-9), node_memory // self.memory_request
-        )
+        self.capacity = Capacity(node_cpu, node_memory).pods_that_fit(spec)
         self.node = (node_cpu, node_memory)
 
         self.desired = spec.replicas

@@ -94,6 +94,16 @@ def leaf_values(obj: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: obj}
 
 
+def cpu_cores(value, where: str = "cpu") -> float:
+    """A Kubernetes CPU quantity ('1', '0.5', '500m') in cores."""
+    text = str(value).strip()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(m?)", text)
+    if not match:
+        raise ManifestError(f"{where}.cpu: {text!r} is not a CPU quantity (e.g. 1, 0.5, 500m)")
+    number = float(match.group(1))
+    return number / 1000 if match.group(2) else number
+
+
 def memory_bytes(value, where: str = "memory") -> float:
     text = str(value).strip()
     match = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?", text)

@@ -1,6 +1,6 @@
 """A model's calibration: what one replica of it costs and how fast it answers, measured on a real server.
 
-The simulator (tune/simulator.py) reads nothing else about a model. A calibration is measured by
+The simulator (sim/) reads nothing else about a model. A calibration is measured by
 `servetune tune calibrate` (tune/measure.py) on the one-machine cluster with cgroup-enforced CPU limits,
 or recalibrated from a completed run folder (its requests.csv and resource_usage.csv hold the same figures).
 

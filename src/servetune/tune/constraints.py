@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from servetune.config import DeploymentSpec, RunSummary
+from servetune.deploy.capacity import MIB, Capacity
 from servetune.tune.calibration import Calibration
-from servetune.tune.capacity import MIB, Capacity
 from servetune.tune.repeats import Spread, spread
 from servetune.tune.space import Candidate, SearchSpace
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from servetune.config import DeploymentSpec, LoadProfile, RunSummary
+from servetune.deploy.capacity import MIB, Capacity
 from servetune.deploy.spec import DEFAULT_MODEL, spec_model_path
+from servetune.sim.simulate import MetricsTiming, Simulation, simulate
 from servetune.stop_signals import leave_signals_to_the_parent
 from servetune.tune.calibration import Calibration, CalibrationError, default_calibration, load_calibration
-from servetune.tune.capacity import MIB, Capacity
 from servetune.tune.search import Sharing
-from servetune.tune.simulator import MetricsTiming, Simulation, simulate
 from servetune.tune.space import Candidate, SearchSpace, candidate_spec
 
 

@@ -23,12 +23,12 @@ import yaml
 
 from servetune.analyze.report import html_table
 from servetune.config import DeploymentSpec
+from servetune.deploy.capacity import MIB
 from servetune.deploy.spec import read_deployment, spec_yaml
 from servetune.errors import ServetuneError
 from servetune.model.artifact import file_sha256
 from servetune.model.variants import ImportSettings, Variant, VariantSettings, build_variants
 from servetune.tune.calibration import Calibration, load_calibration, save_calibration
-from servetune.tune.capacity import MIB
 from servetune.tune.measure import CPU_LIMITS, TARGETS, calibrate_model, quantile_mean
 from servetune.tune.pipeline import TuneOptions
 from servetune.tune.space import load_space

@@ -29,14 +29,15 @@ from rich.console import Console
 
 from servetune.backend.protocol import BackendName
 from servetune.config import DeploymentSpec, RunSummary
+from servetune.deploy.capacity import Capacity
 from servetune.deploy.local import model_footprint
 from servetune.deploy.spec import SpecError, load_deployment_spec, spec_model_path
 from servetune.errors import ServetuneError
 from servetune.host.cgroups import allocatable
 from servetune.load.profile import LoadProfileError, load_profile
 from servetune.model.artifact import ArtifactError
+from servetune.sim.simulate import MetricsTiming
 from servetune.tune.calibration import CalibrationError
-from servetune.tune.capacity import Capacity
 from servetune.tune.constraints import (
     DEFAULT_HEADROOM,
     Constraints,
@@ -68,7 +69,6 @@ from servetune.tune.record import (
 )
 from servetune.tune.report import SearchFacts, write_tune_report
 from servetune.tune.search import Evaluation, Genome, Problem, evolve
-from servetune.tune.simulator import MetricsTiming
 from servetune.tune.space import (
     OutsideSpace,
     SearchSpace,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from servetune.config import DeploymentSpec, ResourceAmounts
-from servetune.tune.capacity import Capacity, CapacityError, parse_capacity
+from servetune.deploy.capacity import Capacity, CapacityError, parse_capacity
 
 
 def test_parse_cores_millicores_and_memory_quantities() -> None:

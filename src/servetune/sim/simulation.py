@@ -42,7 +42,7 @@ from servetune.load.siege import write_siege_log
 from servetune.load.tally import SIEGE_FAILED_STATUSES, c_divide
 from servetune.monitor.resource_csv import ResourceCsvWriter, elapsed_text, parse_time, wall_clock_text
 from servetune.runfolder import SPEC_FILE, RunFolder, headline_accuracy
-from servetune.tune.calibration import Calibration
+from servetune.sim.costs import Costs
 
 # Simulated time 0 (the load's start) on the wall clock of the files: 2026-01-01 00:00:00 UTC.
 EPOCH = 1_767_225_600
@@ -103,7 +103,7 @@ class Simulation:
 
     spec: DeploymentSpec
     profile: LoadProfile
-    calibration: Calibration
+    calibration: Costs
     statistics: RunSummary
     resources: list[ResourceSample]
     load_rows: list[LoadRunRow]
@@ -112,21 +112,11 @@ class Simulation:
     seed: int = 0
 
     def write(self, run_folder: str | Path) -> Path:
-        """resource_usage.csv, load_output.csv, load_profile.yaml, spec.yaml, events.log, requests.csv
-        (only when recorded) and run.json with `simulated: true`, so `servetune report`/`compare` read it."""
+        """The measured files (`write_measured`), spec.yaml, events.log and run.json with `simulated: true`, so
+        `servetune report`/`compare` read it (`servetune run --backend simulated` writes the same through run.py)."""
         folder = RunFolder(run_folder)
         folder.path.mkdir(parents=True, exist_ok=True)
-        # `time` as the reference monitor writes it (seconds since its first sample); run.json keeps when
-        # that was, so the analysis lines the samples up with the load log, as for a real run.
-        first = parse_time(self.resources[0].time).timestamp() if self.resources else None
-        with ResourceCsvWriter(folder.resource_csv) as writer:
-            for sample in self.resources:
-                since = parse_time(sample.time).timestamp() - first
-                writer.write(sample.model_copy(update={"time": elapsed_text(since)}))
-        write_siege_log(folder.load_log, self.load_rows)
-        if self.requests is not None:
-            write_request_log(folder.request_log, self.requests)
-        folder.keep_profile(self.profile)
+        first = self.write_measured(folder)
         (folder / SPEC_FILE).write_text(yaml.safe_dump(self.spec.model_dump(mode="json"), sort_keys=False))
         folder.events_log.write_text("".join(line + "\n" for line in self.events))
         calibration = self.calibration
@@ -140,17 +130,38 @@ class Simulation:
             "profile": self.profile.name,
             "time_scale": self.profile.time_scale,
             "seed": self.seed,
-            "calibration": {key: getattr(calibration, key) for key in ("machine", "date", "version", "source")},
+            "calibration": calibration_record(calibration),
             "servetune_version": __version__,
         })
         return folder.path
+
+    def write_measured(self, folder: RunFolder) -> float | None:
+        """What a run's load step leaves: resource_usage.csv, load_output.csv, load_profile.yaml and
+        requests.csv (when recorded). Returns when the monitor's first sample was (run.json's
+        `monitor_first_sample_at`, so the analysis lines the samples up with the load log, as for a real run)."""
+        # `time` as the reference monitor writes it (seconds since its first sample)
+        first = parse_time(self.resources[0].time).timestamp() if self.resources else None
+        with ResourceCsvWriter(folder.resource_csv) as writer:
+            for sample in self.resources:
+                since = parse_time(sample.time).timestamp() - first
+                writer.write(sample.model_copy(update={"time": elapsed_text(since)}))
+        write_siege_log(folder.load_log, self.load_rows)
+        if self.requests is not None:
+            write_request_log(folder.request_log, self.requests)
+        folder.keep_profile(self.profile)
+        return first
+
+
+def calibration_record(costs: Costs) -> dict:
+    """Which calibration a simulation used, as run.json keeps it."""
+    return {key: getattr(costs, key) for key in ("machine", "date", "version", "source")}
 
 
 def round_like_siege(seconds: float) -> float:
     return seconds if math.isnan(seconds) or math.isinf(seconds) else float(f"{seconds:.2f}")
 
 
-def _accuracy(calibration: Calibration) -> tuple[float | None, str | None]:
+def _accuracy(calibration: Costs) -> tuple[float | None, str | None]:
     if (chosen := headline_accuracy(calibration.accuracy)) is None:
         return None, None
     split, value = chosen
@@ -164,21 +175,8 @@ def _percentiles(latencies: list[float]) -> tuple[float | None, float | None, fl
     return float(p50), float(p95), float(p99)
 
 
-def summarize_simulation(
-    spec: DeploymentSpec,
-    profile: LoadProfile,
-    calibration: Calibration,
-    raw: RawRun,
-    samples: list[tuple[float, int, float, float]],
-    monitor_interval: float,
-    run_starts: list[float],
-    run_ends: list[float],
-    requests: list[tuple] | None,
-    events: list[str],
-    seed: int,
-) -> Simulation:
-    """The files' contents and analyze's statistics from the simulator's counters."""
-    runs = profile.runs()
+def _load_rows(raw: RawRun, calibration: Costs, run_starts: list[float], run_ends: list[float]) -> list[LoadRunRow]:
+    """siege's log rows, one per load run."""
     load_rows = []
     for run, (start, end) in enumerate(zip(run_starts, run_ends, strict=True)):
         elapsed = end - start
@@ -190,6 +188,25 @@ def summarize_simulation(
             trans_rate=c_divide(raw.trans[run], elapsed), throughput=c_divide(megabytes, elapsed),
             concurrent=c_divide(raw.total_time[run], elapsed), okay=raw.okay[run], failed=raw.failed[run],
         ))
+    return load_rows
+
+
+def summarize_simulation(
+    spec: DeploymentSpec,
+    profile: LoadProfile,
+    calibration: Costs,
+    raw: RawRun,
+    samples: list[tuple[float, int, float, float]],
+    monitor_interval: float,
+    run_starts: list[float],
+    run_ends: list[float],
+    requests: list[tuple] | None,
+    events: list[str],
+    seed: int,
+) -> Simulation:
+    """The files' contents and analyze's statistics from the simulator's counters."""
+    runs = profile.runs()
+    load_rows = _load_rows(raw, calibration, run_starts, run_ends)
     cpu_request = spec.requests.cpu
     memory_request_kb = spec.requests.memory_mb * 1024
     cpu_limit = spec.limits.cpu if spec.limits else 0.0

@@ -1,0 +1,199 @@
+"""Processor sharing: the node's cores time-shared among the runnable requests, each pod under its CFS quota.
+
+Between two changes every runnable task runs at a constant rate, so the model is exact and event-driven:
+- a task wants `solo` cores when it is its group's only task (a request alone with all its inference
+  threads), else `shared` cores (one thread); a group never gets more than its `cap` of cores at once;
+- the node's cores are shared in proportion to what the groups want when they want more than it has
+  (Linux's fair scheduler over runnable threads, at the granularity of a fluid model);
+- a group with a quota (a pod's CPU limit) may use `quota` CPU seconds per 100 ms period; once spent, its
+  tasks stop until the next period begins, and the others get the cores it leaves (CFS throttling).
+The changes are: a task starts, a task ends, a group spends its quota, a period ends while a group waits
+for it. Periods are counted from time 0 for every group.
+
+What a change costs does not grow with the requests running, nor, while the node has cores to spare, with
+the groups: the tasks of a group all run at one rate, so a group keeps the CPU seconds each of its tasks
+has had (`served`, a virtual time) and its tasks in a heap by the `served` at which each has had all its
+work; each group is brought up to date only when it is read or changes, and has its own next change; the
+time a running group spends its quota is computed in closed form (a period's end is a change only for a
+throttled group). Only a change in how the node's cores are divided (the groups want more than it has)
+touches every group.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+
+from servetune.sim.kernel import Event, Kernel
+
+CFS_PERIOD_S = 0.1
+DONE_S = 1e-9  # a task with less CPU than this left is done (float rounding)
+
+
+class Task:
+    """One request's CPU work; `done(now)` is called when it has had all of it."""
+
+    __slots__ = ("done", "work")
+
+    def __init__(self, work: float, done: Callable[[float], None]) -> None:
+        self.work = work  # CPU seconds it needs
+        self.done = done
+
+
+class Group:
+    """A cgroup: a pod's (or the load driver's) tasks, what they may use, what they used."""
+
+    __slots__ = ("cap", "cpu", "each", "event", "period", "quota", "rate", "served", "shared", "solo", "tasks",
+                 "time", "used", "want")
+
+    def __init__(self, quota: float | None, solo: float, shared: float, cap: float = math.inf) -> None:
+        self.quota = quota  # CPU seconds per period, None without a limit
+        self.solo, self.shared, self.cap = solo, shared, cap
+        self.tasks: list[tuple[float, int, Task]] = []  # a heap: (`served` when it is done, start order, task)
+        self.served = 0.0  # CPU seconds each of its tasks has had since the group was made (all run at one rate)
+        self.used = 0.0  # CPU seconds used in the current period
+        self.cpu = 0.0  # CPU seconds used since it was made
+        self.time = 0.0  # when served, used and cpu were last brought up to date
+        self.period = 0  # in which of the node's periods (`used` is of that period)
+        self.want = 0.0  # cores it would use on a node with cores to spare
+        self.rate = 0.0  # cores it gets now, all its tasks together
+        self.each = 0.0  # cores each of its tasks gets now
+        self.event: _Due | None = None  # its next change; an older one is stale
+
+    def throttled(self) -> bool:
+        return self.quota is not None and self.used >= self.quota - DONE_S
+
+
+class _Due(Event):
+    __slots__ = ("group", "processor")
+    order = 2
+
+    def __init__(self, processor: Processor, group: Group) -> None:
+        self.processor, self.group = processor, group
+
+    def fire(self, now: float) -> None:
+        if self.group.event is self:
+            self.processor.update(self.group, now)
+
+
+class Processor:
+    """The node's `cores` (inf: each group is bound by its own cap and quota only) and its groups."""
+
+    def __init__(self, kernel: Kernel, cores: float | None) -> None:
+        self.kernel = kernel
+        self.cores = math.inf if cores is None else cores
+        self.groups: list[Group] = []
+        self.factor = 1.0  # the share of what it wants each group gets: below 1 when the node is short of cores
+        self.period = 0  # periods begun since time 0
+        self.period_end = CFS_PERIOD_S
+        self._started = 0  # tasks started: at equal `served` the earlier one ends first
+
+    def start(self, group: Group, task: Task, now: float) -> None:
+        if now != group.time or now >= self.period_end - DONE_S:
+            self.advance(group, now)
+        self._started += 1
+        heapq.heappush(group.tasks, (group.served + task.work, self._started, task))
+        self._changed(group, now)
+
+    def read(self, group: Group, now: float) -> float:
+        """The group's CPU seconds used up to `now`."""
+        self.advance(group, now)
+        return group.cpu
+
+    def advance(self, group: Group, now: float) -> None:
+        """Run the group's tasks at their rate up to `now` (it does not change before the group's next change)."""
+        if now >= self.period_end - DONE_S:
+            begun = math.floor((now - self.period_end) / CFS_PERIOD_S + 1 + DONE_S)
+            self.period_end += begun * CFS_PERIOD_S
+            self.period += begun
+        step = now - group.time
+        rate = group.rate
+        if group.period == self.period:
+            if step > 0:
+                if rate:
+                    group.served += group.each * step
+                    spent = rate * step
+                    group.used += spent
+                    group.cpu += spent
+                group.time = now
+            return
+        # a period began since: what it used in it is its rate since then
+        if step > 0:
+            if rate:
+                group.served += group.each * step
+                group.cpu += rate * step
+            group.time = now
+        group.used = rate * max(now - (self.period_end - CFS_PERIOD_S), 0.0)
+        group.period = self.period
+
+    def remove(self, group: Group) -> None:
+        """A group without tasks leaves the node (its pod is gone)."""
+        self.groups.remove(group)
+
+    def update(self, group: Group, now: float) -> None:
+        """The group's next change is due: tasks done, quota spent or a new period."""
+        self.advance(group, now)
+        tasks, served = group.tasks, group.served + DONE_S
+        ended = []
+        while tasks and tasks[0][0] <= served:
+            ended.append(heapq.heappop(tasks))
+        self._changed(group, now)
+        if len(ended) > 1:
+            ended.sort(key=lambda entry: entry[1])  # in the order they started
+        for entry in ended:
+            entry[2].done(now)
+
+    def _changed(self, group: Group, now: float) -> None:
+        count = len(group.tasks)
+        quota = group.quota
+        if not count or (quota is not None and group.used >= quota - DONE_S):
+            group.want = 0.0
+        else:
+            want = (group.solo if count == 1 else group.shared) * count
+            group.want = min(group.cap, want)
+        cores = self.cores
+        factor = 1.0
+        if cores < math.inf:
+            total = 0.0
+            for other in self.groups:
+                total += other.want
+            if total > cores:
+                factor = cores / total
+        if factor == self.factor:
+            self._schedule(group, now)
+            return
+        self.factor = factor  # every group's rate changes: each runs at its former rate up to now first
+        for other in self.groups:
+            if other.tasks or other.rate:  # an idle group has nothing to run (a later advance catches it up)
+                self.advance(other, now)
+                self._schedule(other, now)
+
+    def _schedule(self, group: Group, now: float) -> None:
+        """The group's rate under the node's factor, and when it next changes (a task done, its quota spent)."""
+        rate = group.rate = group.want * self.factor
+        quota = group.quota
+        throttled = quota is not None and group.used >= quota - DONE_S
+        if rate and not throttled:
+            tasks = group.tasks
+            each = group.each = rate / len(tasks)
+            left = tasks[0][0] - group.served
+            due = now + left / each if left > 0 else now
+            if quota is not None:
+                spent = now + (quota - group.used) / rate
+                if spent >= self.period_end:  # not in this period: in the next, if it runs faster than its quota
+                    spent = self.period_end + quota / rate if rate * CFS_PERIOD_S > quota else math.inf
+                due = min(due, spent)
+        else:
+            group.rate = group.each = 0.0
+            if not group.tasks or (group.want and not throttled):  # nothing to run, or a node without cores
+                due = math.inf
+            elif throttled and not group.want:
+                due = self.period_end  # until the next period
+            else:  # what it wants changed since it was last known (brought here by another group's change)
+                due = now
+        if due < math.inf:
+            event = group.event = _Due(self, group)
+            self.kernel.at(max(due, now), event)
+        else:
+            group.event = None
