@@ -227,7 +227,7 @@ def calibrate(
 
     from servetune.tune.measure import CPU_LIMITS, TARGETS, calibrate_model
 
-    on_cluster = choice(backend, list(BackendName), "--backend") == BackendName.KUBERNETES
+    on_cluster = choice(backend, [BackendName.LOCAL, BackendName.KUBERNETES], "--backend") == BackendName.KUBERNETES
     models = model or [default_model_path()]
     for path in models:
         read_spec(existing_model_path(path))  # a clear error before anything is measured

@@ -108,17 +108,21 @@ async function postJson(path, payload) {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(payload),
   });
+  const { body, reason } = await readAnswer(response);
+  if (reason !== null) throw new Error("HTTP " + response.status + ": " + reason);
+  return body;
+}
+
+// The JSON body of an answer (null when it has none) and, for a refusal, the server's reason.
+async function readAnswer(response) {
   let body = null;
   try {
     body = await response.json();
   } catch {
     body = null;
   }
-  if (!response.ok) {
-    const reason = body && body.error ? body.error : response.statusText || "no reason given";
-    throw new Error("HTTP " + response.status + ": " + reason);
-  }
-  return body;
+  const reason = response.ok ? null : body && body.error ? body.error : response.statusText || "no reason given";
+  return { body, reason };
 }
 
 function classButtons(container, classes, onPick) {
@@ -198,14 +202,8 @@ async function classify(event) {
   try {
     const response = await fetch("/predict", { method: "POST", body: data });
     const elapsed = performance.now() - started;
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      body = null;
-    }
-    if (!response.ok) {
-      const reason = body && body.error ? body.error : response.statusText || "no reason given";
+    const { body, reason } = await readAnswer(response);
+    if (reason !== null) {
       statusLine.textContent = selected.name + " (" + formatBytes(selected.size) + ")";
       showError("The server refused this file (HTTP " + response.status + "): " + reason);
       return;
