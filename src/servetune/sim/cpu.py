@@ -88,13 +88,27 @@ class Processor:
         self.period = 0  # periods begun since time 0
         self.period_end = CFS_PERIOD_S
         self._started = 0  # tasks started: at equal `served` the earlier one ends first
+        self._added: list[Group] = []  # groups with tasks added since the last change
 
     def start(self, group: Group, task: Task, now: float) -> None:
+        self.add(group, task, now)
+        self.settle(now)
+
+    def add(self, group: Group, task: Task, now: float) -> None:
+        """Start a task without working out the change yet: `settle(now)` (or a later `start`) does, once for
+        every task added at `now` (the load driver's task and the pod's for one request: one change, not two)."""
         if now != group.time or now >= self.period_end - DONE_S:
             self.advance(group, now)
         self._started += 1
         heapq.heappush(group.tasks, (group.served + task.work, self._started, task))
-        self._changed(group, now)
+        if group not in self._added:
+            self._added.append(group)
+
+    def settle(self, now: float) -> None:
+        """The change the tasks added at `now` make."""
+        if self._added:
+            added, self._added = self._added, []
+            self._changed(added, now)
 
     def read(self, group: Group, now: float) -> float:
         """The group's CPU seconds used up to `now`."""
@@ -138,20 +152,21 @@ class Processor:
         ended = []
         while tasks and tasks[0][0] <= served:
             ended.append(heapq.heappop(tasks))
-        self._changed(group, now)
+        self._changed([group], now)
         if len(ended) > 1:
             ended.sort(key=lambda entry: entry[1])  # in the order they started
         for entry in ended:
             entry[2].done(now)
 
-    def _changed(self, group: Group, now: float) -> None:
-        count = len(group.tasks)
-        quota = group.quota
-        if not count or (quota is not None and group.used >= quota - DONE_S):
-            group.want = 0.0
-        else:
-            want = (group.solo if count == 1 else group.shared) * count
-            group.want = min(group.cap, want)
+    def _changed(self, changed: list[Group], now: float) -> None:
+        for group in changed:
+            count = len(group.tasks)
+            quota = group.quota
+            if not count or (quota is not None and group.used >= quota - DONE_S):
+                group.want = 0.0
+            else:
+                want = (group.solo if count == 1 else group.shared) * count
+                group.want = min(group.cap, want)
         cores = self.cores
         factor = 1.0
         if cores < math.inf:
@@ -161,7 +176,8 @@ class Processor:
             if total > cores:
                 factor = cores / total
         if factor == self.factor:
-            self._schedule(group, now)
+            for group in changed:
+                self._schedule(group, now)
             return
         self.factor = factor  # every group's rate changes: each runs at its former rate up to now first
         for other in self.groups:

@@ -68,11 +68,15 @@ class Load:
             following = now + self.rng.expovariate(phase.open_loop_rate())
             if following < end:
                 self.kernel.at(following, _Send(self, run, -1))
-        if self.driver is not None:
-            cpu, group, cost = self.driver
-            cpu.start(group, Task(cost, _nothing), now)
         assert self.cluster is not None
+        if self.driver is None:
+            self.cluster.send(now, (now, run, user, phase.target), REFUSED_S)
+            return
+        # the driver's task and the pod's start at the same instant: one change of the node's CPU
+        cpu, group, cost = self.driver
+        cpu.add(group, Task(cost, _nothing), now)
         self.cluster.send(now, (now, run, user, phase.target), REFUSED_S)
+        cpu.settle(now)
 
     def answer(self, now: float, request: Request, status: int, pod: Pod | None) -> None:
         """The client has the answer at `now`: count it (unless its run is over) and think."""
