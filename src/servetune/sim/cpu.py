@@ -118,9 +118,7 @@ class Processor:
     def advance(self, group: Group, now: float) -> None:
         """Run the group's tasks at their rate up to `now` (it does not change before the group's next change)."""
         if now >= self.period_end - DONE_S:
-            begun = math.floor((now - self.period_end) / CFS_PERIOD_S + 1 + DONE_S)
-            self.period_end += begun * CFS_PERIOD_S
-            self.period += begun
+            self._begin_periods(now)
         step = now - group.time
         rate = group.rate
         if group.period == self.period:
@@ -140,6 +138,12 @@ class Processor:
             group.time = now
         group.used = rate * max(now - (self.period_end - CFS_PERIOD_S), 0.0)
         group.period = self.period
+
+    def _begin_periods(self, now: float) -> None:
+        """The node's periods begun up to `now`."""
+        begun = math.floor((now - self.period_end) / CFS_PERIOD_S + 1 + DONE_S)
+        self.period_end += begun * CFS_PERIOD_S
+        self.period += begun
 
     def remove(self, group: Group) -> None:
         """A group without tasks leaves the node (its pod is gone)."""
@@ -182,15 +186,17 @@ class Processor:
         self.factor = factor  # every group's rate changes: each runs at its former rate up to now first
         for other in self.groups:
             if other.tasks or other.rate:  # an idle group has nothing to run (a later advance catches it up)
-                self.advance(other, now)
+                if other.time != now or other.period != self.period or now >= self.period_end - DONE_S:
+                    self.advance(other, now)
                 self._schedule(other, now)
 
     def _schedule(self, group: Group, now: float) -> None:
         """The group's rate under the node's factor, and when it next changes (a task done, its quota spent)."""
-        rate = group.rate = group.want * self.factor
+        rate = group.want * self.factor
         quota = group.quota
         throttled = quota is not None and group.used >= quota - DONE_S
         if rate and not throttled:
+            group.rate = rate
             tasks = group.tasks
             each = group.each = rate / len(tasks)
             left = tasks[0][0] - group.served
@@ -199,17 +205,19 @@ class Processor:
                 spent = now + (quota - group.used) / rate
                 if spent >= self.period_end:  # not in this period: in the next, if it runs faster than its quota
                     spent = self.period_end + quota / rate if rate * CFS_PERIOD_S > quota else math.inf
-                due = min(due, spent)
+                if spent < due:
+                    due = spent
         else:
             group.rate = group.each = 0.0
             if not group.tasks or (group.want and not throttled):  # nothing to run, or a node without cores
-                due = math.inf
-            elif throttled and not group.want:
+                group.event = None
+                return
+            if throttled and not group.want:
                 due = self.period_end  # until the next period
             else:  # what it wants changed since it was last known (brought here by another group's change)
                 due = now
-        if due < math.inf:
-            event = group.event = _Due(self, group)
-            self.kernel.at(max(due, now), event)
-        else:
+        if due == math.inf:
             group.event = None
+            return
+        event = group.event = _Due(self, group)
+        self.kernel.at(due if due > now else now, event)
