@@ -66,15 +66,27 @@ class Group:
 
 
 class _Due(Event):
-    __slots__ = ("group", "processor")
+    """A group's next change, at `time` in the place `ticket`. Moved later, it stays queued where it was and,
+    when that comes, queues itself again at its time and ticket: it fires as if it had been moved."""
+
+    __slots__ = ("group", "processor", "queued", "queued_at", "ticket", "time")
     order = 2
 
-    def __init__(self, processor: Processor, group: Group) -> None:
-        self.processor, self.group = processor, group
+    def __init__(self, processor: Processor, group: Group, time: float, ticket: int) -> None:
+        self.processor, self.group, self.time, self.ticket = processor, group, time, ticket
+        self.queued: int | None = ticket  # the ticket it is queued with in the kernel; None once fired
+        self.queued_at = time  # and the time
 
     def fire(self, now: float) -> None:
-        if self.group.event is self:
-            self.processor.update(self.group, now)
+        group = self.group
+        if group.event is not self:
+            return  # superseded
+        if self.queued != self.ticket:
+            self.queued, self.queued_at = self.ticket, self.time
+            self.processor.kernel.at(self.time, self, self.ticket)
+            return
+        self.queued = None
+        self.processor.update(group, now)
 
 
 class Processor:
@@ -164,13 +176,14 @@ class Processor:
 
     def _changed(self, changed: list[Group], now: float) -> None:
         for group in changed:
-            count = len(group.tasks)
+            tasks = group.tasks
             quota = group.quota
-            if not count or (quota is not None and group.used >= quota - DONE_S):
+            if not tasks or (quota is not None and group.used >= quota - DONE_S):
                 group.want = 0.0
             else:
+                count = len(tasks)
                 want = (group.solo if count == 1 else group.shared) * count
-                group.want = min(group.cap, want)
+                group.want = want if want < group.cap else group.cap
         cores = self.cores
         factor = 1.0
         if cores < math.inf:
@@ -219,5 +232,12 @@ class Processor:
         if due == math.inf:
             group.event = None
             return
-        event = group.event = _Due(self, group)
-        self.kernel.at(due if due > now else now, event)
+        if due < now:
+            due = now
+        ticket = self.kernel.ticket()
+        event = group.event
+        if event is not None and event.queued is not None and event.queued_at <= due:
+            event.time, event.ticket = due, ticket  # later: it fires at its queued time and queues itself again
+        else:
+            event = group.event = _Due(self, group, due, ticket)
+            self.kernel.at(due, event, ticket)

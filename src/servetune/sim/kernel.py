@@ -45,9 +45,18 @@ class Kernel:
         self._heap: list[tuple[float, int, int, Event]] = []
         self._count = 0  # ties broken by scheduling order: the kernel is deterministic
 
-    def at(self, time: float, event: Event) -> None:
+    def at(self, time: float, event: Event, ticket: int | None = None) -> None:
+        """Queue `event` at `time`; `ticket` (from `ticket()`): its place among equal times, taken earlier."""
+        if ticket is None:
+            self._count += 1
+            ticket = self._count
+        heapq.heappush(self._heap, (time, event.order, ticket, event))
+
+    def ticket(self) -> int:
+        """A place among the events at equal times, taken now for an event queued later: it fires as if
+        queued now (a CPU group's next change is queued once, however often it is moved later before then)."""
         self._count += 1
-        heapq.heappush(self._heap, (time, event.order, self._count, event))
+        return self._count
 
     def step(self) -> bool:
         """Fire the next event; False when none is left."""
