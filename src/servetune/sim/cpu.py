@@ -21,8 +21,8 @@ touches every group.
 
 from __future__ import annotations
 
-import heapq
 import math
+from heapq import heappop, heappush
 from collections.abc import Callable
 
 from servetune.sim.kernel import Event, Kernel
@@ -104,7 +104,8 @@ class Processor:
 
     def start(self, group: Group, task: Task, now: float) -> None:
         self.add(group, task, now)
-        self.settle(now)
+        added, self._added = self._added, []
+        self._changed(added, now)
 
     def add(self, group: Group, task: Task, now: float) -> None:
         """Start a task without working out the change yet: `settle(now)` (or a later `start`) does, once for
@@ -112,7 +113,7 @@ class Processor:
         if now != group.time or now >= self.period_end - DONE_S:
             self.advance(group, now)
         self._started += 1
-        heapq.heappush(group.tasks, (group.served + task.work, self._started, task))
+        heappush(group.tasks, (group.served + task.work, self._started, task))
         if group not in self._added:
             self._added.append(group)
 
@@ -165,9 +166,12 @@ class Processor:
         """The group's next change is due: tasks done, quota spent or a new period."""
         self.advance(group, now)
         tasks, served = group.tasks, group.served + DONE_S
-        ended = []
+        if not tasks or tasks[0][0] > served:  # its quota spent, or a new period
+            self._changed([group], now)
+            return
+        ended = [heappop(tasks)]
         while tasks and tasks[0][0] <= served:
-            ended.append(heapq.heappop(tasks))
+            ended.append(heappop(tasks))
         self._changed([group], now)
         if len(ended) > 1:
             ended.sort(key=lambda entry: entry[1])  # in the order they started
