@@ -3,8 +3,10 @@
     python benchmarks/tune.py [--repeats N] [--runs DIR] [--seeds N] [--calibration FILE]
         [--search-budget 2000] [--compare-budget 400] [--search-seeds 3] [--jobs 2] [--max-response-ms 25]
 
-Speed: the full 30-minute reference profile simulated for the bundled specs, on one core; the median of
-`--repeats` simulations (CPU time of this process, and wall time), and the candidates per second it allows.
+Speed: the full 30-minute reference profile simulated for the bundled specs, on one core, as `servetune
+simulate` runs it and as the tune runs a local candidate (the load driver's CPU on this machine's cores); the
+median of `--repeats` simulations (CPU time of this process, and wall time), and the candidates per second
+it allows.
 
 Fidelity (with --runs DIR): every real run folder in DIR (made by `servetune run --backend local`, with its
 spec.yaml, load_profile.yaml and run.json) is simulated at the same compression with the local backend's
@@ -98,20 +100,29 @@ def parse_args() -> argparse.Namespace:
 
 
 def speed(calibration, repeats: int) -> None:
+    """Each spec simulated as `servetune simulate` does (Kubernetes' semantics, each pod bound by its quota
+    only), then as the tune simulates a local candidate (the one-machine cluster's semantics, the pods and the
+    load driver on this machine's cores)."""
     profile = load_profile("reference")
+    capacity = Capacity(*allocatable())
+    settings = {
+        "": {},
+        f", local, {capacity.cpu_cores:g} cores": {"capacity": capacity, "metrics": MetricsTiming(backend="local"),
+                                                  "node_cpu": capacity.cpu_cores},
+    }
     print("| spec (reference profile, 30 min) | requests | CPU s (median) | wall s (median) | candidates/s |")
     print("|---|---|---|---|---|")
-    for name in SPECS:
+    for (suffix, options), name in ((setting, name) for setting in settings.items() for name in SPECS):
         spec = load_deployment_spec(name)
         cpu, wall, requests = [], [], 0
         for seed in range(repeats):
             began_cpu, began = time.process_time(), time.perf_counter()
-            result = simulate(spec, profile, calibration, seed=seed)
+            result = simulate(spec, profile, calibration, seed=seed, **options)
             cpu.append(time.process_time() - began_cpu)
             wall.append(time.perf_counter() - began)
             requests = result.statistics.requests or 0
         median_cpu = statistics.median(cpu)
-        print(f"| {name} | {requests:,} | {median_cpu:.3f} | {statistics.median(wall):.3f} | "
+        print(f"| {name}{suffix} | {requests:,} | {median_cpu:.3f} | {statistics.median(wall):.3f} | "
               f"{1 / median_cpu:.1f} |")
     print()
 

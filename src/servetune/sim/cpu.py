@@ -22,8 +22,8 @@ touches every group.
 from __future__ import annotations
 
 import math
-from heapq import heappop, heappush
 from collections.abc import Callable
+from heapq import heappop, heappush
 
 from servetune.sim.kernel import Event, Kernel
 
@@ -187,7 +187,7 @@ class Processor:
             else:
                 count = len(tasks)
                 want = (group.solo if count == 1 else group.shared) * count
-                group.want = want if want < group.cap else group.cap
+                group.want = min(group.cap, want)
         cores = self.cores
         factor = 1.0
         if cores < math.inf:
@@ -222,8 +222,7 @@ class Processor:
                 spent = now + (quota - group.used) / rate
                 if spent >= self.period_end:  # not in this period: in the next, if it runs faster than its quota
                     spent = self.period_end + quota / rate if rate * CFS_PERIOD_S > quota else math.inf
-                if spent < due:
-                    due = spent
+                due = min(due, spent)
         else:
             group.rate = group.each = 0.0
             if not group.tasks or (group.want and not throttled):  # nothing to run, or a node without cores
@@ -236,8 +235,7 @@ class Processor:
         if due == math.inf:
             group.event = None
             return
-        if due < now:
-            due = now
+        due = max(due, now)
         ticket = self.kernel.ticket()
         event = group.event
         if event is not None and event.queued is not None and event.queued_at <= due:
