@@ -24,6 +24,15 @@ def test_events_fire_in_time_order_then_by_order_then_as_scheduled() -> None:
     assert kernel.now == 2.0
 
 
+def test_an_event_queued_with_an_earlier_ticket_fires_where_that_ticket_was_taken() -> None:
+    kernel, log = Kernel(), []
+    ticket = kernel.ticket()
+    kernel.at(1.0, Note(log, "queued first, ticket later"))
+    kernel.at(1.0, Note(log, "queued later, ticket first"), ticket)
+    kernel.run_until()
+    assert [name for _, name in log] == ["queued later, ticket first", "queued first, ticket later"]
+
+
 def test_run_until_stops_at_its_time_and_step_fires_one() -> None:
     kernel, log = Kernel(), []
     for time in (1.0, 2.0, 3.0):
