@@ -92,15 +92,14 @@ def run(
     ), simulated_backend(spec) if chosen == BackendName.SIMULATED else None)
 
 
-def simulated_backend(spec: str, **settings) -> Backend:
+def simulated_backend(spec: str) -> Backend:
     """The simulated backend for `spec`, with the calibration of its model (the packaged one's by default)."""
     from servetune.deploy.spec import read_deployment
     from servetune.sim.backend import SimulatedBackend
     from servetune.tune.evaluate import ModelCalibrations
 
     deployment, _ = read_deployment(spec)
-    calibration = settings.pop("calibration", None) or ModelCalibrations({}).add(deployment.model)
-    return SimulatedBackend(deployment, calibration, **settings)
+    return SimulatedBackend(deployment, ModelCalibrations({}).add(deployment.model))
 
 
 def demo(
