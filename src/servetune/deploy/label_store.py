@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 
 from servetune.config import DeploymentSpec, LabelsSpec
-from servetune.serve.settings import ENV_NAMES
+from servetune.serve.settings import ENV_NAMES, ServerSettings, label_fields
 
 DB_USER = "servetune"
 DB_NAME = "servetune"
@@ -41,9 +41,9 @@ def labels_db_env(spec: DeploymentSpec) -> list[dict]:
     """The container's SERVETUNE_LABELS_DB: from the Secret (PostgreSQL), or a file in the pod's /tmp
     (SQLite: the pod's own store, lost with it; only for trying the flow)."""
     labels = spec.labels
-    if labels is None or not (labels.holdout_fraction > 0 or labels.review_below > 0 or labels.feedback):
+    if labels is None or not ServerSettings(**label_fields(labels)).labelling():
         return []
-    if not uses_postgresql(spec.labels):
+    if not uses_postgresql(labels):
         return [{"name": LABELS_DB_VARIABLE, "value": SQLITE_IN_POD}]
     return [{"name": LABELS_DB_VARIABLE,
              "valueFrom": {"secretKeyRef": {"name": secret_name(spec), "key": URL_KEY}}}]
