@@ -19,7 +19,8 @@ import yaml
 from servetune.config import DeploymentSpec, ScalingRules
 from servetune.deploy.hpa import DOWNSCALE_STABILIZATION_S
 from servetune.deploy.manifest_fields import ManifestError, name_of
-from servetune.deploy.manifests import cpu_quantity, scaling_rules
+from servetune.deploy.manifests import resources as spec_resources
+from servetune.deploy.manifests import scaling_rules
 
 
 def updated_manifest(documents: list, spec: DeploymentSpec, image: str) -> tuple[list, list[str]]:
@@ -50,12 +51,12 @@ def update_deployment(deployment: dict, spec: DeploymentSpec, image: str) -> Non
     body["replicas"] = spec.autoscaling.min_replicas if spec.autoscaling else spec.replicas
     container = body["template"]["spec"]["containers"][0]
     container["image"] = image
-    resources = container.setdefault("resources", {})
-    resources["requests"] = {"cpu": cpu_quantity(spec.requests.cpu), "memory": f"{spec.requests.memory_mb}Mi"}
-    if spec.limits is None:
-        resources.pop("limits", None)
-    else:
-        resources["limits"] = {"cpu": cpu_quantity(spec.limits.cpu), "memory": f"{spec.limits.memory_mb}Mi"}
+    amounts, resources = spec_resources(spec), container.setdefault("resources", {})
+    for kind in ("requests", "limits"):  # in place: the manifest keeps its own key order
+        if kind in amounts:
+            resources[kind] = amounts[kind]
+        else:
+            resources.pop(kind, None)
 
 
 def update_autoscaler(hpa: dict, spec: DeploymentSpec) -> list[str]:

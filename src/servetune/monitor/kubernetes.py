@@ -46,14 +46,14 @@ from servetune.monitor.resource_csv import wall_clock_text
 log = logging.getLogger(__name__)
 
 
-def _quantity(value: str) -> float:
+def quantity(value: str) -> float:
     from kubernetes.utils import parse_quantity
 
     return float(parse_quantity(value))
 
 
 def _sum(amounts: list[dict[str, str] | None], key: str, scale: float = 1.0) -> float:
-    return sum(_quantity(a[key]) / scale for a in amounts if a and key in a)
+    return sum(quantity(a[key]) / scale for a in amounts if a and key in a)
 
 
 class KubernetesSampler:
@@ -179,7 +179,7 @@ class KubernetesSampler:
             usage = containers[0].get("usage") or {}
             try:
                 measured[item["metadata"]["name"]] = (
-                    _quantity(usage["cpu"]), _quantity(usage["memory"]) / 1024
+                    quantity(usage["cpu"]), quantity(usage["memory"]) / 1024
                 )
             except (KeyError, TypeError, ValueError, ArithmeticError):
                 continue  # an item without usable numbers counts as a pod without metrics

@@ -15,14 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from servetune.deploy.kubernetes_client import kubernetes_client
+from servetune.monitor.kubernetes import quantity
 
 COUNTS = "the replicas' nodes' CPU (metrics.k8s.io NodeMetrics) less the replicas' own (their ml-app containers)"
-
-
-def quantity(value: str) -> float:
-    from kubernetes.utils import parse_quantity
-
-    return float(parse_quantity(value))
 
 
 class NodeOthers:
