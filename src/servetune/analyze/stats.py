@@ -171,7 +171,11 @@ def is_okay(record: RequestRecord) -> bool:
 
 
 def percentiles(records: Sequence[RequestRecord]) -> tuple[float | None, float | None, float | None]:
-    latencies = [r.latency_s for r in records if is_okay(r)]
+    return latency_percentiles([r.latency_s for r in records if is_okay(r)])
+
+
+def latency_percentiles(latencies: Sequence[float]) -> tuple[float | None, float | None, float | None]:
+    """p50, p95 and p99 of the answered requests' latencies (None each when there are none)."""
     if not latencies:
         return None, None, None
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])

@@ -20,6 +20,7 @@ import yaml
 
 from servetune import __version__
 from servetune.analyze.stats import (
+    latency_percentiles,
     load_statistics,
     mean,
     offered_rate,
@@ -168,13 +169,6 @@ def _accuracy(calibration: Costs) -> tuple[float | None, str | None]:
     return value, f"calibration ({split})"
 
 
-def _percentiles(latencies: list[float]) -> tuple[float | None, float | None, float | None]:
-    if not latencies:
-        return None, None, None
-    p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
-    return float(p50), float(p95), float(p99)
-
-
 def _load_rows(raw: RawRun, calibration: Costs, run_starts: list[float], run_ends: list[float]) -> list[LoadRunRow]:
     """siege's log rows, one per load run."""
     load_rows = []
@@ -229,7 +223,7 @@ def summarize_simulation(
         ]
 
     all_latencies = [x for phase in raw.latencies for x in phase]
-    p50, p95, p99 = _percentiles(all_latencies)
+    p50, p95, p99 = latency_percentiles(all_latencies)
     request_count = sum(raw.requests)
     # analyze reads the monitor's wall-clock text (whole seconds): integrate replicas on that grid.
     whole = [math.floor(t) for t, *_ in samples]
@@ -268,7 +262,7 @@ def _phases(profile: LoadProfile, raw: RawRun, load_rows: list[LoadRunRow], reso
                    for run in members]
         inside = [r for r, s in zip(resources, samples, strict=True)
                   if any(a <= math.floor(s[0]) <= b for a, b in windows)]
-        p50, p95, p99 = _percentiles(raw.latencies[index])
+        p50, p95, p99 = latency_percentiles(raw.latencies[index])
         summaries.append(PhaseSummary(
             phase=index, label=phase_label(index, phase), users=phase.users, delay=phase.delay,
             offered_rate=offered_rate(phase), runs=len(rows), seconds=sum(row.elap_time for row in rows),

@@ -42,7 +42,7 @@ from servetune.deploy.local import model_footprint
 from servetune.deploy.manifests import CONTAINER_NAME, render_manifests
 from servetune.deploy.spec import DEFAULT_MODEL
 from servetune.model.artifact import default_model_path, read_spec
-from servetune.monitor.kubernetes import KubernetesSampler
+from servetune.monitor.kubernetes import KubernetesSampler, quantity
 from servetune.tune.calibration import Calibration
 from servetune.tune.measure import (
     CPU_LIMITS,
@@ -307,14 +307,8 @@ def cluster_text(cluster: KubernetesCluster, nodes: list[str]) -> str:
         labels = node.metadata.labels or {}
         info = node.status.node_info if node.status else None
         parts = [f"{capacity['cpu']} CPUs" if "cpu" in capacity else "",
-                 f"{memory_gib(capacity['memory']):.0f} GiB" if "memory" in capacity else "",
+                 f"{quantity(capacity['memory']) / 2**30:.0f} GiB" if "memory" in capacity else "",
                  info.architecture if info is not None else "",
                  labels.get("node.kubernetes.io/instance-type", "")]
         described.append(f"node {name}: " + ", ".join(part for part in parts if part))
     return f"Kubernetes {major}.{minor} at {cluster.host}, " + "; ".join(described)
-
-
-def memory_gib(quantity: str) -> float:
-    from kubernetes.utils import parse_quantity
-
-    return float(parse_quantity(quantity)) / 2**30
