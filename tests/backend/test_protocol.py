@@ -14,7 +14,7 @@ from servetune.config import LoadRunRow, ResourceSample
 from servetune.load.siege import write_siege_log
 from servetune.monitor.resource_csv import ResourceCsvWriter
 from servetune.run import RunOptions, evaluate
-from servetune.runfolder import RunRecord
+from servetune.runfolder import RunRecorder
 
 
 class ComputedBackend:
@@ -45,7 +45,7 @@ class ComputedBackend:
     def limits(self) -> dict:
         return {"limits_enforced": False, "limits_note": "computed"}
 
-    def measure(self, measurement: Measurement, record: RunRecord) -> str:
+    def measure(self, measurement: Measurement, recorder: RunRecorder) -> str:
         self.calls.append("measure")
         folder, runs = measurement.folder, measurement.profile.runs()
         start = datetime(2026, 11, 30, 10, 0, 0)
@@ -80,8 +80,8 @@ def test_a_backend_that_writes_the_files_itself_runs_the_whole_protocol(tmp_path
                          progress=False)
     result = evaluate(options, Console(file=open(tmp_path / "terminal.txt", "w")), typed)  # noqa: SIM115
     assert backend.calls == ["warm_up", "apply", "wait_ready", "measure", "tear_down"]
-    assert result.status == "completed" and result.record["backend"] == "computed"
-    assert [step["name"] for step in result.record["steps"]] == ["prepare", "warm-up", "apply", "load", "tear-down"]
-    assert result.record["analysis"] == "completed" and result.report == tmp_path / "run" / "report.html"
+    assert result.status == "completed" and result.record.backend == "computed"
+    assert [step.name for step in result.record.steps] == ["prepare", "warm-up", "apply", "load", "tear-down"]
+    assert result.record.analysis == "completed" and result.report == tmp_path / "run" / "report.html"
     summary = (tmp_path / "run" / "summary.json").read_text()
     assert '"transaction_rate": 10.0' in summary and '"memory_requested_KB": 2048.0' in summary

@@ -15,6 +15,8 @@ def test_a_simulated_run_writes_the_run_folder_of_a_real_one_marked_simulated(tm
     assert result.returncode == 0, result.stderr
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "completed" and record["backend"] == "simulated" and record["simulated"] is True
+    assert [step["status"] for step in record["steps"]] == ["completed"] * 5  # the load step's too
+    assert record["servetune_version"] and "servetune" not in record  # the one version key
     for name in ("spec.yaml", "deployment.yaml", "load_output.csv", "resource_usage.csv", "requests.csv",
                  "load_profile.yaml", "summary.json", "report.html"):
         assert (out / name).is_file(), name

@@ -44,16 +44,16 @@ def evaluate_and_report(options: RunOptions, backend: Backend | None = None) -> 
         except (OSError, ValueError):
             summary = None
         if summary is not None:
-            table = Table("statistic", "value", title=f"run {summary.name} ({record['status']})")
+            table = Table("statistic", "value", title=f"run {summary.name} ({record.status})")
             for name, value in headline_rows(summary, "terminal"):
                 table.add_row(name, value)
             Console(width=120).print(table)
         typer.echo(f"report: {result.report}")
-    typer.echo(f"run folder: {result.run_dir} (run.json: {record['status']})")
+    typer.echo(f"run folder: {result.run_dir} (run.json: {record.status})")
     if result.status == "failed":
-        raise CommandFailed(f"{record['failed_step']} step failed: {record['error']}")
+        raise CommandFailed(f"{record.failed_step} step failed: {record.error}")
     if result.status == "interrupted":
-        typer.secho(f"interrupted during the {record['failed_step']} step; kept what was measured", err=True)
+        typer.secho(f"interrupted during the {record.failed_step} step; kept what was measured", err=True)
         raise typer.Exit(130)
 
 

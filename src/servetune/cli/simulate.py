@@ -120,5 +120,5 @@ def simulated_run(spec: str, out: Path, profile: str, time_scale: float, backend
                          copy_model=False, progress=False)
     result = evaluate(options, backend=backend)
     if result.status != "completed" or backend.simulation is None:
-        raise CommandFailed(f"{result.record.get('failed_step')} step failed: {result.record.get('error')}")
+        raise CommandFailed(f"{result.record.failed_step} step failed: {result.record.error}")
     return backend.simulation

@@ -124,7 +124,7 @@ def run_spec(spec_file: Path, out: Path, real: RealRun, console: Console | None 
         ), console)
     except RunError as error:
         return "failed", str(error)
-    return result.status, result.record.get("error")
+    return result.status, result.record.error
 
 
 def run_dirs(out: Path, repeats: int) -> list[Path]:
