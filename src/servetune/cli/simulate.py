@@ -75,10 +75,8 @@ def simulate(
         # the one-machine cluster: this machine's cores hold the pods and the load driver
         cluster = cluster or Capacity(*allocatable())
         node_cpu = node_cpu or cluster.cpu_cores
-    if mode == "open":
-        for index, phase in enumerate(load.phases):
-            if phase.delay <= 0 and phase.rate is None:
-                raise OptionError(f"{profile}: phase {index + 1}: open-loop mode needs `rate` when delay is 0")
+    if mode == "open" and (problem := load.open_loop_problem()) is not None:
+        raise OptionError(f"{profile}: {problem}")
     if cluster is not None and cluster.pods_that_fit(deployment) < 1:
         typer.secho(f"warning: one pod requests {deployment.requests.cpu:g} CPU and {deployment.requests.memory_mb} "
                     f"MiB, more than the capacity ({cluster.cpu_cores:g} CPU, {cluster.memory_bytes // 2**20} MiB): "
