@@ -25,12 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from rich.console import Console
 
 from servetune.backend.protocol import Backend, BackendName, Measurement
-from servetune.config import DeploymentSpec, LabelsSpec, LoadProfile
+from servetune.config import DeploymentSpec, LabelsSpec, LoadProfile, RunSummary
 from servetune.deploy.compressed_hpa import compressed_spec
 from servetune.deploy.manifests import render_manifests, to_yaml
 from servetune.deploy.spec import DEFAULT_MODEL, read_deployment, spec_model_path
@@ -48,6 +49,9 @@ from servetune.runfolder import (
     StepFailed,
     headline_accuracy,
 )
+
+if TYPE_CHECKING:  # analyze/ is imported when a run is analysed: its plots are slow to import
+    from servetune.analyze.report import Report
 
 PASSWORD_PLACEHOLDER = "made-at-apply"
 
@@ -68,7 +72,7 @@ def shows_scaling(line: str) -> bool:
 
 @dataclass
 class RunOptions:
-    spec: str
+    spec: str  # the spec file (or bundled name) as given; run.json's `spec`
     out: Path
     backend: BackendName = BackendName.LOCAL
     profile: str = "reference"
@@ -85,6 +89,8 @@ class RunOptions:
     show_event: Callable[[str], bool] = shows_scaling  # which cluster events reach the terminal
     labelling: LabellingPlan | None = None  # labelling users beside the load: the run's live accuracy
     holdout_fraction: float | None = None  # overrides the spec's labels.holdout_fraction
+    # The spec itself, when the caller holds it (the tune, which wrote it to `spec`): used as it is, not read back
+    deployment: DeploymentSpec | None = None
 
     def monitor_interval(self) -> float:
         if self.monitor_interval_s is not None:
@@ -98,6 +104,7 @@ class RunResult:
     status: Status
     record: RunRecord
     report: Path | None = None
+    summary: RunSummary | None = None  # the statistics the report shows (summary.json); None when not analysed
 
 
 @dataclass
@@ -126,7 +133,7 @@ def held_out_spec(spec: DeploymentSpec, holdout_fraction: float | None,
 
 def read_inputs(options: RunOptions) -> Inputs:
     """The spec, the profile and the model file; RunError (or the stage's own error) when one is unusable."""
-    spec, notes = read_deployment(options.spec)
+    spec, notes = (options.deployment, []) if options.deployment is not None else read_deployment(options.spec)
     spec = held_out_spec(spec, options.holdout_fraction, options.labelling)
     profile = load_profile(options.profile, options.time_scale)
     model_path: Path | None = spec_model_path(spec.model)
@@ -259,10 +266,12 @@ def evaluate(options: RunOptions, console: Console | None = None, backend: Backe
     if recorder.running:
         recorder.record.status = "completed"
     recorder.update(ended_at=time.time())
-    return RunResult(folder.path, recorder.record.status, recorder.record, report)
+    if report is None:
+        return RunResult(folder.path, recorder.record.status, recorder.record)
+    return RunResult(folder.path, recorder.record.status, recorder.record, report.page, report.summary)
 
 
-def analyze(folder: RunFolder, recorder: RunRecorder) -> Path | None:
+def analyze(folder: RunFolder, recorder: RunRecorder) -> Report | None:
     """summary.json and the reports from whatever was measured; an analysis error is noted, not raised."""
     from servetune.analyze.report import write_report
     from servetune.runfolder import message_of
@@ -277,5 +286,5 @@ def analyze(folder: RunFolder, recorder: RunRecorder) -> Path | None:
         recorder.update(analysis=f"failed: {message_of(error)}")
         recorder.console.print(f"    [red]analysis failed[/]: {message_of(error)}", highlight=False)
         return None
-    recorder.update(analysis="completed", report=report.name)
+    recorder.update(analysis="completed", report=report.page.name)
     return report
