@@ -58,7 +58,7 @@ from servetune.tune.evaluate import (
 )
 from servetune.tune.frontier import EmptyFrontier, Rule, frontier, why_empty
 from servetune.tune.plots import pareto_plot, replicas_plot
-from servetune.tune.record import (
+from servetune.tune.tune_folder import (
     candidate_id,
     folder_names,
     write_candidates,
