@@ -58,15 +58,6 @@ from servetune.tune.evaluate import (
 )
 from servetune.tune.frontier import EmptyFrontier, Rule, frontier, why_empty
 from servetune.tune.plots import pareto_plot, replicas_plot
-from servetune.tune.tune_folder import (
-    candidate_id,
-    folder_names,
-    write_candidates,
-    write_frontier,
-    write_manifests,
-    write_spec,
-    write_verifications,
-)
 from servetune.tune.report import SearchFacts, write_tune_report
 from servetune.tune.search import Evaluation, Genome, Problem, evolve
 from servetune.tune.space import (
@@ -76,6 +67,15 @@ from servetune.tune.space import (
     candidate_spec,
     load_space,
     spec_genome,
+)
+from servetune.tune.tune_folder import (
+    candidate_id,
+    folder_names,
+    write_candidates,
+    write_frontier,
+    write_manifests,
+    write_spec,
+    write_verifications,
 )
 from servetune.tune.verify import RealRun, Verification, verify
 
