@@ -32,7 +32,7 @@ class Step(RecordPart):
     """One protocol step: its name, status and timing, and the one line its backend call returned."""
 
     name: str
-    status: Literal["running", "completed", "failed", "interrupted"]
+    status: Status
     started_at: float | None = None
     ended_at: float | None = None
     seconds: float | None = None
