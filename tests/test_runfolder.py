@@ -30,13 +30,17 @@ def test_run_json_is_replaced_whole_and_read_back(tmp_path):
 def test_a_record_round_trips_with_only_the_fields_set(tmp_path):
     folder = RunFolder(tmp_path)
     record = RunRecord(name="r", error=None, accuracy=0.75, steps=[Step(name="load", status="completed", seconds=2.5)],
-                       host_cpu={"cores": 2, "others_cores": 0.25, "counts": "others"}, restart_reasons={"Error": 2})
+                       host_cpu={"cores": 2, "others_cores": 0.25, "counts": "others"}, restart_reasons={"Error": 2},
+                       live_accuracy={"accuracy": 0.5, "correct": 1, "n": 2, "wilson_95": [0.1, 0.9], "held_out": 3,
+                                      "uploads": 6, "refused": {"503": 1}, "source": "held-out labels"})
     folder.write_record(record)
     written = json.loads(folder.record_file.read_text())
     assert written == {"error": None, "name": "r", "servetune_version": __version__,  # a null set stays null
                        "steps": [{"name": "load", "status": "completed", "seconds": 2.5}], "accuracy": 0.75,
-                       "restart_reasons": {"Error": 2}, "host_cpu": {"cores": 2, "others_cores": 0.25,
-                                                                     "counts": "others"}}
+                       "restart_reasons": {"Error": 2},
+                       "live_accuracy": {"accuracy": 0.5, "correct": 1, "n": 2, "wilson_95": [0.1, 0.9], "held_out": 3,
+                                         "uploads": 6, "refused": {"503": 1}, "source": "held-out labels"},
+                       "host_cpu": {"cores": 2, "others_cores": 0.25, "counts": "others"}}
     back = folder.read_record()
     assert back == record and back.host_cpu == HostCpu(cores=2, others_cores=0.25, counts="others")
     folder.write_record(back)

@@ -99,7 +99,7 @@ class LiveAccuracyRecord(RecordPart):
     wilson_95: tuple[float, float] | None = None
     held_out: int | None = None
     uploads: int | None = None
-    refused: int | None = None
+    refused: dict[str, int] | None = None  # HTTP status (or "no answer") -> refused labels or uploads
     source: str | None = None
 
 
