@@ -280,7 +280,7 @@ def test_evaluate_without_a_model_copy_keeps_hash_and_accuracy(tmp_path, spec_fi
                                  copy_model=False, monitor_interval_s=0.5, progress=False))
     assert result.status == "completed", result.record
     assert not list(result.run_dir.glob("*.onnx"))
-    assert result.record["model_file"]["copied"] is False
+    assert result.record.model_file.copied is False
     assert summarize(result.run_dir).accuracy == 0.5  # from run.json, since there is no artifact to read
 
 
@@ -374,9 +374,9 @@ def test_a_deployment_that_dies_during_the_load_fails_the_run_and_keeps_the_rows
     result = evaluate(RunOptions(spec=str(spec_file), out=run_dir, profile=str(profile), monitor_interval_s=0.5,
                                  progress=False))
     killer.join()
-    assert result.status == "failed" and result.record["failed_step"] == "load"
-    assert "gunicorn exited" in result.record["error"]
-    assert [step["name"] for step in result.record["steps"]] == PROTOCOL
+    assert result.status == "failed" and result.record.failed_step == "load"
+    assert "gunicorn exited" in result.record.error
+    assert [step.name for step in result.record.steps] == PROTOCOL
     rows = read_siege_log(run_dir / "load_output.csv")
     assert 1 <= len(rows) < 20 and rows[0].okay > 0
-    assert result.record["analysis"] == "completed" and summarize(run_dir).okay >= rows[0].okay
+    assert result.record.analysis == "completed" and summarize(run_dir).okay >= rows[0].okay

@@ -369,11 +369,11 @@ class LoadPhase(BaseModel):
     rate: float | None = Field(default=None, gt=0, le=1_000_000, description="open loop: arrivals per second")
 
     def open_loop_rate(self) -> float:
-        """Arrivals per second for open-loop mode."""
+        """Arrivals per second for open-loop mode; ValueError when it has none (`LoadProfile.open_loop_problem`)."""
         if self.rate is not None:
             return self.rate
         if self.delay <= 0:
-            raise ValueError("an open-loop phase with delay 0 needs an explicit `rate`")
+            raise ValueError("open-loop mode needs `rate` when delay is 0")
         return self.users / (self.delay / 2)
 
 
@@ -396,6 +396,16 @@ class LoadProfile(BaseModel):
 
     def total_seconds(self) -> float:
         return sum(phase.duration_s * phase.repeats for phase in self.phases)
+
+    def open_loop_problem(self) -> str | None:
+        """Why the profile cannot run open-loop (`phase N: ...`, its first phase without an arrival rate), or
+        None: the one check the load driver, the simulator and the command line make."""
+        for index, phase in enumerate(self.phases):
+            try:
+                phase.open_loop_rate()
+            except ValueError as error:
+                return f"phase {index + 1}: {error}"
+        return None
 
 
 # --- analysis -----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
 5. tear down, also after an error or Ctrl-C.
 6. analyse what was measured: summary.json, report.html/.md with plots.
 
-The backends (backend/) do each step; this module keeps their order and run.json (runfolder.RunRecord):
+The backends (backend/) do each step; this module keeps their order and run.json (runfolder.RunRecorder):
 status (completed, failed, interrupted), the failing step and its error, the timing of every step, the
 backend and whether limits were enforced. run.json is rewritten after every step, so a run that stops
 part-way still says what happened. docs/architecture.md describes the run folder.
@@ -25,13 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from rich.console import Console
 
-from servetune import __version__
 from servetune.backend.protocol import Backend, BackendName, Measurement
-from servetune.config import DeploymentSpec, LabelsSpec, LoadProfile
+from servetune.config import DeploymentSpec, LabelsSpec, LoadProfile, RunSummary
 from servetune.deploy.compressed_hpa import compressed_spec
 from servetune.deploy.manifests import render_manifests, to_yaml
 from servetune.deploy.spec import DEFAULT_MODEL, read_deployment, spec_model_path
@@ -40,15 +40,18 @@ from servetune.load.labelling_users import LabellingPlan
 from servetune.load.profile import load_profile
 from servetune.load.runner import LoadDriver
 from servetune.monitor.cadence import monitor_interval_s
+from servetune.run_record import Machine, RunRecord, Status
 from servetune.runfolder import (
     MANIFEST_FILE,
     SPEC_FILE,
     RunFolder,
-    RunRecord,
-    Status,
+    RunRecorder,
     StepFailed,
     headline_accuracy,
 )
+
+if TYPE_CHECKING:  # analyze/ is imported when a run is analysed: its plots are slow to import
+    from servetune.analyze.report import Report
 
 PASSWORD_PLACEHOLDER = "made-at-apply"
 
@@ -69,7 +72,7 @@ def shows_scaling(line: str) -> bool:
 
 @dataclass
 class RunOptions:
-    spec: str
+    spec: str  # the spec file (or bundled name) as given; run.json's `spec`
     out: Path
     backend: BackendName = BackendName.LOCAL
     profile: str = "reference"
@@ -86,6 +89,8 @@ class RunOptions:
     show_event: Callable[[str], bool] = shows_scaling  # which cluster events reach the terminal
     labelling: LabellingPlan | None = None  # labelling users beside the load: the run's live accuracy
     holdout_fraction: float | None = None  # overrides the spec's labels.holdout_fraction
+    # The spec itself, when the caller holds it (the tune, which wrote it to `spec`): used as it is, not read back
+    deployment: DeploymentSpec | None = None
 
     def monitor_interval(self) -> float:
         if self.monitor_interval_s is not None:
@@ -97,8 +102,9 @@ class RunOptions:
 class RunResult:
     run_dir: Path
     status: Status
-    record: dict
+    record: RunRecord
     report: Path | None = None
+    summary: RunSummary | None = None  # the statistics the report shows (summary.json); None when not analysed
 
 
 @dataclass
@@ -127,7 +133,7 @@ def held_out_spec(spec: DeploymentSpec, holdout_fraction: float | None,
 
 def read_inputs(options: RunOptions) -> Inputs:
     """The spec, the profile and the model file; RunError (or the stage's own error) when one is unusable."""
-    spec, notes = read_deployment(options.spec)
+    spec, notes = (options.deployment, []) if options.deployment is not None else read_deployment(options.spec)
     spec = held_out_spec(spec, options.holdout_fraction, options.labelling)
     profile = load_profile(options.profile, options.time_scale)
     model_path: Path | None = spec_model_path(spec.model)
@@ -193,9 +199,9 @@ def open_backend(options: RunOptions, inputs: Inputs, folder: RunFolder, on_even
                              time_scale=options.time_scale)
 
 
-def machine() -> dict:
-    return {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count()}
+def machine() -> Machine:
+    return Machine(host=platform.node(), platform=platform.platform(), python=platform.python_version(),
+                   cpus=os.cpu_count())
 
 
 def evaluate(options: RunOptions, console: Console | None = None, backend: Backend | None = None) -> RunResult:
@@ -219,65 +225,66 @@ def evaluate(options: RunOptions, console: Console | None = None, backend: Backe
         if options.show_event(line):
             console.print(f"    {line}", highlight=False, markup=False)
 
-    record = RunRecord(folder, console, {
-        "name": folder.path.resolve().name,
-        "backend": str(backend.name if backend is not None else options.backend),
-        "spec": options.spec,
-        "profile": inputs.profile.name,
-        "profile_seconds": inputs.profile.total_seconds(),
-        "time_scale": options.time_scale,
-        "driver": str(options.driver),
-        "monitor_interval_s": options.monitor_interval(),
-        "started_at": time.time(),
-        "servetune": __version__,
-        "machine": machine(),
-    })
+    recorder = RunRecorder(folder, console, RunRecord(
+        name=folder.path.resolve().name,
+        backend=str(backend.name if backend is not None else options.backend),
+        spec=options.spec,
+        profile=inputs.profile.name,
+        profile_seconds=inputs.profile.total_seconds(),
+        time_scale=options.time_scale,
+        driver=str(options.driver),
+        monitor_interval_s=options.monitor_interval(),
+        started_at=time.time(),
+        machine=machine(),
+    ))
     measurement = Measurement(inputs.profile, folder, options.driver, options.monitor_interval(), options.progress,
                               options.labelling)
     try:
-        with record.step("prepare", f"keep the spec, rendered objects and model in {folder.path}"):
-            record.update(**keep_inputs(folder, inputs, options))
+        with recorder.step("prepare", f"keep the spec, rendered objects and model in {folder.path}"):
+            recorder.update(**keep_inputs(folder, inputs, options))
             backend = backend or open_backend(options, inputs, folder, on_event)
         try:
-            with record.step("warm-up", f"warm up ({backend.warm_up_description})") as step:
-                step["detail"] = backend.warm_up()
-            with record.step("apply", f"apply {inputs.spec.name} and wait until ready") as step:
+            with recorder.step("warm-up", f"warm up ({backend.warm_up_description})") as step:
+                step.detail = backend.warm_up()
+            with recorder.step("apply", f"apply {inputs.spec.name} and wait until ready") as step:
                 backend.apply()
-                step["detail"] = backend.wait_ready()
-                record.update(url=backend.url, **backend.limits())
-            with record.step("load", f"load profile {inputs.profile.name} "
+                step.detail = backend.wait_ready()
+                recorder.update(url=backend.url, **backend.limits())
+            with recorder.step("load", f"load profile {inputs.profile.name} "
                              f"({inputs.profile.total_seconds():.0f} s) with the resource monitor") as step:
-                step["outcome"] = backend.measure(measurement, record)
+                step.outcome = backend.measure(measurement, recorder)
         finally:
-            with record.step("tear-down", "tear down") as step:
+            with recorder.step("tear-down", "tear down") as step:
                 if backend is not None:
-                    record.update(**backend.limits())
-                    step["detail"] = backend.tear_down()
+                    recorder.update(**backend.limits())
+                    step.detail = backend.tear_down()
     except (StepFailed, KeyboardInterrupt):
         pass
     finally:
         events.close()
-    report = analyze(folder, record)
-    if record.running:
-        record.data["status"] = "completed"
-    record.update(ended_at=time.time())
-    return RunResult(folder.path, record.data["status"], record.data, report)
+    report = analyze(folder, recorder)
+    if recorder.running:
+        recorder.record.status = "completed"
+    recorder.update(ended_at=time.time())
+    if report is None:
+        return RunResult(folder.path, recorder.record.status, recorder.record)
+    return RunResult(folder.path, recorder.record.status, recorder.record, report.page, report.summary)
 
 
-def analyze(folder: RunFolder, record: RunRecord) -> Path | None:
+def analyze(folder: RunFolder, recorder: RunRecorder) -> Report | None:
     """summary.json and the reports from whatever was measured; an analysis error is noted, not raised."""
     from servetune.analyze.report import write_report
     from servetune.runfolder import message_of
 
     if not folder.was_measured():
-        record.update(analysis="skipped: nothing was measured")
+        recorder.update(analysis="skipped: nothing was measured")
         return None
-    record.console.print("[bold cyan][*][/] analyse: summary.json, report.html, plots", highlight=False)
+    recorder.console.print("[bold cyan][*][/] analyse: summary.json, report.html, plots", highlight=False)
     try:
         report = write_report(folder.path)
     except (ServetuneError, OSError, ValueError) as error:
-        record.update(analysis=f"failed: {message_of(error)}")
-        record.console.print(f"    [red]analysis failed[/]: {message_of(error)}", highlight=False)
+        recorder.update(analysis=f"failed: {message_of(error)}")
+        recorder.console.print(f"    [red]analysis failed[/]: {message_of(error)}", highlight=False)
         return None
-    record.update(analysis="completed", report=report.name)
+    recorder.update(analysis="completed", report=report.page.name)
     return report

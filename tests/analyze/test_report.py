@@ -14,7 +14,7 @@ from servetune.config import RunSummary
 
 def test_report_is_self_contained_with_every_plot(tmp_path):
     run = realistic_run(tmp_path / "lite0-hpa")
-    page = write_report(run)
+    page = write_report(run).page
     assert page == run / "report.html"
     text = page.read_text()
     assert "http://" not in text and "https://" not in text and "<script" not in text  # no CDN, nothing fetched
@@ -45,7 +45,7 @@ def test_markdown_report_links_its_plots_and_summary_json_round_trips(tmp_path):
 def test_report_without_request_log_says_so(tmp_path):
     run = handmade_run(tmp_path / "run")
     (run / "requests.csv").unlink()
-    text = write_report(run).read_text()
+    text = write_report(run).page.read_text()
     assert "No requests.csv" in text
     assert text.count("data:image/png") == 2
 

@@ -111,9 +111,6 @@ def test_accuracy_from_run_json_or_the_models_metadata(tmp_path):
     [
         ({"cores": 2, "busy_cores": 1.4, "run_cores": 0.9, "others_cores": 0.5, "seconds": 30}, (0.5, 2)),
         ({"others_cores": 0.25}, (0.25, None)),
-        ({"others_cores": -1, "cores": 2}, (None, None)),
-        ({"others_cores": "lots", "cores": 2}, (None, None)),
-        ("0.5", (None, None)),
         (None, (None, None)),
     ],
 )
@@ -151,6 +148,12 @@ def test_what_other_processes_took_comes_from_run_json(tmp_path, host_cpu, expec
          r"load_output.csv: line 2: Concurrent inf is not a finite number"),
         ("requests.csv", "start,latency_s,status,bytes,phase,replica\n1.0,0.2,200\n", r"requests.csv: line 2"),
         ("run.json", "{not json", r"run.json: not readable JSON"),
+        # run.json read through its typed record: a field of the wrong kind is named, not skipped
+        ("run.json", '{"host_cpu": {"others_cores": -1, "cores": 2}}',
+         r"run.json: not a run record: host_cpu.others_cores: Input should be greater than or equal to 0"),
+        ("run.json", '{"host_cpu": {"others_cores": "lots"}}', r"run.json: not a run record: host_cpu.others_cores"),
+        ("run.json", '{"host_cpu": "0.5"}', r"run.json: not a run record: host_cpu: Input should be a valid dict"),
+        ("run.json", '{"accuracy": "high"}', r"run.json: not a run record: accuracy: Input should be a valid number"),
         ("load_profile.yaml", "phases: [{users: 0}]\nname: x\n", r"load_profile.yaml: phases\[0\].users"),
     ],
 )

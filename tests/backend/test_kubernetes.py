@@ -53,7 +53,7 @@ def cluster_run(tmp_path_factory):
             spec=str(spec), out=folder / "run", backend=BackendName.KUBERNETES, profile=str(profile),
             time_scale=0.1, kubeconfig=api.kubeconfig(folder / "kubeconfig"), url=service.url, progress=False,
         ), console=console)
-        yield result.run_dir, result.record, api, output.getvalue()
+        yield result.run_dir, result.record.as_json(), api, output.getvalue()  # as run.json holds it
     finally:
         cluster_module.POLL_SECONDS = poll
         service.close()
@@ -198,8 +198,8 @@ def run_against(api: FakeApiServer, folder, url: str | None = None, repeats: int
 def test_a_namespaced_user_without_url_is_told_up_front_to_pass_one(tmp_path):
     api = FakeApiServer(namespaces={"default"}, cluster_scope_forbidden=True)
     result, _ = run_against(api, tmp_path)
-    assert result.status == "failed" and result.record["failed_step"] == "warm-up"
-    assert result.record["error"] == (
+    assert result.status == "failed" and result.record.failed_step == "warm-up"
+    assert result.record.error == (
         "the kubeconfig's user may not list nodes at the cluster scope, which finds a node's address for the "
         "NodePort: pass --url http://NODE_ADDRESS:32000")
     assert not [r for r in api.requests if r.method in ("PATCH", "POST", "DELETE")
@@ -213,9 +213,9 @@ def test_a_role_without_deployments_is_refused_with_the_servers_reason_and_event
     api = FakeApiServer(namespaces={"default"}, denied={"deployments.apps", "events"},
                         denial_reason='RBAC: role.rbac.authorization.k8s.io "servetune" not found')
     result, output = run_against(api, tmp_path, url="http://127.0.0.1:9")
-    assert result.record["failed_step"] == "warm-up"
+    assert result.record.failed_step == "warm-up"
     reason = ' (RBAC: role.rbac.authorization.k8s.io "servetune" not found)'
-    assert result.record["error"] == (
+    assert result.record.error == (
         "the kubeconfig's user may not " + ", ".join(f"{verb} deployments.apps{reason}" for verb in
                                                      ("get", "create", "patch", "delete"))
         + " in namespace default (the README's Permissions section has the Role a run needs)")
@@ -233,7 +233,7 @@ def test_other_work_on_the_replicas_nodes_comes_from_the_metrics_api(tmp_path):
         result, _ = run_against(api, tmp_path, url=service.url)
     finally:
         service.close()
-    record = result.record
+    record = result.record.as_json()
     assert record["status"] == "completed"
     node_cpu = record["node_cpu"]
     assert (node_cpu["nodes"], node_cpu["busy_cores"], node_cpu["replica_cores"], node_cpu["others_cores"]) == (
@@ -283,7 +283,7 @@ def test_a_crash_loop_with_no_replica_ready_fails_the_run_and_keeps_the_rows(tmp
         result, output = run_against(api, tmp_path, url=service.url, repeats=10)
     finally:
         service.close()
-    record = result.record
+    record = result.record.as_json()
     assert result.status == "failed" and record["failed_step"] == "load", output
     assert record["error"] == (
         "the deployment failed during the load: no replica is ready: pod ml-app-7d9f8-0 is crash-looping "

@@ -11,10 +11,11 @@ from rich.console import Console
 
 from servetune.backend.protocol import Backend, Measurement
 from servetune.config import LoadRunRow, ResourceSample
+from servetune.deploy.spec import load_deployment_spec
 from servetune.load.siege import write_siege_log
 from servetune.monitor.resource_csv import ResourceCsvWriter
 from servetune.run import RunOptions, evaluate
-from servetune.runfolder import RunRecord
+from servetune.runfolder import RunRecorder
 
 
 class ComputedBackend:
@@ -45,7 +46,7 @@ class ComputedBackend:
     def limits(self) -> dict:
         return {"limits_enforced": False, "limits_note": "computed"}
 
-    def measure(self, measurement: Measurement, record: RunRecord) -> str:
+    def measure(self, measurement: Measurement, recorder: RunRecorder) -> str:
         self.calls.append("measure")
         folder, runs = measurement.folder, measurement.profile.runs()
         start = datetime(2026, 11, 30, 10, 0, 0)
@@ -80,8 +81,19 @@ def test_a_backend_that_writes_the_files_itself_runs_the_whole_protocol(tmp_path
                          progress=False)
     result = evaluate(options, Console(file=open(tmp_path / "terminal.txt", "w")), typed)  # noqa: SIM115
     assert backend.calls == ["warm_up", "apply", "wait_ready", "measure", "tear_down"]
-    assert result.status == "completed" and result.record["backend"] == "computed"
-    assert [step["name"] for step in result.record["steps"]] == ["prepare", "warm-up", "apply", "load", "tear-down"]
-    assert result.record["analysis"] == "completed" and result.report == tmp_path / "run" / "report.html"
+    assert result.status == "completed" and result.record.backend == "computed"
+    assert [step.name for step in result.record.steps] == ["prepare", "warm-up", "apply", "load", "tear-down"]
+    assert result.record.analysis == "completed" and result.report == tmp_path / "run" / "report.html"
     summary = (tmp_path / "run" / "summary.json").read_text()
     assert '"transaction_rate": 10.0' in summary and '"memory_requested_KB": 2048.0' in summary
+    assert result.summary is not None and result.summary.model_dump_json(indent=2) + "\n" == summary  # made once
+
+
+def test_a_spec_the_caller_holds_runs_as_it_is_and_run_json_names_where_it_was_written(tmp_path: Path):
+    spec = load_deployment_spec("default").model_copy(update={"name": "held", "replicas": 3})
+    written = tmp_path / "specs" / "c0001.yaml"  # the tune writes it for the user; the run does not read it back
+    options = RunOptions(spec=str(written), deployment=spec, out=tmp_path / "run", profile="quick", time_scale=0.01,
+                         copy_model=False, progress=False)
+    result = evaluate(options, Console(file=open(tmp_path / "terminal.txt", "w")), ComputedBackend())  # noqa: SIM115
+    assert result.status == "completed" and result.record.spec == str(written)
+    assert load_deployment_spec(tmp_path / "run" / "spec.yaml") == spec

@@ -125,7 +125,7 @@ def test_the_search_bar_ends_before_the_verification_prints_anything(tmp_path, m
     from servetune.tune import pipeline
     from servetune.tune.verify import Repeat, judge
 
-    def interrupted(label, spec_file, out, simulated, real, constraints, console=None):
+    def interrupted(label, spec, spec_file, out, simulated, real, constraints, console=None):
         return judge(label, spec_file, [Repeat(out, "interrupted", "stopped by Ctrl-C", None)], simulated,
                      constraints)
 

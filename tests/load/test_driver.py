@@ -12,9 +12,10 @@ import pytest
 
 from environment import require_tool
 from servetune.config import LoadPhase, LoadProfile
-from servetune.load.driver import LoadOptions, run_load, run_load_test
+from servetune.load.driver import LoadOptions, check_profile, run_load, run_load_test
 from servetune.load.request_log import read_request_log
 from servetune.load.siege import read_siege_log
+from servetune.load.target import TargetError
 
 
 def profile_of(*phases: LoadPhase) -> LoadProfile:
@@ -23,6 +24,13 @@ def profile_of(*phases: LoadPhase) -> LoadProfile:
 
 def quiet(**kwargs) -> LoadOptions:
     return LoadOptions(progress=False, seed=7, **kwargs)
+
+
+def test_open_loop_without_an_arrival_rate_is_refused_before_any_request():
+    profile = profile_of(LoadPhase(users=2, delay=1), LoadPhase(users=2, delay=0))
+    check_profile(profile, quiet())  # closed loop: users without think time are fine
+    with pytest.raises(TargetError, match=r"^phase 2: open-loop mode needs `rate` when delay is 0$"):
+        check_profile(profile, quiet(mode="open"))
 
 
 def test_all_users_start_together_on_their_own_connections(tmp_path, recording_server):

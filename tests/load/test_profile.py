@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from servetune.config import LoadPhase, LoadProfile
 from servetune.load.profile import LoadProfileError, load_profile
 
 
@@ -55,6 +56,15 @@ def test_user_profile_file_with_predict_target_resolves_image_folder(tmp_path):
     assert len(profile.runs()) == 3
     assert profile.phases[1].open_loop_rate() == 40
     assert profile.phases[0].open_loop_rate() == 5.0
+
+
+def test_the_open_loop_check_names_the_first_phase_without_an_arrival_rate():
+    thinking, rated, no_rate = LoadPhase(users=5, delay=2), LoadPhase(users=1, delay=0, rate=40), LoadPhase(users=1, delay=0)
+    assert LoadProfile(name="p", phases=[thinking, rated]).open_loop_problem() is None
+    problem = LoadProfile(name="p", phases=[thinking, rated, no_rate, no_rate]).open_loop_problem()
+    assert problem == "phase 3: open-loop mode needs `rate` when delay is 0"
+    with pytest.raises(ValueError, match="open-loop mode needs `rate` when delay is 0"):
+        no_rate.open_loop_rate()
 
 
 @pytest.mark.parametrize(

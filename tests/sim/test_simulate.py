@@ -24,6 +24,12 @@ def open_profile(rate: float, seconds: float) -> LoadProfile:
     return LoadProfile(name="open", phases=[LoadPhase(users=1, delay=1, rate=rate, duration_s=seconds)])
 
 
+def test_open_loop_without_an_arrival_rate_is_refused_before_simulating():
+    profile = LoadProfile(name="burst", phases=[LoadPhase(users=3, delay=0, duration_s=10)])
+    with pytest.raises(ValueError, match=r"^profile burst: phase 1: open-loop mode needs `rate` when delay is 0$"):
+        simulate(fixed(1, 1.0, None), profile, constant_calibration(10.0), open_loop=True)
+
+
 def test_one_replica_poisson_arrivals_wait_like_md1() -> None:
     # M/D/1: service s = 10 ms, arrivals 50/s, load 0.5: mean wait rho*s / (2 (1 - rho)) = 5 ms, response 15 ms.
     simulation = simulate(fixed(1, 1.0, None), open_profile(50, 2000), constant_calibration(10.0), seed=1,

@@ -19,8 +19,8 @@ from servetune.model.artifact import default_model_path, file_sha256, record_acc
 from servetune.tune.calibration import default_calibration, save_calibration
 from servetune.tune.constraints import Constraints
 from servetune.tune.pipeline import baseline_seeds
-from servetune.tune.record import folder_names
 from servetune.tune.space import SearchSpace
+from servetune.tune.tune_folder import folder_names
 
 SMALL_SPACE = {
     "cpu_request": [0.1, 0.25, 0.5],
@@ -320,6 +320,7 @@ def test_verification_runs_the_best_candidate_for_real_and_shows_both_side_by_si
     first = front[0]["id"]
     run = json.loads((out / "verify" / first / "run.json").read_text())
     assert run["status"] == "completed" and run["time_scale"] == 0.05
+    assert run["spec"] == str(out / "specs" / f"{first}.yaml")  # the spec file the tune wrote, for the user
     assert (out / "specs" / f"{first}.yaml").is_file()
     assert load_deployment_spec(out / "specs" / f"{first}.yaml") == load_deployment_spec(out / "recommended.yaml")
     measured = json.loads((out / "verify" / first / "summary.json").read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -176,8 +177,17 @@ def html_page(title: str, body: str) -> str:
             f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write report.md, report.html, summary.json and the PNGs into the run folder; return report.html."""
+@dataclass(frozen=True)
+class Report:
+    """A run folder's report: report.html, and the statistics it shows (what summary.json holds)."""
+
+    page: Path
+    summary: RunSummary
+
+
+def write_report(run_dir: str | Path) -> Report:
+    """Write report.md, report.html, summary.json and the PNGs into the run folder; return report.html and the
+    statistics, so a caller needs not summarise the folder again."""
     data = RunData(run_dir)
     summary = summarize_data(data)
     folder = data.run_dir
@@ -213,6 +223,6 @@ def write_report(run_dir: str | Path) -> Path:
         body.append(f"<p class=note>{html.escape(no_requests)}</p>")
     for path, caption in figures:
         body += [f"<h2>{html.escape(caption)}</h2>", embedded_png(path, caption)]
-    report = folder / "report.html"
-    report.write_text(html_page(title, "\n".join(body)), encoding="utf-8")
-    return report
+    page = folder / "report.html"
+    page.write_text(html_page(title, "\n".join(body)), encoding="utf-8")
+    return Report(page, summary)

@@ -47,6 +47,7 @@ from servetune.load.request_log import RequestLogError, read_request_log
 from servetune.load.siege import SiegeLogError, read_siege_log
 from servetune.monitor.replica_states import ReplicaStatesError, read_replica_states
 from servetune.monitor.resource_csv import ResourceCsvError, on_wall_clock, parse_time, read_resource_csv
+from servetune.run_record import RunRecord
 from servetune.runfolder import (
     LOAD_FILE,
     RESOURCE_FILE,
@@ -78,7 +79,7 @@ class RunData:
             self.requests = read_request_log(requests_path) if requests_path.is_file() else None
             profile = self.folder.profile_file()
             self.profile = parse_profile(profile) if profile else None
-            self.run_info = self.folder.read_record()
+            self.record: RunRecord = self.folder.read_record()
             states = read_replica_states(self.folder.replica_states) if self.folder.replica_states.is_file() else []
         except (ResourceCsvError, SiegeLogError, RequestLogError, LoadProfileError, RunFolderError,
                 ReplicaStatesError) as error:
@@ -90,7 +91,7 @@ class RunData:
         by_time = {row.time: row for row in states}
         # Each resource sample's states (None: not recorded), matched by the `time` both rows carry.
         self.states: list[ReplicaStates | None] = [by_time.get(sample.time) for sample in self.resources]
-        if isinstance(first := self.run_info.get("monitor_first_sample_at"), int | float):
+        if (first := self.record.monitor_first_sample_at) is not None:
             self.resources = on_wall_clock(self.resources, first)  # seconds since the first sample -> clock
 
     @staticmethod
@@ -252,62 +253,33 @@ def siege_failure_rate(rows: Sequence[LoadRunRow]) -> float | None:
 
 def accuracy(data: RunData) -> tuple[float | None, str | None, str | None]:
     """(accuracy, where it came from, model name): run.json's `accuracy`, else the run's model artifact."""
-    info = data.run_info
-    model = info.get("model") if isinstance(info.get("model"), str) else None
-    if isinstance(info.get("accuracy"), int | float):
-        return float(info["accuracy"]), RUN_FILE, model
+    record = data.record
+    if record.accuracy is not None:
+        return record.accuracy, RUN_FILE, record.model
     models = sorted(data.run_dir.glob("*.onnx"))
     if not models:
-        return None, None, model
+        return None, None, record.model
     from servetune.model.artifact import ArtifactError, read_spec
 
     try:
-        spec = read_spec(models[0])
+        card = read_spec(models[0])
     except ArtifactError as error:
         raise AnalysisError(str(error)) from None
-    if (chosen := headline_accuracy(spec.accuracy)) is None:
-        return None, None, spec.name
+    if (chosen := headline_accuracy(card.accuracy)) is None:
+        return None, None, card.name
     split, value = chosen
-    return value, f"{models[0].name} ({split})", spec.name
+    return value, f"{models[0].name} ({split})", card.name
 
 
-def restart_count(info: dict) -> int | None:
-    """Replica restarts as the cluster counted them (run.json `restarts`; the monitor's CSV has no column)."""
-    count = info.get("restarts")
-    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
-
-
-def others_cores(info: dict) -> tuple[float | None, int | None, str | None]:
+def others_cores(record: RunRecord) -> tuple[float | None, int | None, str | None]:
     """(cores other work took during the load, the machine's cores, what that counts): from run.json's
     `node_cpu` (Kubernetes: the replicas' nodes, from the metrics API), else its `host_cpu` (this machine)."""
-    nodes = info.get("node_cpu")
-    if isinstance(nodes, dict) and isinstance(others := nodes.get("others_cores"), int | float) and others >= 0:
-        counts = nodes.get("counts")
-        return float(others), None, str(counts) if counts else None
-    host = info.get("host_cpu")
-    if not isinstance(host, dict):
+    nodes, host = record.node_cpu, record.host_cpu
+    if nodes is not None and nodes.others_cores is not None:
+        return nodes.others_cores, None, nodes.counts or None
+    if host is None:
         return None, None, None
-    others, cores, counts = host.get("others_cores"), host.get("cores"), host.get("counts")
-    if not isinstance(others, int | float) or isinstance(others, bool) or others < 0:
-        return None, None, None
-    return (float(others), cores if isinstance(cores, int) and not isinstance(cores, bool) and cores > 0 else None,
-            str(counts) if counts else None)
-
-
-def restart_reasons(info: dict) -> dict[str, int]:
-    reasons = info.get("restart_reasons")
-    if not isinstance(reasons, dict):
-        return {}
-    return {str(k): v for k, v in reasons.items() if isinstance(v, int) and not isinstance(v, bool)}
-
-
-def time_scale(info: dict) -> tuple[float, list[str]]:
-    """(the run's time scale, what it could not compress on a real cluster) from run.json."""
-    scale = info.get("time_scale")
-    scale = float(scale) if isinstance(scale, int | float) and not isinstance(scale, bool) and scale > 0 else 1.0
-    on_cluster = info.get("time_scale_on_cluster")
-    left = on_cluster.get("not_compressed") if isinstance(on_cluster, dict) else None
-    return scale, [str(item) for item in left] if isinstance(left, list) else []
+    return host.others_cores, host.cores, host.counts or None
 
 
 def summarize(run_dir: str | Path) -> RunSummary:
@@ -360,13 +332,13 @@ def summarize_data(data: RunData) -> RunSummary:
     else:
         failures = siege_failure_rate(rows)
     value, source, model = accuracy(data)
-    live = data.run_info.get("live_accuracy")
-    live = live if isinstance(live, dict) and isinstance(live.get("accuracy"), int | float) else {}
-    others, cores, counts = others_cores(data.run_info)
-    scale, not_compressed = time_scale(data.run_info)
+    record = data.record
+    live = record.live_accuracy if record.live_accuracy is not None and record.live_accuracy.accuracy is not None \
+        else None
+    others, cores, counts = others_cores(record)
     return RunSummary(
         run_dir=str(data.run_dir),
-        name=str(data.run_info.get("name") or data.run_dir.resolve().name),
+        name=record.name or data.run_dir.resolve().name,
         **sample_statistics(samples, data.states),
         **load_statistics(rows),
         replica_seconds=replica_seconds(samples),
@@ -378,17 +350,17 @@ def summarize_data(data: RunData) -> RunSummary:
         latency_p99_s=p99,
         accuracy=value,
         accuracy_source=source,
-        live_accuracy=live.get("accuracy"),
-        live_accuracy_n=live.get("n"),
-        live_accuracy_interval=tuple(live["wilson_95"]) if live.get("wilson_95") else None,
-        live_accuracy_source=live.get("source"),
+        live_accuracy=live.accuracy if live else None,
+        live_accuracy_n=live.n if live else None,
+        live_accuracy_interval=live.wilson_95 if live else None,
+        live_accuracy_source=live.source if live else None,
         model=model,
-        replica_restarts=restart_count(data.run_info),
-        restart_reasons=restart_reasons(data.run_info),
+        replica_restarts=record.restarts,
+        restart_reasons=record.restart_reasons or {},
         others_cores=others,
         machine_cores=cores,
         others_counts=counts,
-        time_scale=scale,
-        not_compressed=not_compressed,
+        time_scale=record.time_scale or 1.0,
+        not_compressed=record.time_scale_on_cluster.not_compressed if record.time_scale_on_cluster else [],
         phases=summarize_phases(data),
     )

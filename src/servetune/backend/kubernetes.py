@@ -21,7 +21,7 @@ from servetune.deploy.kubernetes import (
 )
 from servetune.deploy.pod_restarts import PodRestarts
 from servetune.monitor.node_usage import NodeOthers
-from servetune.runfolder import RunRecord
+from servetune.runfolder import RunRecorder
 
 WARM_UP_REPLICAS = 5  # deploy/manifests.py's warm-up Deployment
 WITHOUT = {  # what a run does without a permission it would use (resource + group)
@@ -130,8 +130,8 @@ class KubernetesBackend:
             for line in self.restarts.observe(pods):
                 self.on_event(line)
 
-    def measure(self, measurement: Measurement, record: RunRecord) -> str:
-        return load_and_monitor(self, measurement, record)
+    def measure(self, measurement: Measurement, recorder: RunRecorder) -> str:
+        return load_and_monitor(self, measurement, recorder)
 
     def failure(self) -> str | None:
         return self.broken

@@ -13,7 +13,7 @@ from servetune.backend.measure import load_and_monitor
 from servetune.backend.protocol import BackendName, Measurement
 from servetune.config import DeploymentSpec, ResourceSample
 from servetune.deploy.local import LocalCluster, LocalClusterError, model_footprint
-from servetune.runfolder import RunRecord
+from servetune.runfolder import RunRecorder
 
 
 class LocalBackend:
@@ -72,8 +72,8 @@ class LocalBackend:
         return monitor_local(self.state_path, out, interval_s=interval_s, stop_event=stop,
                              on_sample=on_sample)
 
-    def measure(self, measurement: Measurement, record: RunRecord) -> str:
-        return load_and_monitor(self, measurement, record)
+    def measure(self, measurement: Measurement, recorder: RunRecorder) -> str:
+        return load_and_monitor(self, measurement, recorder)
 
     def failure(self) -> str | None:
         return self.cluster.error if self.cluster is not None else None

@@ -16,12 +16,12 @@ from servetune.load.driver import LoadOptions
 from servetune.load.labelling_users import LabellingPlan, LabellingTally, LabellingUsers, write_tally
 from servetune.load.runner import run_with_driver
 from servetune.monitor.replica_states import ReplicaStatesWriter
-from servetune.runfolder import RunFolder, RunRecord, StepFailed, message_of
+from servetune.runfolder import RunFolder, RunRecorder, StepFailed, message_of
 
 FIRST_SAMPLE_WAIT_S = 30.0
 
 
-def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: RunRecord) -> str:
+def load_and_monitor(backend: LiveBackend, measurement: Measurement, recorder: RunRecorder) -> str:
     """Measure into the run folder; returns the step's outcome (completed, interrupted or failed)."""
     folder, interval = measurement.folder, measurement.monitor_interval_s
     stop_monitor = threading.Event()
@@ -39,7 +39,7 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
             states[0].write(sample.states.model_copy(update={"time": sample.time}))
         first_sample.set()
         if not stop_load.is_set() and (failure := backend.failure()) is not None:
-            record.fail("load", f"the deployment failed during the load: {failure}")
+            recorder.fail("load", f"the deployment failed during the load: {failure}")
             stop_load.set()
 
     def monitor() -> None:
@@ -57,7 +57,7 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
         first_sample.wait(timeout=max(FIRST_SAMPLE_WAIT_S, 3 * interval))
         if monitor_error:
             raise StepFailed(f"resource monitor: {message_of(monitor_error[0])}")
-        record.update(load_started_at=time.time(), monitor_first_sample_at=samples[0] if samples else None)
+        recorder.update(load_started_at=time.time(), monitor_first_sample_at=samples[0] if samples else None)
         cpu_at_start = snapshot()
         labelling = LabellingUsers(measurement.labelling, backend.url) if measurement.labelling else None
         if labelling is not None:
@@ -67,24 +67,24 @@ def load_and_monitor(backend: LiveBackend, measurement: Measurement, record: Run
                             LoadOptions(progress=measurement.progress), stop_load)
         finally:
             if labelling is not None:
-                record.update(live_accuracy=live_accuracy(measurement.labelling, labelling.stop(), folder))
-        record.update(host_cpu=host_cpu(cpu_at_start, snapshot(), backend.host_cpu_counts))
-        if measurement.progress and not record.console.is_terminal:
-            record.console.line()  # the live view's last frame ends without a newline when not on a terminal
-        record.update(load_ended_at=time.time())
+                recorder.update(live_accuracy=live_accuracy(measurement.labelling, labelling.stop(), folder))
+        recorder.update(host_cpu=host_cpu(cpu_at_start, snapshot(), backend.host_cpu_counts))
+        if measurement.progress and not recorder.console.is_terminal:
+            recorder.console.line()  # the live view's last frame ends without a newline when not on a terminal
+        recorder.update(load_ended_at=time.time())
     finally:
         stop_monitor.set()
         thread.join(timeout=30)
         for writer in states:
             writer.close()
-        record.update(monitor_samples=len(samples))
+        recorder.update(monitor_samples=len(samples))
     if monitor_error:
         raise StepFailed(f"resource monitor: {message_of(monitor_error[0])}")
-    if stop_load.is_set() and record.running:
+    if stop_load.is_set() and recorder.running:
         # The load driver sets the stop event on the first Ctrl-C and returns the rows measured so far.
-        record.fail("load", "interrupted (Ctrl-C): the load stopped early", "interrupted")
+        recorder.fail("load", "interrupted (Ctrl-C): the load stopped early", "interrupted")
         return "interrupted"
-    return "completed" if record.running else "failed"
+    return "completed" if recorder.running else "failed"
 
 
 def live_accuracy(plan: LabellingPlan, tally: LabellingTally, folder: RunFolder) -> dict:

@@ -23,7 +23,7 @@ from typing import Protocol
 from servetune.config import LoadProfile, ResourceSample
 from servetune.load.labelling_users import LabellingPlan
 from servetune.load.runner import LoadDriver
-from servetune.runfolder import RunFolder, RunRecord
+from servetune.runfolder import RunFolder, RunRecorder
 
 
 class BackendName(StrEnum):
@@ -61,7 +61,7 @@ class Backend(Protocol):
     # counted; what a time scale could not compress on a real cluster)
     def limits(self) -> dict: ...
 
-    def measure(self, measurement: Measurement, record: RunRecord) -> str: ...  # the step's outcome
+    def measure(self, measurement: Measurement, recorder: RunRecorder) -> str: ...  # the step's outcome
 
     def tear_down(self) -> str: ...
 

@@ -36,7 +36,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> Non
     """Write report.html (self-contained), report.md, the plots and summary.json into the run folder."""
     from servetune.analyze.report import write_report
 
-    page = write_report(run_dir)
+    page = write_report(run_dir).page
     typer.echo(f"report: {page} (and {page.with_suffix('.md').name}, plots, summary.json)")
 
 

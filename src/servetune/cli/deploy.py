@@ -15,7 +15,7 @@ deploy_app = typer.Typer(help="Import, render, apply, inspect and delete deploym
                          rich_markup_mode=None)
 
 
-def read_spec(path: str, model: str | None = None):
+def read_deployment_spec(path: str, model: str | None = None):
     """The spec; for a Kubernetes manifest, what could not be carried over is printed as notes."""
     from servetune.deploy.spec import read_deployment
 
@@ -37,7 +37,7 @@ def deploy_import(
 
     if not source.is_file():
         raise OptionError(f"{source}: no such manifest file")
-    spec = read_spec(str(source), model)
+    spec = read_deployment_spec(str(source), model)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(spec_yaml(spec), encoding="utf-8")
@@ -60,7 +60,7 @@ def deploy_render(
     """Write the Kubernetes objects of a deployment spec as YAML (for kubectl apply -f)."""
     from servetune.deploy.manifests import render_manifests, render_warmup, to_yaml, warmup_name
 
-    spec = read_spec(spec_path)
+    spec = read_deployment_spec(spec_path)
     text = to_yaml(render_warmup(spec) if warmup else render_manifests(spec))
     if out is None:
         typer.echo(text, nl=False)
@@ -89,7 +89,7 @@ def deploy_apply(
     """Create or update the Deployment, Service and HPA on a cluster, then wait until ready."""
     from servetune.deploy.kubernetes import KubernetesCluster, KubernetesError
 
-    spec = read_spec(spec_path)
+    spec = read_deployment_spec(spec_path)
     cluster = KubernetesCluster(kubeconfig, context)
     if spec.autoscaling is not None and (warning := cluster.metrics_api_warning()):
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
@@ -123,7 +123,7 @@ def deploy_status(spec_path: Spec, kubeconfig: Kubeconfig = None, context: Conte
 
     from servetune.deploy.kubernetes import KubernetesCluster, status_report
 
-    spec = read_spec(spec_path)
+    spec = read_deployment_spec(spec_path)
     report = status_report(KubernetesCluster(kubeconfig, context).status(spec))
     console = Console(width=160)
     for part in report:
@@ -140,7 +140,7 @@ def deploy_delete(
     """Delete the HPA, Service and Deployment of a spec and wait until their pods are gone."""
     from servetune.deploy.kubernetes import KubernetesCluster
 
-    spec = read_spec(spec_path)
+    spec = read_deployment_spec(spec_path)
     actions = KubernetesCluster(kubeconfig, context).delete(spec, timeout)
     for action in actions or [f"nothing to delete for {spec.name} in namespace {spec.namespace}"]:
         typer.echo(action)
@@ -161,7 +161,7 @@ def deploy_local(
     from servetune.backend.local import LocalBackend
     from servetune.deploy.spec import spec_model_path
 
-    spec = read_spec(spec_path)
+    spec = read_deployment_spec(spec_path)
     backend = LocalBackend(spec, model or spec_model_path(spec.model), workdir, port=port, time_scale=time_scale,
                            on_event=typer.echo)
     try:

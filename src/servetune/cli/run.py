@@ -32,28 +32,21 @@ def evaluate_and_report(options: RunOptions, backend: Backend | None = None) -> 
     from rich.table import Table
 
     from servetune.analyze.report import headline_rows
-    from servetune.config import RunSummary
     from servetune.run import evaluate
-    from servetune.runfolder import RunFolder
 
     result = evaluate(options, backend=backend)
     record = result.record
-    if result.report is not None:
-        try:  # the analysis wrote it with the report: the run's files are not parsed again
-            summary = RunSummary.model_validate_json(RunFolder(result.run_dir).summary_file.read_text("utf-8"))
-        except (OSError, ValueError):
-            summary = None
-        if summary is not None:
-            table = Table("statistic", "value", title=f"run {summary.name} ({record['status']})")
-            for name, value in headline_rows(summary, "terminal"):
-                table.add_row(name, value)
-            Console(width=120).print(table)
+    if result.report is not None and (summary := result.summary) is not None:  # the analysis's own statistics
+        table = Table("statistic", "value", title=f"run {summary.name} ({record.status})")
+        for name, value in headline_rows(summary, "terminal"):
+            table.add_row(name, value)
+        Console(width=120).print(table)
         typer.echo(f"report: {result.report}")
-    typer.echo(f"run folder: {result.run_dir} (run.json: {record['status']})")
+    typer.echo(f"run folder: {result.run_dir} (run.json: {record.status})")
     if result.status == "failed":
-        raise CommandFailed(f"{record['failed_step']} step failed: {record['error']}")
+        raise CommandFailed(f"{record.failed_step} step failed: {record.error}")
     if result.status == "interrupted":
-        typer.secho(f"interrupted during the {record['failed_step']} step; kept what was measured", err=True)
+        typer.secho(f"interrupted during the {record.failed_step} step; kept what was measured", err=True)
         raise typer.Exit(130)
 
 

@@ -75,10 +75,8 @@ def simulate(
         # the one-machine cluster: this machine's cores hold the pods and the load driver
         cluster = cluster or Capacity(*allocatable())
         node_cpu = node_cpu or cluster.cpu_cores
-    if mode == "open":
-        for index, phase in enumerate(load.phases):
-            if phase.delay <= 0 and phase.rate is None:
-                raise OptionError(f"{profile}: phase {index + 1}: open-loop mode needs `rate` when delay is 0")
+    if mode == "open" and (problem := load.open_loop_problem()) is not None:
+        raise OptionError(f"{profile}: {problem}")
     if cluster is not None and cluster.pods_that_fit(deployment) < 1:
         typer.secho(f"warning: one pod requests {deployment.requests.cpu:g} CPU and {deployment.requests.memory_mb} "
                     f"MiB, more than the capacity ({cluster.cpu_cores:g} CPU, {cluster.memory_bytes // 2**20} MiB): "
@@ -120,5 +118,5 @@ def simulated_run(spec: str, out: Path, profile: str, time_scale: float, backend
                          copy_model=False, progress=False)
     result = evaluate(options, backend=backend)
     if result.status != "completed" or backend.simulation is None:
-        raise CommandFailed(f"{result.record.get('failed_step')} step failed: {result.record.get('error')}")
+        raise CommandFailed(f"{result.record.failed_step} step failed: {result.record.error}")
     return backend.simulation

@@ -14,7 +14,6 @@ def tune_own_model(own, options) -> None:
 
     from servetune.cli.options import steps_progress
     from servetune.cli.tune_output import run_with_progress, show_result
-    from servetune.deploy.spec import load_deployment_spec
     from servetune.tune.chosen import write_chosen
     from servetune.tune.own_model import VARIANT_HEADER, prepare
 
@@ -32,7 +31,7 @@ def tune_own_model(own, options) -> None:
         typer.echo(f"accuracy bound: at least {prepared.accuracy_bound:.2%} (your model's less --max-accuracy-loss)")
     result = run_with_progress(prepared.options)
     show_result(result)
-    spec = load_deployment_spec(result.out / "recommended.yaml")
+    spec = result.recommended_spec
     chosen = write_chosen(result.out, spec, prepared.documents, own.deployment)
     typer.echo(f"\nyour deployment with the chosen numbers and image -> {chosen.manifest} (diff: {chosen.diff_file})")
     typer.echo(chosen.diff.rstrip() or "(no change)")

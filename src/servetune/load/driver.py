@@ -212,10 +212,8 @@ def flush_requests(context: RunContext, writer: RequestLogWriter) -> None:
 
 
 def check_profile(profile: LoadProfile, options: LoadOptions) -> None:
-    if options.mode == "open":
-        for index, phase in enumerate(profile.phases):
-            if phase.delay <= 0 and phase.rate is None:
-                raise TargetError(f"phase {index + 1}: open-loop mode needs `rate` when delay is 0")
+    if options.mode == "open" and (problem := profile.open_loop_problem()) is not None:
+        raise TargetError(problem)
 
 
 async def run_load(

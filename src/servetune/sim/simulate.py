@@ -67,6 +67,8 @@ def simulate(
     `monitor_interval`: [default: the monitor's, monitor/cadence.py]. Statistics are those `servetune
     analyze` computes from the run folder `Simulation.write` writes.
     """
+    if open_loop and (problem := profile.open_loop_problem()) is not None:
+        raise ValueError(f"profile {profile.name}: {problem}")
     timing = metrics or MetricsTiming()
     local = timing.backend == "local"
     # On Kubernetes a compressed run's HPA has its behavior compressed, its controller's clocks not.

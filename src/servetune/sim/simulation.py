@@ -18,7 +18,6 @@ from typing import Literal
 import numpy as np
 import yaml
 
-from servetune import __version__
 from servetune.analyze.stats import (
     latency_percentiles,
     load_statistics,
@@ -42,6 +41,7 @@ from servetune.load.request_log import write_request_log
 from servetune.load.siege import write_siege_log
 from servetune.load.tally import SIEGE_FAILED_STATUSES, c_divide
 from servetune.monitor.resource_csv import ResourceCsvWriter, elapsed_text, parse_time, wall_clock_text
+from servetune.run_record import CalibrationUsed, RunRecord
 from servetune.runfolder import SPEC_FILE, RunFolder, headline_accuracy
 from servetune.sim.costs import Costs
 
@@ -120,20 +120,11 @@ class Simulation:
         first = self.write_measured(folder)
         (folder / SPEC_FILE).write_text(yaml.safe_dump(self.spec.model_dump(mode="json"), sort_keys=False))
         folder.events_log.write_text("".join(line + "\n" for line in self.events))
-        calibration = self.calibration
-        folder.write_record({
-            "name": self.statistics.name,
-            "status": "completed",
-            "simulated": True,
-            "monitor_first_sample_at": first,
-            "model": calibration.model,
-            "accuracy": self.statistics.accuracy,
-            "profile": self.profile.name,
-            "time_scale": self.profile.time_scale,
-            "seed": self.seed,
-            "calibration": calibration_record(calibration),
-            "servetune_version": __version__,
-        })
+        folder.write_record(RunRecord(
+            name=self.statistics.name, status="completed", simulated=True, monitor_first_sample_at=first,
+            model=self.calibration.model, accuracy=self.statistics.accuracy, profile=self.profile.name,
+            time_scale=self.profile.time_scale, seed=self.seed, calibration=calibration_record(self.calibration),
+        ))
         return folder.path
 
     def write_measured(self, folder: RunFolder) -> float | None:
@@ -153,9 +144,9 @@ class Simulation:
         return first
 
 
-def calibration_record(costs: Costs) -> dict:
+def calibration_record(costs: Costs) -> CalibrationUsed:
     """Which calibration a simulation used, as run.json keeps it."""
-    return {key: getattr(costs, key) for key in ("machine", "date", "version", "source")}
+    return CalibrationUsed(machine=costs.machine, date=costs.date, version=costs.version, source=costs.source)
 
 
 def round_like_siege(seconds: float) -> float:

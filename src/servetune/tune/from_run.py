@@ -46,7 +46,7 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
     interval = statistics.median(steps) if steps else 5.0
     running = [s for s in data.resources if s.mem_use_KB > 0 and s.n_replica > 0]
     # the one-machine cluster runs one worker per replica whatever the spec says
-    workers = 1 if data.run_info.get("backend") == "local" else spec.workers
+    workers = 1 if data.record.backend == "local" else spec.workers
     idle = base.idle_cpu_cores * workers
     cpu_seconds = sum(max(0.0, s.cpu_use_core - idle * s.n_replica) * interval for s in data.resources)
     cpu_ms = 1000 * cpu_seconds / len(data.requests)
@@ -67,9 +67,9 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
     )
     value, _, model = accuracy(data)
     # the calibration is the run's model's: tune matches calibrations to models by this hash
-    artifact = data.run_info.get("model_file") or {}
-    identity = {"model_sha256": artifact["sha256"], "model_file": Path(artifact["path"]).name} \
-        if artifact.get("sha256") and artifact.get("path") else {}
+    artifact = data.record.model_file
+    identity = {"model_sha256": artifact.sha256, "model_file": Path(artifact.path).name} \
+        if artifact is not None and artifact.sha256 and artifact.path else {}
     return base.model_copy(update={
         **identity,
         "model": model or base.model,
@@ -79,10 +79,10 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
         "rss_idle_bytes": int(min(per_replica)),
         "rss_loaded_bytes": int(statistics.median(per_replica)),
         "rss_peak_bytes": int(max(per_replica)),
-        "machine": json.dumps(data.run_info.get("machine")) if data.run_info.get("machine") else base.machine,
+        "machine": json.dumps(data.record.machine.as_json()) if data.record.machine else base.machine,
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": f"run folder {run_dir}",
-        "backend": str(data.run_info.get("backend") or base.backend),
+        "backend": data.record.backend or base.backend,
     })
 
 

@@ -58,15 +58,6 @@ from servetune.tune.evaluate import (
 )
 from servetune.tune.frontier import EmptyFrontier, Rule, frontier, why_empty
 from servetune.tune.plots import pareto_plot, replicas_plot
-from servetune.tune.record import (
-    candidate_id,
-    folder_names,
-    write_candidates,
-    write_frontier,
-    write_manifests,
-    write_spec,
-    write_verifications,
-)
 from servetune.tune.report import SearchFacts, write_tune_report
 from servetune.tune.search import Evaluation, Genome, Problem, evolve
 from servetune.tune.space import (
@@ -76,6 +67,15 @@ from servetune.tune.space import (
     candidate_spec,
     load_space,
     spec_genome,
+)
+from servetune.tune.tune_folder import (
+    candidate_id,
+    folder_names,
+    write_candidates,
+    write_frontier,
+    write_manifests,
+    write_spec,
+    write_verifications,
 )
 from servetune.tune.verify import RealRun, Verification, verify
 
@@ -142,6 +142,7 @@ class TuneResult:
     evaluations: list[Evaluation]
     front: list[Evaluation]
     recommended: Evaluation
+    recommended_spec: DeploymentSpec  # what recommended.yaml holds
     verifications: list[Verification]
     baselines: dict[str, RunSummary]
     baseline_runs: list[Verification]
@@ -302,7 +303,8 @@ def tune(options: TuneOptions, console: Console | None = None,
         console.print(f"[bold]verify {name}[/] {label} for real ({options.real.profile}, time scale "
                       f"{options.real.time_scale:g}{runs})", highlight=False)
         same_scale = inputs.simulator.spec_simulation(spec, spec.model, profile=short_profile).statistics
-        item = verify(f"{name} {label}", spec_file, out / "verify" / name, same_scale, options.real, bar, console)
+        item = verify(f"{name} {label}", spec, spec_file, out / "verify" / name, same_scale, options.real, bar,
+                      console)
         console.print(f"    {item.verdict()}", highlight=False)
         if accuracy := item.accuracy_text():
             console.print(f"    {accuracy}", highlight=False, markup=False)
@@ -372,6 +374,6 @@ def tune(options: TuneOptions, console: Console | None = None,
                                recommended=recommended, recommended_note=note, rule=rule, baselines=baselines,
                                verifications=[*baseline_runs, *verifications], figures=figures,
                                sections=options.report_sections)
-    return TuneResult(out, evaluations, front, recommended, verifications, baselines, baseline_runs, constraints,
+    return TuneResult(out, evaluations, front, recommended, spec, verifications, baselines, baseline_runs, constraints,
                       bar, seconds, report, note, own_runs, others)
 

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from servetune.analyze.live_accuracy import LiveAccuracy, live_accuracy
 from servetune.backend.protocol import BackendName
-from servetune.config import RunSummary
+from servetune.config import DeploymentSpec, RunSummary
 from servetune.load.labelling_users import LabellingPlan
 from servetune.tune.constraints import Constraints, Violation, measured_violations
 
@@ -49,7 +49,7 @@ class Repeat:
     run_dir: Path
     status: str  # the run's status: completed, failed, interrupted
     error: str | None
-    measured: RunSummary | None
+    measured: RunSummary | None  # what its analysis summarised; None when nothing was
 
 
 @dataclass
@@ -112,19 +112,21 @@ class Verification:
         return f"failed verification: {reasons}"
 
 
-def run_spec(spec_file: Path, out: Path, real: RealRun, console: Console | None = None) -> tuple[str, str | None]:
-    """The one place the tuner calls the evaluation protocol; returns (status, error)."""
+def run_spec(spec: DeploymentSpec, spec_file: Path, out: Path, real: RealRun,
+             console: Console | None = None) -> Repeat:
+    """The one place the tuner calls the evaluation protocol: `spec` as it is (`spec_file`, where the tune
+    wrote it, is what run.json names), its run folder with the statistics the run's analysis made."""
     from servetune.run import RunError, RunOptions, evaluate
 
     try:
         result = evaluate(RunOptions(
-            spec=str(spec_file), out=out, backend=real.backend, profile=real.profile,
+            spec=str(spec_file), deployment=spec, out=out, backend=real.backend, profile=real.profile,
             time_scale=real.time_scale, kubeconfig=real.kubeconfig, context=real.context, url=real.url,
             labelling=real.labelling, holdout_fraction=real.holdout_fraction,
         ), console)
     except RunError as error:
-        return "failed", str(error)
-    return result.status, result.record.get("error")
+        return Repeat(out, "failed", str(error), None)
+    return Repeat(out, result.status, result.record.error, result.summary)
 
 
 def run_dirs(out: Path, repeats: int) -> list[Path]:
@@ -132,28 +134,16 @@ def run_dirs(out: Path, repeats: int) -> list[Path]:
     return [out] if repeats == 1 else [out.with_name(f"{out.name}-r{index + 1}") for index in range(repeats)]
 
 
-def verify(label: str, spec_file: Path, out: Path, simulated: RunSummary, real: RealRun,
+def verify(label: str, spec: DeploymentSpec, spec_file: Path, out: Path, simulated: RunSummary, real: RealRun,
            constraints: Constraints, console: Console | None = None) -> Verification:
     """Run one candidate for real `real.repeats` times and judge the measurements against the constraints;
     a run that does not complete ends the repeats (its verdict is known, and Ctrl-C stops there)."""
     repeats = []
     for run_dir in run_dirs(out, real.repeats):
-        status, error = run_spec(spec_file, run_dir, real, console)
-        repeats.append(measure(run_dir, status, error))
-        if status != "completed":
+        repeats.append(run_spec(spec, spec_file, run_dir, real, console))
+        if repeats[-1].status != "completed":
             break
     return judge(label, spec_file, repeats, simulated, constraints)
-
-
-def measure(run_dir: Path, status: str, error: str | None) -> Repeat:
-    """One run folder a real run wrote, with the statistics it measured (None: nothing to summarise)."""
-    from servetune.analyze.stats import AnalysisError, summarize
-
-    try:
-        measured = summarize(run_dir)
-    except (AnalysisError, OSError):
-        measured = None
-    return Repeat(run_dir, status, error, measured)
 
 
 def judge(label: str, spec_file: Path, repeats: list[Repeat], simulated: RunSummary,
