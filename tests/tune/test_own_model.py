@@ -108,3 +108,32 @@ def test_the_image_is_named_after_theirs_and_the_dockerfile_sets_what_the_manife
     busy = plain.model_copy(update={"workers": 2, "threads": 1, "container_port": 8000})
     text = dockerfile_text(busy, "m.onnx", "ml-app:servetune-m")
     assert "SERVETUNE_THREADS=1" in text and '"--port", "8000", "--workers", "2"]' in text
+
+
+def test_their_manifest_is_read_once_for_the_spec_and_the_written_manifest(tmp_path, monkeypatch):
+    from servetune.tune.own_model import their_deployment
+
+    deployment = tmp_path / "deployment.yaml"
+    shutil.copyfile(COURSE_HPA, deployment)
+    reads = []
+    read_text = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: reads.append(self) or read_text(self, *a, **k))
+    documents, spec = their_deployment(deployment)
+    assert reads == [deployment]
+    assert sorted(doc["kind"] for doc in documents) == ["Deployment", "HorizontalPodAutoscaler", "Service"]
+    assert spec.autoscaling is not None and spec.autoscaling.max_replicas == 5
+
+
+def test_a_variants_calibration_is_found_by_the_sha256_it_carries(tmp_path):
+    from servetune.tune.calibration import save_calibration
+    from servetune.tune.own_model import OwnModel, cached_calibration
+
+    digest = "ab" * 32
+    own = OwnModel(tmp_path / "mine.onnx", COURSE_HPA, tmp_path, tmp_path / "cache")
+    saved = save_calibration(default_calibration().model_copy(update={"model_sha256": digest}),
+                             own.cache / "calibrations" / digest[:16] / "calibration.json")
+    model = tmp_path / "mine.onnx"
+    model.write_bytes(b"not hashed again")  # its sha256 was taken when the variant was made
+    steps = []
+    calibration, file = cached_calibration(Variant("mine", 32, "fp32", model, sha256=digest), own, step=steps.append)
+    assert (file, calibration.model_sha256, steps) == (saved, digest, [])

@@ -24,9 +24,8 @@ import yaml
 from servetune.analyze.report import html_table
 from servetune.config import DeploymentSpec
 from servetune.deploy.capacity import MIB
-from servetune.deploy.spec import read_deployment, spec_yaml
+from servetune.deploy.spec import read_documents, spec_from_documents, spec_yaml
 from servetune.errors import ServetuneError
-from servetune.model.artifact import file_sha256
 from servetune.model.variants import ImportSettings, Variant, VariantSettings, build_variants
 from servetune.tune.calibration import Calibration, load_calibration, save_calibration
 from servetune.tune.measure import CPU_LIMITS, TARGETS, calibrate_model, quantile_mean
@@ -97,21 +96,21 @@ def their_deployment(path: Path) -> tuple[list, DeploymentSpec]:
     if not path.is_file():
         raise OwnModelError(f"--deployment {path}: no such manifest file")
     try:
-        spec, _ = read_deployment(path)
-        documents = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
-    except (SpecError, yaml.YAMLError) as error:
+        documents = read_documents(path)  # read once: the spec and the written manifest both come from them
+        if not is_manifest(documents):
+            raise OwnModelError(f"--deployment {path}: not a Kubernetes manifest (a Deployment, with its Service "
+                                "and HorizontalPodAutoscaler if any)")
+        spec, _ = spec_from_documents(documents, path)
+    except SpecError as error:
         raise OwnModelError(f"--deployment {error}") from None
-    if not is_manifest(documents):
-        raise OwnModelError(f"--deployment {path}: not a Kubernetes manifest (a Deployment, with its Service and "
-                            "HorizontalPodAutoscaler if any)")
     return documents, spec
 
 
-def cached_calibration(path: Path, own: OwnModel, progress=None,
+def cached_calibration(variant: Variant, own: OwnModel, progress=None,
                        step: Callable[[str], None] = lambda text: None) -> tuple[Calibration, Path]:
     """The variant's calibration (and its file) from the cache when one of this very file exists, else
     measured (`step` hears it begin, `progress` shows its steps) and kept there."""
-    digest = file_sha256(path)
+    path, digest = variant.path, variant.sha256
     file = own.cache / "calibrations" / digest[:16] / "calibration.json"
     if file.is_file():
         cached = load_calibration(file)
@@ -179,7 +178,7 @@ def prepare(own: OwnModel, options: TuneOptions, progress=None,
         elif bound is not None and variant.accuracy is not None and variant.accuracy < bound - 1e-9:
             row.status = f"not tuned: below {bound:.2%}"  # the accuracy bound, printed under the table
         else:
-            row.calibration, row.calibration_file = cached_calibration(variant.path, own, progress, step)
+            row.calibration, row.calibration_file = cached_calibration(variant, own, progress, step)
             row.status = "searched"
         rows.append(row)
     out.mkdir(parents=True, exist_ok=True)
