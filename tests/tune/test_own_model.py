@@ -122,18 +122,3 @@ def test_their_manifest_is_read_once_for_the_spec_and_the_written_manifest(tmp_p
     assert reads == [deployment]
     assert sorted(doc["kind"] for doc in documents) == ["Deployment", "HorizontalPodAutoscaler", "Service"]
     assert spec.autoscaling is not None and spec.autoscaling.max_replicas == 5
-
-
-def test_a_variants_calibration_is_found_by_the_sha256_it_carries(tmp_path):
-    from servetune.tune.calibration import save_calibration
-    from servetune.tune.own_model import OwnModel, cached_calibration
-
-    digest = "ab" * 32
-    own = OwnModel(tmp_path / "mine.onnx", COURSE_HPA, tmp_path, tmp_path / "cache")
-    saved = save_calibration(default_calibration().model_copy(update={"model_sha256": digest}),
-                             own.cache / "calibrations" / digest[:16] / "calibration.json")
-    model = tmp_path / "mine.onnx"
-    model.write_bytes(b"not hashed again")  # its sha256 was taken when the variant was made
-    steps = []
-    calibration, file = cached_calibration(Variant("mine", 32, "fp32", model, sha256=digest), own, step=steps.append)
-    assert (file, calibration.model_sha256, steps) == (saved, digest, [])

@@ -22,7 +22,7 @@ def tune_own_model(own, options) -> None:
         prepared = prepare(own, options, progress, step=lambda text: progress.console.print(text, highlight=False))
     console = Console(width=140)
     table = Table(*VARIANT_HEADER, title=f"your model's variants (accuracy on {own.data / 'evaluation'}, measured; "
-                  "CPU, memory and start-up calibrated on this machine)")
+                  f"CPU, memory and start-up calibrated on {prepared.calibrated_on})")
     for row in prepared.rows:
         table.add_row(*row.cells())
     console.print(table)
