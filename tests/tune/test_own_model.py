@@ -55,6 +55,7 @@ def test_the_whole_loop_writes_your_manifest_with_the_chosen_numbers_and_a_rerun
     assert f"COPY {Path(recommended.model).name} /models/" in (chosen / "Dockerfile").read_text()
     assert "+        image: node-0:5000/ml-app:servetune-" in out and (chosen / "deployment.diff").is_file()
     assert f"docker build -t {container['image']} {chosen}" in out
+    assert out.splitlines()[-1].startswith("the pick: NOT verified (--verify 0, or stopped before)")
     report = (tmp_path / "a" / "report.html").read_text()
     assert "Your model&#x27;s variants" in report or "Your model's variants" in report
     # every variant is in the cache: another tune of the same model measures nothing again
