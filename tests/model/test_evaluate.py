@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from onnx_models import tiny_artifact
 from servetune.cli import app
 from servetune.model.artifact import read_spec
+from servetune.model.data import read_split
 from servetune.model.evaluate import (
     EvaluationError,
     evaluate,
@@ -58,6 +59,12 @@ def test_evaluate_artifact_skips_corrupt_images_and_writes_outputs(make_food11, 
     assert result.count == 21
     assert [p.endswith("photo 0.jpg") for p, _ in result.skipped] == [True]
     assert sum(map(sum, result.confusion)) == 21
+    # each photo's top-1 class in the split's order, -1 for the unreadable one; not in metrics.json
+    assert len(result.predicted) == 22 and result.predicted.count(-1) == 1
+    samples = read_split(data, "evaluation", require_all_classes=False).samples
+    right = sum(p == sample.label for p, sample in zip(result.predicted, samples, strict=True))
+    assert right == sum(result.confusion[k][k] for k in range(11))
+    assert "predicted" not in result.summary()
     paths = write_outputs(result, tmp_path / "out")
     assert all(path.stat().st_size > 0 for path in paths.values())
     assert len(paths["csv"].read_text().splitlines()) == 12

@@ -20,6 +20,7 @@ keras = pytest.importorskip("keras")
 from servetune.cli import app
 from servetune.config import FOOD11_CLASSES
 from servetune.model.artifact import read_spec
+from servetune.model.evaluate import evaluate
 from servetune.model.keras_import import import_keras_model
 from servetune.model.preprocess import load_and_preprocess
 from servetune.model.quantize import Int8LossError, check_int8, quantize_checked
@@ -204,6 +205,9 @@ def test_int8_twin_losing_more_than_allowed_is_not_written(tmp_path):
 
     check = check_int8(fp32, fp32, data)  # a model against itself: no loss, full agreement
     assert (check.loss, check.agreement, check.images) == (0.0, 1.0, 11)
+    # with the fp32 model's answers from its own evaluation, only the INT8 model runs (no fp32 file needed)
+    answers = evaluate(fp32, data).predicted
+    assert check_int8(tmp_path / "absent.onnx", fp32, data, fp32_predicted=answers) == check
     progress = Progress(console=Console(file=io.StringIO()))
     with pytest.raises(Int8LossError, match=r"not written: INT8 on 11 evaluation images: .* exceeds -1 pp"):
         quantize_checked(fp32, tmp_path / "food-int8.onnx", data, max_loss=-0.01, progress=progress)

@@ -42,6 +42,30 @@ def test_the_model_its_smaller_sizes_and_int8_twins_are_measured_and_a_rerun_ski
     assert third == ["input size 24"]
 
 
+def test_the_int8_gate_compares_with_the_fp32_answers_kept_from_its_accuracy_and_reads_nothing_twice(
+        tmp_path, data, monkeypatch):
+    from rich.progress import Progress
+
+    from servetune.model import variants
+    from servetune.model.artifact import file_sha256
+
+    source = centroid_artifact(tmp_path / "mine.onnx", data, input_size=32, crop="none", resize=32)
+    settings = VariantSettings(sizes=(24,), int8=True, int8_max_loss=1.0, int8_min_agreement=0.0)
+    progress = Progress(disable=True)
+    result = build_variants(source, data, tmp_path / "cache", settings, progress=progress)
+    passes = [task.description for task in progress.tasks]
+    # one pass of each fp32 model (its accuracy) and one of each INT8 twin: the gate runs no fp32 model again
+    assert passes.count("fp32 on evaluation") == 0 and passes.count("INT8 on evaluation") == 2
+    fp32 = result.variants[0]
+    assert len(fp32.predicted) == 22 and fp32.classes == 11
+    for variant in result.variants:
+        assert variant.sha256 == file_sha256(variant.path)  # carried: nothing after hashes it again
+    read = []
+    monkeypatch.setattr(variants, "read_spec", lambda path: read.append(path))
+    again = build_variants(source, data, tmp_path / "cache", settings)
+    assert read == [] and again.variants[0].predicted == fp32.predicted  # all from the cache
+
+
 def test_an_int8_twin_refused_by_its_gate_is_listed_with_the_reason(tmp_path, data):
     source = centroid_artifact(tmp_path / "mine.onnx", data, input_size=32, crop="none", resize=32)
     settings = VariantSettings(sizes=(), int8=True, int8_max_loss=1.0, int8_min_agreement=1.01)

@@ -55,6 +55,7 @@ def test_the_whole_loop_writes_your_manifest_with_the_chosen_numbers_and_a_rerun
     assert f"COPY {Path(recommended.model).name} /models/" in (chosen / "Dockerfile").read_text()
     assert "+        image: node-0:5000/ml-app:servetune-" in out and (chosen / "deployment.diff").is_file()
     assert f"docker build -t {container['image']} {chosen}" in out
+    assert out.splitlines()[-1].startswith("the pick: NOT verified (--verify 0, or stopped before)")
     report = (tmp_path / "a" / "report.html").read_text()
     assert "Your model&#x27;s variants" in report or "Your model's variants" in report
     # every variant is in the cache: another tune of the same model measures nothing again
@@ -108,3 +109,17 @@ def test_the_image_is_named_after_theirs_and_the_dockerfile_sets_what_the_manife
     busy = plain.model_copy(update={"workers": 2, "threads": 1, "container_port": 8000})
     text = dockerfile_text(busy, "m.onnx", "ml-app:servetune-m")
     assert "SERVETUNE_THREADS=1" in text and '"--port", "8000", "--workers", "2"]' in text
+
+
+def test_their_manifest_is_read_once_for_the_spec_and_the_written_manifest(tmp_path, monkeypatch):
+    from servetune.tune.own_model import their_deployment
+
+    deployment = tmp_path / "deployment.yaml"
+    shutil.copyfile(COURSE_HPA, deployment)
+    reads = []
+    read_text = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: reads.append(self) or read_text(self, *a, **k))
+    documents, spec = their_deployment(deployment)
+    assert reads == [deployment]
+    assert sorted(doc["kind"] for doc in documents) == ["Deployment", "HorizontalPodAutoscaler", "Service"]
+    assert spec.autoscaling is not None and spec.autoscaling.max_replicas == 5

@@ -95,10 +95,17 @@ def tune(
     int8_min_agreement: flags.Int8MinAgreement = 97.0,
     max_accuracy_loss: Annotated[float, typer.Option(min=0, max=100, help="with --model: accuracy at most this "
                                                      "many percentage points below your model's")] = 1.0,
-    calibration_seconds: Annotated[float, typer.Option(min=1, max=120, help="with --model: seconds of load per "
-                                                       "CPU limit and endpoint when calibrating a variant")] = 6.0,
+    calibration_seconds: Annotated[float | None, typer.Option(min=1, max=120, help="with --model: seconds of load "
+                                                              "per CPU limit and endpoint when calibrating a "
+                                                              "variant [default: 6; on a cluster: 30]")] = None,
     calibration_limits: Annotated[str, typer.Option(help="with --model: the CPU limits (cores) each variant is "
                                                     "calibrated at, comma-separated")] = "0.25,0.5,1,2",
+    calibrate_on: Annotated[str | None, typer.Option(help="with --model: where the variants are calibrated: local "
+                                                     "(this machine) or kubernetes (your cluster, one pod at a "
+                                                     "time) [default: --backend]")] = None,
+    image: Annotated[str | None, typer.Option(help="with --model and a cluster: the image holding your variants "
+                                              "in /models/ (without it, OUT/variants-image/ is written to build "
+                                              "it)")] = None,
     cache: Annotated[Path | None, typer.Option(help="with --model: where variants and calibrations are kept by "
                                                "sha256 (a re-run skips finished work) [default: "
                                                "$XDG_CACHE_HOME/servetune or ~/.cache/servetune]")] = None,
@@ -152,6 +159,7 @@ def tune(
     from servetune.cli.model import import_settings
     from servetune.cli.tune_model import tune_own_model
     from servetune.model.variants import VariantSettings
+    from servetune.tune.measure_kubernetes import Place
     from servetune.tune.own_model import OwnModel
 
     if deployment is None or data is None:
@@ -168,10 +176,13 @@ def tune(
         limits = ()
     if not limits or min(limits) <= 0:
         raise OptionError(f"--calibration-limits {calibration_limits!r}: give CPU limits > 0 separated by commas")
+    on_cluster = choice(calibrate_on or backend, [BackendName.LOCAL, BackendName.KUBERNETES],
+                        "--calibrate-on") == BackendName.KUBERNETES
     own = OwnModel(model, deployment, data, cache or default_cache(),
                    import_settings(name, classes, None, mean, std, layout, resize_filter, softmax),
                    VariantSettings(sizes, int8, int8_max_loss / 100, int8_min_agreement / 100),
-                   max_accuracy_loss / 100, calibration_seconds, limits)
+                   max_accuracy_loss / 100, calibration_seconds, limits,
+                   Place(kubeconfig, context, image=image or "") if on_cluster else None)
     tune_own_model(own, options)
 
 

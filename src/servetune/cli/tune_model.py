@@ -13,7 +13,7 @@ def tune_own_model(own, options) -> None:
     from rich.table import Table
 
     from servetune.cli.options import steps_progress
-    from servetune.cli.tune_output import run_with_progress, show_result
+    from servetune.cli.tune_output import run_with_progress, show_result, verification_text
     from servetune.tune.chosen import write_chosen
     from servetune.tune.own_model import VARIANT_HEADER, prepare
 
@@ -21,7 +21,7 @@ def tune_own_model(own, options) -> None:
         prepared = prepare(own, options, progress, step=lambda text: progress.console.print(text, highlight=False))
     console = Console(width=140)
     table = Table(*VARIANT_HEADER, title=f"your model's variants (accuracy on {own.data / 'evaluation'}, measured; "
-                  "CPU, memory and start-up calibrated on this machine)")
+                  f"CPU, memory and start-up calibrated on {prepared.calibrated_on})")
     for row in prepared.rows:
         table.add_row(*row.cells())
     console.print(table)
@@ -43,3 +43,4 @@ def tune_own_model(own, options) -> None:
         typer.echo(f"  {command}")
     typer.echo("figures: the variant table's accuracy is measured; the tables of the search are simulated; the "
                "'verify' lines are measured in real runs on the verification backend")
+    typer.echo(f"the pick: {verification_text(result.recommended_verification)}")  # the last word: did it pass

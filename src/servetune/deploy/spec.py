@@ -36,6 +36,11 @@ def read_deployment(path: str | Path, model: str | None = None) -> tuple[Deploym
     """The spec and what could not be carried over: empty for a spec file, the translation's notes for a
     Kubernetes manifest (Deployment + optional Service and HPA). `model` overrides the spec's model."""
     path = resolve_spec_path(path)
+    return spec_from_documents(read_documents(path), path, model)
+
+
+def read_documents(path: Path) -> list:
+    """The YAML documents of a spec file or a manifest (none empty); SpecError naming the file otherwise."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -53,9 +58,15 @@ def read_deployment(path: str | Path, model: str | None = None) -> tuple[Deploym
         raise SpecError(f"{path.name}: invalid YAML: {where}{error.problem or error}") from None
     except yaml.YAMLError as error:
         raise SpecError(f"{path.name}: invalid YAML: {error}") from None
-    notes: list[str] = []
     if not documents:
         raise SpecError(f"{path.name}: the file is empty; expected a mapping of deployment fields")
+    return documents
+
+
+def spec_from_documents(documents: list, path: Path, model: str | None = None) -> tuple[DeploymentSpec, list[str]]:
+    """read_deployment's spec and notes from the documents read from `path` (which names it in errors and
+    anchors a relative model path)."""
+    notes: list[str] = []
     if is_manifest(documents):
         try:
             translation = translate(documents)

@@ -43,9 +43,13 @@ class Evaluation:
     confusion: list[list[int]]  # rows: true class, columns: predicted class
     class_names: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    # The top-1 class of each sample in the split's order (-1: unreadable), for comparing another model's
+    # answers with these without running this one again (the INT8 gate); not in the summary.
+    predicted: list[int] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict:
         data = asdict(self)
+        del data["predicted"]
         data["skipped_count"] = len(self.skipped)
         return data
 
@@ -166,7 +170,11 @@ def evaluate(model: str | Path | None, data: str | Path, split: str = "evaluatio
         probs, kept, skipped, class_names = predict_offline(model, samples, threads, advance=advance)
         name = str(model)
     labels = np.array([samples[i].label for i in kept], dtype=int)
-    return metrics(probs, labels, class_names, name, split, skipped)
+    evaluation = metrics(probs, labels, class_names, name, split, skipped)
+    evaluation.predicted = [-1] * len(samples)
+    for index, predicted in zip(kept, top1(probs).tolist(), strict=True):
+        evaluation.predicted[index] = predicted
+    return evaluation
 
 
 def write_outputs(evaluation: Evaluation, out_dir: str | Path) -> dict[str, Path]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,16 +206,22 @@ def quantize_int8(
 
 
 def check_int8(fp32_path: str | Path, int8_path: str | Path, data: str | Path, split: str = "evaluation",
-               progress=None) -> Int8Check:
+               progress=None, fp32_predicted: Sequence[int] = ()) -> Int8Check:
     """Both models on the split, through the serving preprocessing; ties ranked as the server ranks them.
-    `progress`: a rich Progress to show each model's pass on."""
+    `fp32_predicted`: the fp32 model's top-1 class of each sample of the split (-1: unreadable), as its own
+    evaluation kept them (`Evaluation.predicted`): then only the INT8 model runs. `progress`: a rich Progress
+    to show each model's pass on."""
     from servetune.model.evaluate import predict_offline
 
     samples = read_split(data, split, require_all_classes=False).samples
-    fp32, kept, _, _ = predict_offline(fp32_path, samples, advance=task(progress, f"fp32 on {split}", len(samples)))
-    int8, _, _, _ = predict_offline(int8_path, samples, advance=task(progress, f"INT8 on {split}", len(samples)))
+    known = np.asarray(fp32_predicted, dtype=int)
+    if len(known) != len(samples):  # not given, or for another set of photos: the fp32 model runs
+        fp32, kept, _, _ = predict_offline(fp32_path, samples, advance=task(progress, f"fp32 on {split}", len(samples)))
+        known = np.full(len(samples), -1)
+        known[kept] = top1(fp32)
+    int8, kept, _, _ = predict_offline(int8_path, samples, advance=task(progress, f"INT8 on {split}", len(samples)))
     labels = np.array([samples[i].label for i in kept])
-    fp32_top, int8_top = top1(fp32), top1(int8)
+    fp32_top, int8_top = known[kept], top1(int8)  # one preprocessing: the same photos are readable to both
     return Int8Check(
         split=split, images=len(kept),
         fp32_accuracy=float((fp32_top == labels).mean()), int8_accuracy=float((int8_top == labels).mean()),
@@ -225,18 +231,19 @@ def check_int8(fp32_path: str | Path, int8_path: str | Path, data: str | Path, s
 
 def quantize_checked(
     fp32_path: str | Path, out_path: str | Path, data: str | Path, max_loss: float = MAX_INT8_LOSS,
-    min_agreement: float = MIN_INT8_AGREEMENT, progress=None,
+    min_agreement: float = MIN_INT8_AGREEMENT, progress=None, fp32_predicted: Sequence[int] = (),
 ) -> tuple[Path, Int8Check]:
     """The INT8 twin, written only when it loses at most `max_loss` top-1 accuracy on DATA's evaluation
     split and names the fp32 model's class on at least `min_agreement` of its photos; its metadata records
     the accuracy measured there, and the fp32 artifact's the fp32 accuracy measured beside it (also when the
-    twin is refused). Raises Int8LossError otherwise. `progress`: a rich Progress for the long steps."""
+    twin is refused). Raises Int8LossError otherwise. `fp32_predicted`: see `check_int8`. `progress`: a rich
+    Progress for the long steps."""
     out_path = Path(out_path)
     spec = read_spec(fp32_path)
     with tempfile.TemporaryDirectory() as tmp:
         images = calibration_images(data, spec, progress=progress)
         candidate = quantize_int8(fp32_path, Path(tmp) / out_path.name, images)
-        check = check_int8(fp32_path, candidate, data, progress=progress)
+        check = check_int8(fp32_path, candidate, data, progress=progress, fp32_predicted=fp32_predicted)
         record_accuracy(fp32_path, check.split, round(check.fp32_accuracy, 4))  # as `model eval --record` does
         problems = []
         if check.loss > max_loss:

@@ -12,7 +12,10 @@ A model at chance level gets a note and no variants: its accuracy cannot rank th
 
 Every step's result is kept in the cache folder (`variants.json`, written after each step) under a key made
 of the source file's sha256, the import settings and the data folder, so a re-run, or one after Ctrl-C,
-skips what is done: a file is reused when its sha256 still matches the one recorded.
+skips what is done: a file is reused when its sha256 still matches the one recorded. What later steps need
+of a file is carried on its Variant, so nothing is read or hashed twice: its sha256, its class count, and
+its top-1 answers on the evaluation split (the INT8 gate compares the twin's with them instead of running
+the fp32 model again).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from servetune.model.data import read_split
 
 DEFAULT_SIZES = (224, 192, 160, 128)
 CHANCE_SIGMAS = 3.0  # an accuracy within this many standard errors of chance is chance
+CACHE_FORMAT = 2  # in the cache key: a cache written with other Variant fields is not read
 
 
 class VariantError(ServetuneError, ValueError):
@@ -69,6 +73,9 @@ class Variant:
     images: int = 0
     size_mb: float = 0.0
     refused: str = ""
+    sha256: str = ""  # of the file at `path`
+    classes: int = 0
+    predicted: list[int] = field(default_factory=list, repr=False)  # Evaluation.predicted on DATA/evaluation
 
 
 @dataclass
@@ -105,20 +112,16 @@ class StepCache:
         entry = self.steps.get(step)
         if entry is None:
             return None
-        fields = {key: value for key, value in entry.items() if key != "sha256"}
-        variant = Variant(**{**fields, "path": Path(entry["path"]) if entry["path"] else None})
-        if variant.path is not None and (not variant.path.is_file()
-                                         or file_sha256(variant.path) != entry.get("sha256")):
+        variant = Variant(**{**entry, "path": Path(entry["path"]) if entry["path"] else None})
+        if variant.path is not None and (not variant.path.is_file() or file_sha256(variant.path) != variant.sha256):
             return None  # the file changed or is gone: do the step again
         return variant
 
     def put(self, step: str, variant: Variant) -> Variant:
-        entry = {**asdict(variant), "path": str(variant.path) if variant.path else None}
         if variant.path is not None:
-            entry["sha256"] = file_sha256(variant.path)
+            variant.sha256 = file_sha256(variant.path)
             variant.size_mb = round(variant.path.stat().st_size / 1e6, 1)
-            entry["size_mb"] = variant.size_mb
-        self.steps[step] = entry
+        self.steps[step] = {**asdict(variant), "path": str(variant.path) if variant.path else None}
         partial = self.file.with_suffix(".json.partial")
         partial.write_text(json.dumps(self.steps, indent=2) + "\n", encoding="utf-8")
         partial.replace(self.file)  # a step is recorded whole or not at all
@@ -127,7 +130,7 @@ class StepCache:
 
 def cache_folder(cache: Path, source: Path, settings: ImportSettings, data: Path) -> Path:
     """Where one source's variants live: keyed by its sha256, how it is imported and the data measured on."""
-    digest = hashlib.sha256(file_sha256(source).encode())
+    digest = hashlib.sha256(f"{CACHE_FORMAT}:{file_sha256(source)}".encode())
     digest.update(json.dumps(asdict(settings), sort_keys=True, default=str).encode())
     digest.update(str(data.resolve()).encode())
     return cache / "models" / f"{source.stem}-{digest.hexdigest()[:12]}"
@@ -175,12 +178,11 @@ def build_variants(source: Path, data: Path, cache: Path, settings: VariantSetti
         path = import_source(source, folder / f"{stem}.onnx", imported)
         original = steps.put("fp32", measured(path, data, progress))
     result = Variants([original], cache=folder)
-    spec = read_spec(original.path)
-    below = chance_level(original.accuracy or 0.0, len(spec.class_names), original.images)
+    below = chance_level(original.accuracy or 0.0, original.classes, original.images)
     if below is not None:
         result.notes.append(
             f"{original.name}: accuracy {original.accuracy:.2%} on {original.images} evaluation images is at chance "
-            f"level (at most {below:.2%} for {len(spec.class_names)} classes): no variants are built, their "
+            f"level (at most {below:.2%} for {original.classes} classes): no variants are built, their "
             "accuracy could not be told apart; check the class order (--classes) and the preprocessing")
         return result
     fp32 = [original]  # the model as given and its sizes (INT8 twins are made of these)
@@ -198,7 +200,7 @@ def build_variants(source: Path, data: Path, cache: Path, settings: VariantSetti
             resized = steps.put(f"size-{size}", measured(path, data, progress))
         fp32.append(resized)
     result.variants = list(fp32)
-    if settings.int8 and spec.precision == "int8":
+    if settings.int8 and original.precision == "int8":
         result.notes.append(f"{original.name} is already INT8: no INT8 twins are made")
     elif settings.int8:
         for base in fp32:
@@ -207,13 +209,15 @@ def build_variants(source: Path, data: Path, cache: Path, settings: VariantSetti
 
 
 def measured(path: Path, data: Path, progress) -> Variant:
-    """A variant file with its accuracy on DATA/evaluation, measured and stored in the artifact."""
+    """A variant file with its accuracy on DATA/evaluation, measured and stored in the artifact, and its
+    answers kept."""
     from servetune.model.evaluate import evaluate
 
     spec = read_spec(path)
     result = evaluate(path, data, "evaluation", progress=progress, description=f"accuracy of {path.stem}")
     record_accuracy(path, "evaluation", round(result.accuracy, 4))
-    return Variant(path.stem, spec.input_size, spec.precision, path, round(result.accuracy, 4), result.count)
+    return Variant(path.stem, spec.input_size, spec.precision, path, round(result.accuracy, 4), result.count,
+                   classes=len(spec.class_names), predicted=result.predicted)
 
 
 def int8_variant(base: Variant, data: Path, settings: VariantSettings, steps: StepCache, progress,
@@ -230,7 +234,7 @@ def int8_variant(base: Variant, data: Path, settings: VariantSettings, steps: St
     out = int8_path(base.path)
     try:
         path, check = quantize_checked(base.path, out, data, settings.int8_max_loss, settings.int8_min_agreement,
-                                       progress=progress)
+                                       progress=progress, fp32_predicted=base.predicted)
     except Int8LossError as error:
         reason = str(error).split(": not written: ", 1)[-1]
         return steps.put(key, Variant(out.stem, base.input_size, "int8", None, refused=reason))
@@ -238,4 +242,4 @@ def int8_variant(base: Variant, data: Path, settings: VariantSettings, steps: St
         return steps.put(key, Variant(out.stem, base.input_size, "int8", None,
                                       refused=f"INT8 quantization failed: {first_line(error)}"))
     return steps.put(key, Variant(path.stem, base.input_size, "int8", path, round(check.int8_accuracy, 4),
-                                  check.images))
+                                  check.images, classes=base.classes))

@@ -2,8 +2,9 @@
 --data DIR --out OUT`.
 
 1. their model imported and measured, its variants built (`model/variants.py`: input sizes, INT8);
-2. each variant within `--max-accuracy-loss` of their model calibrated on this machine, cached by the
-   file's sha256 (CACHE/calibrations/<sha256>/), so a re-run measures nothing twice;
+2. each variant within `--max-accuracy-loss` of their model calibrated where the tune will run (this
+   machine, or their cluster: `tune/own_calibration.py`), cached by the file's sha256, the backend and the
+   cluster, so a re-run measures nothing twice;
 3. the search space written for them (OUT/space.yaml: their variants, the bundled settings plus their own
    numbers, and for an autoscaling/v1 HPA only the behavior v1 can express), their pair (their deployment,
    their model) as OUT/yours.yaml: the baseline and, unless they bound the tune otherwise, `--better-than`;
@@ -24,12 +25,13 @@ import yaml
 from servetune.analyze.report import html_table
 from servetune.config import DeploymentSpec
 from servetune.deploy.capacity import MIB
-from servetune.deploy.spec import read_deployment, spec_yaml
+from servetune.deploy.spec import read_documents, spec_from_documents, spec_yaml
 from servetune.errors import ServetuneError
-from servetune.model.artifact import file_sha256
 from servetune.model.variants import ImportSettings, Variant, VariantSettings, build_variants
-from servetune.tune.calibration import Calibration, load_calibration, save_calibration
-from servetune.tune.measure import CPU_LIMITS, TARGETS, calibrate_model, quantile_mean
+from servetune.tune.calibration import Calibration
+from servetune.tune.measure import CPU_LIMITS, quantile_mean
+from servetune.tune.measure_kubernetes import Place
+from servetune.tune.own_calibration import cached, calibrated, calibration_site, image_needed
 from servetune.tune.pipeline import TuneOptions
 from servetune.tune.space import load_space
 
@@ -51,8 +53,9 @@ class OwnModel:
     imported: ImportSettings = field(default_factory=ImportSettings)
     variants: VariantSettings = field(default_factory=VariantSettings)
     max_accuracy_loss: float = 0.01  # fraction
-    calibration_seconds: float = 6.0
+    calibration_seconds: float | None = None  # per load [default: 6 s on this machine, 30 s on a cluster]
     calibration_limits: tuple[float, ...] = CPU_LIMITS
+    cluster: Place | None = None  # calibrate there (its namespace: their manifest's), else on this machine
 
 
 @dataclass
@@ -87,6 +90,7 @@ class Prepared:
     yours: Path
     documents: list
     accuracy_bound: float | None
+    calibrated_on: str  # "this machine", "the cluster at HOST"
 
 
 def their_deployment(path: Path) -> tuple[list, DeploymentSpec]:
@@ -97,41 +101,14 @@ def their_deployment(path: Path) -> tuple[list, DeploymentSpec]:
     if not path.is_file():
         raise OwnModelError(f"--deployment {path}: no such manifest file")
     try:
-        spec, _ = read_deployment(path)
-        documents = [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
-    except (SpecError, yaml.YAMLError) as error:
+        documents = read_documents(path)  # read once: the spec and the written manifest both come from them
+        if not is_manifest(documents):
+            raise OwnModelError(f"--deployment {path}: not a Kubernetes manifest (a Deployment, with its Service "
+                                "and HorizontalPodAutoscaler if any)")
+        spec, _ = spec_from_documents(documents, path)
+    except SpecError as error:
         raise OwnModelError(f"--deployment {error}") from None
-    if not is_manifest(documents):
-        raise OwnModelError(f"--deployment {path}: not a Kubernetes manifest (a Deployment, with its Service and "
-                            "HorizontalPodAutoscaler if any)")
     return documents, spec
-
-
-def cached_calibration(path: Path, own: OwnModel, progress=None,
-                       step: Callable[[str], None] = lambda text: None) -> tuple[Calibration, Path]:
-    """The variant's calibration (and its file) from the cache when one of this very file exists, else
-    measured (`step` hears it begin, `progress` shows its steps) and kept there."""
-    digest = file_sha256(path)
-    file = own.cache / "calibrations" / digest[:16] / "calibration.json"
-    if file.is_file():
-        cached = load_calibration(file)
-        if cached.model_sha256 == digest:
-            return cached, file
-    step(f"calibrate {path.stem} on this machine")
-    task = progress.add_task(f"calibrate {path.stem}", total=calibration_steps(own)) if progress else None
-
-    def advance(text: str) -> None:
-        if progress is not None:
-            progress.update(task, advance=1, description=text)
-
-    calibration = calibrate_model(path, seconds=own.calibration_seconds, limits=own.calibration_limits,
-                                  progress=advance)
-    return calibration, save_calibration(calibration, file)
-
-
-def calibration_steps(own: OwnModel) -> int:
-    """Progress steps of one calibration (each limit's start and targets, and the added replica)."""
-    return len(own.calibration_limits) * (1 + len(TARGETS)) + 1
 
 
 def own_space(rows: list[VariantRow], yours: DeploymentSpec, base: Path, margin: float, v1_autoscaler: bool) -> dict:
@@ -171,20 +148,25 @@ def prepare(own: OwnModel, options: TuneOptions, progress=None,
     variants = build_variants(own.source, own.data, own.cache, own.variants, own.imported, progress, step)
     original = variants.original
     bound = None if original.accuracy is None else original.accuracy - own.max_accuracy_loss
-    rows = []
-    for variant in variants.variants:
-        row = VariantRow(variant)
-        if variant.path is None:
-            row.status = f"refused: {variant.refused}"
-        elif bound is not None and variant.accuracy is not None and variant.accuracy < bound - 1e-9:
+    rows = [VariantRow(variant) for variant in variants.variants]
+    for row in rows:
+        if row.variant.path is None:
+            row.status = f"refused: {row.variant.refused}"
+        elif bound is not None and row.variant.accuracy is not None and row.variant.accuracy < bound - 1e-9:
             row.status = f"not tuned: below {bound:.2%}"  # the accuracy bound, printed under the table
         else:
-            row.calibration, row.calibration_file = cached_calibration(variant.path, own, progress, step)
             row.status = "searched"
-        rows.append(row)
+    searched = [row for row in rows if row.status == "searched"]
+    cluster = own.cluster and replace(own.cluster, namespace=theirs.namespace)
+    site = calibration_site(own.calibration_limits, own.calibration_seconds, cluster)
+    if cluster is not None and not cluster.image and any(cached(own.cache, r.variant, site) is None for r in searched):
+        raise image_needed(out, [row.variant for row in searched], site)
+    for row in searched:
+        row.calibration, row.calibration_file = calibrated(own.cache, row.variant, site, progress, step)
     out.mkdir(parents=True, exist_ok=True)
     yours = out / YOURS
-    their_pair = theirs.model_copy(update={"model": str(original.path.resolve())})
+    their_pair = theirs.model_copy(update={"model": str(original.path.resolve()),
+                                           **({"image": cluster.image} if cluster and cluster.image else {})})
     yours.write_text(f"# your deployment ({own.deployment}) with your model ({own.source})\n"
                      + spec_yaml(their_pair, every_field=True), encoding="utf-8")
     v1 = any(str(doc.get("apiVersion", "")).endswith("/v1") for doc in documents
@@ -202,7 +184,7 @@ def prepare(own: OwnModel, options: TuneOptions, progress=None,
         constraints=constraints, baselines=[str(yours), *options.baselines],
         better_than=options.better_than if bounded else [str(yours)],
         report_sections=[variant_section(rows, variants.notes)])
-    return Prepared(tune_options, rows, variants.notes, yours, documents, bound)
+    return Prepared(tune_options, rows, variants.notes, yours, documents, bound, site.text())
 
 
 def variant_section(rows: list[VariantRow], notes: list[str]) -> str:
