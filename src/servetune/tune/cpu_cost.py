@@ -55,7 +55,7 @@ def busy_note(figures: list[CpuPerRequest]) -> str | None:
     """The warning for a measurement taken while other processes took more than QUIET_CORES (or unknown)."""
     if not figures:
         return None
-    others = [f.others_cores for f in figures]
+    others = [r.others_cores for figure in figures for r in figure.repeats]
     if any(value is None for value in others):
         return ("the CPU other processes took during the measurement is unknown (/proc/stat not readable): "
                 "CPU per request may read high if the machine was busy")
