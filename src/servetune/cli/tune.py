@@ -223,7 +223,8 @@ def calibrate(
         result = calibration_from_run(from_run, base)
         path = save_calibration(result, out / f"{result.model}-{from_run.resolve().name}")
         typer.echo(f"{path}: {result.model}, {result.cpu_ms_quantiles and _cpu_text(result)}, "
-                   f"memory {result.rss_loaded_bytes / 2**20:.0f} MiB per worker (from {from_run})")
+                   f"memory {result.rss_loaded_bytes / 2**20:.0f} MiB per worker (from {from_run}; the "
+                   f"calibration it updates: {_cpu_text(base)})")
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
