@@ -204,6 +204,7 @@ def calibrate_model(
     rss_peak = 0
     idle_cores: list[float] = []
     costs: list[CpuPerRequest] = []
+    machine = machine_text()  # its load average before the calibration's own load
     cost_limit = COST_LIMIT if COST_LIMIT in limits else max(limits)
     with tempfile.TemporaryDirectory(prefix="servetune-calibrate-") as folder:
         work = Path(folder)
@@ -243,7 +244,7 @@ def calibrate_model(
                     progress(f"{model.name}: a second replica at {limit:g} CPU: until ready")
                     ready_times.append(added_replica_ready_s(cluster))
     return build_calibration(model_path, model.name, model.accuracy, settings, ready_times, start_cpu,
-                             rss_idle, rss_loaded, rss_peak, idle_cores, costs)
+                             rss_idle, rss_loaded, rss_peak, idle_cores, costs, machine)
 
 
 def added_replica_ready_s(cluster: LocalCluster, timeout_s: float = 120.0) -> float:
@@ -257,10 +258,30 @@ def added_replica_ready_s(cluster: LocalCluster, timeout_s: float = 120.0) -> fl
     raise CalibrationFailed(f"a second replica was not ready within {timeout_s:.0f} s")
 
 
+def cpu_distributions(settings: list[Setting], reference: dict[str, Setting], driver_ms: float,
+                      measured: dict[str, float]) -> dict[str, list[float]]:
+    """Per target, CPU ms per request at QUANTILES: the shape of one user's latencies less the driver's
+    overhead at the reference limit, scaled to the mean `measured` (the repeats), else (no repeats: on a
+    cluster) to the CPU per request with several requests at once (more connections, context switches and
+    cache misses than one at a time), as the pods serve a load: its mean over every limit's 20-user
+    measurement, one 20-user load of a few seconds on a shared machine varying by 10-20 %."""
+    cpu_quantiles: dict[str, list[float]] = {}
+    for target, setting in reference.items():
+        overhead = min(driver_ms, statistics.fmean(setting.latencies_ms))
+        floor = 0.2 * setting.cpu_ms
+        shape = quantiles([max(floor, x - overhead) for x in setting.latencies_ms])
+        loaded = statistics.fmean(s.saturated_cpu_ms for s in settings if s.target == target)
+        mean = measured[target] if target in measured else max(setting.cpu_ms, loaded)
+        factor = mean / quantile_mean(shape)
+        cpu_quantiles[target] = [round(x * factor, 4) for x in shape]
+    return cpu_quantiles
+
+
 def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], settings: list[Setting],
                       ready_times: list[float], start_cpu: list[float], rss_idle: list[int],
                       rss_loaded: list[int], rss_peak: int,
-                      idle_cores: list[float], costs: list[CpuPerRequest] | None = None) -> Calibration:
+                      idle_cores: list[float], costs: list[CpuPerRequest] | None = None,
+                      machine: str | None = None) -> Calibration:
     """The simulator's figures from the measured settings.
 
     CPU per request is the figure of `costs` (tune/cpu_cost.py) where measured, else (on a cluster) the mean
@@ -281,21 +302,7 @@ def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], s
     reference = {s.target: s for s in settings if s.limit == 1.0} or {s.target: s for s in settings}
     driver_ms = statistics.fmean(s.driver_ms for s in settings)
     costs = costs or []
-    measured = {cost.target: cost.ms for cost in costs}
-    cpu_quantiles: dict[str, list[float]] = {}
-    for target, setting in reference.items():
-        overhead = min(driver_ms, statistics.fmean(setting.latencies_ms))
-        floor = 0.2 * setting.cpu_ms
-        spread = [max(floor, x - overhead) for x in setting.latencies_ms]
-        # The mean is the CPU per request with several requests at once (more connections, context
-        # switches and cache misses than one at a time), as the pods serve a load; the spread is kept.
-        # Its mean over every limit's 20-user measurement: one 20-user load of a few seconds on a shared
-        # machine varies by 10-20 %.
-        loaded = statistics.fmean(s.saturated_cpu_ms for s in settings if s.target == target)
-        shape = quantiles(spread)
-        mean = measured[target] if target in measured else max(setting.cpu_ms, loaded)
-        factor = mean / quantile_mean(shape)
-        cpu_quantiles[target] = [round(x * factor, 4) for x in shape]
+    cpu_quantiles = cpu_distributions(settings, reference, driver_ms, {cost.target: cost.ms for cost in costs})
     parallelism = 1.0
     two = [s for s in settings if s.limit >= 2 and s.target == "GET /test"]
     if two and "GET /test" in reference:
@@ -320,7 +327,7 @@ def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], s
         load_generator_cpu_ms_per_request=round(driver_ms, 3),
         cpu_per_request=costs,
         notes=[note] if (note := busy_note(costs)) else [],
-        machine=machine_text(),
+        machine=machine or machine_text(),
         date=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         version=__version__,
         source="measured",
