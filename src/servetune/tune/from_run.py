@@ -9,7 +9,6 @@ measure (overhead, start-to-ready, the driver's CPU) is kept from the base calib
 
 from __future__ import annotations
 
-import itertools
 import json
 import statistics
 from datetime import UTC, datetime
@@ -30,10 +29,12 @@ def run_workers(data: RunData, spec_workers: int) -> int:
 
 def run_cpu_ms_per_request(data: RunData, idle_cores_per_replica: float, requests: int) -> float:
     """What the run's replicas used per request: the monitor's CPU over the run (each sample standing for the
-    interval between samples) less the replicas' idle CPU, over `requests`."""
-    times = sample_seconds(data.resources)
-    steps = [b - a for a, b in itertools.pairwise(times)]
-    interval = statistics.median(steps) if steps else 5.0
+    monitor's interval: run.json's, else the samples' span over their count, as the wall-clock times in the
+    CSV are whole seconds) less the replicas' idle CPU, over `requests`."""
+    interval = data.run_info.get("monitor_interval_s")
+    if not isinstance(interval, int | float) or interval <= 0:
+        times = sample_seconds(data.resources)
+        interval = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 and times[-1] > times[0] else 5.0
     cpu_seconds = sum(max(0.0, s.cpu_use_core - idle_cores_per_replica * s.n_replica) * interval
                       for s in data.resources)
     return 1000 * cpu_seconds / requests
