@@ -164,23 +164,28 @@ def measure_target(url: str, meter: CpuMeter, target: Target, seconds: float, im
 
 def measure_cost(url: str, pid: int, target: Target, limit: float, idle_cores: float, seconds: float,
                  images: Path, work: Path, repeats: int) -> CpuPerRequest:
-    """CPU per request of `target` from `repeats` run-like loads of `seconds` (tune/cpu_cost.py)."""
+    """CPU per request of `target` from `repeats` run-like loads of `seconds` (tune/cpu_cost.py); a load
+    that got no answer (a slow model, a busy machine) runs again LONGER x as long, twice."""
     measured = []
     for index in range(repeats):
-        out = work / f"cost-{target.split()[1].strip('/')}-{index + 1}"
-        profile = LoadProfile(name="calibrate", phases=[
-            LoadPhase(users=USERS, delay=DELAY_S, duration_s=seconds, target=target)])
-        meter = ProcessCpu(pid)
-        machine_before = snapshot()
-        meter.start()
-        run_load_test(profile, url, out, LoadOptions(images=images, progress=False, seed=index + 1))
-        cpu_s = meter.stop()
-        machine = host_cpu(machine_before, snapshot())
-        answered = sum(1 for r in read_request_log(RunFolder(out).request_log) if r.status == 200)
-        if not answered:
-            raise CalibrationFailed(f"{target} answered no request with 200 in {seconds:g} s with {USERS} users "
-                                    f"thinking up to {DELAY_S:g} s (the replica failed?)")
-        measured.append(repeat_figures(cpu_s, idle_cores, machine["seconds"] if machine else seconds, answered,
+        for length in (seconds, seconds * LONGER, seconds * LONGER**2):
+            out = work / f"cost-{target.split()[1].strip('/')}-{index + 1}-{length:g}s"
+            profile = LoadProfile(name="calibrate", phases=[
+                LoadPhase(users=USERS, delay=DELAY_S, duration_s=length, target=target)])
+            meter = ProcessCpu(pid)
+            machine_before = snapshot()
+            meter.start()
+            run_load_test(profile, url, out, LoadOptions(images=images, progress=False, seed=index + 1))
+            cpu_s = meter.stop()
+            machine = host_cpu(machine_before, snapshot())
+            answered = sum(1 for r in read_request_log(RunFolder(out).request_log) if r.status == 200)
+            if answered:
+                break
+        else:
+            raise CalibrationFailed(f"{target} answered no request with 200 in {length:g} s with {USERS} users "
+                                    f"thinking up to {DELAY_S:g} s (the replica failed, or the model is slower "
+                                    "still: more --calibration-seconds)")
+        measured.append(repeat_figures(cpu_s, idle_cores, machine["seconds"] if machine else length, answered,
                                        machine["others_cores"] if machine else None))
     return cpu_per_request(target, limit, measured)
 
