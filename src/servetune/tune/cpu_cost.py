@@ -7,11 +7,12 @@ request answered; the load runs several times (repeats).
 
 Other processes on the machine do not add to a process's CPU time, but they slow it: they take the cores by
 turns and share the caches, so the same request costs more CPU time on a busy machine (on this project's
-2-core machine 7.6 ms per `GET /test` with others taking 1.0 core, 9.1 ms with 1.65). The relation is not a
-line through zero others (the same measurements extrapolate to 5 ms, below any quiet measurement), so it is
-not subtracted by a formula: each repeat records the cores the others took (host/machine_cpu.py), the figure
-is the median of the repeats least disturbed (within QUIET_CORES of the quietest), the others' cores of
-those are kept beside it, and a calibration whose quietest repeat had others above QUIET_CORES warns.
+2-core machine, one user at 1 CPU: 7.6 ms per `GET /test` with others taking 1.0 core, 8.7 ms with 1.45).
+The relation is not a line through zero others (those measurements extrapolate to about 5 ms at zero
+others, half of the 9.75 ms a quiet sequential measurement gives), so it is not subtracted by a formula:
+each repeat records the cores the others took (host/machine_cpu.py), the figure is the median of the
+repeats least disturbed (within QUIET_CORES of the quietest), the others' cores of those are kept beside
+it, and a calibration whose quietest repeat had others above QUIET_CORES warns.
 """
 
 from __future__ import annotations
