@@ -53,6 +53,7 @@ from servetune.deploy.spec import load_deployment_spec
 from servetune.host.cgroups import allocatable
 from servetune.load.profile import load_profile, parse_profile
 from servetune.runfolder import SPEC_FILE, RunFolder
+from servetune.sim.cpu import LEAST_CORES
 from servetune.sim.simulate import MetricsTiming, simulate
 from servetune.tune.calibration import Calibration, default_calibration, load_calibration
 from servetune.tune.constraints import Constraints, model_facts
@@ -157,16 +158,17 @@ def fidelity(calibration, runs: Path, seeds: int, node_from_run: bool, busiest_p
         spec = load_deployment_spec(folder / SPEC_FILE)
         profile = parse_profile(RunFolder(folder).profile_copy)
         others = others_cores(folder, real)
-        node_cpu = cores
+        node_cpu, taken = cores, 0.0
         if node_from_run and others is not None:
-            node_cpu = max(0.1, min(cores, (real.machine_cores or os.cpu_count() or cores) - others))
+            node_cpu, taken = min(cores, real.machine_cores or os.cpu_count() or cores), others
         elif node_from_run and busiest_phase:
             node_cpu = min(cores, busiest_cores(real, calibration))
         simulated = [
             simulate(spec, profile, calibration, seed=seed, capacity=Capacity(cores, memory),
-                     metrics=MetricsTiming(backend="local"), node_cpu=node_cpu).statistics
+                     metrics=MetricsTiming(backend="local"), node_cpu=node_cpu, others_cores=taken).statistics
             for seed in range(seeds)
         ]
+        node_cpu = max(LEAST_CORES, node_cpu - taken)  # what the pods and the driver shared, for the table
         mem = (real.memory_requested_KB / 1024, mean_summary(simulated, "memory_requested_KB") / 1024)
         cpu = (real.cpu_requested_core, mean_summary(simulated, "cpu_requested_core"))
         rate = (real.transaction_rate, mean_summary(simulated, "transaction_rate"))

@@ -83,12 +83,25 @@ def test_simulate_warns_when_no_pod_fits_the_capacity():
     assert json.loads(result.stdout)["failure_rate"] == 1.0
 
 
+def test_simulate_takes_other_works_cores_from_the_node():
+    quick = ["-c", "fixed-1", "--profile", "quick", "--time-scale", "0.1", "--json"]
+    alone = servetune("simulate", *quick, "--node-cpu", "2")
+    shared = servetune("simulate", *quick, "--node-cpu", "2", "--others-cores", "1.7")
+    assert alone.returncode == 0 and shared.returncode == 0, shared.stderr
+    # the pod's 1 CPU limit on 0.3 cores left: slower than with the machine to itself
+    assert json.loads(shared.stdout)["response_time_s"] > 2 * json.loads(alone.stdout)["response_time_s"]
+    no_node = servetune("simulate", *quick, "--others-cores", "1")
+    assert no_node.returncode == 2 and "--others-cores: other work takes cores of a node: give --node-cpu" in \
+        no_node.stderr
+
+
 def test_calibrate_from_a_run_writes_a_calibration_simulate_reads(tmp_path):
     run = Path(__file__).parents[1] / "data" / "recorded-hpa50"
     result = servetune("tune", "calibrate", "--from-run", str(run), "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     written = tmp_path / "food11-lite0-112-int8-recorded-hpa50" / "calibration.json"
     assert written.is_file() and str(written) in result.stdout
+    assert "the calibration it updates: GET /test" in result.stdout  # the figure beside what the run measured
     simulated = servetune("simulate", "-c", str(run / "spec.yaml"), "--profile", "quick", "--time-scale", "0.5",
                           "--calibration", str(written.parent), "--json")
     assert simulated.returncode == 0, simulated.stderr

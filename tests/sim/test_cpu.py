@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from servetune.sim.cpu import Group, Processor, Task
+from servetune.sim.cpu import LEAST_CORES, Group, Processor, Task
 from servetune.sim.kernel import Kernel
 
 
@@ -82,3 +84,21 @@ def test_two_throttled_pods_on_a_shared_core_resume_together_each_period() -> No
     ends = run(1.0, [(first, [0.030]), (second, [0.030])])
     assert ends == pytest.approx({0: 0.220, 1: 0.220})
     assert (first.cpu, second.cpu) == pytest.approx((0.030, 0.030))
+
+
+def test_other_work_on_the_machine_takes_its_cores_from_the_pods() -> None:
+    # 2 cores of which other processes take 1.5 (a run's host_cpu): two requests of 10 ms in two pods share
+    # the 0.5 core left, a quarter core each: both end at 40 ms (on the whole 2 cores: 10 ms).
+    kernel = Kernel()
+    cpu = Processor(kernel, 2.0, others=1.5)
+    assert cpu.cores == pytest.approx(0.5)
+    ends: dict[int, float] = {}
+    for index in range(2):
+        group = Group(None, 1.0, 1.0)
+        cpu.groups.append(group)
+        cpu.start(group, Task(0.010, lambda now, i=index: ends.__setitem__(i, now)), 0.0)
+    kernel.run_until()
+    assert ends == pytest.approx({0: 0.040, 1: 0.040})
+    # others taking every core still leave the pods LEAST_CORES (a recorded figure, not a stalled node)
+    assert Processor(Kernel(), 2.0, others=2.4).cores == pytest.approx(LEAST_CORES)
+    assert Processor(Kernel(), None, others=1.0).cores == math.inf  # no node bound: nothing to take from

@@ -17,6 +17,7 @@ from servetune.cli import app
 from servetune.deploy.spec import load_deployment_spec
 from servetune.model.artifact import default_model_path, file_sha256, record_accuracy
 from servetune.tune.calibration import default_calibration, save_calibration
+from servetune.tune.calibration_check import check_run
 from servetune.tune.constraints import Constraints
 from servetune.tune.pipeline import baseline_seeds
 from servetune.tune.space import SearchSpace
@@ -331,6 +332,11 @@ def test_verification_runs_the_best_candidate_for_real_and_shows_both_side_by_si
     assert f"verify {first}" in result.stdout and verdict in result.stdout
     header = (out / "recommended.yaml").read_text().splitlines()[1]
     assert header.startswith("# verified by a real run" if verdict == "verified" else "# the rule's first pick")
+    # the real run checked against the calibration the search used: a warning exactly when 15 % apart
+    check = check_run(out / "verify" / first, default_calibration())
+    assert check is not None and check.run_ms > 0
+    warned = f"recalibrate from the run: servetune tune calibrate --from-run {out / 'verify' / first}"
+    assert (warned in " ".join(result.stderr.split())) is check.disagrees, (check, result.stderr)
 
 
 @pytest.mark.slow

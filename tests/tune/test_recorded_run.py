@@ -17,7 +17,7 @@ from servetune.deploy.spec import load_deployment_spec
 from servetune.load.profile import parse_profile
 from servetune.sim.simulate import MetricsTiming, simulate
 from servetune.tune.calibration import CalibrationError, default_calibration, load_calibration
-from servetune.tune.from_run import busiest_cores, calibration_from_run
+from servetune.tune.from_run import busiest_cores, calibration_from_run, recorded_node
 from servetune.tune.measure import quantile_mean
 
 RUN = Path(__file__).parents[1] / "data" / "recorded-hpa50"
@@ -28,14 +28,11 @@ def test_the_simulation_reproduces_the_recorded_run_within_the_fidelity_bounds()
     # the calibration of the run's own time and model file (the packaged one has moved on since)
     calibration = load_calibration(RUN / "calibration.json")
     assert calibration.model_sha256 == json.loads((RUN / "run.json").read_text())["model_file"]["sha256"]
-    node = busiest_cores(real, calibration)
+    # the run predates run.json's host_cpu: the node is what its busiest phase got
+    node, others = recorded_node(real, calibration, 2.0)
+    assert (node, others) == (busiest_cores(real, calibration), 0.0)
     assert 0.1 < node < 1.0  # the machine was shared: the servers got far less than its 2 cores
-    spec, profile = load_deployment_spec(RUN / "spec.yaml"), parse_profile(RUN / "load_profile.yaml")
-    runs = [
-        simulate(spec, profile, calibration, seed=seed, capacity=Capacity(2.0, 24 * 2**30),
-                 metrics=MetricsTiming(backend="local"), node_cpu=node).statistics
-        for seed in range(3)
-    ]
+    runs = simulated(calibration, node, others)
 
     def mean(field: str) -> float:
         return statistics.fmean(getattr(run, field) for run in runs)
@@ -45,6 +42,34 @@ def test_the_simulation_reproduces_the_recorded_run_within_the_fidelity_bounds()
     assert mean("transaction_rate") == pytest.approx(real.transaction_rate, rel=0.10)
     assert mean("response_time_s") == pytest.approx(real.response_time_s, rel=0.30)
     assert statistics.median(run.max_replicas for run in runs) == real.max_replicas
+
+
+def simulated(calibration, node: float, others: float) -> list:
+    spec, profile = load_deployment_spec(RUN / "spec.yaml"), parse_profile(RUN / "load_profile.yaml")
+    return [
+        simulate(spec, profile, calibration, seed=seed, capacity=Capacity(2.0, 24 * 2**30),
+                 metrics=MetricsTiming(backend="local"), node_cpu=node, others_cores=others).statistics
+        for seed in range(3)
+    ]
+
+
+def test_a_run_that_recorded_host_cpu_is_simulated_with_the_others_cores_taken_from_the_machine(tmp_path) -> None:
+    # The same run as if it had recorded host_cpu: others took 2 - 0.35 = 1.65 of the 2 cores, so the pods and
+    # the load driver share 0.35 cores, exactly as a node of 0.35 cores without others.
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    info = json.loads((RUN / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "host_cpu": {"cores": 2, "others_cores": 1.65}}))
+    calibration = load_calibration(RUN / "calibration.json")
+    node, others = recorded_node(summarize(run), calibration, 2.0)
+    assert (node, others) == (2.0, 1.65)
+    taken, bounded = simulated(calibration, node, others), simulated(calibration, 0.35, 0.0)
+    for field in ("transaction_rate", "response_time_s", "cpu_used_core"):
+        assert [getattr(s, field) for s in taken] == pytest.approx([getattr(s, field) for s in bounded], rel=1e-6)
+    # and the others' cores matter: on the whole machine the same load is answered far faster
+    whole = simulated(calibration, 2.0, 0.0)
+    assert statistics.fmean(s.response_time_s for s in whole) < 0.5 * statistics.fmean(
+        s.response_time_s for s in taken)
 
 
 def test_recalibrating_from_the_run_takes_its_cpu_and_memory(tmp_path) -> None:

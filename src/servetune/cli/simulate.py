@@ -32,6 +32,8 @@ def simulate(
     node_cpu: Annotated[float | None, typer.Option(min=0.01, help="cores the pods really get on their node "
                                                    "(a shared machine) [default: no limit beyond quotas; local: "
                                                    "the capacity's]")] = None,
+    others_cores: Annotated[float, typer.Option(min=0, help="of --node-cpu, the cores other work on the machine "
+                                                "takes (a recorded run's run.json host_cpu.others_cores)")] = 0.0,
     mode: Annotated[str, typer.Option(help="closed (siege's users) or open (Poisson arrivals)")] = "closed",
     seed: Annotated[int, typer.Option(help="random seed (think times, request sizes, pod choice)")] = 0,
     out: Annotated[Path | None, typer.Option(help="write a run folder (resource_usage.csv, load_output.csv, "
@@ -75,6 +77,8 @@ def simulate(
         # the one-machine cluster: this machine's cores hold the pods and the load driver
         cluster = cluster or Capacity(*allocatable())
         node_cpu = node_cpu or cluster.cpu_cores
+    if others_cores and node_cpu is None:
+        raise OptionError("--others-cores: other work takes cores of a node: give --node-cpu (or --backend local)")
     if mode == "open" and (problem := load.open_loop_problem()) is not None:
         raise OptionError(f"{profile}: {problem}")
     if cluster is not None and cluster.pods_that_fit(deployment) < 1:
@@ -84,10 +88,11 @@ def simulate(
     timing = MetricsTiming(backend=backend.value)
     if out is None:
         simulation = run_simulation(deployment, load, figures, capacity=cluster, seed=seed, metrics=timing,
-                                    node_cpu=node_cpu, open_loop=mode == "open")
+                                    node_cpu=node_cpu, others_cores=others_cores, open_loop=mode == "open")
     else:  # the protocol on the simulated backend: the run folder `servetune run --backend simulated` writes
         simulation = simulated_run(spec, out, profile, time_scale, SimulatedBackend(
-            deployment, figures, capacity=cluster, metrics=timing, node_cpu=node_cpu, open_loop=mode == "open",
+            deployment, figures, capacity=cluster, metrics=timing, node_cpu=node_cpu, others_cores=others_cores,
+            open_loop=mode == "open",
             seed=seed, record_requests=record))
     statistics = simulation.statistics
     if json_output:

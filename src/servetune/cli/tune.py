@@ -204,6 +204,8 @@ def calibrate(
                                                      "[default: the packaged model's]")] = None,
     seconds: Annotated[float | None, typer.Option(min=1, max=300, help="seconds of load per CPU limit and "
                                                   "endpoint [default: 6; kubernetes: 30]")] = None,
+    repeats: Annotated[int, typer.Option(min=1, max=20, help="local: loads per endpoint that measure CPU per "
+                                         "request (their spread is kept)")] = 3,
     backend: Annotated[str, typer.Option(help="local (this machine's one-machine cluster) or kubernetes (one "
                                          "pod at a time on your cluster)")] = "local",
     image: Annotated[str, typer.Option(help="kubernetes: the image holding the model (make image MODEL=...)")]
@@ -232,7 +234,8 @@ def calibrate(
         result = calibration_from_run(from_run, base)
         path = save_calibration(result, out / f"{result.model}-{from_run.resolve().name}")
         typer.echo(f"{path}: {result.model}, {result.cpu_ms_quantiles and _cpu_text(result)}, "
-                   f"memory {result.rss_loaded_bytes / 2**20:.0f} MiB per worker (from {from_run})")
+                   f"memory {result.rss_loaded_bytes / 2**20:.0f} MiB per worker (from {from_run}; the "
+                   f"calibration it updates: {_cpu_text(base)})")
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -260,15 +263,21 @@ def calibrate(
                                             on_event=progress.console.print)
         else:
             def measure(path: Path):
-                return calibrate_model(path, seconds=seconds or 6.0, progress=step)
+                return calibrate_model(path, seconds=seconds or 6.0, repeats=repeats, progress=step)
 
         results = []
         for path in models:
             result = measure(path)
             results.append((save_calibration(result, out / result.model), result))
+    from servetune.tune.cpu_cost import spread_text
+
     for saved, result in results:
         typer.echo(f"{saved}: {result.model}, {_cpu_text(result)}, memory {result.rss_loaded_bytes / 2**20:.0f} "
                    f"MiB per worker, ready in {result.start_to_ready_s:.1f} s, measured on {result.machine}")
+        for figure in result.cpu_per_request:
+            typer.echo(f"  CPU per request: {spread_text(figure)}")
+        for note in result.notes:
+            typer.secho(f"warning: {saved}: {note}", err=True, fg="yellow")
 
 
 def _cpu_text(calibration) -> str:

@@ -23,6 +23,7 @@ class SimulatedBackend:
     capacity: Capacity | None = None
     metrics: MetricsTiming | None = None
     node_cpu: float | None = None
+    others_cores: float = 0.0
     open_loop: bool = False
     seed: int = 0
     record_requests: bool = True
@@ -51,7 +52,8 @@ class SimulatedBackend:
     def measure(self, measurement: Measurement, recorder: RunRecorder) -> str:
         self.simulation = simulate(
             self.spec, measurement.profile, self.calibration, capacity=self.capacity, seed=self.seed,
-            record=self.record_requests, metrics=self.metrics, node_cpu=self.node_cpu, open_loop=self.open_loop,
+            record=self.record_requests, metrics=self.metrics, node_cpu=self.node_cpu, others_cores=self.others_cores,
+            open_loop=self.open_loop,
             monitor_interval=measurement.monitor_interval_s,
         )
         first = self.simulation.write_measured(measurement.folder)

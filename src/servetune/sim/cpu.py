@@ -29,6 +29,7 @@ from servetune.sim.kernel import Event, Kernel
 
 CFS_PERIOD_S = 0.1
 DONE_S = 1e-9  # a task with less CPU than this left is done (float rounding)
+LEAST_CORES = 0.1  # what other work leaves the node's groups at least
 
 
 class Task:
@@ -90,11 +91,13 @@ class _Due(Event):
 
 
 class Processor:
-    """The node's `cores` (inf: each group is bound by its own cap and quota only) and its groups."""
+    """The node's `cores` (inf: each group is bound by its own cap and quota only) and its groups; `others`:
+    cores other work on the node takes all along (a run's recorded `host_cpu`), which its groups never get
+    (at least LEAST_CORES are left)."""
 
-    def __init__(self, kernel: Kernel, cores: float | None) -> None:
+    def __init__(self, kernel: Kernel, cores: float | None, others: float = 0.0) -> None:
         self.kernel = kernel
-        self.cores = math.inf if cores is None else cores
+        self.cores = math.inf if cores is None else max(cores - others, min(cores, LEAST_CORES))
         self.groups: list[Group] = []
         self.factor = 1.0  # the share of what it wants each group gets: below 1 when the node is short of cores
         self.period = 0  # periods begun since time 0

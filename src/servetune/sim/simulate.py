@@ -52,6 +52,7 @@ def simulate(
     record: bool = False,
     metrics: MetricsTiming | None = None,
     node_cpu: float | None = None,
+    others_cores: float = 0.0,
     open_loop: bool = False,
     monitor_interval: float | None = None,
 ) -> Simulation:
@@ -63,7 +64,8 @@ def simulate(
     `servetune run --backend local` does (on Kubernetes only the HPA's behavior is: deploy/compressed_hpa.py),
     each replica is one worker and the load driver's CPU per request comes out of the node's cores.
     `node_cpu`: the cores the pods (one node) really get, all quotas together; None: no bound beyond each
-    pod's quota. `open_loop`: Poisson arrivals at each phase's rate, else siege's closed loop.
+    pod's quota. `others_cores`: of `node_cpu`, the cores other work on the machine takes all along (a run's
+    recorded `host_cpu.others_cores`): the pods and the load driver share the rest. `open_loop`: Poisson arrivals at each phase's rate, else siege's closed loop.
     `monitor_interval`: [default: the monitor's, monitor/cadence.py]. Statistics are those `servetune
     analyze` computes from the run folder `Simulation.write` writes.
     """
@@ -75,7 +77,7 @@ def simulate(
     spec_run = spec if local else compressed_spec(spec, profile.time_scale)[0]
     rng = random.Random(seed)
     kernel = Kernel()
-    cpu = Processor(kernel, node_cpu)
+    cpu = Processor(kernel, node_cpu, others_cores)
     load = Load(kernel, profile, rng, open_loop, record)
     quantiles = {phase.target: cpu_quantiles(calibration, phase.target) for phase in profile.phases}
     shape = pod_shape(spec, calibration, capacity, local)

@@ -49,6 +49,36 @@ class ServiceTimes(BaseModel):
     saturated_cpu_ms_per_request: float | None = Field(default=None, description="CPU per request with 20 clients")
 
 
+class CpuRepeat(BaseModel):
+    """One repeat of the load that measures CPU per request: the server's own process CPU over it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: int = Field(ge=1, description="requests answered with 200")
+    seconds: float = Field(gt=0, description="wall seconds of the load")
+    cpu_ms_per_request: float = Field(ge=0, description="the worker processes' CPU time (user + system) less "
+                                      "their idle CPU over the load, per request")
+    others_cores: float | None = Field(description="cores other processes on the machine took during it "
+                                       "(/proc/stat's busy time less servetune's process tree); None: unknown")
+
+
+class CpuPerRequest(BaseModel):
+    """CPU per request of one endpoint as a run uses it, from several repeats of a run-like load."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: Target
+    cpu_limit: float = Field(gt=0, description="the replica's CPU limit during the repeats")
+    users: int = Field(ge=1)
+    delay: float = Field(ge=0, description="the users' think time bound (siege -d)")
+    ms: float = Field(ge=0, description="the figure: median of the repeats used")
+    low_ms: float = Field(ge=0, description="the least of the repeats used")
+    high_ms: float = Field(ge=0, description="the most of the repeats used")
+    used: int = Field(ge=1, description="repeats the figure comes from: the least disturbed by other processes")
+    others_cores: float | None = Field(description="mean cores other processes took during the repeats used")
+    repeats: list[CpuRepeat] = Field(min_length=1)
+
+
 class Calibration(BaseModel):
     """Per model artifact: service times per (CPU limit, workers, threads), CPU per request, memory, start-up."""
 
@@ -74,6 +104,10 @@ class Calibration(BaseModel):
     load_generator_cpu_ms_per_request: float | None = Field(
         default=None, description="the load driver's own CPU per request on the same machine"
     )
+    cpu_per_request: list[CpuPerRequest] = Field(
+        default_factory=list, description="per endpoint: the repeats that set the mean of cpu_ms_quantiles "
+        "(empty in calibrations made before them, from a run or on a cluster)")
+    notes: list[str] = Field(default_factory=list, description="what the measurement warned of (a busy machine)")
     machine: str = Field(description="CPU model and count, memory")
     date: str = Field(description="ISO date and time of the measurement (UTC)")
     version: str = Field(description="servetune version that measured it")

@@ -9,7 +9,6 @@ measure (overhead, start-to-ready, the driver's CPU) is kept from the base calib
 
 from __future__ import annotations
 
-import itertools
 import json
 import statistics
 from datetime import UTC, datetime
@@ -21,6 +20,24 @@ from servetune.deploy.spec import SpecError, load_deployment_spec
 from servetune.runfolder import SPEC_FILE
 from servetune.tune.calibration import Calibration, CalibrationError, ServiceTimes
 from servetune.tune.measure import quantile_mean, quantiles
+
+
+def run_workers(data: RunData, spec_workers: int) -> int:
+    """Workers per replica in the run: the one-machine cluster runs one whatever the spec says."""
+    return 1 if data.record.backend == "local" else spec_workers
+
+
+def run_cpu_ms_per_request(data: RunData, idle_cores_per_replica: float, requests: int) -> float:
+    """What the run's replicas used per request: the monitor's CPU over the run (each sample standing for the
+    monitor's interval: run.json's, else the samples' span over their count, as the wall-clock times in the
+    CSV are whole seconds) less the replicas' idle CPU, over `requests`."""
+    interval = data.record.monitor_interval_s
+    if interval is None or interval <= 0:
+        times = sample_seconds(data.resources)
+        interval = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 and times[-1] > times[0] else 5.0
+    cpu_seconds = sum(max(0.0, s.cpu_use_core - idle_cores_per_replica * s.n_replica) * interval
+                      for s in data.resources)
+    return 1000 * cpu_seconds / requests
 
 
 def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
@@ -41,15 +58,9 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
     okay = [r for r in data.requests if is_okay(r)]
     if not okay:
         raise CalibrationError(f"{folder.request_log}: no answered request to calibrate from")
-    times = sample_seconds(data.resources)
-    steps = [b - a for a, b in itertools.pairwise(times)]
-    interval = statistics.median(steps) if steps else 5.0
     running = [s for s in data.resources if s.mem_use_KB > 0 and s.n_replica > 0]
-    # the one-machine cluster runs one worker per replica whatever the spec says
-    workers = 1 if data.record.backend == "local" else spec.workers
-    idle = base.idle_cpu_cores * workers
-    cpu_seconds = sum(max(0.0, s.cpu_use_core - idle * s.n_replica) * interval for s in data.resources)
-    cpu_ms = 1000 * cpu_seconds / len(data.requests)
+    workers = run_workers(data, spec.workers)
+    cpu_ms = run_cpu_ms_per_request(data, base.idle_cpu_cores * workers, len(data.requests))
     if cpu_ms <= 0:
         raise CalibrationError(f"{folder.resource_csv}: no CPU used: cannot calibrate from it")
     per_replica = [s.mem_use_KB * 1024 / s.n_replica / workers for s in running]
@@ -93,3 +104,12 @@ def busiest_cores(summary: RunSummary, calibration: Calibration) -> float:
     phase = max(summary.phases, key=lambda p: p.cpu_used_core or 0.0)
     driver_ms = calibration.load_generator_cpu_ms_per_request or 0.0
     return (phase.cpu_used_core or 0.0) + driver_ms / 1000 * phase.transaction_rate
+
+
+def recorded_node(summary: RunSummary, calibration: Calibration, cores: float) -> tuple[float, float]:
+    """(node_cpu, others_cores) to simulate a recorded one-machine run with, on a machine of `cores`: those
+    cores and what other processes took during its load (run.json `host_cpu`); for a run that predates
+    `host_cpu`, the CPU its busiest phase got (busiest_cores) and no others."""
+    if summary.others_cores is not None:
+        return float(summary.machine_cores or cores), summary.others_cores
+    return min(cores, busiest_cores(summary, calibration)), 0.0

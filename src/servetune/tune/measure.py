@@ -9,6 +9,10 @@ each endpoint's load). At 1 CPU a second replica is asked for and timed until re
 
 The load driver runs on the same cores as the replica: its CPU per request is kept in the calibration, and
 the simulator takes it out of the node's cores when it simulates the one-machine cluster.
+
+CPU per request, the mean the simulator draws from, is measured the way a run uses it (tune/cpu_cost.py): at
+1 CPU, `repeats` loads of 20 users thinking 0 or 1 s per endpoint, the worker's own CPU time over each, with
+the cores other processes took meanwhile recorded; the figure comes from the repeats least disturbed.
 """
 
 from __future__ import annotations
@@ -33,17 +37,21 @@ from servetune.config import DeploymentSpec, LoadPhase, LoadProfile, ResourceAmo
 from servetune.deploy.local import LocalCluster, model_footprint
 from servetune.errors import FailedError
 from servetune.host.cpu import cpu_model
+from servetune.host.machine_cpu import host_cpu, snapshot
 from servetune.host.usage import working_set_bytes
 from servetune.load.driver import LoadOptions, run_load_test
 from servetune.load.request_log import read_request_log
 from servetune.model.artifact import file_sha256, read_spec
 from servetune.runfolder import RunFolder
 from servetune.serve.sample_image import sample_image_bytes
-from servetune.tune.calibration import QUANTILES, Calibration, ServiceTimes, Target
+from servetune.tune.calibration import QUANTILES, Calibration, CpuPerRequest, ServiceTimes, Target
+from servetune.tune.cpu_cost import DELAY_S, USERS, busy_note, cpu_per_request, repeat_figures
 
 CPU_LIMITS = (0.25, 0.5, 1.0, 2.0)
 TARGETS: tuple[Target, ...] = ("GET /test", "POST /predict")
 SATURATING_USERS = 20  # like a profile's run starting all its users at once
+REPEATS = 3  # loads that measure CPU per request, per endpoint
+COST_LIMIT = 1.0  # the CPU limit they run at: one worker's thread never throttled
 MEMORY_MB = 1024  # generous: the calibration measures memory, it must not be limited by it
 LONGER = 4  # a load that got no answer runs again this many times as long (a slow model at a small limit)
 
@@ -154,14 +162,44 @@ def measure_target(url: str, meter: CpuMeter, target: Target, seconds: float, im
             len(busy) / busy_s, 1000 * cpu_busy / len(busy))
 
 
+def measure_cost(url: str, pid: int, target: Target, limit: float, idle_cores: float, seconds: float,
+                 images: Path, work: Path, repeats: int) -> CpuPerRequest:
+    """CPU per request of `target` from `repeats` run-like loads of `seconds` (tune/cpu_cost.py); a load
+    that got no answer (a slow model, a busy machine) runs again LONGER x as long, twice."""
+    measured = []
+    for index in range(repeats):
+        for length in (seconds, seconds * LONGER, seconds * LONGER**2):
+            out = work / f"cost-{target.split()[1].strip('/')}-{index + 1}-{length:g}s"
+            profile = LoadProfile(name="calibrate", phases=[
+                LoadPhase(users=USERS, delay=DELAY_S, duration_s=length, target=target)])
+            meter = ProcessCpu(pid)
+            machine_before = snapshot()
+            meter.start()
+            run_load_test(profile, url, out, LoadOptions(images=images, progress=False, seed=index + 1))
+            cpu_s = meter.stop()
+            machine = host_cpu(machine_before, snapshot())
+            answered = sum(1 for r in read_request_log(RunFolder(out).request_log) if r.status == 200)
+            if answered:
+                break
+        else:
+            raise CalibrationFailed(f"{target} answered no request with 200 in {length:g} s with {USERS} users "
+                                    f"thinking up to {DELAY_S:g} s (the replica failed, or the model is slower "
+                                    "still: more --calibration-seconds)")
+        measured.append(repeat_figures(cpu_s, idle_cores, machine["seconds"] if machine else length, answered,
+                                       machine["others_cores"] if machine else None))
+    return cpu_per_request(target, limit, measured)
+
+
 def calibrate_model(
     model_path: Path,
     *,
     seconds: float = 6.0,
     limits: tuple[float, ...] = CPU_LIMITS,
+    repeats: int = REPEATS,
     progress: Callable[[str], None] = lambda text: None,
 ) -> Calibration:
-    """Measure `model_path` on this machine; `progress` hears one line per step."""
+    """Measure `model_path` on this machine; `progress` hears one line per step. CPU per request comes from
+    `repeats` loads per endpoint at COST_LIMIT (else the largest limit given)."""
     model = read_spec(model_path)
     settings: list[Setting] = []
     ready_times: list[float] = []
@@ -170,6 +208,9 @@ def calibrate_model(
     rss_loaded: list[int] = []
     rss_peak = 0
     idle_cores: list[float] = []
+    costs: list[CpuPerRequest] = []
+    machine = machine_text()  # its load average before the calibration's own load
+    cost_limit = COST_LIMIT if COST_LIMIT in limits else max(limits)
     with tempfile.TemporaryDirectory(prefix="servetune-calibrate-") as folder:
         work = Path(folder)
         images = sample_images(work)
@@ -190,10 +231,15 @@ def calibrate_model(
                 idle_cores.append(sum(worker.cpu_times()[:2]) - cpu_before)
                 url = f"http://127.0.0.1:{cluster.port}"
                 for target in TARGETS:
-                    progress(f"{model.name}: {target} at {limit:g} CPU")
+                    cost = limit == cost_limit and repeats > 0
+                    progress(f"{model.name}: {target} at {limit:g} CPU" + (
+                        f", then its CPU per request ({repeats} repeats)" if cost else ""))
                     try:
                         measured = measure_target(url, ProcessCpu(pid), target, seconds, images,
                                                work / f"load-{limit:g}")
+                        if cost:
+                            costs.append(measure_cost(url, pid, target, limit, idle_cores[-1], seconds, images,
+                                                      work / f"load-{limit:g}", repeats))
                     except CalibrationFailed as error:
                         raise CalibrationFailed(f"{model_path}: at {limit:g} CPU: {error}") from None
                     settings.append(Setting(target, limit, *measured))
@@ -203,7 +249,7 @@ def calibrate_model(
                     progress(f"{model.name}: a second replica at {limit:g} CPU: until ready")
                     ready_times.append(added_replica_ready_s(cluster))
     return build_calibration(model_path, model.name, model.accuracy, settings, ready_times, start_cpu,
-                             rss_idle, rss_loaded, rss_peak, idle_cores)
+                             rss_idle, rss_loaded, rss_peak, idle_cores, costs, machine)
 
 
 def added_replica_ready_s(cluster: LocalCluster, timeout_s: float = 120.0) -> float:
@@ -217,13 +263,34 @@ def added_replica_ready_s(cluster: LocalCluster, timeout_s: float = 120.0) -> fl
     raise CalibrationFailed(f"a second replica was not ready within {timeout_s:.0f} s")
 
 
+def cpu_distributions(settings: list[Setting], reference: dict[str, Setting], driver_ms: float,
+                      measured: dict[str, float]) -> dict[str, list[float]]:
+    """Per target, CPU ms per request at QUANTILES: the shape of one user's latencies less the driver's
+    overhead at the reference limit, scaled to the mean `measured` (the repeats), else (no repeats: on a
+    cluster) to the CPU per request with several requests at once (more connections, context switches and
+    cache misses than one at a time), as the pods serve a load: its mean over every limit's 20-user
+    measurement, one 20-user load of a few seconds on a shared machine varying by 10-20 %."""
+    cpu_quantiles: dict[str, list[float]] = {}
+    for target, setting in reference.items():
+        overhead = min(driver_ms, statistics.fmean(setting.latencies_ms))
+        floor = 0.2 * setting.cpu_ms
+        shape = quantiles([max(floor, x - overhead) for x in setting.latencies_ms])
+        loaded = statistics.fmean(s.saturated_cpu_ms for s in settings if s.target == target)
+        mean = measured[target] if target in measured else max(setting.cpu_ms, loaded)
+        factor = mean / quantile_mean(shape)
+        cpu_quantiles[target] = [round(x * factor, 4) for x in shape]
+    return cpu_quantiles
+
+
 def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], settings: list[Setting],
                       ready_times: list[float], start_cpu: list[float], rss_idle: list[int],
                       rss_loaded: list[int], rss_peak: int,
-                      idle_cores: list[float]) -> Calibration:
+                      idle_cores: list[float], costs: list[CpuPerRequest] | None = None,
+                      machine: str | None = None) -> Calibration:
     """The simulator's figures from the measured settings.
 
-    CPU per request is the mean over the limits of the CPU per request with 20 users; its spread comes
+    CPU per request is the figure of `costs` (tune/cpu_cost.py) where measured, else (on a cluster) the mean
+    over the limits of the CPU per request with 20 users; its spread comes
     from one user at a time at 1 CPU (one thread, one request never throttled):
     the client's latency there is the request's CPU time plus the load driver's own work on each request
     (connect, send, read, parse: its CPU per request, in series with the server's), plus any wait for a
@@ -239,19 +306,8 @@ def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], s
     ]
     reference = {s.target: s for s in settings if s.limit == 1.0} or {s.target: s for s in settings}
     driver_ms = statistics.fmean(s.driver_ms for s in settings)
-    cpu_quantiles: dict[str, list[float]] = {}
-    for target, setting in reference.items():
-        overhead = min(driver_ms, statistics.fmean(setting.latencies_ms))
-        floor = 0.2 * setting.cpu_ms
-        spread = [max(floor, x - overhead) for x in setting.latencies_ms]
-        # The mean is the CPU per request with several requests at once (more connections, context
-        # switches and cache misses than one at a time), as the pods serve a load; the spread is kept.
-        # Its mean over every limit's 20-user measurement: one 20-user load of a few seconds on a shared
-        # machine varies by 10-20 %.
-        loaded = statistics.fmean(s.saturated_cpu_ms for s in settings if s.target == target)
-        shape = quantiles(spread)
-        factor = max(setting.cpu_ms, loaded) / quantile_mean(shape)
-        cpu_quantiles[target] = [round(x * factor, 4) for x in shape]
+    costs = costs or []
+    cpu_quantiles = cpu_distributions(settings, reference, driver_ms, {cost.target: cost.ms for cost in costs})
     parallelism = 1.0
     two = [s for s in settings if s.limit >= 2 and s.target == "GET /test"]
     if two and "GET /test" in reference:
@@ -274,7 +330,9 @@ def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], s
         start_to_ready_s=round(statistics.median(ready_times or start_cpu), 3),
         start_cpu_s=round(statistics.median(start_cpu), 3),
         load_generator_cpu_ms_per_request=round(driver_ms, 3),
-        machine=machine_text(),
+        cpu_per_request=costs,
+        notes=[note] if (note := busy_note(costs)) else [],
+        machine=machine or machine_text(),
         date=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         version=__version__,
         source="measured",

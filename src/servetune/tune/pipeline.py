@@ -38,6 +38,7 @@ from servetune.load.profile import LoadProfileError, load_profile
 from servetune.model.artifact import ArtifactError
 from servetune.sim.simulate import MetricsTiming
 from servetune.tune.calibration import CalibrationError
+from servetune.tune.calibration_check import check_calibrations
 from servetune.tune.constraints import (
     DEFAULT_HEADROOM,
     Constraints,
@@ -337,6 +338,11 @@ def tune(options: TuneOptions, console: Console | None = None,
                        {ids[id(e)]: v.live for e, v in zip(front, verifications, strict=False)})
     if baseline_runs or verifications:
         write_verifications([*baseline_runs, *verifications], out / "verification.json")
+        # the real runs measured the CPU per request the simulation assumed: warn where they disagree
+        for warning in check_calibrations(inputs.calibrations, [r.run_dir for v in [*baseline_runs, *verifications]
+                                                                for r in v.repeats]):
+            console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+            inputs.calibrations.warnings.append(warning)
 
     recommended, note, own_runs = front[0], "the rule's first pick, by simulation; not verified", None
     if verifications:
