@@ -1,7 +1,8 @@
 """The user's own model through the whole loop: `servetune tune --model FILE --deployment deployment.yaml
 --data DIR --out OUT`.
 
-1. their model imported and measured, its variants built (`model/variants.py`: input sizes, INT8);
+1. their model imported and measured, its variants built (`model/variants.py`: input sizes, INT8; with a
+   training budget also servetune's backbones trained on their data, `model/trained_variants.py`);
 2. each variant within `--max-accuracy-loss` of their model calibrated on this machine, cached by the
    file's sha256 (CACHE/calibrations/<sha256>/), so a re-run measures nothing twice;
 3. the search space written for them (OUT/space.yaml: their variants, the bundled settings plus their own
@@ -27,6 +28,7 @@ from servetune.deploy.capacity import MIB
 from servetune.deploy.spec import read_deployment, spec_yaml
 from servetune.errors import ServetuneError
 from servetune.model.artifact import file_sha256
+from servetune.model.trained_variants import TrainingSettings, train_variants
 from servetune.model.variants import ImportSettings, Variant, VariantSettings, build_variants
 from servetune.tune.calibration import Calibration, load_calibration, save_calibration
 from servetune.tune.measure import CPU_LIMITS, TARGETS, calibrate_model, quantile_mean
@@ -53,6 +55,7 @@ class OwnModel:
     max_accuracy_loss: float = 0.01  # fraction
     calibration_seconds: float = 6.0
     calibration_limits: tuple[float, ...] = CPU_LIMITS
+    training: TrainingSettings | None = None  # --train-budget: also servetune's backbones trained on DATA
 
 
 @dataclass
@@ -170,6 +173,10 @@ def prepare(own: OwnModel, options: TuneOptions, progress=None,
     documents, theirs = their_deployment(own.deployment)
     variants = build_variants(own.source, own.data, own.cache, own.variants, own.imported, progress, step)
     original = variants.original
+    if own.training is not None:
+        trained = train_variants(original, own.data, own.cache, own.training, own.variants, progress, step)
+        variants.variants += trained.variants
+        variants.notes += trained.notes
     bound = None if original.accuracy is None else original.accuracy - own.max_accuracy_loss
     rows = []
     for variant in variants.variants:
