@@ -176,7 +176,6 @@ def train_variants(original: Variant, data: Path, cache: Path, settings: Trainin
     folder = training_folder(cache, data, settings, teacher)
     folder.mkdir(parents=True, exist_ok=True)
     result.cache = folder
-    steps = StepCache(folder)
     soft = teacher_targets(teacher, data, folder, progress, step) if teacher else None
     trainable = []
     for backbone, size in settings.backbones:
@@ -195,6 +194,7 @@ def train_variants(original: Variant, data: Path, cache: Path, settings: Trainin
         result.notes.append(f"{name}: trained {minutes(summary['elapsed_s'])} of its {minutes(share)} share on "
                             f"{summary['device']}, validation accuracy {summary['validation_accuracy']:.2%}"
                             + (", stopped by the budget" if summary["stopped_by_time_limit"] else ""))
+        steps = StepCache(folder / name)  # its export and INT8 twin (keyed by input size, as for theirs)
         variant = steps.get(name)
         if variant is None:
             step(f"export {name} and measure it")
