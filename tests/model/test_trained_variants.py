@@ -50,13 +50,13 @@ def yours(tmp_path_factory, data):
                              resize=32)
 
 
-def calibrated_import(model, data, cache):
-    """Their model imported into `cache` with a calibration there, as an earlier tune leaves it (calibrating
-    is not what these tests are about)."""
-    imported = build_variants(model, data, cache, VariantSettings(sizes=(), int8=False)).original.path
-    digest = file_sha256(imported)
-    calibration = default_calibration().model_copy(update={"model": "mine", "model_sha256": digest})
-    save_calibration(calibration, cache / "calibrations" / digest[:16] / "calibration.json")
+def calibrated_import(model, data, cache, settings: VariantSettings) -> None:
+    """Their model and its variants imported into `cache` with a calibration each, as an earlier tune leaves
+    them (calibrating is not what these tests are about)."""
+    for variant in build_variants(model, data, cache, settings).written():
+        digest = file_sha256(variant.path)
+        calibration = default_calibration().model_copy(update={"model": variant.name, "model_sha256": digest})
+        save_calibration(calibration, cache / "calibrations" / digest[:16] / "calibration.json")
 
 
 def counting_train(monkeypatch, stop_after_checkpoint_of: str | None = None) -> list[tuple[str, bool]]:
@@ -81,8 +81,9 @@ def counting_train(monkeypatch, stop_after_checkpoint_of: str | None = None) -> 
 def test_trained_backbones_go_the_variants_way_and_a_rerun_after_ctrl_c_trains_only_what_was_left(
         tmp_path, data, yours, monkeypatch):
     cache = tmp_path / "cache"
-    calibrated_import(yours, data, cache)
-    own = OwnModel(yours, COURSE_HPA, data, cache, variants=VariantSettings(sizes=(), int8=True),
+    settings = VariantSettings(sizes=(), int8=True)
+    calibrated_import(yours, data, cache, settings)
+    own = OwnModel(yours, COURSE_HPA, data, cache, variants=settings,
                    training=TrainingSettings(4.0, distill=True, backbones=(("lite0", 64), ("lite2", 64)),
                                              options=TINY))
 
