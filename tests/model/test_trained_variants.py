@@ -84,7 +84,7 @@ def test_trained_backbones_go_the_variants_way_and_a_rerun_after_ctrl_c_trains_o
     settings = VariantSettings(sizes=(), int8=True)
     calibrated_import(yours, data, cache, settings)
     own = OwnModel(yours, COURSE_HPA, data, cache, variants=settings,
-                   training=TrainingSettings(4.0, distill=True, backbones=(("lite0", 64), ("lite2", 64)),
+                   training=TrainingSettings(60.0, distill=True, backbones=(("lite0", 64), ("lite2", 64)),
                                              options=TINY))
 
     calls = counting_train(monkeypatch, stop_after_checkpoint_of="lite2-64")
@@ -108,7 +108,7 @@ def test_trained_backbones_go_the_variants_way_and_a_rerun_after_ctrl_c_trains_o
         assert rows[name].cells()[3] == f"{trained.accuracy:.2%}"
     summary = json.loads((rows["distilled-lite2-64"].variant.path.parent / "train_summary.json").read_text())
     assert summary["stages"][0]["history"][0]["epoch"] == 1  # the epoch finished before Ctrl-C is kept
-    assert summary["config"]["time_limit_s"] <= 4.0 and summary["config"]["soft_targets"].endswith("teacher.npz")
+    assert summary["config"]["time_limit_s"] <= 60.0 and summary["config"]["soft_targets"].endswith("teacher.npz")
     assert any(note.startswith("distilled-lite0-64: trained ") and "share on cpu" in note for note in prepared.notes)
 
     # the teacher's predictions: its probabilities on every training photo, computed once
@@ -191,3 +191,15 @@ def test_training_needs_a_validation_split(tmp_path, yours):
     result = CliRunner().invoke(app, tune_args(tmp_path / "cli", no_validation, yours, "--train-budget", "1m"))
     assert result.exit_code == 2 and "missing split folder 'validation'" in result.output
     assert not (tmp_path / "cli" / "cache").exists()
+
+
+def test_a_variant_left_no_time_by_the_ones_before_it_is_not_trained(tmp_path, data, yours, monkeypatch):
+    original = build_variants(yours, data, tmp_path / "cache", VariantSettings(sizes=(), int8=False)).original
+    calls = counting_train(monkeypatch)
+    settings = TrainingSettings(0.001, backbones=(("lite0", 32), ("lite0", 48)), options=TINY)
+    result = train_variants(original, data, tmp_path / "cache", settings)
+    assert calls == [("lite0", False)]  # the first overran its share (one head epoch at least): none is left
+    assert [v.name for v in result.variants] == ["trained-lite0-32"]
+    assert "trained-lite0-32: trained " in result.notes[0] and result.notes[0].endswith("stopped by the budget")
+    assert result.notes[1] == ("trained-lite0-48 not trained: the variants before it spent the budget (0 s); a "
+                               "larger --train-budget trains it")

