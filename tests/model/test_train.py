@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 from typer.testing import CliRunner
 
 from servetune.cli import app
@@ -126,3 +127,46 @@ def test_init_from_refuses_what_it_cannot_continue(tiny_food11, make_food11, tmp
                                      "--init-from", str(bad), "--threads", "1"])
         assert result.exit_code != 0
         assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_time_limit_keeps_the_heads_first_epoch_and_skips_what_does_not_fit(tiny_food11, tmp_path):
+    config = TrainConfig(data=tiny_food11, out=tmp_path, input_size=32, views=1, finetune_blocks=1, head_epochs=5,
+                         finetune_epochs=3, patience=5, batch_size=16, threads=1, time_limit_s=0.0)
+    path = train(config)
+    summary = json.loads((tmp_path / "train_summary.json").read_text())
+    assert path.is_file() and summary["stopped_by_time_limit"] is True
+    assert [len(stage["history"]) for stage in summary["stages"]] == [1]  # one head epoch, no fine-tuning
+    assert summary["validation_accuracy"] == summary["stages"][0]["best_accuracy"] >= 0
+    # resumed, the time the first run spent counts: nothing more is trained
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["elapsed_s"] > 0
+    train(TrainConfig(**{**config.__dict__, "resume": True, "time_limit_s": 0.001}))
+    again = json.loads((tmp_path / "train_summary.json").read_text())
+    assert again["stages"] == summary["stages"]
+
+
+def test_distillation_blends_the_teachers_softened_predictions_into_the_loss(tmp_path):
+    from servetune.model.train import SoftTargets, training_loss
+
+    labels = torch.tensor([0, 2])
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.5]], requires_grad=True)
+    plain = nn.functional.cross_entropy(logits, labels)
+    config = TrainConfig(data=tmp_path, out=tmp_path, label_smoothing=0.0, distill_weight=1.0, distill_temperature=1.0)
+    one_hot = torch.log(nn.functional.one_hot(labels, 3).float().clamp(min=1e-7))
+    loss = training_loss(config, None, "cpu")
+    # a teacher sure of the labels, unsoftened, teaches what the labels do
+    torch.testing.assert_close(loss(logits, labels, one_hot), plain, atol=1e-4, rtol=1e-4)
+    assert loss(logits, labels, None) == plain  # no teacher: the labels only
+    unsure = torch.log(torch.tensor([[0.2, 0.6, 0.2], [0.2, 0.6, 0.2]]))
+    (gradient,) = torch.autograd.grad(loss(logits, labels, unsure), logits)
+    assert (gradient[:, 1] < 0).all()  # pulled towards the teacher's favourite, class 1
+    half = training_loss(TrainConfig(data=tmp_path, out=tmp_path, label_smoothing=0.0, distill_weight=0.5,
+                                     distill_temperature=1.0), None, "cpu")
+    torch.testing.assert_close(half(logits, labels, unsure), 0.5 * plain + 0.5 * loss(logits, labels, unsure))
+
+    saved = SoftTargets.from_probabilities([tmp_path / "a.jpg"], np.array([[0.1, 0.7, 0.2]])).save(tmp_path / "t.npz")
+    targets = SoftTargets.load(saved).for_images([tmp_path / "." / "a.jpg", tmp_path / "b.jpg"], [0, 2])
+    torch.testing.assert_close(targets[0].exp(), torch.tensor([0.1, 0.7, 0.2]))
+    assert targets[1].argmax() == 2 and targets[1].exp()[2] == 1.0  # a photo the teacher did not see: its label
+    (tmp_path / "bad.npz").write_bytes(b"not numpy")
+    with pytest.raises(TrainError, match="bad.npz: not a file of soft targets"):
+        SoftTargets.load(tmp_path / "bad.npz")

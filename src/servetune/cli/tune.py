@@ -109,6 +109,12 @@ def tune(
     cache: Annotated[Path | None, typer.Option(help="with --model: where variants and calibrations are kept by "
                                                "sha256 (a re-run skips finished work) [default: "
                                                "$XDG_CACHE_HOME/servetune or ~/.cache/servetune]")] = None,
+    train_budget: Annotated[str | None, typer.Option(help="with --model: also train servetune's backbones "
+                                                     "(EfficientNet-Lite0 and Lite2 at 112 and 160 px) on "
+                                                     "--data within this much training time (90s, 20m, 2h, "
+                                                     "1h30m), as more variants (needs the train extra)")] = None,
+    distill: Annotated[bool, typer.Option(help="with --train-budget: the trained backbones also learn from your "
+                                          "model's predictions (knowledge distillation)")] = False,
     name: Annotated[str | None, typer.Option(help="with --model: model name [default: the file's stem]")] = None,
     classes: flags.Classes = None,
     mean: flags.Mean = "0,0,0",
@@ -154,6 +160,8 @@ def tune(
 
         if deployment is not None or data is not None:
             raise OptionError("--deployment and --data go with --model (your model file)")
+        if train_budget is not None or distill:
+            raise OptionError("--train-budget and --distill go with --model (your model file)")
         show_result(run_with_progress(options))  # an empty front (EmptyFrontier) exits 1, bad input 2
         return
     from servetune.cli.model import import_settings
@@ -182,8 +190,29 @@ def tune(
                    import_settings(name, classes, None, mean, std, layout, resize_filter, softmax),
                    VariantSettings(sizes, int8, int8_max_loss / 100, int8_min_agreement / 100),
                    max_accuracy_loss / 100, calibration_seconds, limits,
-                   Place(kubeconfig, context, image=image or "") if on_cluster else None)
+                   Place(kubeconfig, context, image=image or "") if on_cluster else None,
+                   training_settings(train_budget, distill, data))
     tune_own_model(own, options)
+
+
+def training_settings(budget: str | None, distill: bool, data: Path):
+    """--train-budget and --distill, checked before any work (the train extra, DATA's training and validation
+    splits), as model.trained_variants.TrainingSettings; None without a budget."""
+    if budget is None:
+        if distill:
+            raise OptionError("--distill goes with --train-budget (the trained backbones learn from your model)")
+        return None
+    from servetune.model.trained_variants import (
+        TrainingSettings,
+        check_training_data,
+        parse_budget,
+        require_train_extra,
+    )
+
+    settings = TrainingSettings(parse_budget(budget), distill)
+    require_train_extra()
+    check_training_data(data)
+    return settings
 
 
 def default_cache() -> Path:

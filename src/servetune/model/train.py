@@ -15,6 +15,13 @@ identically from the seed), so a killed run ends where an uninterrupted one woul
 
 Training images come from the data folder's training split plus any `extra` folders; with `balance`, both
 stages weight the loss so that every class counts the same however many photos it has.
+
+With `time_limit_s`, training stops when the limit is spent: an epoch starts only when the time left is at
+least the stage's last epoch took (stage 1 always runs one), stage 2 only when time is left, and the best
+epoch so far is written. The time spent is kept in the checkpoint, so a resumed run has only what is left.
+With `soft_targets` (a teacher's log-probabilities per training photo, `SoftTargets`), the loss is a
+blend of the usual cross-entropy and the KL divergence to the teacher's predictions softened by
+`distill_temperature` (knowledge distillation, weight `distill_weight`).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import json
 import os
 import pickle
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -88,6 +96,68 @@ class TrainConfig:
     augment_workers: int | None = None  # processes that augment stage 2's batches; None: all cores but one on a GPU, 0 on a CPU
     data_description: str = ""
     augmentation: Augmentation = field(default_factory=Augmentation)
+    time_limit_s: float | None = None  # stop when this much time is spent (with resumed runs' time)
+    soft_targets: Path | None = None  # a teacher's predictions (SoftTargets.save): distil from them
+    distill_weight: float = 0.7  # the share of the teacher's term in the loss
+    distill_temperature: float = 2.0
+
+
+class SoftTargets:
+    """A teacher's log-probabilities for training photos, by resolved path: what distillation learns from."""
+
+    def __init__(self, paths: list[str], log_probabilities: np.ndarray):
+        self.rows = {path: row for path, row in zip(paths, log_probabilities, strict=True)}
+        self.classes = log_probabilities.shape[1]
+
+    @classmethod
+    def from_probabilities(cls, paths: list[Path], probabilities: np.ndarray) -> SoftTargets:
+        return cls([str(path.resolve()) for path in paths],
+                   np.log(np.clip(probabilities, 1e-7, 1.0)).astype(np.float32))
+
+    def save(self, path: Path) -> Path:
+        partial = path.with_name(path.name + ".partial.npz")
+        np.savez(partial, paths=np.array(list(self.rows)), log_probabilities=np.stack(list(self.rows.values())))
+        partial.replace(path)  # whole or not at all
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> SoftTargets:
+        try:
+            with np.load(path) as saved:
+                return cls([str(p) for p in saved["paths"]], saved["log_probabilities"])
+        except (OSError, KeyError, ValueError) as error:
+            raise TrainError(f"{path}: not a file of soft targets ({first_line(error)})") from None
+
+    def for_images(self, paths: list[Path], labels: list[int]) -> torch.Tensor:
+        """(N, classes) log-probabilities in the images' order; a photo the teacher did not see gets its
+        label's one-hot (almost: log 1e-7 elsewhere)."""
+        fallback = np.full(self.classes, np.log(1e-7), dtype=np.float32)
+        rows = []
+        for path, label in zip(paths, labels, strict=True):
+            row = self.rows.get(str(path.resolve()))
+            if row is None:
+                row = fallback.copy()
+                row[label] = 0.0
+            rows.append(row)
+        return torch.from_numpy(np.stack(rows))
+
+
+class Deadline:
+    """The time limit of one training, counted over resumed runs (`before`: the time earlier runs spent)."""
+
+    def __init__(self, limit_s: float | None, before: float = 0.0):
+        self.limit_s, self.before, self.started = limit_s, before, time.perf_counter()
+        self.reached = False  # set when an epoch was not started for lack of time
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+    def allows(self, epoch_s: float) -> bool:
+        """Whether an epoch expected to take `epoch_s` still fits."""
+        if self.limit_s is None or self.elapsed() + epoch_s <= self.limit_s:
+            return True
+        self.reached = True
+        return False
 
 
 def model_spec(config: TrainConfig) -> ModelSpec:
@@ -148,6 +218,7 @@ class Caches:
     val_maps: torch.Tensor
     val_labels: torch.Tensor
     train_images: list | None
+    train_soft: torch.Tensor | None = None  # the teacher's log-probabilities, in train_labels' order
 
 
 def build_caches(config, model, spec, cut, device, progress) -> Caches:
@@ -172,6 +243,12 @@ def build_caches(config, model, spec, cut, device, progress) -> Caches:
         images = val.images[start : start + config.batch_size]
         val_maps.append(cache_lower(model, [preprocess(i, spec) for i in images], cut, device, config.batch_size))
         progress.advance(task, len(images))
+    soft = None
+    if config.soft_targets is not None:
+        teacher = SoftTargets.load(config.soft_targets)
+        if teacher.classes != len(FOOD11_CLASSES):
+            raise TrainError(f"{config.soft_targets}: {teacher.classes} classes, not Food-11's {len(FOOD11_CLASSES)}")
+        soft = teacher.for_images(train.paths, train.labels)
     return Caches(
         torch.stack(train_maps),
         torch.tensor(train.labels),
@@ -179,6 +256,7 @@ def build_caches(config, model, spec, cut, device, progress) -> Caches:
         torch.tensor(val.labels),
         # kept only when needed: at input 224 the decoded Food-11 training set is several GB
         train.images if config.augment_every_epoch else None,
+        soft,
     )
 
 
@@ -221,19 +299,41 @@ def mix_batch(inputs: torch.Tensor, alpha: float, generator: torch.Generator | N
     return weight * inputs + (1 - weight) * inputs[partner], partner, weight
 
 
+def training_loss(config: TrainConfig, caches: Caches, device):
+    """(logits, labels, teacher's log-probabilities or None) -> loss: cross-entropy, blended with the KL
+    divergence to the teacher's softened predictions when there are soft targets."""
+    cross_entropy = nn.CrossEntropyLoss(weight=loss_weights(config, caches, device),
+                                        label_smoothing=config.label_smoothing)
+    temperature, share = config.distill_temperature, config.distill_weight
+
+    def loss(logits, labels, soft):
+        hard = cross_entropy(logits, labels)
+        if soft is None:
+            return hard
+        teacher = torch.softmax(soft / temperature, dim=1)
+        student = torch.log_softmax(logits / temperature, dim=1)
+        distilled = nn.functional.kl_div(student, teacher, reduction="batchmean") * temperature**2
+        return share * distilled + (1 - share) * hard
+
+    return loss
+
+
 def optimise(logits_fn, batches, optimizer, criterion, device, mixup: float = 0.0,
              generator: torch.Generator | None = None) -> tuple[float, float]:
-    """One epoch of gradient steps; returns the mean training loss and accuracy (against the batch's own
-    labels, also when mixup blends it with partners)."""
+    """One epoch of gradient steps over (inputs, labels, soft targets or None) batches; returns the mean
+    training loss and accuracy (against the batch's own labels, also when mixup blends it with partners)."""
     total_loss, correct, count = 0.0, 0, 0
-    for inputs, labels in batches:
+    for inputs, labels, soft in batches:
         target = labels.to(device)
+        soft = None if soft is None else soft.to(device)
         if mixup > 0:
             inputs, partner, weight = mix_batch(inputs, mixup, generator)
         logits = logits_fn(inputs.to(device))
-        loss = criterion(logits, target)
+        loss = criterion(logits, target, soft)
         if mixup > 0:
-            loss = weight * loss + (1 - weight) * criterion(logits, target[partner.to(device)])
+            partner = partner.to(device)
+            loss = weight * loss + (1 - weight) * criterion(logits, target[partner],
+                                                             None if soft is None else soft[partner])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -272,11 +372,11 @@ def restore_generators(states: dict, generators: dict) -> None:
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, state: StageState, best_state: dict, generators: dict,
-                    finished: list[StageState]) -> None:
+                    finished: list[StageState], elapsed_s: float = 0.0) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
         {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-         "state": asdict(state), "best": best_state,
+         "state": asdict(state), "best": best_state, "elapsed_s": elapsed_s,
          "generators": generator_states(generators), "finished": [asdict(s) for s in finished]},
         tmp,
     )
@@ -284,9 +384,10 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, state: StageState, 
 
 
 def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, progress, resume_from, generators,
-              finished):
-    """Epoch loop shared by both stages: train, validate, early-stop, checkpoint (with `generators`' states
-    and the `finished` stages, so a resumed run repeats neither)."""
+              finished, deadline: Deadline | None = None):
+    """Epoch loop shared by both stages: train, validate, early-stop, stop at the `deadline`, checkpoint
+    (with `generators`' states and the `finished` stages, so a resumed run repeats neither)."""
+    deadline = deadline or Deadline(None)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
     state = StageState(stage)
@@ -306,7 +407,10 @@ def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, pr
             for _ in range(state.epoch):
                 scheduler.step()
     task = progress.add_task(f"stage {stage}", total=epochs, completed=state.epoch, info="")
-    while state.epoch < epochs and state.bad_epochs < config.patience:
+    epoch_s = 0.0
+    while (state.epoch < epochs and state.bad_epochs < config.patience
+           and (deadline.allows(epoch_s) or (stage == 1 and state.epoch == 0))):
+        epoch_started = time.perf_counter()
         train_loss, train_acc = train_step(optimizer)
         scheduler.step()
         val_acc, val_loss = evaluate()
@@ -320,7 +424,9 @@ def run_stage(config, stage, model, params, lr, epochs, train_step, evaluate, pr
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             state.bad_epochs += 1
-        save_checkpoint(config.out / CHECKPOINT, model, optimizer, scheduler, state, best_state, generators, finished)
+        save_checkpoint(config.out / CHECKPOINT, model, optimizer, scheduler, state, best_state, generators, finished,
+                        deadline.elapsed())
+        epoch_s = time.perf_counter() - epoch_started
         info = (f"loss {train_loss:.3f} acc {train_acc:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f} "
                 f"(best {state.best_accuracy:.3f})")
         progress.update(task, advance=1, info=info)
@@ -337,19 +443,21 @@ def loss_weights(config, caches: Caches, device) -> torch.Tensor | None:
     return torch.tensor(class_weights(counts), dtype=torch.float32, device=device)
 
 
-def train_head(config, model, caches: Caches, cut, device, progress, resume):
+def train_head(config, model, caches: Caches, cut, device, progress, resume, deadline: Deadline | None = None):
     views = min(config.head_views, caches.train_maps.shape[0])
     features = pooled(model, caches.train_maps[:views].flatten(0, 1), cut, device, 256)
     labels = caches.train_labels.repeat(views)
+    soft = None if caches.train_soft is None else caches.train_soft.repeat(views, 1)
     val_features = pooled(model, caches.val_maps, cut, device, 256)
     val_labels = caches.val_labels
     generator = torch.Generator().manual_seed(config.seed + 1)
-    criterion = nn.CrossEntropyLoss(weight=loss_weights(config, caches, device), label_smoothing=config.label_smoothing)
+    criterion = training_loss(config, caches, device)
 
     def train_step(optimizer):
         model._dropout.train()
         order = torch.randperm(len(features), generator=generator)
-        batches = ((features[order[i : i + 256]], labels[order[i : i + 256]]) for i in range(0, len(order), 256))
+        batches = ((features[index], labels[index], None if soft is None else soft[index])
+                   for index in (order[i : i + 256] for i in range(0, len(order), 256)))
         return optimise(model.classify, batches, optimizer, criterion, device)
 
     def evaluate():
@@ -358,7 +466,7 @@ def train_head(config, model, caches: Caches, cut, device, progress, resume):
 
     return run_stage(
         config, 1, model, model._fc.parameters(), config.head_lr, config.head_epochs, train_step, evaluate,
-        progress, resume, {"order": generator}, [],
+        progress, resume, {"order": generator}, [], deadline,
     )
 
 
@@ -371,7 +479,8 @@ def fresh_batches(config, model, caches: Caches, augmenter: BatchAugmenter, orde
     seeds = rng.integers(0, 2**63 - 1, size=len(index_batches))
     for index, arrays in zip(index_batches, augmenter.batches([i.tolist() for i in index_batches], seeds), strict=True):
         progress.advance(task, len(index))
-        yield cache_lower(model, arrays, cut, device, config.batch_size), caches.train_labels[index]
+        yield (cache_lower(model, arrays, cut, device, config.batch_size), caches.train_labels[index],
+               None if caches.train_soft is None else caches.train_soft[index])
     progress.remove_task(task)
 
 
@@ -381,13 +490,15 @@ def augment_workers(config: TrainConfig, device: torch.device) -> int:
     return max(0, len(os.sched_getaffinity(0)) - 1) if device.type == "cuda" else 0
 
 
-def finetune_top(config, model, spec, caches: Caches, cut, device, progress, resume, finished):
+def finetune_top(config, model, spec, caches: Caches, cut, device, progress, resume, finished,
+                 deadline: Deadline | None = None):
     top = top_modules(model, cut)
     params = [p for module in top for p in module.parameters()]
     views, count = caches.train_maps.shape[:2]
     generator = torch.Generator().manual_seed(config.seed + 2)
     rng = np.random.default_rng(config.seed + 3)
-    criterion = nn.CrossEntropyLoss(weight=loss_weights(config, caches, device), label_smoothing=config.label_smoothing)
+    criterion = training_loss(config, caches, device)
+    soft = caches.train_soft
 
     def train_step(optimizer):
         model.eval()
@@ -400,7 +511,8 @@ def finetune_top(config, model, spec, caches: Caches, cut, device, progress, res
         else:
             chosen_view = torch.randint(views, (count,), generator=generator)
             indices = (order[i : i + config.batch_size] for i in range(0, count, config.batch_size))
-            batches = ((caches.train_maps[chosen_view[index], index], caches.train_labels[index]) for index in indices)
+            batches = ((caches.train_maps[chosen_view[index], index], caches.train_labels[index],
+                        None if soft is None else soft[index]) for index in indices)
         return optimise(lambda maps: top_forward(model, maps, cut), batches, optimizer, criterion, device,
                         config.mixup, generator)
 
@@ -412,7 +524,7 @@ def finetune_top(config, model, spec, caches: Caches, cut, device, progress, res
     with BatchAugmenter(caches.train_images or [], spec, config.augmentation, workers) as augmenter:
         return run_stage(
             config, 2, model, params, config.finetune_lr, config.finetune_epochs, train_step, evaluate,
-            progress, resume, {"order": generator, "augment": rng}, finished,
+            progress, resume, {"order": generator, "augment": rng}, finished, deadline,
         )
 
 
@@ -434,8 +546,9 @@ def starting_model(config: TrainConfig, spec: ModelSpec):
     return model
 
 
-def train(config: TrainConfig) -> Path:
-    """Train and write `out/model.pt` (weights + ModelSpec) and `out/train_summary.json`; returns model.pt."""
+def train(config: TrainConfig, bars: Progress | None = None) -> Path:
+    """Train and write `out/model.pt` (weights + ModelSpec) and `out/train_summary.json`; returns model.pt.
+    `bars`: a rich Progress to show the steps in [default: its own]."""
     if config.backbone not in BACKBONES:
         raise TrainError(f"unknown backbone {config.backbone!r}; choose one of {', '.join(BACKBONES)}")
     config.out.mkdir(parents=True, exist_ok=True)
@@ -458,19 +571,21 @@ def train(config: TrainConfig) -> Path:
             raise TrainError(f"{checkpoint_path}: no checkpoint to resume from")
         resume = torch.load(checkpoint_path, map_location=device, weights_only=False)
     started = time.perf_counter()
+    deadline = Deadline(config.time_limit_s, resume.get("elapsed_s", 0.0) if resume is not None else 0.0)
     timings = {}
-    with progress_bar() as progress:
+    with progress_bar() if bars is None else nullcontext(bars) as progress:
         caches = build_caches(config, model, spec, cut, device, progress)
         timings["cache_s"] = time.perf_counter() - started
         progress.console.print(f"cached the lower blocks' output for {caches.train_maps.shape[1]} training and "
                                f"{len(caches.val_maps)} validation images in {timings['cache_s']:.0f} s")
         stages = [StageState(**s) for s in resume.get("finished", [])] if resume is not None else []
         if resume is None or resume["state"]["stage"] == 1:
-            stages.append(train_head(config, model, caches, cut, device, progress, resume))
+            stages.append(train_head(config, model, caches, cut, device, progress, resume, deadline))
             resume = None
         timings["head_s"] = time.perf_counter() - started - timings["cache_s"]
-        if config.finetune_epochs > 0:
-            stages.append(finetune_top(config, model, spec, caches, cut, device, progress, resume, list(stages)))
+        if config.finetune_epochs > 0 and (resume is not None or deadline.allows(0.0)):
+            stages.append(finetune_top(config, model, spec, caches, cut, device, progress, resume, list(stages),
+                                       deadline))
         val_per_class = validation_per_class(model, caches, cut, device)
         progress.console.print("validation accuracy per class: " + ", ".join(
             f"{name} {accuracy:.1%}" for name, accuracy in val_per_class.items()))
@@ -482,6 +597,7 @@ def train(config: TrainConfig) -> Path:
     summary = {
         "config": json.loads(json.dumps(asdict(config), default=str)),
         "device": str(device), "threads": torch.get_num_threads(), "timings": timings,
+        "stopped_by_time_limit": deadline.reached, "elapsed_s": round(deadline.elapsed(), 1),
         "validation_accuracy": val_accuracy, "validation_per_class": val_per_class,
         "training_per_class": dict(zip(FOOD11_CLASSES, torch.bincount(
             caches.train_labels, minlength=len(FOOD11_CLASSES)).tolist(), strict=True)),

@@ -1,7 +1,8 @@
 """The user's own model through the whole loop: `servetune tune --model FILE --deployment deployment.yaml
 --data DIR --out OUT`.
 
-1. their model imported and measured, its variants built (`model/variants.py`: input sizes, INT8);
+1. their model imported and measured, its variants built (`model/variants.py`: input sizes, INT8; with a
+   training budget also servetune's backbones trained on their data, `model/trained_variants.py`);
 2. each variant within `--max-accuracy-loss` of their model calibrated where the tune will run (this
    machine, or their cluster: `tune/own_calibration.py`), cached by the file's sha256, the backend and the
    cluster, so a re-run measures nothing twice;
@@ -27,6 +28,7 @@ from servetune.config import DeploymentSpec
 from servetune.deploy.capacity import MIB
 from servetune.deploy.spec import read_documents, spec_from_documents, spec_yaml
 from servetune.errors import ServetuneError
+from servetune.model.trained_variants import TrainingSettings, train_variants
 from servetune.model.variants import ImportSettings, Variant, VariantSettings, build_variants
 from servetune.tune.calibration import Calibration
 from servetune.tune.measure import CPU_LIMITS, quantile_mean
@@ -56,6 +58,7 @@ class OwnModel:
     calibration_seconds: float | None = None  # per load [default: 6 s on this machine, 30 s on a cluster]
     calibration_limits: tuple[float, ...] = CPU_LIMITS
     cluster: Place | None = None  # calibrate there (its namespace: their manifest's), else on this machine
+    training: TrainingSettings | None = None  # --train-budget: also servetune's backbones trained on DATA
 
 
 @dataclass
@@ -147,6 +150,10 @@ def prepare(own: OwnModel, options: TuneOptions, progress=None,
     documents, theirs = their_deployment(own.deployment)
     variants = build_variants(own.source, own.data, own.cache, own.variants, own.imported, progress, step)
     original = variants.original
+    if own.training is not None:
+        trained = train_variants(original, own.data, own.cache, own.training, own.variants, progress, step)
+        variants.variants += trained.variants
+        variants.notes += trained.notes
     bound = None if original.accuracy is None else original.accuracy - own.max_accuracy_loss
     rows = [VariantRow(variant) for variant in variants.variants]
     for row in rows:
