@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from servetune.sim.cpu import Group, Processor, Task
+from servetune.sim.cpu import Group, Processor
 from servetune.sim.kernel import Kernel
 
 
@@ -17,7 +17,7 @@ def run(cores: float | None, groups: list[tuple[Group, list[float]]], at: float 
     for group, works in groups:
         cpu.groups.append(group)
         for work in works:
-            cpu.start(group, Task(work, lambda now, i=index: ends.__setitem__(i, now)), at)
+            cpu.start(group, work, lambda now, i=index: ends.__setitem__(i, now), at)
             index += 1
     kernel.run_until()
     return ends

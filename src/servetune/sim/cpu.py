@@ -31,16 +31,6 @@ CFS_PERIOD_S = 0.1
 DONE_S = 1e-9  # a task with less CPU than this left is done (float rounding)
 
 
-class Task:
-    """One request's CPU work; `done(now)` is called when it has had all of it."""
-
-    __slots__ = ("done", "work")
-
-    def __init__(self, work: float, done: Callable[[float], None]) -> None:
-        self.work = work  # CPU seconds it needs
-        self.done = done
-
-
 class Group:
     """A cgroup: a pod's (or the load driver's) tasks, what they may use, what they used."""
 
@@ -50,7 +40,8 @@ class Group:
     def __init__(self, quota: float | None, solo: float, shared: float, cap: float = math.inf) -> None:
         self.quota = quota  # CPU seconds per period, None without a limit
         self.solo, self.shared, self.cap = solo, shared, cap
-        self.tasks: list[tuple[float, int, Task]] = []  # a heap: (`served` when it is done, start order, task)
+        # its tasks, a heap: (`served` when it is done, start order, what to call when it is done)
+        self.tasks: list[tuple[float, int, Callable[[float], None]]] = []
         self.served = 0.0  # CPU seconds each of its tasks has had since the group was made (all run at one rate)
         self.used = 0.0  # CPU seconds used in the current period
         self.cpu = 0.0  # CPU seconds used since it was made
@@ -89,6 +80,9 @@ class _Due(Event):
         self.processor.update(group, now)
 
 
+_DUE_ORDER = _Due.order
+
+
 class Processor:
     """The node's `cores` (inf: each group is bound by its own cap and quota only) and its groups."""
 
@@ -102,18 +96,19 @@ class Processor:
         self._started = 0  # tasks started: at equal `served` the earlier one ends first
         self._added: list[Group] = []  # groups with tasks added since the last change
 
-    def start(self, group: Group, task: Task, now: float) -> None:
-        self.add(group, task, now)
+    def start(self, group: Group, work: float, done: Callable[[float], None], now: float) -> None:
+        """Start a task of `work` CPU seconds; `done(time)` is called when it has had all of it."""
+        self.add(group, work, done, now)
         added, self._added = self._added, []
         self._changed(added, now)
 
-    def add(self, group: Group, task: Task, now: float) -> None:
+    def add(self, group: Group, work: float, done: Callable[[float], None], now: float) -> None:
         """Start a task without working out the change yet: `settle(now)` (or a later `start`) does, once for
         every task added at `now` (the load driver's task and the pod's for one request: one change, not two)."""
         if now != group.time or now >= self.period_end - DONE_S:
             self.advance(group, now)
         self._started += 1
-        heappush(group.tasks, (group.served + task.work, self._started, task))
+        heappush(group.tasks, (group.served + work, self._started, done))
         if group not in self._added:
             self._added.append(group)
 
@@ -176,7 +171,7 @@ class Processor:
         if len(ended) > 1:
             ended.sort(key=lambda entry: entry[1])  # in the order they started
         for entry in ended:
-            entry[2].done(now)
+            entry[2](now)
 
     def _changed(self, changed: list[Group], now: float) -> None:
         for group in changed:
@@ -238,10 +233,12 @@ class Processor:
             return
         if due < now:  # noqa: PLR1730 - as above
             due = now
-        ticket = self.kernel.ticket()
+        kernel = self.kernel
+        kernel.tickets += 1  # kernel.ticket() and kernel.at() written out: the simulator's hottest path
+        ticket = kernel.tickets
         event = group.event
         if event is not None and event.queued is not None and event.queued_at <= due:
             event.time, event.ticket = due, ticket  # later: it fires at its queued time and queues itself again
         else:
             event = group.event = _Due(self, group, due, ticket)
-            self.kernel.at(due, event, ticket)
+            heappush(kernel.queue, (due, _DUE_ORDER, ticket, event))
