@@ -28,6 +28,7 @@ from heapq import heappop, heappush
 from servetune.sim.kernel import Event, Kernel
 
 CFS_PERIOD_S = 0.1
+INF = math.inf  # one global's look-up, not a module's attribute too, on the hot path
 DONE_S = 1e-9  # a task with less CPU than this left is done (float rounding)
 
 
@@ -37,7 +38,7 @@ class Group:
     __slots__ = ("cap", "cpu", "each", "event", "period", "quota", "rate", "served", "shared", "solo", "tasks",
                  "time", "used", "want")
 
-    def __init__(self, quota: float | None, solo: float, shared: float, cap: float = math.inf) -> None:
+    def __init__(self, quota: float | None, solo: float, shared: float, cap: float = INF) -> None:
         self.quota = quota  # CPU seconds per period, None without a limit
         self.solo, self.shared, self.cap = solo, shared, cap
         # its tasks, a heap: (`served` when it is done, start order, what to call when it is done)
@@ -74,7 +75,7 @@ class _Due(Event):
             return  # superseded
         if self.queued != self.ticket:
             self.queued, self.queued_at = self.ticket, self.time
-            self.processor.kernel.at(self.time, self, self.ticket)
+            heappush(self.processor.kernel.queue, (self.time, _DUE_ORDER, self.ticket, self))
             return
         self.queued = None
         self.processor.update(group, now)
@@ -88,7 +89,7 @@ class Processor:
 
     def __init__(self, kernel: Kernel, cores: float | None) -> None:
         self.kernel = kernel
-        self.cores = math.inf if cores is None else cores
+        self.cores = INF if cores is None else cores
         self.groups: list[Group] = []
         self.factor = 1.0  # the share of what it wants each group gets: below 1 when the node is short of cores
         self.period = 0  # periods begun since time 0
@@ -164,12 +165,16 @@ class Processor:
         if not tasks or tasks[0][0] > served:  # its quota spent, or a new period
             self._changed([group], now)
             return
-        ended = [heappop(tasks)]
+        first = heappop(tasks)
+        if not tasks or tasks[0][0] > served:  # one task done (the usual case)
+            self._changed([group], now)
+            first[2](now)
+            return
+        ended = [first]
         while tasks and tasks[0][0] <= served:
             ended.append(heappop(tasks))
         self._changed([group], now)
-        if len(ended) > 1:
-            ended.sort(key=lambda entry: entry[1])  # in the order they started
+        ended.sort(key=lambda entry: entry[1])  # in the order they started
         for entry in ended:
             entry[2](now)
 
@@ -185,7 +190,7 @@ class Processor:
                 group.want = want if want < group.cap else group.cap  # noqa: FURB136 - no call on the hot path
         cores = self.cores
         factor = 1.0
-        if cores < math.inf:
+        if cores < INF:
             total = 0.0
             for other in self.groups:
                 total += other.want
@@ -216,7 +221,7 @@ class Processor:
             if quota is not None:
                 spent = now + (quota - group.used) / rate
                 if spent >= self.period_end:  # not in this period: in the next, if it runs faster than its quota
-                    spent = self.period_end + quota / rate if rate * CFS_PERIOD_S > quota else math.inf
+                    spent = self.period_end + quota / rate if rate * CFS_PERIOD_S > quota else INF
                 if spent < due:  # noqa: PLR1730 - min() is a call: slower on the simulator's hottest path
                     due = spent
         else:
@@ -228,7 +233,7 @@ class Processor:
                 due = self.period_end  # until the next period
             else:  # what it wants changed since it was last known (brought here by another group's change)
                 due = now
-        if due == math.inf:
+        if due == INF:
             group.event = None
             return
         if due < now:  # noqa: PLR1730 - as above
@@ -237,8 +242,13 @@ class Processor:
         kernel.tickets += 1  # kernel.ticket() and kernel.at() written out: the simulator's hottest path
         ticket = kernel.tickets
         event = group.event
-        if event is not None and event.queued is not None and event.queued_at <= due:
-            event.time, event.ticket = due, ticket  # later: it fires at its queued time and queues itself again
-        else:
+        if event is None or (event.queued is not None and due < event.queued_at):
+            # none, or earlier than the one queued (which goes stale): a new one
             event = group.event = _Due(self, group, due, ticket)
-            heappush(kernel.queue, (due, _DUE_ORDER, ticket, event))
+        elif event.queued is not None:
+            event.time, event.ticket = due, ticket  # later: it fires at its queued time and queues itself again
+            return
+        else:  # it has fired (it is in no queue): the same object queued again
+            event.time = event.queued_at = due
+            event.ticket = event.queued = ticket
+        heappush(kernel.queue, (due, _DUE_ORDER, ticket, event))

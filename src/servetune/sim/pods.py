@@ -117,7 +117,7 @@ class Cluster:
             return
         pod = self.endpoints[int(self.rng.random() * len(self.endpoints))]
         shape = self.shape
-        if pod.holding() > BACKLOG_PER_WORKER * shape.workers + shape.slots:
+        if pod.in_service + len(pod.queue) > BACKLOG_PER_WORKER * shape.workers + shape.slots:  # pod.holding()
             self.answer(now + shape.overhead_s, request, 503, pod)
             return
         if pod.in_service < shape.slots:
