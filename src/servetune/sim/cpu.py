@@ -94,6 +94,7 @@ class Processor:
         self.factor = 1.0  # the share of what it wants each group gets: below 1 when the node is short of cores
         self.period = 0  # periods begun since time 0
         self.period_end = CFS_PERIOD_S
+        self.period_begins = CFS_PERIOD_S - DONE_S  # from this time on, the next period has begun
         self._started = 0  # tasks started: at equal `served` the earlier one ends first
         self._added: list[Group] = []  # groups with tasks added since the last change
 
@@ -106,7 +107,7 @@ class Processor:
     def add(self, group: Group, work: float, done: Callable[[float], None], now: float) -> None:
         """Start a task without working out the change yet: `settle(now)` (or a later `start`) does, once for
         every task added at `now` (the load driver's task and the pod's for one request: one change, not two)."""
-        if now != group.time or now >= self.period_end - DONE_S:
+        if now != group.time or now >= self.period_begins:
             self.advance(group, now)
         self._started += 1
         heappush(group.tasks, (group.served + work, self._started, done))
@@ -126,7 +127,7 @@ class Processor:
 
     def advance(self, group: Group, now: float) -> None:
         """Run the group's tasks at their rate up to `now` (it does not change before the group's next change)."""
-        if now >= self.period_end - DONE_S:
+        if now >= self.period_begins:
             self._begin_periods(now)
         step = now - group.time
         rate = group.rate
@@ -152,6 +153,7 @@ class Processor:
         """The node's periods begun up to `now`."""
         begun = math.floor((now - self.period_end) / CFS_PERIOD_S + 1 + DONE_S)
         self.period_end += begun * CFS_PERIOD_S
+        self.period_begins = self.period_end - DONE_S
         self.period += begun
 
     def remove(self, group: Group) -> None:
@@ -203,7 +205,7 @@ class Processor:
         self.factor = factor  # every group's rate changes: each runs at its former rate up to now first
         for other in self.groups:
             if other.tasks or other.rate:  # an idle group has nothing to run (a later advance catches it up)
-                if other.time != now or other.period != self.period or now >= self.period_end - DONE_S:
+                if other.time != now or other.period != self.period or now >= self.period_begins:
                     self.advance(other, now)
                 self._schedule(other, now)
 
