@@ -18,8 +18,8 @@ from servetune.deploy.spec import load_deployment_spec
 from servetune.model.artifact import default_model_path, file_sha256, record_accuracy
 from servetune.tune.calibration import default_calibration, save_calibration
 from servetune.tune.constraints import Constraints
-from servetune.tune.pipeline import baseline_seeds
 from servetune.tune.record import folder_names
+from servetune.tune.search import baseline_seeds
 from servetune.tune.space import SearchSpace
 
 SMALL_SPACE = {

@@ -27,8 +27,8 @@ from heapq import heappop, heappush
 
 from servetune.sim.kernel import Event, Kernel
 
-CFS_PERIOD_S = 0.1
 INF = math.inf  # one global's look-up, not a module's attribute too, on the hot path
+CFS_PERIOD_S = 0.1
 DONE_S = 1e-9  # a task with less CPU than this left is done (float rounding)
 
 
@@ -89,7 +89,7 @@ class Processor:
 
     def __init__(self, kernel: Kernel, cores: float | None) -> None:
         self.kernel = kernel
-        self.cores = INF if cores is None else cores
+        self.cores = math.inf if cores is None else cores
         self.groups: list[Group] = []
         self.factor = 1.0  # the share of what it wants each group gets: below 1 when the node is short of cores
         self.period = 0  # periods begun since time 0

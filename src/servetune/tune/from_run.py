@@ -23,6 +23,22 @@ from servetune.tune.calibration import Calibration, CalibrationError, ServiceTim
 from servetune.tune.measure import quantile_mean, quantiles
 
 
+def run_workers(data: RunData, spec_workers: int) -> int:
+    """Workers per replica in the run: the one-machine cluster runs one whatever the spec says."""
+    return 1 if data.run_info.get("backend") == "local" else spec_workers
+
+
+def run_cpu_ms_per_request(data: RunData, idle_cores_per_replica: float, requests: int) -> float:
+    """What the run's replicas used per request: the monitor's CPU over the run (each sample standing for the
+    interval between samples) less the replicas' idle CPU, over `requests`."""
+    times = sample_seconds(data.resources)
+    steps = [b - a for a, b in itertools.pairwise(times)]
+    interval = statistics.median(steps) if steps else 5.0
+    cpu_seconds = sum(max(0.0, s.cpu_use_core - idle_cores_per_replica * s.n_replica) * interval
+                      for s in data.resources)
+    return 1000 * cpu_seconds / requests
+
+
 def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
     """`base` with the figures the run folder measured; CalibrationError naming the file and problem."""
     run_dir = Path(run_dir)
@@ -41,15 +57,9 @@ def calibration_from_run(run_dir: str | Path, base: Calibration) -> Calibration:
     okay = [r for r in data.requests if is_okay(r)]
     if not okay:
         raise CalibrationError(f"{folder.request_log}: no answered request to calibrate from")
-    times = sample_seconds(data.resources)
-    steps = [b - a for a, b in itertools.pairwise(times)]
-    interval = statistics.median(steps) if steps else 5.0
     running = [s for s in data.resources if s.mem_use_KB > 0 and s.n_replica > 0]
-    # the one-machine cluster runs one worker per replica whatever the spec says
-    workers = 1 if data.run_info.get("backend") == "local" else spec.workers
-    idle = base.idle_cpu_cores * workers
-    cpu_seconds = sum(max(0.0, s.cpu_use_core - idle * s.n_replica) * interval for s in data.resources)
-    cpu_ms = 1000 * cpu_seconds / len(data.requests)
+    workers = run_workers(data, spec.workers)
+    cpu_ms = run_cpu_ms_per_request(data, base.idle_cpu_cores * workers, len(data.requests))
     if cpu_ms <= 0:
         raise CalibrationError(f"{folder.resource_csv}: no CPU used: cannot calibrate from it")
     per_replica = [s.mem_use_KB * 1024 / s.n_replica / workers for s in running]
