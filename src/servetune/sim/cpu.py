@@ -35,11 +35,12 @@ DONE_S = 1e-9  # a task with less CPU than this left is done (float rounding)
 class Group:
     """A cgroup: a pod's (or the load driver's) tasks, what they may use, what they used."""
 
-    __slots__ = ("cap", "cpu", "each", "event", "period", "quota", "rate", "served", "shared", "solo", "tasks",
-                 "time", "used", "want")
+    __slots__ = ("cap", "cpu", "each", "event", "full", "period", "quota", "rate", "served", "shared", "solo",
+                 "tasks", "time", "used", "want")
 
     def __init__(self, quota: float | None, solo: float, shared: float, cap: float = INF) -> None:
         self.quota = quota  # CPU seconds per period, None without a limit
+        self.full = INF if quota is None else quota - DONE_S  # throttled once `used` reaches it
         self.solo, self.shared, self.cap = solo, shared, cap
         # its tasks, a heap: (`served` when it is done, start order, what to call when it is done)
         self.tasks: list[tuple[float, int, Callable[[float], None]]] = []
@@ -54,7 +55,7 @@ class Group:
         self.event: _Due | None = None  # its next change; an older one is stale
 
     def throttled(self) -> bool:
-        return self.quota is not None and self.used >= self.quota - DONE_S
+        return self.used >= self.full
 
 
 class _Due(Event):
@@ -165,26 +166,25 @@ class Processor:
         self.advance(group, now)
         tasks, served = group.tasks, group.served + DONE_S
         if not tasks or tasks[0][0] > served:  # its quota spent, or a new period
-            self._changed([group], now)
+            self._changed((group,), now)
             return
         first = heappop(tasks)
         if not tasks or tasks[0][0] > served:  # one task done (the usual case)
-            self._changed([group], now)
+            self._changed((group,), now)
             first[2](now)
             return
         ended = [first]
         while tasks and tasks[0][0] <= served:
             ended.append(heappop(tasks))
-        self._changed([group], now)
+        self._changed((group,), now)
         ended.sort(key=lambda entry: entry[1])  # in the order they started
         for entry in ended:
             entry[2](now)
 
-    def _changed(self, changed: list[Group], now: float) -> None:
+    def _changed(self, changed: list[Group] | tuple[Group], now: float) -> None:
         for group in changed:
             tasks = group.tasks
-            quota = group.quota
-            if not tasks or (quota is not None and group.used >= quota - DONE_S):
+            if not tasks or group.used >= group.full:
                 group.want = 0.0
             else:
                 count = len(tasks)
@@ -213,7 +213,7 @@ class Processor:
         """The group's rate under the node's factor, and when it next changes (a task done, its quota spent)."""
         rate = group.want * self.factor
         quota = group.quota
-        throttled = quota is not None and group.used >= quota - DONE_S
+        throttled = group.used >= group.full
         if rate and not throttled:
             group.rate = rate
             tasks = group.tasks
