@@ -229,14 +229,14 @@ class Processor:
         else:
             group.rate = group.each = 0.0
             if not group.tasks or (group.want and not throttled):  # nothing to run, or a node without cores
-                group.event = None
+                _nothing_due(group)
                 return
             if throttled and not group.want:
                 due = self.period_end  # until the next period
             else:  # what it wants changed since it was last known (brought here by another group's change)
                 due = now
         if due == INF:
-            group.event = None
+            _nothing_due(group)
             return
         if due < now:  # noqa: PLR1730 - as above
             due = now
@@ -254,3 +254,10 @@ class Processor:
             event.time = event.queued_at = due
             event.ticket = event.queued = ticket
         heappush(kernel.queue, (due, _DUE_ORDER, ticket, event))
+
+
+def _nothing_due(group: Group) -> None:
+    """The group has no next change: one queued goes stale; one that has fired stays, to be queued again."""
+    event = group.event
+    if event is not None and event.queued is not None:
+        group.event = None
