@@ -30,24 +30,32 @@ response time at most `--max-response-ms`: the hypervolume of each one's feasibl
 requested, response time, normalised by a point 10 % beyond the worst feasible value any of them found;
 larger is better), its size and the least memory requested found; the median over `--search-seeds` seeds.
 A budget of 0 skips that part.
+
+Before and after (`--against DIR`, another servetune source tree's `src`, e.g. `git archive REV src | tar -x -C
+/tmp/before`): the speed and the search speed of this tree and of DIR side by side, each measured in a
+process of its own, the two taking turns round by round (`--repeats` rounds) so that other work on the
+machine slows both alike; the ratio of the medians; and whether the two give the same figures (the speed
+specs' statistics and every candidate's of the search, by a digest): exit status 1 when they differ.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from servetune.analyze.stats import summarize
-from servetune.config import RunSummary
+from servetune.config import DeploymentSpec, RunSummary
 from servetune.deploy.capacity import Capacity
 from servetune.deploy.spec import load_deployment_spec
 from servetune.host.cgroups import allocatable
@@ -70,9 +78,14 @@ SPECS = ("default", "demo", "fixed-1")
 def main() -> None:
     args = parse_args()
     calibration = load_calibration(args.calibration) if args.calibration else default_calibration()
+    if args.child:
+        print(json.dumps(child(args, calibration)))
+        return
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs; date {datetime.date.today()}; "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"calibration: {calibration.model}, measured {calibration.date} ({calibration.machine})\n")
+    if args.against:
+        sys.exit(0 if before_and_after(args) else 1)
     speed(calibration, args.repeats)
     if args.runs:
         fidelity(calibration, Path(args.runs), args.seeds, not args.no_node_cpu, args.busiest_phase)
@@ -97,34 +110,49 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--search-seeds", type=int, default=3, help="seeds per strategy for the quality")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="search processes")
     parser.add_argument("--max-response-ms", type=float, default=25.0, help="the quality's constraint")
+    parser.add_argument("--against", help="another servetune tree's src: speed and search speed side by side")
+    parser.add_argument("--child", choices=("speed", "search"), help=argparse.SUPPRESS)  # one measurement, JSON
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
-def speed(calibration, repeats: int) -> None:
-    """Each spec simulated as `servetune simulate` does (Kubernetes' semantics, each pod bound by its quota
+def speed_cases() -> list[tuple[str, DeploymentSpec, dict]]:
+    """Each spec as `servetune simulate` simulates it (Kubernetes' semantics, each pod bound by its quota
     only), then as the tune simulates a local candidate (the one-machine cluster's semantics, the pods and the
     load driver on this machine's cores)."""
-    profile = load_profile("reference")
     capacity = Capacity(*allocatable())
-    settings = {
-        "": {},
-        f", local, {capacity.cpu_cores:g} cores": {"capacity": capacity, "metrics": MetricsTiming(backend="local"),
-                                                  "node_cpu": capacity.cpu_cores},
-    }
+    local = {"capacity": capacity, "metrics": MetricsTiming(backend="local"), "node_cpu": capacity.cpu_cores}
+    settings = {"": {}, f", local, {capacity.cpu_cores:g} cores": local}
+    return [(name + suffix, load_deployment_spec(name), options)
+            for suffix, options in settings.items() for name in SPECS]
+
+
+def speed_round(calibration, seed: int) -> dict[str, dict]:
+    """Each case simulated once: CPU and wall seconds, requests, and a digest of its statistics."""
+    profile = load_profile("reference")
+    measured = {}
+    for name, spec, options in speed_cases():
+        began_cpu, began = time.process_time(), time.perf_counter()
+        result = simulate(spec, profile, calibration, seed=seed, **options)
+        measured[name] = {"cpu": time.process_time() - began_cpu, "wall": time.perf_counter() - began,
+                          "requests": result.statistics.requests or 0, "digest": digest([result.statistics])}
+    return measured
+
+
+def digest(summaries: list[RunSummary]) -> str:
+    """A digest of every figure of the statistics (JSON keeps each float's every digit)."""
+    text = json.dumps([s.model_dump(mode="json") for s in summaries], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def speed(calibration, repeats: int) -> None:
+    rounds = [speed_round(calibration, seed) for seed in range(repeats)]
     print("| spec (reference profile, 30 min) | requests | CPU s (median) | wall s (median) | candidates/s |")
     print("|---|---|---|---|---|")
-    for (suffix, options), name in ((setting, name) for setting in settings.items() for name in SPECS):
-        spec = load_deployment_spec(name)
-        cpu, wall, requests = [], [], 0
-        for seed in range(repeats):
-            began_cpu, began = time.process_time(), time.perf_counter()
-            result = simulate(spec, profile, calibration, seed=seed, **options)
-            cpu.append(time.process_time() - began_cpu)
-            wall.append(time.perf_counter() - began)
-            requests = result.statistics.requests or 0
-        median_cpu = statistics.median(cpu)
-        print(f"| {name}{suffix} | {requests:,} | {median_cpu:.3f} | {statistics.median(wall):.3f} | "
-              f"{1 / median_cpu:.1f} |")
+    for name in rounds[0]:
+        median_cpu = statistics.median(r[name]["cpu"] for r in rounds)
+        print(f"| {name} | {rounds[-1][name]['requests']:,} | {median_cpu:.3f} | "
+              f"{statistics.median(r[name]['wall'] for r in rounds):.3f} | {1 / median_cpu:.1f} |")
     print()
 
 
@@ -212,17 +240,33 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def search_speed(budget: int, jobs: int, constraints: Constraints, calibration: Calibration) -> None:
+def search_round(budget: int, jobs: int, constraints: Constraints, calibration: Calibration) -> dict:
+    """The evolutionary search at `budget` candidates: its counts, wall and CPU seconds, and a digest of
+    every simulated candidate's statistics."""
     began, cpu = time.perf_counter(), cpu_seconds()
     with process_pool(jobs) as mapper:
         problem = make_problem(constraints, mapper, calibration)
         evolve(problem, budget)
     wall, cpu = time.perf_counter() - began, cpu_seconds() - cpu
-    print(f"| search (bundled space, reference profile, {jobs} processes) | candidates | simulator runs | wall s "
-          f"| candidates/s | CPU s | CPU s / {jobs} |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| evolutionary (NSGA-II) | {problem.simulated:,} | {problem.simulations:,} | {wall:.1f} | "
-          f"{problem.simulated / wall:.1f} | {cpu:.1f} | {cpu / jobs:.1f} |")
+    simulated = [e.statistics for e in problem.evaluations if e.statistics is not None]
+    return {"candidates": problem.simulated, "simulations": problem.simulations, "wall": wall, "cpu": cpu,
+            "digest": digest(simulated)}
+
+
+SEARCH_HEADER = "| candidates | simulator runs | wall s | candidates/s | CPU s | CPU s / {jobs} | figures' digest |"
+
+
+def search_row(measured: dict, jobs: int) -> str:
+    return (f"{measured['candidates']:,} | {measured['simulations']:,} | {measured['wall']:.1f} | "
+            f"{measured['candidates'] / measured['wall']:.1f} | {measured['cpu']:.1f} | "
+            f"{measured['cpu'] / jobs:.1f} | {measured['digest']} |")
+
+
+def search_speed(budget: int, jobs: int, constraints: Constraints, calibration: Calibration) -> None:
+    measured = search_round(budget, jobs, constraints, calibration)
+    print(f"| search (bundled space, reference profile, {jobs} processes) {SEARCH_HEADER.format(jobs=jobs)}")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| evolutionary (NSGA-II) | {search_row(measured, jobs)}")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}\n")
 
 
@@ -246,6 +290,55 @@ def search_quality(budget: int, seeds: int, jobs: int, constraints: Constraints,
         print(f"| {name} | {statistics.median(volumes):.4f} | {statistics.median(len(f) for f in runs):.0f} | "
               f"{f'{statistics.median(least):.0f}' if least else 'none feasible'} |")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}\n")
+
+
+def child(args: argparse.Namespace, calibration: Calibration) -> dict:
+    """One measurement for `--against`'s parent, in this process's servetune tree."""
+    if args.child == "speed":
+        return speed_round(calibration, args.seed)
+    return search_round(args.search_budget, args.jobs, Constraints(max_response_ms=args.max_response_ms),
+                        calibration)
+
+
+def measure_in(tree: str, args: argparse.Namespace, *options: str) -> dict:
+    """A child process's measurement with `tree` (a servetune src folder) first on its path."""
+    passed = [*options, "--search-budget", str(args.search_budget), "--jobs", str(args.jobs),
+              "--max-response-ms", str(args.max_response_ms)]
+    if args.calibration:
+        passed += ["--calibration", args.calibration]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, __file__, *passed], env=environment, capture_output=True,
+                            text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def before_and_after(args: argparse.Namespace) -> bool:
+    """This tree against `--against`'s, taking turns; True when both give the same figures."""
+    trees = {"before": str(Path(args.against).resolve()), "now": str(Path(__file__).parents[1] / "src")}
+    rounds: dict[str, list[dict]] = {label: [] for label in trees}
+    for seed in range(args.repeats):
+        for label in (list(trees) if seed % 2 == 0 else list(reversed(trees))):
+            rounds[label].append(measure_in(trees[label], args, "--child", "speed", "--seed", str(seed)))
+    same = all(b[name]["digest"] == n[name]["digest"] for b, n in zip(*rounds.values(), strict=True) for name in b)
+    print(f"before: {trees['before']}; now: {trees['now']}; {args.repeats} rounds taking turns\n")
+    print("| spec (reference profile, 30 min) | requests | CPU s before (median) | CPU s now (median) | now / before |")
+    print("|---|---|---|---|---|")
+    for name in rounds["now"][0]:
+        before, now = (statistics.median(r[name]["cpu"] for r in rounds[label]) for label in trees)
+        print(f"| {name} | {rounds['now'][-1][name]['requests']:,} | {before:.3f} | {now:.3f} | {now / before:.2f} |")
+    print(f"\nsame statistics for every spec and seed: {'yes' if same else 'NO'}\n")
+    if args.search_budget > 0:
+        searches = {label: measure_in(tree, args, "--child", "search") for label, tree in trees.items()}
+        print(f"| search (bundled space, reference profile, {args.jobs} processes) "
+              f"{SEARCH_HEADER.format(jobs=args.jobs)}")
+        print("|---|---|---|---|---|---|---|---|")
+        for label, measured in searches.items():
+            print(f"| {label} | {search_row(measured, args.jobs)}")
+        print(f"now / before, CPU s: {searches['now']['cpu'] / searches['before']['cpu']:.2f}; same figures for "
+              f"every candidate: {'yes' if searches['now']['digest'] == searches['before']['digest'] else 'NO'}")
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}\n")
+        same = same and searches["now"]["digest"] == searches["before"]["digest"]
+    return same
 
 
 if __name__ == "__main__":

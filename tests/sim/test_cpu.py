@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from servetune.sim.cpu import LEAST_CORES, Group, Processor, Task
+from servetune.sim.cpu import LEAST_CORES, Group, Processor
 from servetune.sim.kernel import Kernel
 
 
@@ -19,7 +19,7 @@ def run(cores: float | None, groups: list[tuple[Group, list[float]]], at: float 
     for group, works in groups:
         cpu.groups.append(group)
         for work in works:
-            cpu.start(group, Task(work, lambda now, i=index: ends.__setitem__(i, now)), at)
+            cpu.start(group, work, lambda now, i=index: ends.__setitem__(i, now), at)
             index += 1
     kernel.run_until()
     return ends
@@ -96,7 +96,7 @@ def test_other_work_on_the_machine_takes_its_cores_from_the_pods() -> None:
     for index in range(2):
         group = Group(None, 1.0, 1.0)
         cpu.groups.append(group)
-        cpu.start(group, Task(0.010, lambda now, i=index: ends.__setitem__(i, now)), 0.0)
+        cpu.start(group, 0.010, lambda now, i=index: ends.__setitem__(i, now), 0.0)
     kernel.run_until()
     assert ends == pytest.approx({0: 0.040, 1: 0.040})
     # others taking every core still leave the pods LEAST_CORES (a recorded figure, not a stalled node)

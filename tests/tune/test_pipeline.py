@@ -19,7 +19,7 @@ from servetune.model.artifact import default_model_path, file_sha256, record_acc
 from servetune.tune.calibration import default_calibration, save_calibration
 from servetune.tune.calibration_check import check_run
 from servetune.tune.constraints import Constraints
-from servetune.tune.pipeline import baseline_seeds
+from servetune.tune.search import baseline_seeds
 from servetune.tune.space import SearchSpace
 from servetune.tune.tune_folder import folder_names
 

@@ -27,31 +27,24 @@ from heapq import heappop, heappush
 
 from servetune.sim.kernel import Event, Kernel
 
+INF = math.inf  # one global's look-up, not a module's attribute too, on the hot path
 CFS_PERIOD_S = 0.1
 DONE_S = 1e-9  # a task with less CPU than this left is done (float rounding)
 LEAST_CORES = 0.1  # what other work leaves the node's groups at least
 
 
-class Task:
-    """One request's CPU work; `done(now)` is called when it has had all of it."""
-
-    __slots__ = ("done", "work")
-
-    def __init__(self, work: float, done: Callable[[float], None]) -> None:
-        self.work = work  # CPU seconds it needs
-        self.done = done
-
-
 class Group:
     """A cgroup: a pod's (or the load driver's) tasks, what they may use, what they used."""
 
-    __slots__ = ("cap", "cpu", "each", "event", "period", "quota", "rate", "served", "shared", "solo", "tasks",
-                 "time", "used", "want")
+    __slots__ = ("cap", "cpu", "each", "event", "full", "period", "quota", "rate", "served", "shared", "solo",
+                 "tasks", "time", "used", "want")
 
-    def __init__(self, quota: float | None, solo: float, shared: float, cap: float = math.inf) -> None:
+    def __init__(self, quota: float | None, solo: float, shared: float, cap: float = INF) -> None:
         self.quota = quota  # CPU seconds per period, None without a limit
+        self.full = INF if quota is None else quota - DONE_S  # throttled once `used` reaches it
         self.solo, self.shared, self.cap = solo, shared, cap
-        self.tasks: list[tuple[float, int, Task]] = []  # a heap: (`served` when it is done, start order, task)
+        # its tasks, a heap: (`served` when it is done, start order, what to call when it is done)
+        self.tasks: list[tuple[float, int, Callable[[float], None]]] = []
         self.served = 0.0  # CPU seconds each of its tasks has had since the group was made (all run at one rate)
         self.used = 0.0  # CPU seconds used in the current period
         self.cpu = 0.0  # CPU seconds used since it was made
@@ -63,7 +56,7 @@ class Group:
         self.event: _Due | None = None  # its next change; an older one is stale
 
     def throttled(self) -> bool:
-        return self.quota is not None and self.used >= self.quota - DONE_S
+        return self.used >= self.full
 
 
 class _Due(Event):
@@ -84,10 +77,13 @@ class _Due(Event):
             return  # superseded
         if self.queued != self.ticket:
             self.queued, self.queued_at = self.ticket, self.time
-            self.processor.kernel.at(self.time, self, self.ticket)
+            heappush(self.processor.kernel.queue, (self.time, _DUE_ORDER, self.ticket, self))
             return
         self.queued = None
         self.processor.update(group, now)
+
+
+_DUE_ORDER = _Due.order
 
 
 class Processor:
@@ -102,21 +98,23 @@ class Processor:
         self.factor = 1.0  # the share of what it wants each group gets: below 1 when the node is short of cores
         self.period = 0  # periods begun since time 0
         self.period_end = CFS_PERIOD_S
+        self.period_begins = CFS_PERIOD_S - DONE_S  # from this time on, the next period has begun
         self._started = 0  # tasks started: at equal `served` the earlier one ends first
         self._added: list[Group] = []  # groups with tasks added since the last change
 
-    def start(self, group: Group, task: Task, now: float) -> None:
-        self.add(group, task, now)
+    def start(self, group: Group, work: float, done: Callable[[float], None], now: float) -> None:
+        """Start a task of `work` CPU seconds; `done(time)` is called when it has had all of it."""
+        self.add(group, work, done, now)
         added, self._added = self._added, []
         self._changed(added, now)
 
-    def add(self, group: Group, task: Task, now: float) -> None:
+    def add(self, group: Group, work: float, done: Callable[[float], None], now: float) -> None:
         """Start a task without working out the change yet: `settle(now)` (or a later `start`) does, once for
         every task added at `now` (the load driver's task and the pod's for one request: one change, not two)."""
-        if now != group.time or now >= self.period_end - DONE_S:
+        if now != group.time or now >= self.period_begins:
             self.advance(group, now)
         self._started += 1
-        heappush(group.tasks, (group.served + task.work, self._started, task))
+        heappush(group.tasks, (group.served + work, self._started, done))
         if group not in self._added:
             self._added.append(group)
 
@@ -133,7 +131,7 @@ class Processor:
 
     def advance(self, group: Group, now: float) -> None:
         """Run the group's tasks at their rate up to `now` (it does not change before the group's next change)."""
-        if now >= self.period_end - DONE_S:
+        if now >= self.period_begins:
             self._begin_periods(now)
         step = now - group.time
         rate = group.rate
@@ -159,6 +157,7 @@ class Processor:
         """The node's periods begun up to `now`."""
         begun = math.floor((now - self.period_end) / CFS_PERIOD_S + 1 + DONE_S)
         self.period_end += begun * CFS_PERIOD_S
+        self.period_begins = self.period_end - DONE_S
         self.period += begun
 
     def remove(self, group: Group) -> None:
@@ -170,22 +169,25 @@ class Processor:
         self.advance(group, now)
         tasks, served = group.tasks, group.served + DONE_S
         if not tasks or tasks[0][0] > served:  # its quota spent, or a new period
-            self._changed([group], now)
+            self._changed((group,), now)
             return
-        ended = [heappop(tasks)]
+        first = heappop(tasks)
+        if not tasks or tasks[0][0] > served:  # one task done (the usual case)
+            self._changed((group,), now)
+            first[2](now)
+            return
+        ended = [first]
         while tasks and tasks[0][0] <= served:
             ended.append(heappop(tasks))
-        self._changed([group], now)
-        if len(ended) > 1:
-            ended.sort(key=lambda entry: entry[1])  # in the order they started
+        self._changed((group,), now)
+        ended.sort(key=lambda entry: entry[1])  # in the order they started
         for entry in ended:
-            entry[2].done(now)
+            entry[2](now)
 
-    def _changed(self, changed: list[Group], now: float) -> None:
+    def _changed(self, changed: list[Group] | tuple[Group], now: float) -> None:
         for group in changed:
             tasks = group.tasks
-            quota = group.quota
-            if not tasks or (quota is not None and group.used >= quota - DONE_S):
+            if not tasks or group.used >= group.full:
                 group.want = 0.0
             else:
                 count = len(tasks)
@@ -193,7 +195,7 @@ class Processor:
                 group.want = want if want < group.cap else group.cap  # noqa: FURB136 - no call on the hot path
         cores = self.cores
         factor = 1.0
-        if cores < math.inf:
+        if cores < INF:
             total = 0.0
             for other in self.groups:
                 total += other.want
@@ -206,7 +208,7 @@ class Processor:
         self.factor = factor  # every group's rate changes: each runs at its former rate up to now first
         for other in self.groups:
             if other.tasks or other.rate:  # an idle group has nothing to run (a later advance catches it up)
-                if other.time != now or other.period != self.period or now >= self.period_end - DONE_S:
+                if other.time != now or other.period != self.period or now >= self.period_begins:
                     self.advance(other, now)
                 self._schedule(other, now)
 
@@ -214,7 +216,7 @@ class Processor:
         """The group's rate under the node's factor, and when it next changes (a task done, its quota spent)."""
         rate = group.want * self.factor
         quota = group.quota
-        throttled = quota is not None and group.used >= quota - DONE_S
+        throttled = group.used >= group.full
         if rate and not throttled:
             group.rate = rate
             tasks = group.tasks
@@ -224,27 +226,41 @@ class Processor:
             if quota is not None:
                 spent = now + (quota - group.used) / rate
                 if spent >= self.period_end:  # not in this period: in the next, if it runs faster than its quota
-                    spent = self.period_end + quota / rate if rate * CFS_PERIOD_S > quota else math.inf
+                    spent = self.period_end + quota / rate if rate * CFS_PERIOD_S > quota else INF
                 if spent < due:  # noqa: PLR1730 - min() is a call: slower on the simulator's hottest path
                     due = spent
         else:
             group.rate = group.each = 0.0
             if not group.tasks or (group.want and not throttled):  # nothing to run, or a node without cores
-                group.event = None
+                _nothing_due(group)
                 return
             if throttled and not group.want:
                 due = self.period_end  # until the next period
             else:  # what it wants changed since it was last known (brought here by another group's change)
                 due = now
-        if due == math.inf:
-            group.event = None
+        if due == INF:
+            _nothing_due(group)
             return
         if due < now:  # noqa: PLR1730 - as above
             due = now
-        ticket = self.kernel.ticket()
+        kernel = self.kernel
+        kernel.tickets += 1  # kernel.ticket() and kernel.at() written out: the simulator's hottest path
+        ticket = kernel.tickets
         event = group.event
-        if event is not None and event.queued is not None and event.queued_at <= due:
-            event.time, event.ticket = due, ticket  # later: it fires at its queued time and queues itself again
-        else:
+        if event is None or (event.queued is not None and due < event.queued_at):
+            # none, or earlier than the one queued (which goes stale): a new one
             event = group.event = _Due(self, group, due, ticket)
-            self.kernel.at(due, event, ticket)
+        elif event.queued is not None:
+            event.time, event.ticket = due, ticket  # later: it fires at its queued time and queues itself again
+            return
+        else:  # it has fired (it is in no queue): the same object queued again
+            event.time = event.queued_at = due
+            event.ticket = event.queued = ticket
+        heappush(kernel.queue, (due, _DUE_ORDER, ticket, event))
+
+
+def _nothing_due(group: Group) -> None:
+    """The group has no next change: one queued goes stale; one that has fired stays, to be queued again."""
+    event = group.event
+    if event is not None and event.queued is not None:
+        group.event = None

@@ -42,35 +42,42 @@ class Kernel:
 
     def __init__(self) -> None:
         self.now = 0.0
-        self._heap: list[tuple[float, int, int, Event]] = []
-        self._count = 0  # ties broken by scheduling order: the kernel is deterministic
+        # a heap of (time, order, ticket, event); sim/cpu.py's hottest path pushes onto it as `at` does
+        self.queue: list[tuple[float, int, int, Event]] = []
+        self.tickets = 0  # tickets given: ties broken by scheduling order, so the kernel is deterministic
 
     def at(self, time: float, event: Event, ticket: int | None = None) -> None:
         """Queue `event` at `time`; `ticket` (from `ticket()`): its place among equal times, taken earlier."""
         if ticket is None:
-            self._count += 1
-            ticket = self._count
-        heapq.heappush(self._heap, (time, event.order, ticket, event))
+            self.tickets += 1
+            ticket = self.tickets
+        heapq.heappush(self.queue, (time, event.order, ticket, event))
 
     def ticket(self) -> int:
         """A place among the events at equal times, taken now for an event queued later: it fires as if
         queued now (a CPU group's next change is queued once, however often it is moved later before then)."""
-        self._count += 1
-        return self._count
+        self.tickets += 1
+        return self.tickets
 
     def step(self) -> bool:
         """Fire the next event; False when none is left."""
-        if not self._heap:
+        if not self.queue:
             return False
-        time, _, _, event = heapq.heappop(self._heap)
+        time, _, _, event = heapq.heappop(self.queue)
         self.now = time
         event.fire(time)
         return True
 
     def run_until(self, end: float = math.inf) -> None:
         """Fire every event due at or before `end`, in time order."""
-        heap = self._heap
+        heap = self.queue
         pop = heapq.heappop
+        if end == math.inf:  # the whole run: no time to check (an event's cost matters here)
+            while heap:
+                time, _, _, event = pop(heap)
+                self.now = time
+                event.fire(time)
+            return
         while heap and heap[0][0] <= end:
             time, _, _, event = pop(heap)
             self.now = time

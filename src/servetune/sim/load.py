@@ -8,7 +8,7 @@ import random
 
 from servetune.config import LoadProfile
 from servetune.load.driver import think_time
-from servetune.sim.cpu import Group, Processor, Task
+from servetune.sim.cpu import Group, Processor
 from servetune.sim.kernel import Event, Kernel
 from servetune.sim.pods import Cluster, Pod, Request
 from servetune.sim.simulation import RawRun
@@ -25,6 +25,22 @@ class _Send(Event):
 
     def fire(self, now: float) -> None:
         self.load.send(now, self.run, self.user)
+
+
+class _RunStarts(Event):
+    """A closed-loop run's users start: queued when the run begins, not all at time 0, so the kernel's heap
+    holds the users of one run, not of every run (each of its steps costs the log of its size). They fire
+    in the place the run's start had among equal times, before any user sends again."""
+
+    __slots__ = ("load", "run")
+    order = _Send.order
+
+    def __init__(self, load: Load, run: int) -> None:
+        self.load, self.run = load, run
+
+    def fire(self, now: float) -> None:
+        for user in range(self.load.phases[self.run].users):
+            self.load.kernel.at(now, _Send(self.load, self.run, user))
 
 
 class Load:
@@ -56,8 +72,7 @@ class Load:
             if self.open_loop:
                 self.kernel.at(start + self.rng.expovariate(phase.open_loop_rate()), _Send(self, run, -1))
             else:
-                for user in range(phase.users):
-                    self.kernel.at(start, _Send(self, run, user))
+                self.kernel.at(start, _RunStarts(self, run))
 
     def send(self, now: float, run: int, user: int) -> None:
         end = self.ends[run]
@@ -74,7 +89,7 @@ class Load:
             return
         # the driver's task and the pod's start at the same instant: one change of the node's CPU
         cpu, group, cost = self.driver
-        cpu.add(group, Task(cost, _nothing), now)
+        cpu.add(group, cost, _nothing, now)
         self.cluster.send(now, (now, run, user, phase.target), REFUSED_S)
         cpu.settle(now)
 

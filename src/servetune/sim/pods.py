@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from servetune.config import DeploymentSpec
 from servetune.deploy.capacity import MIB, Capacity
 from servetune.sim.costs import Costs
-from servetune.sim.cpu import CFS_PERIOD_S, Group, Processor, Task
+from servetune.sim.cpu import CFS_PERIOD_S, Group, Processor
 from servetune.sim.kernel import Event, Kernel
 
 BACKLOG_PER_WORKER = 64  # the server's default --backlog
@@ -117,7 +117,7 @@ class Cluster:
             return
         pod = self.endpoints[int(self.rng.random() * len(self.endpoints))]
         shape = self.shape
-        if pod.holding() > BACKLOG_PER_WORKER * shape.workers + shape.slots:
+        if pod.in_service + len(pod.queue) > BACKLOG_PER_WORKER * shape.workers + shape.slots:  # pod.holding()
             self.answer(now + shape.overhead_s, request, 503, pod)
             return
         if pod.in_service < shape.slots:
@@ -137,7 +137,7 @@ class Cluster:
             elif pod.deleted_at is not None and not pod.holding():
                 self.kernel.at(max(finished, pod.deleted_at + self.shape.drain_s), _Gone(self._gone, pod))
 
-        self.cpu.start(pod.group, Task(self.work(request[3]), done), now)
+        self.cpu.start(pod.group, self.work(request[3]), done, now)
 
     # --- pods: create, schedule, ready, delete -------------------------------------------------------
 

@@ -176,6 +176,22 @@ def _load_rows(raw: RawRun, calibration: Costs, run_starts: list[float], run_end
     return load_rows
 
 
+def _resources(spec: DeploymentSpec, samples: list[tuple[float, int, float, float]]) -> list[ResourceSample]:
+    """The monitor's rows, from its samples (time, replicas, CPU used, memory used)."""
+    cpu_request = spec.requests.cpu
+    memory_request_kb = spec.requests.memory_mb * 1024
+    cpu_limit = spec.limits.cpu if spec.limits else 0.0
+    memory_limit_kb = spec.limits.memory_mb * 1024 if spec.limits else 0
+    return [
+        ResourceSample(
+            time=wall_clock_text(EPOCH + t), n_replica=count, cpu_req_core=round(count * cpu_request, 6),
+            mem_req_KB=count * memory_request_kb, cpu_lim_core=round(count * cpu_limit, 6),
+            mem_lim_KB=count * memory_limit_kb, cpu_use_core=round(cpu, 6), mem_use_KB=round(memory / 1024, 3),
+        )
+        for t, count, cpu, memory in samples
+    ]
+
+
 def summarize_simulation(
     spec: DeploymentSpec,
     profile: LoadProfile,
@@ -192,18 +208,7 @@ def summarize_simulation(
     """The files' contents and analyze's statistics from the simulator's counters."""
     runs = profile.runs()
     load_rows = _load_rows(raw, calibration, run_starts, run_ends)
-    cpu_request = spec.requests.cpu
-    memory_request_kb = spec.requests.memory_mb * 1024
-    cpu_limit = spec.limits.cpu if spec.limits else 0.0
-    memory_limit_kb = spec.limits.memory_mb * 1024 if spec.limits else 0
-    resources = [
-        ResourceSample(
-            time=wall_clock_text(EPOCH + t), n_replica=count, cpu_req_core=round(count * cpu_request, 6),
-            mem_req_KB=count * memory_request_kb, cpu_lim_core=round(count * cpu_limit, 6),
-            mem_lim_KB=count * memory_limit_kb, cpu_use_core=round(cpu, 6), mem_use_KB=round(memory / 1024, 3),
-        )
-        for t, count, cpu, memory in samples
-    ]
+    resources = _resources(spec, samples)
     record_list = None
     if requests is not None:
         record_list = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -157,6 +157,17 @@ class ModelCalibrations:
         self.calibrations[model] = calibration
         self.used.append(f"model {name}: {source} ({calibration.model}, measured {calibration.date[:10]})")
         return calibration
+
+
+def other_models(baselines: Mapping[str, DeploymentSpec], model: str,
+                 calibrations: ModelCalibrations) -> dict[str, str]:
+    """The baselines that serve another model file than `model`, each with that model's name: their figures
+    compare a deployment of another model, not only another deployment."""
+    def identity(entry: str) -> str:
+        return calibrations.calibrations[entry].model_sha256 or entry
+
+    return {name: calibrations.calibrations[spec.model].model for name, spec in baselines.items()
+            if identity(spec.model) != identity(model)}
 
 
 def calibrations_for(models: list[str], files: list[Path]) -> ModelCalibrations:

@@ -282,6 +282,17 @@ def cpu_distributions(settings: list[Setting], reference: dict[str, Setting], dr
     return cpu_quantiles
 
 
+def service_times(settings: list[Setting]) -> list[ServiceTimes]:
+    """What each setting measured, as the calibration keeps it."""
+    return [
+        ServiceTimes(target=s.target, cpu_limit=s.limit, workers=1, threads=max(1, int(s.limit)),
+                     requests=len(s.latencies_ms), latency_ms_quantiles=quantiles(s.latencies_ms),
+                     cpu_ms_per_request=round(s.cpu_ms, 3), saturated_per_s=round(s.saturated_per_s, 2),
+                     saturated_cpu_ms_per_request=round(s.saturated_cpu_ms, 3))
+        for s in settings
+    ]
+
+
 def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], settings: list[Setting],
                       ready_times: list[float], start_cpu: list[float], rss_idle: list[int],
                       rss_loaded: list[int], rss_peak: int,
@@ -297,13 +308,7 @@ def build_calibration(model_path: Path, name: str, accuracy: dict[str, float], s
     busy machine's cores. The overhead is the driver's CPU per request; the CPU quantiles are the latency
     quantiles less it, scaled to the CPU per request measured with several users.
     """
-    service = [
-        ServiceTimes(target=s.target, cpu_limit=s.limit, workers=1, threads=max(1, int(s.limit)),
-                     requests=len(s.latencies_ms), latency_ms_quantiles=quantiles(s.latencies_ms),
-                     cpu_ms_per_request=round(s.cpu_ms, 3), saturated_per_s=round(s.saturated_per_s, 2),
-                     saturated_cpu_ms_per_request=round(s.saturated_cpu_ms, 3))
-        for s in settings
-    ]
+    service = service_times(settings)
     reference = {s.target: s for s in settings if s.limit == 1.0} or {s.target: s for s in settings}
     driver_ms = statistics.fmean(s.driver_ms for s in settings)
     costs = costs or []

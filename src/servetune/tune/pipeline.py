@@ -18,7 +18,6 @@ Stages in order, each writing into the tune folder:
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,7 +35,7 @@ from servetune.errors import ServetuneError
 from servetune.host.cgroups import allocatable
 from servetune.load.profile import LoadProfileError, load_profile
 from servetune.model.artifact import ArtifactError
-from servetune.sim.simulate import MetricsTiming
+from servetune.sim.simulate import MetricsTiming, Simulation
 from servetune.tune.calibration import CalibrationError
 from servetune.tune.calibration_check import check_calibrations
 from servetune.tune.constraints import (
@@ -44,7 +43,6 @@ from servetune.tune.constraints import (
     Constraints,
     ModelFacts,
     baseline_bounds,
-    limit_ratio,
     model_facts,
     response_cap,
     space_problems,
@@ -55,19 +53,18 @@ from servetune.tune.evaluate import (
     ModelCalibrations,
     calibrations_for,
     memory_never_binds,
+    other_models,
     process_pool,
 )
 from servetune.tune.frontier import EmptyFrontier, Rule, frontier, why_empty
 from servetune.tune.plots import pareto_plot, replicas_plot
 from servetune.tune.report import SearchFacts, write_tune_report
-from servetune.tune.search import Evaluation, Genome, Problem, evolve
+from servetune.tune.search import Evaluation, Genome, Problem, baseline_seeds, evolve
 from servetune.tune.space import (
-    OutsideSpace,
     SearchSpace,
     SpaceError,
     candidate_spec,
     load_space,
-    spec_genome,
 )
 from servetune.tune.tune_folder import (
     candidate_id,
@@ -156,17 +153,6 @@ class TuneResult:
     other_models: dict[str, str] = field(default_factory=dict)  # baseline -> its model, where not the pick's
 
 
-def other_models(baselines: Mapping[str, DeploymentSpec], model: str,
-                 calibrations: ModelCalibrations) -> dict[str, str]:
-    """The baselines that serve another model file than `model`, each with that model's name: their figures
-    compare a deployment of another model, not only another deployment."""
-    def identity(entry: str) -> str:
-        return calibrations.calibrations[entry].model_sha256 or entry
-
-    return {name: calibrations.calibrations[spec.model].model for name, spec in baselines.items()
-            if identity(spec.model) != identity(model)}
-
-
 def read_inputs(options: TuneOptions) -> Inputs:
     """Everything a tune needs, checked before it starts; TuneError otherwise."""
     if (options.out / "frontier.json").exists():
@@ -231,24 +217,6 @@ def labelling_problems(options: TuneOptions, base: DeploymentSpec, baselines: Ma
             raise TuneError(f"--labelling-users: {name}: {error}") from None
 
 
-def baseline_seeds(space: SearchSpace, baselines: dict[str, DeploymentSpec],
-                   constraints: Constraints) -> tuple[list[tuple[str, Genome]], list[str]]:
-    """Each baseline as the genome of its nearest candidate, to seed the search with; a note for each that
-    has none in the space, and for each whose limits break --max-limit-ratio (its seed is moved within it)."""
-    seeds, notes = [], []
-    for name, spec in baselines.items():
-        try:
-            seeds.append((name, spec_genome(space, spec)))
-        except OutsideSpace as error:
-            notes.append(f"baseline {name} does not seed the search: {error}")
-        ratio = math.ceil(round(limit_ratio(spec) * 100, 6)) / 100  # rounded up: the ratio that allows it
-        if ratio > constraints.max_limit_ratio + 1e-9:
-            notes.append(f"baseline {name}: its limits are up to {ratio:g} x its requests, above --max-limit-ratio "
-                         f"{constraints.max_limit_ratio:g}: candidates like it are excluded (--max-limit-ratio "
-                         f"{ratio:g} allows them)")
-    return seeds, notes
-
-
 def tune(options: TuneOptions, console: Console | None = None,
          on_batch: Callable[[list[Evaluation]], None] | None = None,
          on_searched: Callable[[], None] | None = None) -> TuneResult:
@@ -274,16 +242,7 @@ def tune(options: TuneOptions, console: Console | None = None,
     seeds, notes = baseline_seeds(inputs.space, inputs.baselines, constraints)
     for note in notes:
         console.print(note, highlight=False)
-    began = time.perf_counter()
-    # When memory never limits the pods, memory settings change only the memory figures: such twins share
-    # one simulation.
-    sharing = MEMORY_SHARING if memory_never_binds(inputs.space, constraints.capacity) else None
-    problem = Problem(inputs.space, inputs.facts, constraints, inputs.simulator, on_batch=on_batch,
-                      sharing=sharing)
-    with process_pool(jobs) as mapper:
-        problem.mapper = mapper
-        evolve(problem, options.budget, options.population, options.seed, seeds)
-    seconds = time.perf_counter() - began
+    problem, seconds = search(options, inputs, constraints, seeds, jobs, on_batch)
     if on_searched is not None:
         on_searched()
     evaluations = problem.evaluations
@@ -296,6 +255,50 @@ def tune(options: TuneOptions, console: Console | None = None,
     specs = [candidate_spec(e.candidate, inputs.simulator.base) for e in front]
     write_frontier(front, ids, specs, constraints, rule, out)
 
+    baseline_runs, verifications, bar = verify_front(options, inputs, front, specs, ids, folders, console)
+    if verifications:  # frontier.csv/json again, with the live accuracy the verified candidates measured
+        write_frontier(front, ids, specs, constraints, rule, out,
+                       {ids[id(e)]: v.live for e, v in zip(front, verifications, strict=False)})
+    recommended, note, own_runs = pick(front, verifications)
+    others = other_models(inputs.baselines, recommended.candidate.model, inputs.calibrations)
+    notes += [f"baseline {name} serves another model ({model}) than the recommended one: its figures compare "
+              "another model as well as another deployment" for name, model in others.items()]
+    spec = specs[front.index(recommended)]
+    figures = write_recommended(out, inputs, spec, recommended, note, simulated, folders, evaluations, front)
+    seeding = [f"First generation seeded with {e.seeded_from}: {ids[id(e)]} {e.candidate.label()}"
+               for e in evaluations if e.seeded_from]
+    facts = SearchFacts(STRATEGY, inputs.space.size(), len(evaluations), problem.simulated, problem.simulations,
+                        seconds, jobs, options.profile, options.real.backend, [*seeding, *notes],
+                        inputs.calibrations.used, inputs.calibrations.warnings)
+    report = write_tune_report(out, facts=facts, constraints=constraints, bar=bar, front=front, ids=ids,
+                               recommended=recommended, recommended_note=note, rule=rule, baselines=baselines,
+                               verifications=[*baseline_runs, *verifications], figures=figures,
+                               sections=options.report_sections)
+    return TuneResult(out, evaluations, front, recommended, spec, verifications, baselines, baseline_runs, constraints,
+                      bar, seconds, report, note, own_runs, others)
+
+
+def search(options: TuneOptions, inputs: Inputs, constraints: Constraints, seeds: list[tuple[str, Genome]],
+           jobs: int, on_batch: Callable[[list[Evaluation]], None] | None) -> tuple[Problem, float]:
+    """The evolutionary search over `jobs` processes, and the seconds it took."""
+    began = time.perf_counter()
+    # When memory never limits the pods, memory settings change only the memory figures: such twins share
+    # one simulation.
+    sharing = MEMORY_SHARING if memory_never_binds(inputs.space, constraints.capacity) else None
+    problem = Problem(inputs.space, inputs.facts, constraints, inputs.simulator, on_batch=on_batch,
+                      sharing=sharing)
+    with process_pool(jobs) as mapper:
+        problem.mapper = mapper
+        evolve(problem, options.budget, options.population, options.seed, seeds)
+    return problem, time.perf_counter() - began
+
+
+def verify_front(options: TuneOptions, inputs: Inputs, front: list[Evaluation], specs: list[DeploymentSpec],
+                 ids: dict[int, str], folders: dict[str, str],
+                 console: Console) -> tuple[list[Verification], list[Verification], Constraints]:
+    """The real runs: the bounding baselines, then the front's first candidates; (the baselines' runs, the
+    candidates', the bounds the candidates' were judged by)."""
+    out = options.out
     short_profile = load_profile(options.real.profile, options.real.time_scale)
 
     def verify_spec(name: str, label: str, spec: DeploymentSpec, bar: Constraints) -> Verification:
@@ -333,9 +336,6 @@ def tune(options: TuneOptions, console: Console | None = None,
         if any(run.status == "interrupted" for run in [*baseline_runs, *verifications]):
             break  # Ctrl-C: keep what was measured and write the report
         verifications.append(verify_spec(ids[id(evaluation)], evaluation.candidate.label(), spec, bar))
-    if verifications:  # frontier.csv/json again, with the live accuracy the verified candidates measured
-        write_frontier(front, ids, specs, constraints, rule, out,
-                       {ids[id(e)]: v.live for e, v in zip(front, verifications, strict=False)})
     if baseline_runs or verifications:
         write_verifications([*baseline_runs, *verifications], out / "verification.json")
         # the real runs measured the CPU per request the simulation assumed: warn where they disagree
@@ -343,7 +343,12 @@ def tune(options: TuneOptions, console: Console | None = None,
                                                                 for r in v.repeats]):
             console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
             inputs.calibrations.warnings.append(warning)
+    return baseline_runs, verifications, bar
 
+
+def pick(front: list[Evaluation], verifications: list[Verification]) -> tuple[Evaluation, str, Verification | None]:
+    """The recommendation: the first verified candidate that passed, else the rule's first pick; how it was
+    chosen; its own real runs."""
     recommended, note, own_runs = front[0], "the rule's first pick, by simulation; not verified", None
     if verifications:
         passed = [v for v in verifications if v.passed]
@@ -354,10 +359,15 @@ def tune(options: TuneOptions, console: Console | None = None,
             note = "verified by a real run" + (" (the candidates before it failed verification)" if index else "")
         else:
             note = "the rule's first pick by simulation; every verified candidate failed verification"
-    others = other_models(inputs.baselines, recommended.candidate.model, inputs.calibrations)
-    notes += [f"baseline {name} serves another model ({model}) than the recommended one: its figures compare "
-              "another model as well as another deployment" for name, model in others.items()]
-    spec = specs[front.index(recommended)]
+    return recommended, note, own_runs
+
+
+def write_recommended(out: Path, inputs: Inputs, spec: DeploymentSpec, recommended: Evaluation, note: str,
+                      simulated: dict[str, Simulation], folders: dict[str, str], evaluations: list[Evaluation],
+                      front: list[Evaluation]) -> list[tuple[Path, str]]:
+    """recommended.yaml, its manifests, the simulated run folders (`simulated`: the baselines') and the plots
+    (with their captions)."""
+    baselines = {name: simulation.statistics for name, simulation in simulated.items()}
     write_spec(spec, out / "recommended.yaml", f"{recommended.candidate.label()}\n{note}")
     write_manifests(spec, out / "recommended-manifests.yaml")
     simulated = {"recommended": inputs.simulator.simulation(recommended.candidate, record=True), **simulated}
@@ -371,15 +381,5 @@ def tune(options: TuneOptions, console: Console | None = None,
         (replicas_plot({name: s.resources for name, s in simulated.items()}, out / "replicas.png"),
          "Replicas over the profile: recommended against the baselines (simulated)"),
     ]
-    seeding = [f"First generation seeded with {e.seeded_from}: {ids[id(e)]} {e.candidate.label()}"
-               for e in evaluations if e.seeded_from]
-    facts = SearchFacts(STRATEGY, inputs.space.size(), len(evaluations), problem.simulated, problem.simulations,
-                        seconds, jobs, options.profile, options.real.backend, [*seeding, *notes],
-                        inputs.calibrations.used, inputs.calibrations.warnings)
-    report = write_tune_report(out, facts=facts, constraints=constraints, bar=bar, front=front, ids=ids,
-                               recommended=recommended, recommended_note=note, rule=rule, baselines=baselines,
-                               verifications=[*baseline_runs, *verifications], figures=figures,
-                               sections=options.report_sections)
-    return TuneResult(out, evaluations, front, recommended, spec, verifications, baselines, baseline_runs, constraints,
-                      bar, seconds, report, note, own_runs, others)
+    return figures
 

@@ -28,16 +28,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from servetune.config import RunSummary
+from servetune.config import DeploymentSpec, RunSummary
 from servetune.tune.constraints import (
     Constraints,
     ModelFacts,
     Violation,
+    limit_ratio,
     measured_violations,
     static_violations,
 )
 from servetune.tune.pareto import crowding, fronts
-from servetune.tune.space import Candidate, SearchSpace, candidate_from_genes
+from servetune.tune.space import Candidate, OutsideSpace, SearchSpace, candidate_from_genes, spec_genome
 
 Evaluate = Callable[[Candidate], RunSummary]
 
@@ -360,3 +361,21 @@ def allowed_values(problem: Problem) -> list[list[int]]:
                     and a >= constraints.min_accuracy]
         allowed.append(keep or list(range(len(choices))))
     return allowed
+
+
+def baseline_seeds(space: SearchSpace, baselines: dict[str, DeploymentSpec],
+                   constraints: Constraints) -> tuple[list[tuple[str, Genome]], list[str]]:
+    """Each baseline as the genome of its nearest candidate, to seed the search with; a note for each that
+    has none in the space, and for each whose limits break --max-limit-ratio (its seed is moved within it)."""
+    seeds, notes = [], []
+    for name, spec in baselines.items():
+        try:
+            seeds.append((name, spec_genome(space, spec)))
+        except OutsideSpace as error:
+            notes.append(f"baseline {name} does not seed the search: {error}")
+        ratio = math.ceil(round(limit_ratio(spec) * 100, 6)) / 100  # rounded up: the ratio that allows it
+        if ratio > constraints.max_limit_ratio + 1e-9:
+            notes.append(f"baseline {name}: its limits are up to {ratio:g} x its requests, above --max-limit-ratio "
+                         f"{constraints.max_limit_ratio:g}: candidates like it are excluded (--max-limit-ratio "
+                         f"{ratio:g} allows them)")
+    return seeds, notes
