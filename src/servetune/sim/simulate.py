@@ -42,6 +42,14 @@ def _sampler(quantiles: dict[str, tuple[float, ...]], rng: random.Random):
     return work
 
 
+def _drive_on_the_node(cpu: Processor, load: Load, driver_ms: float) -> None:
+    """The load driver runs on the node it loads: its CPU per request comes out of the node's cores."""
+    if driver_ms:
+        driver = Group(None, solo=1.0, shared=1.0, cap=1.0)  # one process, one thread of asyncio
+        cpu.groups.append(driver)
+        load.driver = (cpu, driver, driver_ms / 1000)
+
+
 def simulate(
     spec: DeploymentSpec,
     profile: LoadProfile,
@@ -65,9 +73,8 @@ def simulate(
     each replica is one worker and the load driver's CPU per request comes out of the node's cores.
     `node_cpu`: the cores the pods (one node) really get, all quotas together; None: no bound beyond each
     pod's quota. `others_cores`: of `node_cpu`, the cores other work on the machine takes all along (a run's
-    recorded `host_cpu.others_cores`): the pods and the load driver share the rest. `open_loop`: Poisson arrivals at each phase's rate, else siege's closed loop.
-    `monitor_interval`: [default: the monitor's, monitor/cadence.py]. Statistics are those `servetune
-    analyze` computes from the run folder `Simulation.write` writes.
+    recorded `host_cpu.others_cores`): the pods and the load driver share the rest. `open_loop`: Poisson
+    arrivals at each phase's rate, else siege's closed loop. `monitor_interval`: [default: monitor/cadence.py].
     """
     if open_loop and (problem := profile.open_loop_problem()) is not None:
         raise ValueError(f"profile {profile.name}: {problem}")
@@ -82,11 +89,8 @@ def simulate(
     quantiles = {phase.target: cpu_quantiles(calibration, phase.target) for phase in profile.phases}
     shape = pod_shape(spec, calibration, capacity, local)
     cluster = Cluster(kernel, cpu, spec_run, shape, rng, _sampler(quantiles, rng), load.answer)
-    driver_ms = calibration.load_generator_cpu_ms_per_request or 0.0
-    if local and node_cpu is not None and driver_ms:
-        driver = Group(None, solo=1.0, shared=1.0, cap=1.0)  # one process, one thread of asyncio
-        cpu.groups.append(driver)
-        load.driver = (cpu, driver, driver_ms / 1000)
+    if local and node_cpu is not None:
+        _drive_on_the_node(cpu, load, calibration.load_generator_cpu_ms_per_request or 0.0)
     hpa = HpaTimings(time_scale=profile.time_scale if local else 1.0)
     watcher = Metrics(cluster, spec_run, timing, hpa, calibration.idle_cpu_cores * shape.workers,
                       (float(calibration.rss_idle_bytes), float(calibration.rss_loaded_bytes)))
