@@ -97,6 +97,7 @@ def verification_text(verification) -> str:
 def measured_text(measured) -> str:
     """': measured 224 MiB, 0.933 CPU, 39.5 ms, failures 0.00%', over several runs each figure's mean with
     its min-max range."""
+    from servetune.tune.constraints import CPU_REQUESTED, MEMORY_REQUESTED, RESPONSE_TIME
     from servetune.tune.repeats import spread
 
     if not measured:
@@ -106,7 +107,7 @@ def measured_text(measured) -> str:
         return spread([read(s) for s in measured]).text(fmt)
 
     runs = f" (mean (min-max) of {len(measured)} runs)" if len(measured) > 1 else ""
-    return (f": measured{runs} {figure(lambda s: s.memory_requested_KB / 1024, ',.0f')} MiB, "
-            f"{figure(lambda s: s.cpu_requested_core, '.3f')} CPU, "
-            f"{figure(lambda s: (s.response_time_s or 0) * 1000, '.1f')} ms, "
+    return (f": measured{runs} {figure(lambda s: s.memory_requested_KB / 1024, MEMORY_REQUESTED.fmt)} MiB, "
+            f"{figure(lambda s: s.cpu_requested_core, CPU_REQUESTED.fmt)} CPU, "
+            f"{figure(lambda s: (s.response_time_s or 0) * 1000, RESPONSE_TIME.fmt)} ms, "
             f"failures {figure(lambda s: s.failure_rate, '.2%')}")
