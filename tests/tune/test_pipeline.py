@@ -21,7 +21,7 @@ from servetune.tune.calibration_check import check_run
 from servetune.tune.constraints import Constraints
 from servetune.tune.pipeline import baseline_seeds
 from servetune.tune.space import SearchSpace
-from servetune.tune.tune_folder import folder_names
+from servetune.tune.tune_folder import baseline_labels
 
 SMALL_SPACE = {
     "cpu_request": [0.1, 0.25, 0.5],
@@ -77,7 +77,7 @@ def test_a_small_tune_writes_the_front_the_recommended_spec_and_the_report(tmp_p
     assert again.returncode == 2 and "already holds a tune" in again.stderr
 
 
-def test_baselines_given_as_paths_get_folders_named_after_them_inside_the_tune_folder(tmp_path):
+def test_baselines_given_as_paths_are_labelled_and_get_folders_by_their_stems_inside_the_tune_folder(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     fixed = load_deployment_spec("fixed-1")
@@ -93,6 +93,10 @@ def test_baselines_given_as_paths_get_folders_named_after_them_inside_the_tune_f
     assert sorted(p.name for p in (work / "tune" / "simulated").iterdir()) == ["mine", "recommended", "x"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml", "space.yaml", "work", "x.yaml"]
     assert (work / "tune" / "report.html").is_file()
+    # shown by their labels, not their paths: in the table and the bound lines
+    assert str(mine) not in result.stdout and "../x.yaml" not in result.stdout
+    assert "│ mine " in result.stdout and "│ x " in result.stdout
+    assert "CPU requested bound: 1.000 CPU (the simulated CPU requested of mine, --better-than)" in result.stdout
 
 
 def test_with_no_response_bound_the_knee_is_recommended_within_twice_the_fastest_baseline(tmp_path):
@@ -144,8 +148,8 @@ def test_the_closing_lines_say_the_pick_is_unverified_name_the_manifests_and_a_b
     assert "RuntimeWarning" not in result.stderr
 
 
-def test_folder_names_are_sanitised_stems_never_paths():
-    names = folder_names(["/home/me/mine.yaml", "../mine.yml", "course-hpa", "..", "a b/c:d.yaml", "rec.yaml"],
+def test_baseline_labels_are_sanitised_stems_never_paths():
+    names = baseline_labels(["/home/me/mine.yaml", "../mine.yml", "course-hpa", "..", "a b/c:d.yaml", "rec.yaml"],
                          reserved=["rec"])
     assert names == {"/home/me/mine.yaml": "mine", "../mine.yml": "mine-2", "course-hpa": "course-hpa",
                      "..": "spec", "a b/c:d.yaml": "c-d", "rec.yaml": "rec-2"}
