@@ -191,9 +191,9 @@ def read_inputs(options: TuneOptions) -> Inputs:
         baselines = {label: load_deployment_spec(name) for name, label in options.labels().items()}
     except (SpaceError, LoadProfileError, CalibrationError, ArtifactError, SpecError) as error:
         raise TuneError(str(error)) from None
-    for name, spec in baselines.items():  # a baseline's model may be outside the space: it still is simulated
+    for name, label in options.labels().items():  # a baseline's model may be outside the space: still simulated
         try:
-            calibrations.add(spec.model)
+            calibrations.add(baselines[label].model)
         except CalibrationError as error:
             raise TuneError(f"baseline {name}: {error}") from None
     labelling_problems(options.labelled(), base, baselines)
