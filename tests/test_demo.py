@@ -79,4 +79,4 @@ def test_the_short_tune_is_calibrated_on_the_demo_run_and_bounded_by_the_demo_sp
     assert recommended.cpu_requested_core <= demo.cpu_requested_core
     [seeded] = [e for e in result.evaluations if e.seeded_from]
     assert (seeded.seeded_from, seeded.generation) == (DEMO_SPEC, 0)
-    assert seeded.candidate.label() == "0.25cpu/1 192Mi/384Mi w1 hpa1-3@70% down120s upkubernetes"
+    assert seeded.candidate.label() == "0.25cpu/1 192Mi/384Mi w1 hpa1-3@70% down120s"

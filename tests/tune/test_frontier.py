@@ -51,8 +51,8 @@ def test_empty_frontier_names_the_constraint_that_excluded_everything():
     evolve(run, budget=60, population=20, seed=0)
     assert frontier(run.evaluations) == []
     message = why_empty(run.evaluations, run.constraints)
-    assert message.startswith("no candidate met the constraints: --max-response-ms (1 ms) excluded all")
-    assert "the nearest candidate" in message and "> 1 ms" in message
+    assert message.startswith("no candidate met the constraints: --max-response-ms (1.0 ms) excluded all")
+    assert "the nearest candidate" in message and "> 1.0 ms" in message
 
 
 def test_empty_frontier_names_the_bound_a_better_than_baseline_set():
@@ -74,7 +74,7 @@ def test_empty_frontier_from_several_constraints_gives_each_ones_share():
     run.run([too_little_memory, too_slow], 0)
     message = why_empty(run.evaluations, run.constraints)
     assert message.startswith("no candidate met every constraint at once (of 2: ")
-    assert "--memory-margin" in message and "--max-response-ms (10 ms) excluded 1" in message
+    assert "--memory-margin" in message and "--max-response-ms (10.0 ms) excluded 1" in message
 
 
 def test_infeasible_spaces_are_explained_before_any_simulation():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import kubernetes_validate
@@ -18,7 +19,7 @@ from servetune.deploy.spec import load_deployment_spec
 from servetune.model.variants import Variant
 from servetune.tune.calibration import default_calibration
 from servetune.tune.chosen import dockerfile_text, image_name
-from servetune.tune.own_model import VariantRow, own_space
+from servetune.tune.own_model import VariantRow, chance_note, own_space
 
 COURSE_HPA = Path(__file__).parents[1] / "data" / "course_manifests" / "deployment_hpa.yaml"
 
@@ -38,7 +39,10 @@ def test_the_whole_loop_writes_your_manifest_with_the_chosen_numbers_and_a_rerun
     out = first.stdout
     assert "your model's variants" in out and "│ mine-24 " in out and "searched" in out
     assert "accuracy bound: at least 99.00% (your model's less --max-accuracy-loss)" in out
-    assert "yours.yaml, --better-than" in out  # your pair bounds the search by default
+    yours = tmp_path / "a" / "yours.yaml"
+    assert f"your pair (your deployment with your model) -> {yours}, 'yours' below" in out  # its path, once
+    assert out.count(str(yours)) == 1 and "│ yours " in out  # in the table, by its label
+    assert "of yours, --better-than" in out  # your pair bounds the search by default
     assert "NOT verified (--verify 0, or stopped before)" in out
     chosen = tmp_path / "a" / "chosen"
     manifest = list(yaml.safe_load_all((chosen / "deployment.yaml").read_text()))
@@ -55,6 +59,8 @@ def test_the_whole_loop_writes_your_manifest_with_the_chosen_numbers_and_a_rerun
     assert f"COPY {Path(recommended.model).name} /models/" in (chosen / "Dockerfile").read_text()
     assert "+        image: node-0:5000/ml-app:servetune-" in out and (chosen / "deployment.diff").is_file()
     assert f"docker build -t {container['image']} {chosen}" in out
+    assert f"your deployment with the chosen numbers and image (not verified: by simulation only) -> {chosen}" in out
+    assert "chance level" not in out
     assert out.splitlines()[-1].startswith("the pick: NOT verified (--verify 0, or stopped before)")
     report = (tmp_path / "a" / "report.html").read_text()
     assert "Your model&#x27;s variants" in report or "Your model's variants" in report
@@ -123,3 +129,12 @@ def test_their_manifest_is_read_once_for_the_spec_and_the_written_manifest(tmp_p
     assert reads == [deployment]
     assert sorted(doc["kind"] for doc in documents) == ["Deployment", "HorizontalPodAutoscaler", "Service"]
     assert spec.autoscaling is not None and spec.autoscaling.max_replicas == 5
+
+
+def test_a_model_at_chance_level_is_said_to_be_so_in_the_closing_lines():
+    at_chance = Variant("vgg16-avg-224", 224, "fp32", Path("m.onnx"), accuracy=150 / 1650, images=1650, classes=11)
+    assert chance_note(at_chance) == (
+        "your model is at chance level (9.09% on 1,650 photos): its accuracy could not be told apart from guessing; "
+        "the figures above are about its cost only")
+    assert chance_note(replace(at_chance, accuracy=0.6)) is None
+    assert chance_note(replace(at_chance, accuracy=None)) is None  # not measured: nothing to say

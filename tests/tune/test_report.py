@@ -21,8 +21,8 @@ def test_the_measured_bounds_are_listed_where_they_differ_from_the_search():
     bar = baseline_bounds(Constraints(), {"default": measured}, "measured", better_than=["default"])
     text = "".join(verification_bounds(search, bar))
     for row in ("380 MiB (the measured memory requested of default, --better-than)",
-                "0.75 CPU (the measured CPU requested of default, --better-than)",
-                "250 ms (the measured response time of default, --better-than)"):
+                "0.750 CPU (the measured CPU requested of default, --better-than)",
+                "250.0 ms (the measured response time of default, --better-than)"):
         assert row in text
     assert verification_bounds(search, search) == []
 

@@ -27,7 +27,7 @@ def test_a_run_that_requested_more_than_the_measured_baseline_fails_verification
     memory, cpu = verification.violations
     assert memory.amount == pytest.approx(1 / 0.9 - 1) and cpu.amount == pytest.approx(1 / 0.8 - 1)
     verdict = verification.verdict()
-    assert verdict.startswith("failed verification: memory requested 458.549 MiB > 412.695 MiB "
+    assert verdict.startswith("failed verification: memory requested 459 MiB > 413 MiB "
                               "(the measured memory requested of default, --better-than); CPU requested"), verdict
     assert "(the measured CPU requested of default, --better-than)" in verdict
 
@@ -35,7 +35,7 @@ def test_a_run_that_requested_more_than_the_measured_baseline_fails_verification
 def test_a_run_no_worse_than_the_measured_baseline_is_verified():
     assert judged(summarize(RUN)).verdict() == "verified"
     faster = summarize(RUN).model_copy(update={"response_time_s": 0.5})
-    assert judged(faster).verdict().startswith("failed verification: response time 729.031 ms > 500 ms")
+    assert judged(faster).verdict().startswith("failed verification: response time 729.0 ms > 500.0 ms")
 
 
 def test_one_run_goes_into_its_folder_and_repeats_into_numbered_ones(tmp_path):

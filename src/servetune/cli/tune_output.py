@@ -64,7 +64,7 @@ def show_result(result) -> None:
     if own is not None and own.live is not None:
         accuracy_text += f" offline; live {own.live.text()} in its real runs"
     typer.echo(f"recommended: {result.recommended.candidate.label()} (accuracy {accuracy_text})")
-    typer.echo(f"  {verification_text(result.recommended_verification)}")
+    typer.echo(f"  {verification_text(result.recommended_verification, result.baseline_runs)}")
     typer.echo(f"  spec: {result.out / 'recommended.yaml'} (servetune run -c / servetune deploy apply)")
     typer.echo(f"  manifests: {result.out / 'recommended-manifests.yaml'} "
                f"(kubectl apply -f {result.out / 'recommended-manifests.yaml'})")
@@ -82,8 +82,10 @@ def show_result(result) -> None:
     typer.echo(f"report: {result.report}")
 
 
-def verification_text(verification) -> str:
-    """Whether the pick passed verification, in plain words, and which of its figures are measured."""
+def verification_text(verification, baseline_runs=(), names=None) -> str:
+    """Whether the pick passed verification, in plain words, and which of its figures are measured; where it
+    failed, the baselines run beside it that failed the same criterion (`names`: how to call a baseline run,
+    by its label; 'baseline LABEL' otherwise)."""
     if verification is None:
         return "NOT verified (--verify 0, or stopped before): every figure above is simulated"
     if verification.passed:
@@ -91,12 +93,27 @@ def verification_text(verification) -> str:
         return (f"verified: passed in {runs} real run{'s' if runs != 1 else ''}{measured_text(verification.measured)}"
                 "; the table above is simulated")
     return (f"FAILED verification ({verification.verdict().removeprefix('failed verification: ')}): no verified "
-            "candidate passed; its figures above are simulated")
+            f"candidate passed; its figures above are simulated{failed_as_well(verification, baseline_runs, names)}")
+
+
+def failed_as_well(verification, baseline_runs, names=None) -> str:
+    """'; your pair failed it as well: failure rate 7.69% (run 1 of 2) > 0.00%' for each baseline that broke,
+    in its own real runs beside the pick's, a criterion the pick broke: then the bar is what failed, not only
+    the pick ('' where none did)."""
+    broken = {violation.constraint for violation in verification.violations}
+    clauses = []
+    for run in baseline_runs:
+        same = [violation.message for violation in run.violations if violation.constraint in broken]
+        if same:
+            who = (names or {}).get(run.label, f"baseline {run.label}")
+            clauses.append(f"; {who} failed it as well: {'; '.join(same)}")
+    return "".join(clauses)
 
 
 def measured_text(measured) -> str:
     """': measured 224 MiB, 0.933 CPU, 39.5 ms, failures 0.00%', over several runs each figure's mean with
     its min-max range."""
+    from servetune.tune.constraints import CPU_REQUESTED, MEMORY_REQUESTED, RESPONSE_TIME
     from servetune.tune.repeats import spread
 
     if not measured:
@@ -106,7 +123,7 @@ def measured_text(measured) -> str:
         return spread([read(s) for s in measured]).text(fmt)
 
     runs = f" (mean (min-max) of {len(measured)} runs)" if len(measured) > 1 else ""
-    return (f": measured{runs} {figure(lambda s: s.memory_requested_KB / 1024, ',.0f')} MiB, "
-            f"{figure(lambda s: s.cpu_requested_core, '.3f')} CPU, "
-            f"{figure(lambda s: (s.response_time_s or 0) * 1000, '.1f')} ms, "
+    return (f": measured{runs} {figure(lambda s: s.memory_requested_KB / 1024, MEMORY_REQUESTED.fmt)} MiB, "
+            f"{figure(lambda s: s.cpu_requested_core, CPU_REQUESTED.fmt)} CPU, "
+            f"{figure(lambda s: (s.response_time_s or 0) * 1000, RESPONSE_TIME.fmt)} ms, "
             f"failures {figure(lambda s: s.failure_rate, '.2%')}")

@@ -55,17 +55,25 @@ class Bounded:
     bound_field: str
     source_field: str
     read: Callable[[RunSummary], float | None]
+    fmt: str  # as the tables show it
 
     def text(self, value: float) -> str:
-        return f"{value:,g} {self.unit}"
+        shown = format(value, self.fmt)
+        if value != 0 and float(shown.replace(",", "")) == 0:  # a bound below the shown precision is no zero
+            shown = f"{value:g}"
+        return f"{shown} {self.unit}"
+
+    def over_text(self, value: float, bound: float) -> str:
+        """A value over its bound, with more digits where the table's precision would show them equal."""
+        return self.text(value) if self.text(value) != self.text(bound) else f"{value:,g} {self.unit}"
 
 
 RESPONSE_TIME = Bounded("--max-response-ms", "response time", "ms", "max_response_ms", "response_source",
-                        lambda s: None if s.response_time_s is None else s.response_time_s * 1000)
+                        lambda s: None if s.response_time_s is None else s.response_time_s * 1000, ".1f")
 MEMORY_REQUESTED = Bounded("--max-memory-requested-mib", "memory requested", "MiB", "max_memory_requested_mib",
-                           "memory_source", lambda s: s.memory_requested_KB / 1024)
+                           "memory_source", lambda s: s.memory_requested_KB / 1024, ",.0f")
 CPU_REQUESTED = Bounded("--max-cpu-requested", "CPU requested", "CPU", "max_cpu_requested", "cpu_source",
-                        lambda s: s.cpu_requested_core)
+                        lambda s: s.cpu_requested_core, ".3f")
 BOUNDED = (RESPONSE_TIME, MEMORY_REQUESTED, CPU_REQUESTED)
 
 
@@ -211,7 +219,7 @@ def measured_violations(statistics: RunSummary | Sequence[RunSummary],
         value = spread(values).mean
         if value <= bound * (1 + ROUNDING):
             continue
-        found.append(Violation(statistic.flag, f"{statistic.name} {statistic.text(value)}{over} > "
+        found.append(Violation(statistic.flag, f"{statistic.name} {statistic.over_text(value, bound)}{over} > "
                                f"{constraints.bound_text(statistic)}", value / bound - 1 if bound > 0 else 1.0))
     worst = max(runs, key=lambda s: s.failure_rate)
     if worst.failure_rate > constraints.max_failure_rate:
@@ -226,8 +234,8 @@ def repeats_text(statistic: Bounded, runs: Spread) -> str:
     """How a bound was taken from several runs of a baseline ('' from one)."""
     if runs.runs == 1:
         return ""
-    return (f" (mean of {runs.runs} runs {statistic.text(round(runs.mean, 6))} + half their range "
-            f"{statistic.text(round(runs.half_range, 6))})")
+    return (f" (mean of {runs.runs} runs {statistic.text(runs.mean)} + half their range "
+            f"{statistic.text(runs.half_range)})")
 
 
 def baseline_bounds(constraints: Constraints, baselines: Mapping[str, RunSummary | Sequence[RunSummary]],

@@ -29,7 +29,7 @@ from servetune.deploy.capacity import MIB
 from servetune.deploy.spec import read_documents, spec_from_documents, spec_yaml
 from servetune.errors import ServetuneError
 from servetune.model.trained_variants import TrainingSettings, train_variants
-from servetune.model.variants import ImportSettings, Variant, VariantSettings, build_variants
+from servetune.model.variants import ImportSettings, Variant, VariantSettings, build_variants, chance_level
 from servetune.tune.calibration import Calibration
 from servetune.tune.measure import CPU_LIMITS, quantile_mean
 from servetune.tune.measure_kubernetes import Place
@@ -192,6 +192,14 @@ def prepare(own: OwnModel, options: TuneOptions, progress=None,
         better_than=options.better_than if bounded else [str(yours)],
         report_sections=[variant_section(rows, variants.notes)])
     return Prepared(tune_options, rows, variants.notes, yours, documents, bound, site.text())
+
+
+def chance_note(original: Variant) -> str | None:
+    """Said where the user's model is at chance level (None where it is above it, or not measured)."""
+    if original.accuracy is None or chance_level(original.accuracy, original.classes, original.images) is None:
+        return None
+    return (f"your model is at chance level ({original.accuracy:.2%} on {original.images:,} photos): its accuracy "
+            "could not be told apart from guessing; the figures above are about its cost only")
 
 
 def variant_section(rows: list[VariantRow], notes: list[str]) -> str:

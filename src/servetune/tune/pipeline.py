@@ -67,8 +67,8 @@ from servetune.tune.space import (
     load_space,
 )
 from servetune.tune.tune_folder import (
+    baseline_labels,
     candidate_id,
-    folder_names,
     write_candidates,
     write_frontier,
     write_manifests,
@@ -112,6 +112,17 @@ class TuneOptions:
     def bounding(self) -> list[str]:
         """The baselines that bound the candidates, each once."""
         return list(dict.fromkeys([*self.no_slower_than, *self.better_than]))
+
+    def labels(self) -> dict[str, str]:
+        """Each baseline as given (a packaged spec's name, a path) -> the label it is shown and filed by."""
+        return baseline_labels(list(dict.fromkeys([*self.baselines, *self.bounding()])), reserved=["recommended"])
+
+    def labelled(self) -> TuneOptions:
+        """These options with each baseline named by its label."""
+        labels = self.labels()
+        return replace(self, baselines=[labels[n] for n in self.baselines],
+                       no_slower_than=[labels[n] for n in self.no_slower_than],
+                       better_than=[labels[n] for n in self.better_than])
 
     def search_bounds(self, constraints: Constraints, simulated: Mapping[str, RunSummary]) -> Constraints:
         """What the search asks of a candidate: the baselines' simulated figures, less the headroom."""
@@ -163,16 +174,15 @@ def read_inputs(options: TuneOptions) -> Inputs:
         calibrations = calibrations_for(space.models, options.calibrations)
         facts = {model: model_facts(model, calibrations.calibrations[model]) for model in space.models}
         base = load_deployment_spec(space.base)
-        names = list(dict.fromkeys([*options.baselines, *options.bounding()]))
-        baselines = {name: load_deployment_spec(name) for name in names}
+        baselines = {label: load_deployment_spec(name) for name, label in options.labels().items()}
     except (SpaceError, LoadProfileError, CalibrationError, ArtifactError, SpecError) as error:
         raise TuneError(str(error)) from None
-    for name, spec in baselines.items():  # a baseline's model may be outside the space: it still is simulated
+    for name, label in options.labels().items():  # a baseline's model may be outside the space: still simulated
         try:
-            calibrations.add(spec.model)
+            calibrations.add(baselines[label].model)
         except CalibrationError as error:
             raise TuneError(f"baseline {name}: {error}") from None
-    labelling_problems(options, base, baselines)
+    labelling_problems(options.labelled(), base, baselines)
     backend = str(options.real.backend)
     for model, calibration in calibrations.calibrations.items():
         if calibration.backend != backend:
@@ -226,13 +236,13 @@ def tune(options: TuneOptions, console: Console | None = None,
     share the terminal with the verification's live load table)."""
     console = console or Console(stderr=True)
     inputs = read_inputs(options)
+    options = options.labelled()  # the baselines are named by their labels from here on
     for warning in inputs.calibrations.warnings:
         console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     jobs = options.jobs or os.cpu_count() or 1
 
-    folders = folder_names(list(inputs.baselines), reserved=["recommended"])  # a label may be a user's path
     simulated = {name: inputs.simulator.spec_simulation(spec, spec.model, record=True)
                  for name, spec in inputs.baselines.items()}
     baselines = {name: simulation.statistics for name, simulation in simulated.items()}
@@ -255,7 +265,7 @@ def tune(options: TuneOptions, console: Console | None = None,
     specs = [candidate_spec(e.candidate, inputs.simulator.base) for e in front]
     write_frontier(front, ids, specs, constraints, rule, out)
 
-    baseline_runs, verifications, bar = verify_front(options, inputs, front, specs, ids, folders, console)
+    baseline_runs, verifications, bar = verify_front(options, inputs, front, specs, ids, console)
     if verifications:  # frontier.csv/json again, with the live accuracy the verified candidates measured
         write_frontier(front, ids, specs, constraints, rule, out,
                        {ids[id(e)]: v.live for e, v in zip(front, verifications, strict=False)})
@@ -264,7 +274,7 @@ def tune(options: TuneOptions, console: Console | None = None,
     notes += [f"baseline {name} serves another model ({model}) than the recommended one: its figures compare "
               "another model as well as another deployment" for name, model in others.items()]
     spec = specs[front.index(recommended)]
-    figures = write_recommended(out, inputs, spec, recommended, note, simulated, folders, evaluations, front)
+    figures = write_recommended(out, inputs, spec, recommended, note, simulated, evaluations, front)
     seeding = [f"First generation seeded with {e.seeded_from}: {ids[id(e)]} {e.candidate.label()}"
                for e in evaluations if e.seeded_from]
     facts = SearchFacts(STRATEGY, inputs.space.size(), len(evaluations), problem.simulated, problem.simulations,
@@ -294,21 +304,19 @@ def search(options: TuneOptions, inputs: Inputs, constraints: Constraints, seeds
 
 
 def verify_front(options: TuneOptions, inputs: Inputs, front: list[Evaluation], specs: list[DeploymentSpec],
-                 ids: dict[int, str], folders: dict[str, str],
-                 console: Console) -> tuple[list[Verification], list[Verification], Constraints]:
+                 ids: dict[int, str], console: Console) -> tuple[list[Verification], list[Verification], Constraints]:
     """The real runs: the bounding baselines, then the front's first candidates; (the baselines' runs, the
     candidates', the bounds the candidates' were judged by)."""
     out = options.out
     short_profile = load_profile(options.real.profile, options.real.time_scale)
 
-    def verify_spec(name: str, label: str, spec: DeploymentSpec, bar: Constraints) -> Verification:
-        spec_file = write_spec(spec, out / "specs" / f"{name}.yaml", label)
+    def verify_spec(folder: str, label: str, spec: DeploymentSpec, bar: Constraints) -> Verification:
+        spec_file = write_spec(spec, out / "specs" / f"{folder}.yaml", label)
         runs = f", {options.real.repeats} runs" if options.real.repeats > 1 else ""
-        console.print(f"[bold]verify {name}[/] {label} for real ({options.real.profile}, time scale "
+        console.print(f"[bold]verify[/] {label} for real ({options.real.profile}, time scale "
                       f"{options.real.time_scale:g}{runs})", highlight=False)
         same_scale = inputs.simulator.spec_simulation(spec, spec.model, profile=short_profile).statistics
-        item = verify(f"{name} {label}", spec, spec_file, out / "verify" / name, same_scale, options.real, bar,
-                      console)
+        item = verify(label, spec, spec_file, out / "verify" / folder, same_scale, options.real, bar, console)
         console.print(f"    {item.verdict()}", highlight=False)
         if accuracy := item.accuracy_text():
             console.print(f"    {accuracy}", highlight=False, markup=False)
@@ -324,7 +332,7 @@ def verify_front(options: TuneOptions, inputs: Inputs, front: list[Evaluation], 
     if options.verify > 0 and options.bounding():
         measured = {}
         for name in options.bounding():
-            run = verify_spec(f"baseline-{folders[name]}", name, inputs.baselines[name], inputs.constraints)
+            run = verify_spec(f"baseline-{name}", name, inputs.baselines[name], inputs.constraints)
             baseline_runs.append(run)
             if run.status == "interrupted":
                 break
@@ -335,7 +343,8 @@ def verify_front(options: TuneOptions, inputs: Inputs, front: list[Evaluation], 
     for evaluation, spec in list(zip(front, specs, strict=True))[: options.verify]:
         if any(run.status == "interrupted" for run in [*baseline_runs, *verifications]):
             break  # Ctrl-C: keep what was measured and write the report
-        verifications.append(verify_spec(ids[id(evaluation)], evaluation.candidate.label(), spec, bar))
+        label = f"{ids[id(evaluation)]} {evaluation.candidate.label()}"
+        verifications.append(verify_spec(ids[id(evaluation)], label, spec, bar))
     if baseline_runs or verifications:
         write_verifications([*baseline_runs, *verifications], out / "verification.json")
         # the real runs measured the CPU per request the simulation assumed: warn where they disagree
@@ -363,17 +372,15 @@ def pick(front: list[Evaluation], verifications: list[Verification]) -> tuple[Ev
 
 
 def write_recommended(out: Path, inputs: Inputs, spec: DeploymentSpec, recommended: Evaluation, note: str,
-                      simulated: dict[str, Simulation], folders: dict[str, str], evaluations: list[Evaluation],
-                      front: list[Evaluation]) -> list[tuple[Path, str]]:
+                      simulated: dict[str, Simulation], evaluations: list[Evaluation], front: list[Evaluation]) -> list[tuple[Path, str]]:
     """recommended.yaml, its manifests, the simulated run folders (`simulated`: the baselines') and the plots
     (with their captions)."""
     baselines = {name: simulation.statistics for name, simulation in simulated.items()}
     write_spec(spec, out / "recommended.yaml", f"{recommended.candidate.label()}\n{note}")
     write_manifests(spec, out / "recommended-manifests.yaml")
     simulated = {"recommended": inputs.simulator.simulation(recommended.candidate, record=True), **simulated}
-    folders["recommended"] = "recommended"
     for name, simulation in simulated.items():
-        simulation.write(out / "simulated" / folders[name])
+        simulation.write(out / "simulated" / name)
 
     figures = [
         (pareto_plot(evaluations, front, recommended, baselines, out / "pareto.png"),

@@ -171,7 +171,8 @@ class Candidate:
         return self.replicas is None
 
     def label(self) -> str:
-        """A short readable name, e.g. `0.2cpu/0.4 128Mi/256Mi w1 hpa1-3@60% down120s up1/60s`."""
+        """A short readable name, e.g. `0.2cpu/0.4 128Mi/256Mi w1 hpa1-3@60% down120s up1/60s`; the scale-up
+        policy is left out when it is Kubernetes' default (`... down300s`)."""
         threads = "" if self.threads is None else f"t{self.threads}"
         head = (f"{self.cpu_request:g}cpu/{self.cpu_limit:g} {self.memory_request_mb}Mi/{self.memory_limit_mb}Mi "
                 f"w{self.workers}{threads}")
@@ -179,8 +180,9 @@ class Candidate:
             head = f"{Path(self.model).stem} {head}"
         if not self.autoscaled:
             return f"{head} fixed{self.replicas}"
+        up = "" if self.scale_up == "kubernetes" else f" up{self.scale_up}"
         return (f"{head} hpa{self.min_replicas}-{self.max_replicas}@{self.target_cpu_utilization}% "
-                f"down{self.scale_down_stabilization_s}s up{self.scale_up}")
+                f"down{self.scale_down_stabilization_s}s{up}")
 
 
 def candidate_from_genes(space: SearchSpace, genome: tuple[int, ...]) -> Candidate:

@@ -38,21 +38,22 @@ def candidate_id(index: int) -> str:
     return f"c{index + 1:04d}"
 
 
-def folder_names(labels: Sequence[str], reserved: Sequence[str] = ()) -> dict[str, str]:
-    """A folder name inside the tune folder for each baseline label, which may be a path the user gave
-    (`/home/me/mine.yaml`, `../x.yaml`): the file's stem, with anything but letters, digits, `.`, `_` and
-    `-` turned into `-`; a name already taken (by an earlier label, or one of `reserved`) gets `-2`, `-3`...
-    A label never becomes a path, so a folder cannot land on the user's file or outside the tune folder."""
-    names: dict[str, str] = {}
-    for label in labels:
-        stem = re.sub(r"\.ya?ml$", "", label.replace("\\", "/").rsplit("/", 1)[-1])
+def baseline_labels(names: Sequence[str], reserved: Sequence[str] = ()) -> dict[str, str]:
+    """The label of each baseline as the user named it (a packaged spec, or a path: `/home/me/mine.yaml`,
+    `../x.yaml`), shown in the tables and lines and used as its folder name inside the tune folder: the
+    file's stem, with anything but letters, digits, `.`, `_` and `-` turned into `-`; a label already taken
+    (by an earlier one, or one of `reserved`) gets `-2`, `-3`... A label is never a path, so a folder cannot
+    land on the user's file or outside the tune folder."""
+    labels: dict[str, str] = {}
+    for given in names:
+        stem = re.sub(r"\.ya?ml$", "", given.replace("\\", "/").rsplit("/", 1)[-1])
         base = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-") or "spec"
-        name, number = base, 1
-        while name in names.values() or name in reserved:
+        label, number = base, 1
+        while label in labels.values() or label in reserved:
             number += 1
-            name = f"{base}-{number}"
-        names[label] = name
-    return names
+            label = f"{base}-{number}"
+        labels[given] = label
+    return labels
 
 
 def statistic_values(statistics: RunSummary | None) -> dict[str, object]:
