@@ -19,7 +19,7 @@ from servetune.deploy.spec import load_deployment_spec
 from servetune.model.variants import Variant
 from servetune.tune.calibration import default_calibration
 from servetune.tune.chosen import dockerfile_text, image_name
-from servetune.tune.own_model import VariantRow, chance_note, own_space
+from servetune.tune.own_model import VariantRow, accuracy_floor, chance_note, own_space
 
 COURSE_HPA = Path(__file__).parents[1] / "data" / "course_manifests" / "deployment_hpa.yaml"
 
@@ -138,3 +138,9 @@ def test_a_model_at_chance_level_is_said_to_be_so_in_the_closing_lines():
         "the figures above are about its cost only")
     assert chance_note(replace(at_chance, accuracy=0.6)) is None
     assert chance_note(replace(at_chance, accuracy=None)) is None  # not measured: nothing to say
+
+
+def test_the_accuracy_floor_is_theirs_less_the_allowed_loss_and_never_below_zero():
+    assert accuracy_floor(0.5, 0.01) == pytest.approx(0.49)
+    assert accuracy_floor(0.004, 0.01) == 0.0  # printed as "at least 0.00%", not "-0.60%"
+    assert accuracy_floor(None, 0.01) is None

@@ -140,6 +140,11 @@ def own_space(rows: list[VariantRow], yours: DeploymentSpec, base: Path, margin:
     return data
 
 
+def accuracy_floor(accuracy: float | None, max_loss: float) -> float | None:
+    """The least accuracy a variant may have: theirs less the allowed loss, never below 0 (a model near 0 %)."""
+    return None if accuracy is None else max(0.0, accuracy - max_loss)
+
+
 def prepare(own: OwnModel, options: TuneOptions, progress=None,
             step: Callable[[str], None] = lambda text: None) -> Prepared:
     """Variants, their calibrations, OUT/space.yaml and OUT/yours.yaml, and the tune's options."""
@@ -154,7 +159,7 @@ def prepare(own: OwnModel, options: TuneOptions, progress=None,
         trained = train_variants(original, own.data, own.cache, own.training, own.variants, progress, step)
         variants.variants += trained.variants
         variants.notes += trained.notes
-    bound = None if original.accuracy is None else original.accuracy - own.max_accuracy_loss
+    bound = accuracy_floor(original.accuracy, own.max_accuracy_loss)
     rows = [VariantRow(variant) for variant in variants.variants]
     for row in rows:
         if row.variant.path is None:
@@ -185,7 +190,7 @@ def prepare(own: OwnModel, options: TuneOptions, progress=None,
     bounded = options.bounding() or options.constraints.max_response_ms is not None
     constraints = options.constraints
     if constraints.min_accuracy is None and bound is not None:
-        constraints = replace(constraints, min_accuracy=max(0.0, bound))
+        constraints = replace(constraints, min_accuracy=bound)
     tune_options = replace(
         options, space=space, calibrations=[r.calibration_file for r in rows if r.calibration_file is not None],
         constraints=constraints, baselines=[str(yours), *options.baselines],
