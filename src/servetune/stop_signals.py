@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
+
+STOPS = {signal.SIGINT, signal.SIGTERM}
 
 
 def on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -31,3 +35,16 @@ def leave_signals_to_the_parent() -> None:
     parent's SIGINT handler only sets a flag (the load driver's), leave a terminated worker waiting forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)  # held since the fork (`stops_held`): now they may come
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held (blocked) in this thread, and in the processes and threads it starts, until the
+    block ends here (or `leave_signals_to_the_parent` ends it in a forked worker): one arriving before a worker
+    has set its own handlers then waits for them, instead of running the parent's handler in the worker."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -93,3 +93,22 @@ def test_pool_workers_leave_ctrl_c_to_the_parent_and_end_quietly():
               "        mapper(abs, range(-50, 50))\n")
     result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_pool_ended_while_its_workers_start_ends_them_quietly():
+    # SIGTERM reaching a worker before its initializer has replaced the parent's handlers: held until then,
+    # it ends the worker at once instead of raising KeyboardInterrupt into the copy of the parent's stack.
+    script = ("import time\n"
+              "import servetune.tune.evaluate as evaluate\n"
+              "from servetune.stop_signals import leave_signals_to_the_parent, sigterm_as_interrupt\n"
+              "def slow_start():\n"
+              "    time.sleep(0.5)\n"
+              "    leave_signals_to_the_parent()\n"
+              "evaluate.leave_signals_to_the_parent = slow_start\n"
+              "sigterm_as_interrupt()\n"
+              "with evaluate.process_pool(2):\n"
+              "    pass\n"
+              "print('ended')\n")
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "ended\n", result.stderr
+    assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr, result.stderr

@@ -17,7 +17,7 @@ from servetune.config import DeploymentSpec, LoadProfile, RunSummary
 from servetune.deploy.capacity import MIB, Capacity
 from servetune.deploy.spec import DEFAULT_MODEL, spec_model_path
 from servetune.sim.simulate import MetricsTiming, Simulation, simulate
-from servetune.stop_signals import leave_signals_to_the_parent
+from servetune.stop_signals import leave_signals_to_the_parent, stops_held
 from servetune.tune.calibration import Calibration, CalibrationError, default_calibration, load_calibration
 from servetune.tune.search import Sharing
 from servetune.tune.space import Candidate, SearchSpace, candidate_spec
@@ -82,7 +82,9 @@ def process_pool(jobs: int | None = None) -> Iterator[Callable[[Callable, Iterab
     if jobs == 1:
         yield lambda function, items: list(map(function, items))
         return
-    with multiprocessing.get_context("fork").Pool(jobs, initializer=leave_signals_to_the_parent) as pool:
+    with stops_held():  # the workers, and the pool's threads that fork replacements, start with them held
+        pool = multiprocessing.get_context("fork").Pool(jobs, initializer=leave_signals_to_the_parent)
+    with pool:
         def parallel_map(function: Callable, items: Iterable) -> list:
             items = list(items)
             return pool.map(function, items, chunksize=max(1, len(items) // (4 * jobs)))
