@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from servetune.tune.cpu_cost import QUIET_CORES, busy_note, cpu_per_request, repeat_figures, spread_text
+from servetune.host.machine_cpu import QUIET_OTHERS_CORES
+from servetune.tune.cpu_cost import busy_note, cpu_per_request, repeat_figures, spread_text
 from servetune.tune.measure import Setting, build_calibration, quantile_mean
 
 MODEL = Path(__file__).parents[2] / "src" / "servetune" / "model" / "default" / "food11-lite0-int8.onnx"
@@ -41,7 +42,7 @@ def test_a_calibration_on_a_busy_machine_warns() -> None:
     figure = cpu_per_request("GET /test", 1.0, [repeat(12.0, 0.9), repeat(11.0, 0.8), repeat(15.0, 1.3)])
     assert (figure.ms, figure.used) == (11.5, 2)  # 0.8 and 0.9: within 0.25 of the quietest
     note = busy_note([figure])
-    assert note is not None and "0.80 cores" in note and f"above {QUIET_CORES} cores" in note and "--from-run" in note
+    assert note is not None and "0.80 cores" in note and f"above {QUIET_OTHERS_CORES} cores" in note and "--from-run" in note
     unknown = cpu_per_request("GET /test", 1.0, [repeat(12.0, None), repeat(10.0, None), repeat(11.0, None)])
     assert (unknown.ms, unknown.used, unknown.others_cores) == (11.0, 3, None)
     assert "unknown" in (busy_note([unknown]) or "")

@@ -22,6 +22,9 @@ PROC_STAT = Path("/proc/stat")
 # /proc/stat's cpu line: user nice system idle iowait irq softirq steal guest guest_nice; busy leaves out
 # idle and iowait, and guest time is already inside user
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
+# Other processes' cores beyond which a measurement on this machine is taken as disturbed (a run's response
+# time not comparable, a calibration repeat not quiet): the replicas and the server share the same cores.
+QUIET_OTHERS_CORES = 0.25
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,17 @@ turns and share the caches, so the same request costs more CPU time on a busy ma
 The relation is not a line through zero others (those measurements extrapolate to about 5 ms at zero
 others, half of the 9.75 ms a quiet sequential measurement gives), so it is not subtracted by a formula:
 each repeat records the cores the others took (host/machine_cpu.py), the figure is the median of the
-repeats least disturbed (within QUIET_CORES of the quietest), the others' cores of those are kept beside
-it, and a calibration whose quietest repeat had others above QUIET_CORES warns.
+repeats least disturbed (within QUIET_OTHERS_CORES of the quietest), the others' cores of those are kept beside
+it, and a calibration whose quietest repeat had others above QUIET_OTHERS_CORES warns.
 """
 
 from __future__ import annotations
 
 import statistics
 
+from servetune.host.machine_cpu import QUIET_OTHERS_CORES
 from servetune.tune.calibration import CpuPerRequest, CpuRepeat, Target
 
-QUIET_CORES = 0.25  # others' cores a measurement is taken as undisturbed by
 USERS = 20  # the reference profile's busy phases: 20 users thinking 0 or 1 s between requests
 DELAY_S = 1.0
 
@@ -36,12 +36,12 @@ def repeat_figures(cpu_s: float, idle_cores: float, seconds: float, requests: in
 
 
 def cpu_per_request(target: Target, cpu_limit: float, repeats: list[CpuRepeat]) -> CpuPerRequest:
-    """The figure of `repeats`: the median of those within QUIET_CORES of the quietest (all of them when the
+    """The figure of `repeats`: the median of those within QUIET_OTHERS_CORES of the quietest (all of them when the
     others' CPU is unknown), with their spread and their others' cores."""
     known = [r.others_cores for r in repeats if r.others_cores is not None]
     if known:
         quietest = min(known)
-        used = [r for r in repeats if r.others_cores is not None and r.others_cores <= quietest + QUIET_CORES]
+        used = [r for r in repeats if r.others_cores is not None and r.others_cores <= quietest + QUIET_OTHERS_CORES]
     else:
         used = list(repeats)
     values = [r.cpu_ms_per_request for r in used]
@@ -53,7 +53,7 @@ def cpu_per_request(target: Target, cpu_limit: float, repeats: list[CpuRepeat]) 
 
 
 def busy_note(figures: list[CpuPerRequest]) -> str | None:
-    """The warning for a measurement taken while other processes took more than QUIET_CORES (or unknown)."""
+    """The warning for a measurement taken while other processes took more than QUIET_OTHERS_CORES (or unknown)."""
     if not figures:
         return None
     others = [r.others_cores for figure in figures for r in figure.repeats]
@@ -61,9 +61,9 @@ def busy_note(figures: list[CpuPerRequest]) -> str | None:
         return ("the CPU other processes took during the measurement is unknown (/proc/stat not readable): "
                 "CPU per request may read high if the machine was busy")
     least = min(value for value in others if value is not None)
-    if least <= QUIET_CORES:
+    if least <= QUIET_OTHERS_CORES:
         return None
-    return (f"other processes took {least:.2f} cores or more during every repeat (above {QUIET_CORES} cores): "
+    return (f"other processes took {least:.2f} cores or more during every repeat (above {QUIET_OTHERS_CORES} cores): "
             "the machine was busy, so CPU per request reads high (a request costs more CPU beside other work); "
             "calibrate on a quiet machine, or recalibrate from a quiet run with --from-run")
 

@@ -19,12 +19,9 @@ from rich.console import Console
 from servetune.analyze.live_accuracy import LiveAccuracy, live_accuracy
 from servetune.backend.protocol import BackendName
 from servetune.config import DeploymentSpec, RunSummary
+from servetune.host.machine_cpu import QUIET_OTHERS_CORES
 from servetune.load.labelling_users import LabellingPlan
 from servetune.tune.constraints import Constraints, Violation, measured_violations
-
-# Other processes' CPU during a run (run.json host_cpu) beyond which its response time is not comparable:
-# on the one-machine cluster the replicas run on the same cores.
-SHARED_MACHINE_CORES = 0.25
 
 
 @dataclass(frozen=True)
@@ -99,7 +96,7 @@ class Verification:
         return [f"{r.run_dir.name}: other processes took {r.measured.others_cores:.2f} cores during the load; "
                 "the replicas got less than on a quiet machine, so its response time reads slow"
                 for r in self.repeats
-                if r.measured is not None and (r.measured.others_cores or 0.0) > SHARED_MACHINE_CORES]
+                if r.measured is not None and (r.measured.others_cores or 0.0) > QUIET_OTHERS_CORES]
 
     def verdict(self) -> str:
         if self.passed:
