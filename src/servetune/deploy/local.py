@@ -45,7 +45,7 @@ import psutil
 
 from servetune.config import DeploymentSpec, LocalClusterState, LocalReplica
 from servetune.deploy.backoff import Backoff, BackoffTimings, after_exit
-from servetune.deploy.capacity import Capacity
+from servetune.deploy.capacity import MIB, Capacity
 from servetune.deploy.footprint import measure_footprint
 from servetune.deploy.hpa import HpaMemory, HpaTimings, PodObservation, hpa_step
 from servetune.deploy.local_postgres import LocalPostgres
@@ -64,7 +64,6 @@ from servetune.host.schedule import every
 from servetune.host.usage import CpuMeter
 from servetune.serve.settings import ServerSettings, label_fields
 
-MIB = 1024 * 1024
 STATE_FILE = "state.json"
 LABELS_FILE = "labels.db"
 LOG_FILE = "gunicorn.log"

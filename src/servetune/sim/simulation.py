@@ -37,6 +37,7 @@ from servetune.config import (
     ResourceSample,
     RunSummary,
 )
+from servetune.deploy.capacity import MIB
 from servetune.load.request_log import write_request_log
 from servetune.load.siege import write_siege_log
 from servetune.load.tally import SIEGE_FAILED_STATUSES, c_divide
@@ -47,7 +48,6 @@ from servetune.sim.costs import Costs
 
 # Simulated time 0 (the load's start) on the wall clock of the files: 2026-01-01 00:00:00 UTC.
 EPOCH = 1_767_225_600
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
