@@ -107,6 +107,6 @@ def simulate(
     kernel.at(0.0, Repeat(kernel, interval, load.end, watcher.sample, _SAMPLE))
     kernel.run_until()
     return summarize_simulation(
-        spec, profile, calibration, load.raw, watcher.samples, interval, load.starts, load.ends, load.requests,
+        spec, profile, calibration, load.raw, watcher.samples, load.starts, load.ends, load.requests,
         cluster.events, seed,
     )

@@ -9,13 +9,11 @@ as requests.csv without a record per request. `Simulation.write` writes the run 
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import yaml
 
 from servetune.analyze.stats import (
@@ -24,6 +22,7 @@ from servetune.analyze.stats import (
     mean,
     offered_rate,
     phase_label,
+    replica_seconds,
     sample_statistics,
     transaction_rate,
     weighted_response_time,
@@ -198,7 +197,6 @@ def summarize_simulation(
     calibration: Costs,
     raw: RawRun,
     samples: list[tuple[float, int, float, float]],
-    monitor_interval: float,
     run_starts: list[float],
     run_ends: list[float],
     requests: list[tuple] | None,
@@ -221,18 +219,13 @@ def summarize_simulation(
     all_latencies = [x for phase in raw.latencies for x in phase]
     p50, p95, p99 = latency_percentiles(all_latencies)
     request_count = sum(raw.requests)
-    # analyze reads the monitor's wall-clock text (whole seconds): integrate replicas on that grid.
-    whole = [math.floor(t) for t, *_ in samples]
-    steps = [b - a for a, b in itertools.pairwise(whole)]
-    last_step = float(np.median(steps)) if steps else monitor_interval
-    replica_seconds = sum(s[1] * dt for s, dt in zip(samples, [*steps, last_step], strict=True))
     value, source = _accuracy(calibration)
     statistics = RunSummary(
         run_dir="",
         name=spec.name,
         **sample_statistics(resources),
         **load_statistics(load_rows),
-        replica_seconds=replica_seconds,
+        replica_seconds=replica_seconds(resources),  # as analyze integrates the monitor's CSV
         failure_rate=sum(raw.not_okay) / request_count if request_count else 0.0,
         requests=request_count,
         latency_p50_s=p50,
